@@ -1,0 +1,81 @@
+# jemc — build, test and fuzz.
+#   make            build/jemc and build/libjemrt.a (installs missing Debian packages first)
+#   make test       build and run the TAP suite with prove
+#   make test SAN=1 the same suite under AddressSanitizer + UBSan (in build-san/)
+#   make fuzz       build the libFuzzer front-end harness and run it (FUZZ_SECONDS=60)
+#   make deps       install what is missing (Debian packages), nothing else
+LLVM_CONFIG ?= llvm-config-19
+CC          ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+ifeq ($(SAN),1)
+B        := build-san
+OPT      := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+B        := build
+OPT      := -O2
+endif
+
+# Warnings are errors in CI (CI=true) or with WERROR=1.
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
+ifneq ($(filter true 1,$(CI) $(WERROR)),)
+WARN += -Werror
+endif
+
+CFLAGS   := -std=c11 -g $(OPT) $(WARN) -D_GNU_SOURCE -Icompiler -Iruntime -Icodegen
+LDLIBS   := -lm
+
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+RUNTIME_SRC  := $(wildcard runtime/*.c)
+TEST_SRC     := $(wildcard tests/t_*.c)
+COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
+TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+
+.PHONY: all deps deps-build deps-test test fuzz clean
+all: deps-build $(B)/jemc $(B)/libjemrt.a
+
+deps:
+	@tools/deps.sh fuzz
+deps-build:
+	@tools/deps.sh build --check 2>/dev/null || tools/deps.sh build
+deps-test:
+	@tools/deps.sh test --check 2>/dev/null || tools/deps.sh test
+
+$(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libjemc.a: $(COMPILER_OBJ)
+	ar rcs $@ $^
+$(B)/libjemrt.a: $(RUNTIME_OBJ)
+	ar rcs $@ $^
+
+$(B)/jemc: $(B)/compiler/main.o $(B)/libjemc.a $(B)/libjemrt.a
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a tests/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(B)/libjemc.a $(B)/libjemrt.a $(LDLIBS) -o $@
+
+# Tests run from the repository root; they find the compiler as $JEMC.
+test: deps-test all $(TEST_BIN)
+	JEMC=$(B)/jemc JM_BUILD=$(B) prove -f --exec '' $(TEST_BIN)
+
+# libFuzzer harness for the front end (lexer, parser, elaboration, type checking).
+FUZZ_SECONDS ?= 60
+fuzz: $(B)/fuzz_frontend
+	@mkdir -p tests/fuzz/corpus tests/fuzz/crashers
+	$(B)/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=tests/fuzz/crashers/ -dict=tests/fuzz/graph.dict \
+	    tests/fuzz/corpus graphs
+$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(COMPILER_SRC) $(RUNTIME_SRC)
+	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
+	@mkdir -p $(dir $@)
+	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \
+	    $^ -lm -o $@
+
+clean:
+	rm -rf build build-san

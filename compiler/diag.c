@@ -1,0 +1,129 @@
+/* diag.c — see diag.h. */
+#include "diag.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+const jm_loc jm_noloc = { -1, 0, 0 };
+
+void jm_diag_init(jm_diags *d, jm_arena *a, FILE *out) {
+    memset(d, 0, sizeof *d);
+    d->arena = a;
+    d->out = out ? out : stderr;
+    d->max_errors = 20;
+}
+
+int jm_diag_add_source(jm_diags *d, const char *path, const char *text, size_t len) {
+    jm_source s = { jm_arena_strdup(d->arena, path), text, len };
+    JM_VEC_PUSH(d->arena, d->src, d->nsrc, d->capsrc, s);
+    return d->nsrc - 1;
+}
+
+int jm_diag_load_file(jm_diags *d, const char *path, const char **why) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { *why = strerror(errno); return -1; }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 4096 > cap) {
+            /* Graph files are text written by people; refuse absurd sizes early. */
+            if (cap > (64u << 20)) { free(buf); fclose(f); *why = "file is larger than 64 MiB"; return -1; }
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) { free(buf); *why = "read error"; return -1; }
+    if (memchr(buf, 0, n)) { free(buf); *why = "file contains a NUL byte (not a text file?)"; return -1; }
+    char *text = jm_arena_strndup(d->arena, buf, n);
+    free(buf);
+    return jm_diag_add_source(d, path, text, n);
+}
+
+static void jm_diag_show_line(jm_diags *d, jm_loc loc) {
+    if (loc.file < 0 || loc.file >= d->nsrc) return;
+    const jm_source *s = &d->src[loc.file];
+    const char *p = s->text, *end = s->text + s->len;
+    for (int l = 1; l < loc.line && p < end; l++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) return;
+        p = nl + 1;
+    }
+    const char *e = memchr(p, '\n', (size_t)(end - p));
+    if (!e) e = end;
+    int len = (int)(e - p);
+    if (len > 0 && p[len - 1] == '\r') len--;
+    fprintf(d->out, "  %.*s\n  ", len, p);
+    /* Tabs in the source line are kept under the caret so it lines up. */
+    for (int i = 0; i < loc.col - 1 && i < len; i++) fputc(p[i] == '\t' ? '\t' : ' ', d->out);
+    fputs("^\n", d->out);
+}
+
+static void jm_diag_emit(jm_diags *d, jm_loc loc, const char *kind, const char *fmt, va_list ap) {
+    if (loc.file >= 0 && loc.file < d->nsrc)
+        fprintf(d->out, "%s:%d:%d: %s: ", d->src[loc.file].path, loc.line, loc.col, kind);
+    else
+        fprintf(d->out, "jemc: %s: ", kind);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+    jm_diag_show_line(d, loc);
+}
+
+void jm_diag_error(jm_diags *d, jm_loc loc, const char *fmt, ...) {
+    d->nerr++;
+    if (d->nerr > d->max_errors) return;
+    va_list ap;
+    va_start(ap, fmt);
+    jm_diag_emit(d, loc, "error", fmt, ap);
+    va_end(ap);
+    if (d->nerr == d->max_errors) fprintf(d->out, "jemc: too many errors, stopping\n");
+}
+
+void jm_diag_note(jm_diags *d, jm_loc loc, const char *fmt, ...) {
+    if (d->nerr > d->max_errors) return;
+    va_list ap;
+    va_start(ap, fmt);
+    jm_diag_emit(d, loc, "note", fmt, ap);
+    va_end(ap);
+}
+
+int jm_diag_too_many(const jm_diags *d) { return d->nerr >= d->max_errors; }
+
+static int jm_edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return 1000;
+    int row[65];
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int prev = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int cur = row[j];
+            int sub = prev + (a[i - 1] != b[j - 1]);
+            int del = row[j] + 1, ins = row[j - 1] + 1;
+            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+const char *jm_diag_closest(const char *name, const char *const *cands, int n) {
+    const char *best = NULL;
+    int bestd = 1000;
+    for (int i = 0; i < n; i++) {
+        if (!cands[i] || strcmp(cands[i], name) == 0) continue;
+        int dist = jm_edit_distance(name, cands[i]);
+        if (dist < bestd) { bestd = dist; best = cands[i]; }
+    }
+    /* Suggest only plausible typos: at most a third of the name's length, at least 1. */
+    int limit = (int)strlen(name) / 3;
+    if (limit < 1) limit = 1;
+    if (limit > 3) limit = 3;
+    return bestd <= limit ? best : NULL;
+}

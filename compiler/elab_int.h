@@ -1,0 +1,83 @@
+/* elab_int.h — shared between the elaborator (elab.c) and its built-in
+ * functions (builtins.c). Not part of the front end's public interface. */
+#ifndef JM_ELAB_INT_H
+#define JM_ELAB_INT_H
+#include "elab.h"
+
+typedef enum { JM_V_ERR, JM_V_NONE, JM_V_INT, JM_V_FLOAT, JM_V_BOOL, JM_V_STR, JM_V_LIST, JM_V_TENSOR, JM_V_PARAMS } jm_vkind;
+
+typedef struct jm_value {
+    jm_vkind kind;
+    int64_t i; double f; const char *s;
+    struct jm_value *items; int nitems;        /* LIST; PARAMS: tensors of the gradients */
+    int *globals;                              /* PARAMS: global index of each item */
+    int g, node;                               /* TENSOR: graph and node id */
+} jm_value;
+
+typedef struct { const char *name; jm_value v; } jm_binding_v;
+
+typedef struct jm_loopctx {
+    struct jm_loopctx *outer;
+    int body;                                  /* the body graph */
+    int outer_g;                               /* graph of the loop node */
+    int ncarried;
+    int *cap_outer; int *cap_inner; int ncap, capcap;   /* captured outer node -> LOOP_ARG */
+} jm_loopctx;
+
+typedef struct jm_elab jm_elab;
+
+typedef struct {
+    jm_elab *E;
+    int g;                                     /* graph receiving new nodes */
+    const char *scope;                         /* parameter-name prefix, "" at the root */
+    jm_binding_v *vars; int nvars, capvars;
+    jm_program *prog;                          /* inside a program, else NULL */
+    jm_loopctx *loop;                          /* inside a sampler body, else NULL */
+    int depth;                                 /* call depth */
+    jm_value *ret; int nret; int returned;
+    int returns_allowed;
+} jm_ctx;
+
+typedef enum { JM_G_CONFIG, JM_G_DECL } jm_gkind;
+typedef struct { const char *name; jm_gkind kind; jm_decl *decl; jm_value value; jm_loc loc; } jm_gsym;
+
+struct jm_elab {
+    jm_diags *d;
+    jm_arena *a;
+    jm_module *m;
+    jm_gsym *syms; int nsyms, capsyms;
+    const jm_define *defs; int ndefs; int *def_used;
+    const char **import_stack; int nimport;
+    const char **imported; int nimported, capimported;
+    int next_stream;                           /* RNG stream ids, one per call site instance */
+};
+
+/* elab.c */
+jm_value jm_eval(jm_ctx *c, jm_expr *e);
+jm_value jm_v_err(void);
+jm_value jm_v_int(int64_t i);
+jm_value jm_v_float(double f);
+jm_value jm_v_tensor(jm_ctx *c, int node);
+int  jm_tensor_node(jm_ctx *c, jm_value v);          /* node id in c->g (captures across loops) */
+const jm_type *jm_value_type(jm_ctx *c, jm_value v);
+int  jm_add(jm_ctx *c, jm_op op, const int *src, int nsrc, const jm_attr *attr, const jm_type *type, jm_loc loc);
+int  jm_const_node(jm_ctx *c, double v, jm_dtype dt, jm_loc loc);
+int  jm_broadcast_to(jm_ctx *c, int node, const jm_type *to, jm_loc loc);
+jm_value jm_binary(jm_ctx *c, jm_tok_kind op, jm_value a, jm_value b, jm_loc loc);
+const char *jm_vkind_name(jm_vkind k);
+int  jm_want_int(jm_ctx *c, jm_value v, jm_loc loc, const char *what, int64_t *out);
+int  jm_want_number(jm_ctx *c, jm_value v, jm_loc loc, const char *what, double *out);
+int  jm_want_tensor(jm_ctx *c, jm_value v, jm_loc loc, const char *what);   /* node id or -1; numbers are not tensors */
+
+/* builtins.c */
+typedef struct {
+    jm_ctx *c;
+    jm_expr *call;
+    jm_value *pos; int npos;
+    jm_value *kw; const char **kwname; jm_loc *kwloc; int nkw;
+    int *kw_used;
+} jm_args;
+int  jm_builtin_exists(const char *name);
+const char *const *jm_builtin_names(int *n);
+jm_value jm_builtin_call(jm_args *A);
+#endif

@@ -1,0 +1,229 @@
+/* main.c — the `jemc` driver.
+ *
+ *   jemc check   GRAPH [-D k=v]...                       parse and type-check
+ *   jemc info    GRAPH [-D k=v]...                       parameters and MACs per program
+ *   jemc compile GRAPH [-o EXE] [--dump=ir] [-D k=v]...  (dumps; code generation arrives with the CPU backend)
+ *   jemc run     GRAPH PROGRAM [--state S] [--in IN] [--out OUT] [--state-out S2]
+ *                [--target interp] [--precision f32|f64] [--seed N] [-D k=v]...
+ */
+#include "elab.h"
+#include "info.h"
+#include "interp.h"
+#include "tensorio.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JM_VERSION "0.1.0"
+
+static void jm_usage(FILE *out) {
+    fprintf(out,
+        "jemc " JM_VERSION " — a compiler for Joint Energy-based Models\n"
+        "\n"
+        "usage:\n"
+        "  jemc check   GRAPH [-D name=value]...\n"
+        "  jemc info    GRAPH [-D name=value]...\n"
+        "  jemc compile GRAPH [-o EXE] [--dump=ir] [-D name=value]...\n"
+        "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
+        "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
+        "               [--target interp] [--precision f32|f64] [--seed N] [-D name=value]...\n"
+        "\n"
+        "  check     parses, elaborates and type-checks every program; reports errors as file:line:col\n"
+        "  info      parameter count and multiply-accumulates of every program\n"
+        "  compile   --dump=ir prints the IR of every program (native code generation is not implemented yet)\n"
+        "  run       evaluates one program with the reference interpreter: parameters and state\n"
+        "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
+        "  -D name=value   overrides a config constant of the graph (e.g. -D batch=8)\n");
+}
+
+typedef struct {
+    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump;
+    uint64_t seed;
+    jm_define *defs; int ndefs;
+} jm_opts;
+
+static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->cmd = argv[1];
+    o->target = "interp";
+    o->precision = "f32";
+    o->defs = calloc((size_t)argc, sizeof(jm_define));
+    int npos = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+#define JM_OPT(flag, field)                                                                   \
+        if (strcmp(a, flag) == 0) {                                                           \
+            if (i + 1 >= argc) { fprintf(stderr, "jemc: %s needs a value\n", flag); return -1; } \
+            o->field = argv[++i]; continue;                                                   \
+        }                                                                                     \
+        if (strncmp(a, flag "=", strlen(flag) + 1) == 0) { o->field = a + strlen(flag) + 1; continue; }
+        JM_OPT("--state", state)
+        JM_OPT("--in", in)
+        JM_OPT("--out", out)
+        JM_OPT("--state-out", state_out)
+        JM_OPT("--target", target)
+        JM_OPT("--precision", precision)
+        JM_OPT("-o", output_exe)
+        JM_OPT("--dump", dump)
+#undef JM_OPT
+        if (strcmp(a, "--seed") == 0 || strncmp(a, "--seed=", 7) == 0) {
+            val = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
+            char *end;
+            errno = 0;
+            unsigned long long s = val ? strtoull(val, &end, 10) : 0;
+            if (!val || !*val || *end || errno) { fprintf(stderr, "jemc: --seed needs a non-negative integer\n"); return -1; }
+            o->seed = s;
+            continue;
+        }
+        if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
+            val = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            const char *eq = val ? strchr(val, '=') : NULL;
+            if (!val || !eq || eq == val) {
+                fprintf(stderr, "jemc: -D needs name=value (e.g. -D batch=8)\n");
+                return -1;
+            }
+            o->defs[o->ndefs].name = strndup(val, (size_t)(eq - val));
+            o->defs[o->ndefs].value = eq + 1;
+            for (int k = 0; k < o->ndefs; k++)
+                if (strcmp(o->defs[k].name, o->defs[o->ndefs].name) == 0) {
+                    fprintf(stderr, "jemc: -D %s given twice\n", o->defs[k].name);
+                    free((char *)o->defs[o->ndefs].name);
+                    return -1;
+                }
+            o->ndefs++;
+            continue;
+        }
+        if (a[0] == '-' && a[1]) { fprintf(stderr, "jemc: unknown option '%s' (see jemc --help)\n", a); return -1; }
+        if (npos == 0) o->graph = a;
+        else if (npos == 1) o->program = a;
+        else { fprintf(stderr, "jemc: unexpected argument '%s'\n", a); return -1; }
+        npos++;
+    }
+    if (!o->graph) { fprintf(stderr, "jemc %s: missing the graph file\n", o->cmd); return -1; }
+    return 0;
+}
+
+static void jm_free_opts(jm_opts *o) {
+    for (int i = 0; i < o->ndefs; i++) free((char *)o->defs[i].name);
+    free(o->defs);
+}
+
+static int jm_cmd_run(jm_opts *o, jm_module *m) {
+    if (!o->program) {
+        fprintf(stderr, "jemc run: missing the program name; the graph has:");
+        for (int i = 0; i < m->nprograms; i++) fprintf(stderr, " %s", m->programs[i].name);
+        fputc('\n', stderr);
+        return 1;
+    }
+    if (strcmp(o->target, "interp") != 0) {
+        fprintf(stderr, "jemc run: target '%s' is not available yet (only 'interp')\n", o->target);
+        return 1;
+    }
+    if (strcmp(o->precision, "f64") == 0) jm_module_retype(m, JM_F32, JM_F64);
+    else if (strcmp(o->precision, "f32") != 0) {
+        fprintf(stderr, "jemc run: --precision must be f32 or f64, got '%s'\n", o->precision);
+        return 1;
+    }
+    int p = jm_module_find_program(m, o->program);
+    if (p < 0) {
+        const char **names = malloc(sizeof(char *) * (size_t)(m->nprograms + 1));
+        for (int i = 0; i < m->nprograms; i++) names[i] = m->programs[i].name;
+        const char *best = jm_diag_closest(o->program, names, m->nprograms);
+        fprintf(stderr, "jemc run: %s has no program '%s'%s%s%s\n", o->graph, o->program,
+                best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
+        free(names);
+        return 1;
+    }
+    jm_interp I;
+    char err[1024];
+    int rc = 1;
+    jm_program *pr = &m->programs[p];
+    jm_tensor *inputs = calloc((size_t)(pr->ninputs + 1), sizeof(jm_tensor));
+    jm_tensor *outputs = NULL;
+    if (jm_interp_init(&I, m, o->seed) != 0) { fprintf(stderr, "jemc run: %s\n", I.err); goto done; }
+    if (o->state && jm_tio_load_state(&I, o->state, err, sizeof err) != 0) { fprintf(stderr, "jemc run: %s\n", err); goto done; }
+    if (!o->state) {
+        int nparam = 0;
+        for (int i = 0; i < m->nglobals; i++) nparam += m->globals[i].kind == JM_GLOBAL_PARAM;
+        if (nparam) fprintf(stderr, "jemc run: note: no --state given; parameters use their declared initialisers (seed %" PRIu64 ")\n", o->seed);
+    }
+    if (jm_tio_load_inputs(m, p, o->in, inputs, err, sizeof err) != 0) { fprintf(stderr, "jemc run: %s\n", err); goto done; }
+    if (jm_interp_run(&I, p, inputs, &outputs) != 0) { fprintf(stderr, "jemc run: program %s failed: %s\n", pr->name, I.err); goto done; }
+    if (o->out) {
+        const char **names = malloc(sizeof(char *) * (size_t)(pr->noutputs + 1));
+        for (int i = 0; i < pr->noutputs; i++) names[i] = pr->outputs[i].name;
+        const char *meta[] = { "program", pr->name, "graph", o->graph, "producer", "jemc " JM_VERSION " interp", "precision", o->precision };
+        int wrc = jm_tio_write(o->out, names, outputs, pr->noutputs, meta, 4, err, sizeof err);
+        free(names);
+        if (wrc != 0) { fprintf(stderr, "jemc run: %s\n", err); goto done; }
+    } else {
+        for (int i = 0; i < pr->noutputs; i++) {
+            char tb[128];
+            int64_t n = jm_type_numel(&outputs[i].type);
+            printf("%s: %s =", pr->outputs[i].name, jm_type_str(&outputs[i].type, tb, sizeof tb));
+            for (int64_t k = 0; k < n && k < 8; k++) printf(" %.9g", outputs[i].data[k]);
+            printf("%s\n", n > 8 ? " ..." : "");
+        }
+    }
+    if (o->state_out && jm_tio_save_state(&I, o->state_out, err, sizeof err) != 0) { fprintf(stderr, "jemc run: %s\n", err); goto done; }
+    rc = 0;
+done:
+    for (int i = 0; i < pr->ninputs; i++) jm_tensor_free(&inputs[i]);
+    free(inputs);
+    if (outputs) {
+        for (int i = 0; i < pr->noutputs; i++) jm_tensor_free(&outputs[i]);
+        free(outputs);
+    }
+    jm_interp_free(&I);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        jm_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) { printf("jemc %s\n", JM_VERSION); return 0; }
+    jm_opts o;
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "check") != 0 && strcmp(cmd, "info") != 0 && strcmp(cmd, "compile") != 0 && strcmp(cmd, "run") != 0) {
+        fprintf(stderr, "jemc: unknown command '%s' (check, info, compile or run; see jemc --help)\n", cmd);
+        return 1;
+    }
+    if (jm_parse_opts(argc, argv, &o) != 0) { jm_free_opts(&o); return 1; }
+    jm_arena arena = { 0 };
+    jm_diags d;
+    jm_diag_init(&d, &arena, stderr);
+    int rc = 1;
+    jm_module *m = jm_frontend_load(&d, o.graph, o.defs, o.ndefs);
+    if (!m) {
+        if (d.nerr) fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
+        goto out;
+    }
+    if (strcmp(cmd, "check") == 0) {
+        printf("%s: ok (%d program%s, %" PRId64 " parameters)\n", o.graph, m->nprograms, m->nprograms == 1 ? "" : "s",
+               jm_info_param_count(m));
+        rc = 0;
+    } else if (strcmp(cmd, "info") == 0) {
+        jm_info_print(m, stdout);
+        rc = 0;
+    } else if (strcmp(cmd, "compile") == 0) {
+        if (o.dump && strcmp(o.dump, "ir") == 0) {
+            jm_ir_dump(m, o.program, stdout);
+            rc = 0;
+        } else if (o.dump) {
+            fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir)\n", o.dump);
+        } else {
+            fprintf(stderr, "jemc compile: native code generation is not implemented yet; "
+                            "use --dump=ir to see the IR, or `jemc run` to evaluate with the interpreter\n");
+        }
+    } else {
+        rc = jm_cmd_run(&o, m);
+    }
+out:
+    jm_arena_free(&arena);
+    jm_free_opts(&o);
+    return rc;
+}

@@ -1,6 +1,7 @@
 /* diag.c — see diag.h. */
 #include "diag.h"
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,12 @@ int jm_diag_add_source(jm_diags *d, const char *path, const char *text, size_t l
 int jm_diag_load_file(jm_diags *d, const char *path, const char **why) {
     FILE *f = fopen(path, "rb");
     if (!f) { *why = strerror(errno); return -1; }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        *why = S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file";
+        return -1;
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     for (;;) {

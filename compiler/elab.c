@@ -14,6 +14,21 @@
 #include <string.h>
 
 #define JM_MAX_CALL_DEPTH 64
+/* Elaboration runs user code at compile time (repeat, recursion through blocks);
+   a budget keeps a runaway graph file from hanging the compiler. WRN-28-10 needs
+   about ten thousand steps. */
+#define JM_MAX_STEPS 2000000L
+
+static int jm_budget(jm_ctx *c, jm_loc loc) {
+    jm_elab *E = c->E;
+    if (E->aborted) return -1;
+    if (++E->steps > JM_MAX_STEPS) {
+        jm_diag_error(E->d, loc, "elaboration takes more than %ld steps; is a repeat or a recursive block running away?", JM_MAX_STEPS);
+        E->aborted = 1;
+        return -1;
+    }
+    return 0;
+}
 
 jm_value jm_v_err(void) { jm_value v; memset(&v, 0, sizeof v); v.kind = JM_V_ERR; return v; }
 jm_value jm_v_int(int64_t i) { jm_value v = jm_v_err(); v.kind = JM_V_INT; v.i = i; return v; }
@@ -476,6 +491,7 @@ static const char *jm_scope_join(jm_ctx *c, jm_expr *scope) {
 
 static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
     jm_elab *E = c->E;
+    if (jm_budget(c, A->call->loc)) return jm_v_err();
     if (c->depth >= JM_MAX_CALL_DEPTH) {
         jm_diag_error(E->d, A->call->loc, "calls nested more than %d deep (is %s recursive?)", JM_MAX_CALL_DEPTH, decl->name);
         return jm_v_err();
@@ -1179,9 +1195,10 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
             return;
         }
         for (int64_t i = lo; i < hi; i++) {
+            if (jm_budget(c, s->loc)) break;
             if (s->name) jm_set_var(c, s->name, jm_v_int(i));
             jm_exec_body(c, s->body, s->nbody);
-            if (c->returned || jm_diag_too_many(E->d)) break;
+            if (c->returned || jm_diag_too_many(E->d) || E->aborted) break;
         }
         return;
     }
@@ -1190,6 +1207,7 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
 
 static void jm_exec_body(jm_ctx *c, jm_stmt **body, int n) {
     for (int i = 0; i < n && c->returned != 2; i++) {
+        if (jm_budget(c, body[i]->loc)) return;
         jm_exec_stmt(c, body[i]);
         if (jm_diag_too_many(c->E->d)) return;
     }

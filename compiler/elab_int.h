@@ -50,6 +50,8 @@ struct jm_elab {
     const char **import_stack; int nimport;
     const char **imported; int nimported, capimported;
     int next_stream;                           /* RNG stream ids, one per call site instance */
+    long steps;                                /* statements + calls executed: bounded (see JM_MAX_STEPS) */
+    int aborted;                               /* the step budget ran out: stop elaborating */
 };
 
 /* elab.c */

@@ -628,15 +628,25 @@ static jm_value jm_b_onehot(jm_args *A, int which) {
 
 /* ---- constants and random numbers ------------------------------------------------------ */
 
+/* zeros(shape), ones(shape), full(shape, value); dtype= picks the element type
+   (default: the tensor's dtype when shape is a tensor, else f32). */
 static jm_value jm_b_fill(jm_args *A, int which) {
-    static const char *const names[] = { "shape", "value", NULL };
+    static const char *const names_zo[] = { "shape", "dtype", NULL };
+    static const char *const names_full[] = { "shape", "value", "dtype", NULL };
     int is_full = which == 2;
-    if (jm_check_arity(A, is_full ? 2 : 1, is_full ? 2 : 1, names)) return jm_v_err();
+    if (jm_check_arity(A, is_full ? 2 : 1, is_full ? 2 : 1, is_full ? names_full : names_zo)) return jm_v_err();
     jm_type t;
     double v = which;                     /* zeros: 0, ones: 1 */
     if (jm_shape_arg(A, 0, "shape", &t)) return jm_v_err();
     if (is_full && jm_num_arg(A, 1, "value", 0, &v)) return jm_v_err();
-    if (!jm_dtype_is_float(t.dtype)) t.dtype = JM_F32;
+    jm_value *dv = jm_arg(A, -1, "dtype");
+    if (dv) {
+        if (dv->kind != JM_V_STR || jm_dtype_parse(dv->s, &t.dtype) != 0) {
+            jm_diag_error(jm_D(A), jm_arg_loc(A, -1, "dtype"), "%s: dtype must be \"f32\", \"f64\", \"i32\", \"i64\" or \"bool\"", A->call->str);
+            return jm_v_err();
+        }
+    }
+    if (t.dtype == JM_TUPLE) t.dtype = JM_F32;
     int c = jm_const_node(A->c, v, t.dtype, A->call->loc);
     return jm_v_tensor(A->c, jm_broadcast_to(A->c, c, &t, A->call->loc));
 }

@@ -196,6 +196,16 @@ static jm_value jm_lookup(jm_ctx *c, const char *name, jm_loc loc) {
     if (s && s->decl->kind == JM_D_STATE) {
         int gi = jm_module_find_global(c->E->m, name);
         if (gi < 0) return jm_v_err();
+        /* Inside a program, a state variable already assigned reads its new value. */
+        if (c->prog)
+            for (int i = 0; i < c->prog->nwrites; i++)
+                if (c->prog->writes[i].global == gi) {
+                    jm_value v = jm_v_err();
+                    v.kind = JM_V_TENSOR;
+                    v.g = c->prog->graph;
+                    v.node = c->prog->writes[i].node;
+                    return v;
+                }
         return jm_state_value(c, gi, loc);
     }
     if (strcmp(name, "params") == 0) {

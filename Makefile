@@ -34,7 +34,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-build deps-test test fuzz clean
+.PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean
 all: deps-build $(B)/jemc $(B)/libjemrt.a
 
 deps:
@@ -67,10 +67,15 @@ test: deps-test all $(TEST_BIN)
 # libFuzzer harness for the front end (lexer, parser, elaboration, type checking).
 FUZZ_SECONDS ?= 60
 fuzz: $(B)/fuzz_frontend
-	@mkdir -p tests/fuzz/corpus tests/fuzz/crashers
-	$(B)/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	@mkdir -p tests/fuzz/corpus-new tests/fuzz/crashers
+	$(B)/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/crashers/ -dict=tests/fuzz/graph.dict \
-	    tests/fuzz/corpus graphs
+	    tests/fuzz/corpus-new tests/fuzz/corpus
+# Folds what a fuzzing run found into the kept corpus (smallest set with the same coverage).
+fuzz-merge: $(B)/fuzz_frontend
+	@mkdir -p tests/fuzz/corpus-min
+	$(B)/fuzz_frontend -merge=1 tests/fuzz/corpus-min tests/fuzz/corpus tests/fuzz/corpus-new
+	rm -rf tests/fuzz/corpus tests/fuzz/corpus-new && mv tests/fuzz/corpus-min tests/fuzz/corpus
 $(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(COMPILER_SRC) $(RUNTIME_SRC)
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)

@@ -1,0 +1,215 @@
+/* t_cli.c — the `jemc` command line as a user meets it: every shipped graph
+ * checks, `info` reports the published parameter counts and MACs, `run` binds
+ * files by name, and every bad input (state, inputs, options, files) ends in a
+ * clear message that names the file and the tensor, exit status 1, and no
+ * output file. */
+#include "tap.h"
+#include "helpers.h"
+#include "safetensors.h"
+#include <unistd.h>
+
+static char dir[256];
+static const char *jemc;
+
+/* Runs jemc with args; returns the exit status and the combined output. */
+static int J(char *out, size_t cap, const char *fmt, ...) {
+    char args[4096], cmd[5000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", jemc, args);
+    return jt_run(cmd, out, cap);
+}
+
+static void expect_fail(const char *name, const char *needle, const char *fmt, ...) {
+    char args[4096], cmd[5000], out[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", jemc, args);
+    int rc = jt_run(cmd, out, sizeof out);
+    if (!ok(rc == 1 && strstr(out, needle) != NULL, "%s", name))
+        tap_diag("command: %s\nexit %d, output:\n%s\nexpected to contain: %s", cmd, rc, out, needle);
+}
+
+static void write_file(const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Writes a safetensors file of f64 tensors, all filled with `fill`. */
+static void write_st(const char *name, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[4],
+                     const jm_st_dtype *dtypes, double fill) {
+    jm_st_file f;
+    memset(&f, 0, sizeof f);
+    f.n = n;
+    f.t = calloc((size_t)n, sizeof(jm_st_tensor));
+    for (int i = 0; i < n; i++) {
+        jm_st_tensor *t = &f.t[i];
+        t->name = (char *)names[i];
+        t->dtype = dtypes[i];
+        t->rank = ranks[i];
+        size_t numel = 1;
+        for (int k = 0; k < ranks[i]; k++) { t->shape[k] = shapes[i][k]; numel *= (size_t)shapes[i][k]; }
+        t->nbytes = numel * jm_st_dtype_size(t->dtype);
+        t->data = calloc(1, t->nbytes + 8);
+        for (size_t k = 0; k < numel; k++) {
+            if (t->dtype == JM_ST_F64) ((double *)t->data)[k] = fill;
+            else if (t->dtype == JM_ST_F32) ((float *)t->data)[k] = (float)fill;
+            else if (t->dtype == JM_ST_I64) ((int64_t *)t->data)[k] = (int64_t)fill;
+            else if (t->dtype == JM_ST_I32) ((int32_t *)t->data)[k] = (int32_t)fill;
+        }
+    }
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (jm_st_write(path, &f, err, sizeof err) != 0) tap_diag("write_st: %s", err);
+    for (int i = 0; i < n; i++) free(f.t[i].data);
+    free(f.t);
+}
+
+int main(void) {
+    char out[16384];
+    jemc = jt_env("JEMC", "build/jemc");
+    snprintf(dir, sizeof dir, "/tmp/jemc_cli_XXXXXX");
+    if (!mkdtemp(dir)) skip_all("cannot create a temporary directory");
+
+    /* shipped graphs */
+    const char *graphs[] = { "graphs/jem_mnist.graph", "graphs/jem_wrn28.graph", "graphs/mlp_tabular.graph" };
+    for (int i = 0; i < 3; i++) {
+        int rc = J(out, sizeof out, "check %s", graphs[i]);
+        if (!ok(rc == 0 && strstr(out, ": ok ("), "jemc check %s", graphs[i])) tap_diag("%s", out);
+    }
+    J(out, sizeof out, "info graphs/jem_mnist.graph");
+    ok(strstr(out, "parameters: 155402 in 8 tensors") != NULL, "jem_mnist has 155,402 parameters");
+    ok(strstr(out, "program logits: ") && strstr(out, "(0.007514 GMAC per example, batch 64)"), "jem_mnist logits: 7.514 MMAC per image");
+    J(out, sizeof out, "info graphs/jem_wrn28.graph");
+    ok(strstr(out, "parameters: 36471338 in 58 tensors") != NULL, "WRN-28-10 has 36,471,338 parameters");
+    ok(strstr(out, "(5.951118 GMAC per example, batch 64)") != NULL, "WRN-28-10 forward is 5.951 GMAC per 32x32 image");
+    J(out, sizeof out, "info graphs/jem_wrn28.graph -D widen=2");
+    ok(strstr(out, "parameters: 1466026 in 58 tensors") != NULL, "WRN-28-2 (-D widen=2) has 1,466,026 parameters");
+    J(out, sizeof out, "info graphs/jem_wrn28.graph -D depth=16 -D widen=4 -D batch=8");
+    ok(strstr(out, "batch 8)") != NULL && strstr(out, "parameters: 2747530") != NULL, "-D changes depth, width and batch (WRN-16-4: 2,747,530 parameters, as PyTorch counts)");
+    int rc = J(out, sizeof out, "compile graphs/jem_mnist.graph --dump=ir -D batch=2");
+    ok(rc == 0 && strstr(out, "program logits(x: f32[2,1,28,28]) {") && strstr(out, "conv2d") &&
+       strstr(out, "param \"conv1.weight\"") && strstr(out, "body g") && strstr(out, "output logits = %"),
+       "compile --dump=ir prints programs, named parameters and loop bodies");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph -o %s/x", dir);
+    ok(rc == 1 && strstr(out, "not implemented yet") && access("x", F_OK) != 0, "compile without a dump says code generation is not implemented yet");
+
+    /* a small graph for run */
+    write_file("g.graph",
+               "config { batch = 2 }\n"
+               "block lin(x) {\n"
+               "    param weight: f32[3, 4] = uniform(-0.5, 0.5)\n"
+               "    param bias: f32[3] = 0\n"
+               "    return linear(x, weight, bias)\n"
+               "}\n"
+               "state count: i64[] = 0\n"
+               "program fwd(x: f32[batch, 4], y: i64[batch]) {\n"
+               "    logits = lin(x) as head\n"
+               "    count = count + 1\n"
+               "    output logits\n"
+               "    output loss = cross_entropy(logits, y)\n"
+               "}\n");
+    const char *pn[] = { "head.weight", "head.bias" };
+    int pr[] = { 2, 1 };
+    const int64_t ps[][4] = { { 3, 4 }, { 3 } };
+    const jm_st_dtype pd[] = { JM_ST_F32, JM_ST_F32 };
+    write_st("w.safetensors", 2, pn, pr, ps, pd, 0.25);
+    const char *in_n[] = { "x", "y" };
+    int in_r[] = { 2, 1 };
+    const int64_t in_s[][4] = { { 2, 4 }, { 2 } };
+    const jm_st_dtype in_d[] = { JM_ST_F32, JM_ST_I64 }, in_d32[] = { JM_ST_F64, JM_ST_I32 };
+    write_st("in.safetensors", 2, in_n, in_r, in_s, in_d, 1);
+    write_st("in32.safetensors", 2, in_n, in_r, in_s, in_d32, 1);
+
+    rc = J(out, sizeof out, "run %s/g.graph fwd --state %s/w.safetensors --in %s/in.safetensors --out %s/o.safetensors --state-out %s/s.safetensors",
+           dir, dir, dir, dir, dir);
+    if (!ok(rc == 0, "jemc run writes outputs")) tap_diag("%s", out);
+    jm_st_file f;
+    memset(&f, 0, sizeof f);
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/o.safetensors", dir);
+    int rr = jm_st_read(path, &f, err, sizeof err);
+    const jm_st_tensor *lg = rr == 0 ? jm_st_find(&f, "logits") : NULL;
+    const jm_st_tensor *ls = rr == 0 ? jm_st_find(&f, "loss") : NULL;
+    /* logits = 4 * 0.25 * 1 + 0.25 = 1.25 everywhere; loss = log 3 */
+    ok(lg && lg->dtype == JM_ST_F32 && lg->rank == 2 && ((float *)lg->data)[0] == 1.25f, "output 'logits' is f32[2,3] with the expected values");
+    ok(ls && ls->rank == 0 && fabs(((float *)ls->data)[0] - 1.0986123f) < 1e-6, "output 'loss' is a scalar equal to log 3");
+    ok(jm_st_meta_get(&f, "program") && strcmp(jm_st_meta_get(&f, "program"), "fwd") == 0, "the output file records the program");
+    jm_st_free(&f);
+    snprintf(path, sizeof path, "%s/s.safetensors", dir);
+    rr = jm_st_read(path, &f, err, sizeof err);
+    const jm_st_tensor *cnt = rr == 0 ? jm_st_find(&f, "count") : NULL;
+    ok(cnt && cnt->dtype == JM_ST_I64 && ((int64_t *)cnt->data)[0] == 1 && jm_st_find(&f, "head.weight"),
+       "--state-out saves parameters and the updated state");
+    jm_st_free(&f);
+    rc = J(out, sizeof out, "run %s/g.graph fwd --state %s/w.safetensors --in %s/in32.safetensors", dir, dir, dir);
+    ok(rc == 0 && strstr(out, "logits: f32[2,3] = 1.25 1.25 1.25"), "inputs accept f64 for f32 and i32 for i64; without --out values are printed");
+    rc = J(out, sizeof out, "run %s/g.graph fwd --state %s/s.safetensors --in %s/in.safetensors --precision f64", dir, dir, dir);
+    ok(rc == 0 && strstr(out, "logits: f64[2,3]"), "--precision f64 evaluates in double (and state files load back)");
+
+    /* errors: every one names what is wrong, exits 1 and writes nothing */
+    const char *bn[] = { "head.weight" };
+    write_st("missing.safetensors", 1, bn, pr, ps, pd, 0.25);
+    expect_fail("a missing parameter is named", "missing.safetensors: missing parameter 'head.bias' (f32[3])",
+                "run %s/g.graph fwd --state %s/missing.safetensors --in %s/in.safetensors --out %s/bad1.safetensors", dir, dir, dir, dir);
+    const char *xn[] = { "head.weight", "head.bias", "head.bais" };
+    int xr[] = { 2, 1, 1 };
+    const int64_t xs[][4] = { { 3, 4 }, { 3 }, { 3 } };
+    const jm_st_dtype xd[] = { JM_ST_F32, JM_ST_F32, JM_ST_F32 };
+    write_st("extra.safetensors", 3, xn, xr, xs, xd, 0.25);
+    expect_fail("an extra tensor is named, with a suggestion", "unexpected tensor 'head.bais': the graph has no parameter or state of that name (did you mean 'head.bias'?)",
+                "run %s/g.graph fwd --state %s/extra.safetensors --in %s/in.safetensors", dir, dir, dir);
+    const int64_t ws[][4] = { { 4, 3 }, { 3 } };
+    write_st("shape.safetensors", 2, pn, pr, ws, pd, 0.25);
+    expect_fail("a mis-shaped parameter is named with both shapes", "parameter 'head.weight' has shape [4,3], expected f32[3,4]",
+                "run %s/g.graph fwd --state %s/shape.safetensors --in %s/in.safetensors", dir, dir, dir);
+    const jm_st_dtype id[] = { JM_ST_I64, JM_ST_F32 };
+    write_st("dtype.safetensors", 2, pn, pr, ps, id, 1);
+    expect_fail("an integer tensor for a float parameter is refused", "parameter 'head.weight' has dtype I64, expected f32[3,4]",
+                "run %s/g.graph fwd --state %s/dtype.safetensors --in %s/in.safetensors", dir, dir, dir);
+    const jm_st_dtype bd[] = { JM_ST_F32, JM_ST_F32 };
+    write_st("floaty.safetensors", 2, in_n, in_r, in_s, bd, 1);
+    expect_fail("float labels for an integer input are refused", "input 'y' has dtype F32, expected i64[2]",
+                "run %s/g.graph fwd --state %s/w.safetensors --in %s/floaty.safetensors", dir, dir, dir);
+    write_st("onlyx.safetensors", 1, in_n, in_r, in_s, in_d, 1);
+    expect_fail("a missing input is named", "missing input 'y' of program fwd",
+                "run %s/g.graph fwd --state %s/w.safetensors --in %s/onlyx.safetensors", dir, dir, dir);
+    expect_fail("inputs are required", "program fwd takes inputs (x...); give them with --in FILE.safetensors",
+                "run %s/g.graph fwd --state %s/w.safetensors", dir, dir);
+    write_file("trunc.safetensors", "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":");
+    expect_fail("a truncated state file is refused, naming the file", "trunc.safetensors:",
+                "run %s/g.graph fwd --state %s/trunc.safetensors --in %s/in.safetensors --out %s/bad2.safetensors", dir, dir, dir, dir);
+    expect_fail("an unknown program gets a suggestion", "has no program 'fwdd'; did you mean 'fwd'?",
+                "run %s/g.graph fwdd --state %s/w.safetensors", dir, dir);
+    expect_fail("a bad --precision is refused", "--precision must be f32 or f64, got 'f16'",
+                "run %s/g.graph fwd --precision f16 --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
+    expect_fail("an unknown target is refused", "target 'cuda' is not available yet",
+                "run %s/g.graph fwd --target cuda --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
+    expect_fail("a missing graph file is named", "cannot read 'nonexistent.graph': No such file or directory", "check nonexistent.graph");
+    expect_fail("a directory is not a graph file", "it is a directory", "check %s", dir);
+    expect_fail("an unknown option is refused", "unknown option '--frobnicate'", "check graphs/jem_mnist.graph --frobnicate");
+    expect_fail("an unknown command is refused", "unknown command 'frob'", "frob graphs/jem_mnist.graph");
+    expect_fail("-D needs name=value", "-D needs name=value", "check graphs/jem_mnist.graph -D batch");
+    expect_fail("-D twice is refused", "-D batch given twice", "check graphs/jem_mnist.graph -D batch=2 -D batch=3");
+    expect_fail("-D of an unknown constant gets a suggestion", "-D bath: no config constant named 'bath'; did you mean 'batch'?",
+                "check graphs/jem_mnist.graph -D bath=2");
+    expect_fail("grad programs are refused by the interpreter until autodiff", "automatic differentiation is not implemented yet",
+                "run graphs/mlp_tabular.graph sgld_grad -D batch=2 -D features=4 --in %s/in.safetensors", dir);
+    ok(access("bad1.safetensors", F_OK) != 0 && access("bad2.safetensors", F_OK) != 0, "failed runs leave no output file");
+    snprintf(path, sizeof path, "%s/bad1.safetensors", dir);
+    char path2[600];
+    snprintf(path2, sizeof path2, "%s/bad2.safetensors", dir);
+    ok(access(path, F_OK) != 0 && access(path2, F_OK) != 0, "failed runs leave no output file in the target directory");
+    rc = J(out, sizeof out, "--help");
+    ok(rc == 0 && strstr(out, "jemc run"), "--help prints usage and exits 0");
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    jt_run(path, out, sizeof out);
+    return tap_done();
+}

@@ -25,9 +25,12 @@ WARN += -Werror
 endif
 
 CFLAGS   := -std=c11 -g $(OPT) $(WARN) -D_GNU_SOURCE -Icompiler -Iruntime -Icodegen
-LDLIBS   := -lm
+# Expanded when a recipe runs, i.e. after deps-build has installed LLVM 19.
+LLVM_CFLAGS  = $(shell $(LLVM_CONFIG) --includedir | sed 's/^/-isystem /')
+LLVM_LDFLAGS = $(shell $(LLVM_CONFIG) --ldflags --libs --system-libs)
+LDLIBS    = -lm $(LLVM_LDFLAGS)
 
-COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c)) $(wildcard codegen/*.c)
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 TEST_SRC     := $(wildcard tests/t_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
@@ -44,9 +47,13 @@ deps-build:
 deps-test:
 	@tools/deps.sh test --check 2>/dev/null || tools/deps.sh test
 
-$(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*.h tests/*.h)
+$(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*.h codegen/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+# Only codegen/ sees LLVM's headers.
+$(B)/codegen/%.o: codegen/%.c $(wildcard codegen/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -c $< -o $@
 
 $(B)/libjemc.a: $(COMPILER_OBJ)
 	ar rcs $@ $^
@@ -76,7 +83,7 @@ fuzz-merge: $(B)/fuzz_frontend
 	@mkdir -p tests/fuzz/corpus-min
 	$(B)/fuzz_frontend -merge=1 tests/fuzz/corpus-min tests/fuzz/corpus tests/fuzz/corpus-new
 	rm -rf tests/fuzz/corpus tests/fuzz/corpus-new && mv tests/fuzz/corpus-min tests/fuzz/corpus
-$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(COMPILER_SRC) $(RUNTIME_SRC)
+$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) $(RUNTIME_SRC)
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \

@@ -122,12 +122,19 @@ static int jm_shape_arg(jm_args *A, int i, const char *name, jm_type *out) {
         return -1;
     }
     out->rank = v->nitems;
+    int64_t numel = 1;
     for (int k = 0; k < v->nitems; k++) {
         if (jm_want_int(A->c, v->items[k], loc, "a dimension", &out->dim[k]) != 0) return -1;
-        if (out->dim[k] < 0 || out->dim[k] > (INT64_C(1) << 32)) {
-            jm_diag_error(jm_D(A), loc, "%s: dimension %d is %lld", A->call->str, k, (long long)out->dim[k]);
+        if (out->dim[k] < 0) {
+            jm_diag_error(jm_D(A), loc, "%s: dimension %d is negative (%lld)", A->call->str, k, (long long)out->dim[k]);
             return -1;
         }
+        /* the same limit as declared types: 2^40 elements */
+        if (out->dim[k] > 0 && numel > (INT64_C(1) << 40) / out->dim[k]) {
+            jm_diag_error(jm_D(A), loc, "%s: the shape is too large (more than 2^40 elements)", A->call->str);
+            return -1;
+        }
+        numel *= out->dim[k];
     }
     return 0;
 }

@@ -197,13 +197,13 @@ static jm_value jm_lookup(jm_ctx *c, const char *name, jm_loc loc) {
         int gi = jm_module_find_global(c->E->m, name);
         if (gi < 0) return jm_v_err();
         /* Inside a program, a state variable already assigned reads its new value. */
-        if (c->prog)
-            for (int i = 0; i < c->prog->nwrites; i++)
-                if (c->prog->writes[i].global == gi) {
+        if (c->view)
+            for (int i = 0; i < c->view->nwrites; i++)
+                if (c->view->writes[i].global == gi) {
                     jm_value v = jm_v_err();
                     v.kind = JM_V_TENSOR;
-                    v.g = c->prog->graph;
-                    v.node = c->prog->writes[i].node;
+                    v.g = c->view->graph;
+                    v.node = c->view->writes[i].node;
                     return v;
                 }
         return jm_state_value(c, gi, loc);
@@ -248,9 +248,16 @@ static jm_value jm_fold(jm_ctx *c, jm_tok_kind op, jm_value a, jm_value b, jm_lo
         return jm_v_int(a.i % b.i);
     case JM_T_STARSTAR:
         if (ints && b.i >= 0) {
-            int64_t r = 1;
-            for (int64_t k = 0; k < b.i; k++)
-                if (__builtin_mul_overflow(r, a.i, &r)) { jm_diag_error(c->E->d, loc, "integer overflow in '**'"); return jm_v_err(); }
+            /* exponentiation by squaring: O(log exponent), overflow checked */
+            int64_t r = 1, base = a.i, e = b.i;
+            while (e > 0) {
+                if ((e & 1) && __builtin_mul_overflow(r, base, &r)) { jm_diag_error(c->E->d, loc, "integer overflow in '**'"); return jm_v_err(); }
+                e >>= 1;
+                if (e > 0 && __builtin_mul_overflow(base, base, &base)) {
+                    jm_diag_error(c->E->d, loc, "integer overflow in '**'");
+                    return jm_v_err();
+                }
+            }
             return jm_v_int(r);
         }
         return jm_v_float(pow(x, y));
@@ -518,7 +525,8 @@ static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
     callee.E = E;
     callee.g = c->g;
     callee.scope = c->scope;
-    callee.prog = c->prog;
+    callee.prog = NULL;                 /* blocks compute values; only programs write state and outputs */
+    callee.view = c->view;
     callee.loop = c->loop;
     callee.depth = c->depth + 1;
     callee.returns_allowed = 1;
@@ -585,7 +593,7 @@ static jm_value jm_call_sampler(jm_ctx *c, jm_decl *decl, jm_args *A) {
     }
     jm_ctx outer;
     memset(&outer, 0, sizeof outer);
-    outer.E = E; outer.g = c->g; outer.scope = c->scope; outer.prog = c->prog; outer.loop = c->loop;
+    outer.E = E; outer.g = c->g; outer.scope = c->scope; outer.view = c->view; outer.loop = c->loop;
     outer.depth = c->depth + 1;
     if (jm_bind_args(&outer, decl, A, &outer, "sampler") != 0) return jm_v_err();
     jm_value x0 = outer.vars[0].v;
@@ -613,11 +621,7 @@ static jm_value jm_call_sampler(jm_ctx *c, jm_decl *decl, jm_args *A) {
     for (int i = 0; i < outer.nvars; i++) jm_set_var(&body, outer.vars[i].name, outer.vars[i].v);
     jm_set_var(&body, decl->params[0].name, jm_v_tensor(&body, arg));
     jm_exec_body(&body, decl->body, decl->nbody);
-    if (body.returned) {
-        jm_diag_error(E->d, decl->name_loc, "sampler %s must not 'return': it yields its first parameter '%s' after the last step",
-                      decl->name, decl->params[0].name);
-        return jm_v_err();
-    }
+
     jm_value xn = jm_find_var(&body, decl->params[0].name)->v;
     int xnn = jm_want_tensor(&body, xn, decl->name_loc, "the sampler's carried value");
     if (xnn < 0) return jm_v_err();
@@ -723,7 +727,7 @@ static jm_value jm_eval_index(jm_ctx *c, jm_expr *e) {
     memset(&out, 0, sizeof out);
     out.dtype = t.dtype;
     for (int a = 0; a < t.rank; a++) {
-        int64_t lo = 0, hi = t.dim[a];
+        int64_t lo = 0, hi = t.dim[a], orig = 0;
         int keep = 1;
         if (a < e->nitems) {
             jm_expr *s = e->items[a];
@@ -734,14 +738,19 @@ static jm_value jm_eval_index(jm_ctx *c, jm_expr *e) {
                 if (hi < 0) hi += t.dim[a];
             } else {
                 if (jm_want_int(c, jm_eval(c, s), s->loc, "a subscript", &lo) != 0) return jm_v_err();
+                orig = lo;
                 if (lo < 0) lo += t.dim[a];
                 hi = lo + 1;
                 keep = 0;
             }
             if (lo < 0 || hi > t.dim[a] || lo > hi) {
                 char s1[128];
-                jm_diag_error(E->d, s->loc, "subscript %lld:%lld is out of range for axis %d of %s", (long long)lo,
-                              (long long)hi, a, jm_type_str(&t, s1, sizeof s1));
+                if (keep)
+                    jm_diag_error(E->d, s->loc, "slice %lld:%lld is out of range for axis %d of %s", (long long)lo,
+                                  (long long)hi, a, jm_type_str(&t, s1, sizeof s1));
+                else
+                    jm_diag_error(E->d, s->loc, "index %lld is out of range for axis %d of %s (size %lld)", (long long)orig,
+                                  a, jm_type_str(&t, s1, sizeof s1), (long long)t.dim[a]);
                 return jm_v_err();
             }
         }
@@ -860,6 +869,7 @@ static void jm_stmt_param(jm_ctx *c, jm_stmt *s) {
     jm_elab *E = c->E;
     jm_module *m = E->m;
     jm_type t;
+    jm_set_var(c, s->name, jm_v_err());     /* until it succeeds: no follow-on errors */
     if (jm_parse_type(c, s->type, &t) != 0) return;
     if (!jm_dtype_is_float(t.dtype)) {
         jm_diag_error(E->d, s->type->loc, "parameters must be floating-point, '%s' is %s", s->name, jm_dtype_name(t.dtype));
@@ -926,6 +936,7 @@ static void jm_stmt_assign(jm_ctx *c, jm_stmt *s) {
         if (v.kind != JM_V_LIST || v.nitems != s->nnames) {
             jm_diag_error(c->E->d, s->value->loc, "%d names on the left but the right side gives %d value%s", s->nnames,
                           v.kind == JM_V_LIST ? v.nitems : 1, v.kind == JM_V_LIST && v.nitems == 1 ? "" : (v.kind == JM_V_LIST ? "s" : ""));
+            for (int i = 0; i < s->nnames; i++) jm_set_var(c, s->names[i], jm_v_err());   /* no follow-on errors */
             return;
         }
         for (int i = 0; i < s->nnames; i++) jm_assign_one(c, s, s->names[i], v.items[i]);
@@ -940,7 +951,7 @@ static void jm_assign_one(jm_ctx *c, jm_stmt *s, const char *name, jm_value v) {
     int gi = jm_is_state_name(c, name);
     if (gi >= 0) {
         if (!c->prog) {
-            jm_diag_error(E->d, s->name_loc, "state '%s' can only be assigned inside a program", name);
+            jm_diag_error(E->d, s->name_loc, "state '%s' can only be assigned in a program's own body (not in a block or sampler)", name);
             return;
         }
         int node = jm_want_tensor(c, v, s->value->loc, "a value assigned to state");
@@ -962,7 +973,8 @@ static void jm_stmt_index_assign(jm_ctx *c, jm_stmt *s) {
     jm_elab *E = c->E;
     int gi = jm_is_state_name(c, s->name);
     if (gi < 0 || !c->prog) {
-        jm_diag_error(E->d, s->name_loc, "only state variables can be updated by rows inside a program ('%s' is not one)", s->name);
+        if (gi >= 0) jm_diag_error(E->d, s->name_loc, "state '%s' can only be updated in a program's own body (not in a block or sampler)", s->name);
+        else jm_diag_error(E->d, s->name_loc, "only state variables can be updated by rows ('%s' is not one)", s->name);
         return;
     }
     if (s->nindex != 1 || s->index[0]->kind == JM_E_SLICE) {
@@ -999,7 +1011,8 @@ jm_value jm_params_grad(jm_ctx *c, int loss, jm_loc loc);
 static void jm_stmt_output(jm_ctx *c, jm_stmt *s) {
     jm_elab *E = c->E;
     if (!c->prog || c->loop) {
-        jm_diag_error(E->d, s->loc, "'output' is only allowed in a program");
+        jm_diag_error(E->d, s->loc, "'output' is only allowed in a program's own body (not in a block or sampler)");
+        if (s->value) jm_set_var(c, s->name, jm_eval(c, s->value));   /* keep the name defined */
         return;
     }
     jm_value v = s->value ? jm_eval(c, s->value) : jm_lookup(c, s->name, s->name_loc);
@@ -1045,7 +1058,7 @@ static int jm_new_state(jm_ctx *c, const char *name, jm_type t, jm_loc loc) {
 static void jm_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     jm_elab *E = c->E;
     jm_module *m = E->m;
-    if (!c->prog || c->loop) { jm_diag_error(E->d, s->loc, "'minimize' is only allowed in a program"); return; }
+    if (!c->prog || c->loop) { jm_diag_error(E->d, s->loc, "'minimize' is only allowed in a program's own body (not in a block or sampler)"); return; }
     jm_decl_record *opt = jm_find_optimizer(m, s->name);
     if (!opt) {
         int n = 0;
@@ -1158,6 +1171,23 @@ static void jm_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     }
 }
 
+/* After an error that skips statements, the names they would have assigned are
+   bound to an error value so that later uses stay quiet. */
+static void jm_poison_assigned(jm_ctx *c, jm_stmt **body, int n) {
+    for (int i = 0; i < n; i++) {
+        jm_stmt *s = body[i];
+        if (s->kind == JM_S_ASSIGN) {
+            if (s->nnames > 1) { for (int k = 0; k < s->nnames; k++) if (!jm_find_var(c, s->names[k])) jm_set_var(c, s->names[k], jm_v_err()); }
+            else if (!jm_find_var(c, s->name) && !jm_find_sym(c->E, s->name)) jm_set_var(c, s->name, jm_v_err());
+        } else if (s->kind == JM_S_PARAM || s->kind == JM_S_OUTPUT) {
+            if (!jm_find_var(c, s->name)) jm_set_var(c, s->name, jm_v_err());
+        } else if (s->kind == JM_S_IF || s->kind == JM_S_REPEAT) {
+            jm_poison_assigned(c, s->body, s->nbody);
+            jm_poison_assigned(c, s->orelse, s->norelse);
+        }
+    }
+}
+
 static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
     jm_elab *E = c->E;
     if (c->returned) {
@@ -1173,8 +1203,11 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
     case JM_S_MINIMIZE: jm_stmt_minimize(c, s); return;
     case JM_S_RETURN: {
         if (!c->returns_allowed) {
-            jm_diag_error(E->d, s->loc, "'return' is only allowed in blocks and models%s",
-                          c->prog ? " (programs name their results with 'output')" : "");
+            if (c->loop && !c->prog)
+                jm_diag_error(E->d, s->loc, "a sampler must not 'return': it yields its first parameter after the last step");
+            else
+                jm_diag_error(E->d, s->loc, "'return' is only allowed in blocks and models%s",
+                              c->prog ? " (programs name their results with 'output')" : "");
             return;
         }
         c->nret = s->nvalues;
@@ -1185,10 +1218,12 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
     }
     case JM_S_IF: {
         jm_value cond = jm_eval(c, s->value);
-        if (cond.kind == JM_V_ERR) return;
         if (cond.kind != JM_V_BOOL) {
-            jm_diag_error(E->d, s->value->loc, "the condition of 'if' must be a compile-time bool, got %s%s", jm_vkind_name(cond.kind),
-                          cond.kind == JM_V_TENSOR ? " (use where(c, a, b) for tensors)" : "");
+            if (cond.kind != JM_V_ERR)
+                jm_diag_error(E->d, s->value->loc, "the condition of 'if' must be a compile-time bool, got %s%s", jm_vkind_name(cond.kind),
+                              cond.kind == JM_V_TENSOR ? " (use where(c, a, b) for tensors)" : "");
+            jm_poison_assigned(c, s->body, s->nbody);
+            jm_poison_assigned(c, s->orelse, s->norelse);
             return;
         }
         if (cond.i) jm_exec_body(c, s->body, s->nbody);
@@ -1197,8 +1232,11 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
     }
     case JM_S_REPEAT: {
         int64_t lo = 0, hi;
-        if (s->lo && jm_want_int(c, jm_eval(c, s->lo), s->lo->loc, "the start of a repeat range", &lo) != 0) return;
-        if (jm_want_int(c, jm_eval(c, s->hi), s->hi->loc, s->lo ? "the end of a repeat range" : "a repeat count", &hi) != 0) return;
+        if ((s->lo && jm_want_int(c, jm_eval(c, s->lo), s->lo->loc, "the start of a repeat range", &lo) != 0) ||
+            jm_want_int(c, jm_eval(c, s->hi), s->hi->loc, s->lo ? "the end of a repeat range" : "a repeat count", &hi) != 0) {
+            jm_poison_assigned(c, s->body, s->nbody);
+            return;
+        }
         if (hi - lo > 100000) {
             jm_diag_error(E->d, s->loc, "repeat runs %lld times at compile time; the limit is 100000 (use a sampler for run-time loops)",
                           (long long)(hi - lo));
@@ -1287,13 +1325,16 @@ static void jm_add_sym(jm_elab *E, const char *name, jm_gsym sym, jm_loc loc) {
 
 static int jm_load_file(jm_elab *E, const char *path, jm_loc from);
 
-static void jm_collect(jm_elab *E, jm_ast_file *f) {
+static void jm_collect(jm_elab *E, jm_ast_file *f, int syntax_errors) {
     jm_ctx c = jm_root_ctx(E);
     const char *dir = NULL;
     for (int i = 0; i < f->ndecls && !jm_diag_too_many(E->d); i++) {
         jm_decl *d = &f->decls[i];
         switch (d->kind) {
         case JM_D_IMPORT: {
+            /* A file with syntax errors may have mangled its import paths: skip them. */
+            if (syntax_errors) break;
+            if (!d->path[0]) { jm_diag_error(E->d, d->loc, "empty import path"); break; }
             if (!dir) {
                 char *tmp = jm_arena_strdup(E->a, E->d->src[f->file].path);
                 dir = jm_arena_strdup(E->a, dirname(tmp));
@@ -1364,8 +1405,9 @@ static int jm_load_file(jm_elab *E, const char *path, jm_loc from) {
     int depth = E->nimport;
     E->import_stack = jm_arena_grow(E->a, E->import_stack, sizeof(char *) * (size_t)depth, sizeof(char *) * (size_t)(depth + 1));
     E->import_stack[E->nimport++] = k;
+    int before = E->d->nerr;
     jm_ast_file *f = jm_parse(E->d, file);
-    jm_collect(E, f);
+    jm_collect(E, f, E->d->nerr > before);
     E->nimport--;
     return 0;
 }
@@ -1433,12 +1475,13 @@ static void jm_elab_program(jm_elab *E, jm_decl *d) {
     jm_ctx c = jm_root_ctx(E);
     c.g = m->programs[pi].graph;
     c.prog = &m->programs[pi];
+    c.view = c.prog;
     if (d->ret) jm_diag_error(E->d, d->ret->loc, "programs have no return type; name their results with 'output'");
     for (int i = 0; i < d->nparams; i++) {
         jm_param *pa = &d->params[i];
         jm_type t;
         if (pa->def) jm_diag_error(E->d, pa->def->loc, "program inputs cannot have defaults");
-        if (jm_parse_type(&c, pa->type, &t) != 0) continue;
+        if (jm_parse_type(&c, pa->type, &t) != 0) { jm_set_var(&c, pa->name, jm_v_err()); continue; }
         jm_attr at;
         memset(&at, 0, sizeof at);
         at.i[0] = i;
@@ -1545,7 +1588,7 @@ jm_module *jm_frontend_load_text(jm_diags *d, const char *name, const char *text
     E.import_stack = jm_arena_alloc(E.a, sizeof(char *));
     E.import_stack[E.nimport++] = k;
     jm_ast_file *f = jm_parse(d, file);
-    jm_collect(&E, f);
+    jm_collect(&E, f, d->nerr > 0);
     E.nimport--;
     if (d->nerr) return NULL;
     return jm_elaborate(&E);

@@ -31,7 +31,8 @@ typedef struct {
     int g;                                     /* graph receiving new nodes */
     const char *scope;                         /* parameter-name prefix, "" at the root */
     jm_binding_v *vars; int nvars, capvars;
-    jm_program *prog;                          /* inside a program, else NULL */
+    jm_program *prog;                          /* in a program's own body (outputs, state writes), else NULL */
+    jm_program *view;                          /* the program whose pending state writes reads see (also in blocks) */
     jm_loopctx *loop;                          /* inside a sampler body, else NULL */
     int depth;                                 /* call depth */
     jm_value *ret; int nret; int returned;

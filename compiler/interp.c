@@ -572,7 +572,7 @@ int jm_interp_run(jm_interp *I, int p, const jm_tensor *inputs, jm_tensor **outp
     jm_graph saved = *gr;
     int extra = pr->noutputs + pr->nwrites;
     int *keep = malloc(sizeof(int) * (size_t)(gr->nresults + extra + 1));
-    memcpy(keep, gr->results, sizeof(int) * (size_t)gr->nresults);
+    if (gr->nresults) memcpy(keep, gr->results, sizeof(int) * (size_t)gr->nresults);
     for (int i = 0; i < pr->noutputs; i++) keep[gr->nresults + i] = pr->outputs[i].node;
     for (int i = 0; i < pr->nwrites; i++) keep[gr->nresults + pr->noutputs + i] = pr->writes[i].node;
     gr->results = keep;

@@ -54,6 +54,7 @@ const char *jm_tok_describe(jm_tok_kind k) {
     case JM_T_LE: return "'<='";       case JM_T_GT: return "'>'";
     case JM_T_GE: return "'>='";       case JM_T_AND: return "'&&'";
     case JM_T_OR: return "'||'";       case JM_T_NOT: return "'!'";
+    case JM_T_ERROR: return "an invalid character";
     case JM_T_COUNT: break;
     }
     return "token";
@@ -260,12 +261,21 @@ jm_tokens jm_lex(jm_diags *d, int file) {
         default: break;
         }
         if (k == JM_T_COUNT) {
-            if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f)
+            unsigned char u = (unsigned char)c;
+            if (u >= 0x20 && u < 0x7f) {
                 jm_diag_error(d, loc, "unexpected character '%c'", c);
-            else
-                jm_diag_error(d, loc, "unexpected byte 0x%02x (graph files are ASCII outside strings and comments)",
-                              (unsigned char)c);
-            L.p++;
+                L.p++;
+            } else if (u >= 0xc0 && u < 0xf8) {
+                /* one report per UTF-8 character, not per byte */
+                L.p++;
+                while (L.p < L.end && ((unsigned char)*L.p & 0xc0) == 0x80) L.p++;
+                jm_diag_error(d, loc, "unexpected non-ASCII character '%.*s' (graph files are ASCII outside strings and comments)",
+                              (int)(L.p - at), at);
+            } else {
+                jm_diag_error(d, loc, "unexpected byte 0x%02x (graph files are ASCII outside strings and comments)", u);
+                L.p++;
+            }
+            jm_lex_push(&L, JM_T_ERROR, loc);
             if (jm_diag_too_many(d)) break;
             continue;
         }

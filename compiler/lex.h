@@ -25,6 +25,7 @@ typedef enum {
     JM_T_COMMA, JM_T_SEMI, JM_T_COLON, JM_T_DOT, JM_T_DOTDOT, JM_T_ARROW,
     JM_T_ASSIGN, JM_T_PLUS, JM_T_MINUS, JM_T_STAR, JM_T_STARSTAR, JM_T_SLASH, JM_T_PERCENT,
     JM_T_EQ, JM_T_NE, JM_T_LT, JM_T_LE, JM_T_GT, JM_T_GE, JM_T_AND, JM_T_OR, JM_T_NOT,
+    JM_T_ERROR,            /* a character the lexer already reported: the parser stays quiet about it */
     JM_T_COUNT
 } jm_tok_kind;
 

@@ -9,6 +9,7 @@
 #include "elab.h"
 #include "info.h"
 #include "interp.h"
+#include "llvm_host.h"
 #include "tensorio.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -88,7 +89,7 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
             o->defs[o->ndefs].value = eq + 1;
             for (int k = 0; k < o->ndefs; k++)
                 if (strcmp(o->defs[k].name, o->defs[o->ndefs].name) == 0) {
-                    fprintf(stderr, "jemc: -D %s given twice\n", o->defs[k].name);
+                    fprintf(stderr, "jemc: error: -D %s given twice\n", o->defs[k].name);
                     free((char *)o->defs[o->ndefs].name);
                     return -1;
                 }
@@ -185,7 +186,11 @@ int main(int argc, char **argv) {
         jm_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
-    if (strcmp(argv[1], "--version") == 0) { printf("jemc %s\n", JM_VERSION); return 0; }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("jemc %s\n", JM_VERSION);
+        jm_llvm_describe(stdout);
+        return 0;
+    }
     jm_opts o;
     const char *cmd = argv[1];
     if (strcmp(cmd, "check") != 0 && strcmp(cmd, "info") != 0 && strcmp(cmd, "compile") != 0 && strcmp(cmd, "run") != 0) {

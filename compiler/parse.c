@@ -52,6 +52,7 @@ static void jm_describe_found(const jm_token *t, char *buf, size_t n) {
 
 static void jm_expected(jm_parser *P, const char *what) {
     if (P->failed) return;             /* one error per statement */
+    if (jm_peek(P)->kind == JM_T_ERROR) { P->failed = 1; return; }   /* the lexer already said why */
     char found[160];
     jm_describe_found(jm_peek(P), found, sizeof found);
     jm_diag_error(P->d, jm_peek(P)->loc, "expected %s, found %s", what, found);

@@ -7,6 +7,26 @@
 
 #define JM_T(buf, t) jm_type_str((t), buf, sizeof buf)
 
+/* The name users write for an op, for messages. */
+static const char *jm_op_user_name(jm_op op) {
+    switch (op) {
+    case JM_OP_NOT: return "'!'";
+    case JM_OP_NEG: return "unary '-'";
+    case JM_OP_RMAX: return "max";
+    case JM_OP_MAXPOOL2D: return "max_pool2d";
+    case JM_OP_AVGPOOL2D: return "avg_pool2d";
+    case JM_OP_ADD: return "'+'";
+    case JM_OP_SUB: return "'-'";
+    case JM_OP_MUL: return "'*'";
+    case JM_OP_DIV: return "'/'";
+    case JM_OP_POW: return "'**'";
+    case JM_OP_AND: return "'&&'";
+    case JM_OP_OR: return "'||'";
+    case JM_OP_STOP_GRAD: return "detach";
+    default: return jm_ops[op].name;
+    }
+}
+
 static const jm_type *jm_src_type(jm_graph *g, jm_node *n, int i) { return &g->node[n->src[i]].type; }
 
 static int jm_shape_given(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) { return 0; }
@@ -19,7 +39,7 @@ static int jm_shape_global(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
 static int jm_shape_unary_num(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const jm_type *a = jm_src_type(g, n, 0);
     if (a->dtype == JM_BOOL || a->dtype == JM_TUPLE) {
-        jm_diag_error(d, n->loc, "%s needs a numeric tensor, got %s", jm_ops[n->op].name, jm_dtype_name(a->dtype));
+        jm_diag_error(d, n->loc, "%s needs a numeric tensor, got %s", jm_op_user_name(n->op), jm_dtype_name(a->dtype));
         return -1;
     }
     n->type = *a;
@@ -29,7 +49,7 @@ static int jm_shape_unary_num(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d
 static int jm_shape_unary_float(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const jm_type *a = jm_src_type(g, n, 0);
     if (!jm_dtype_is_float(a->dtype)) {
-        jm_diag_error(d, n->loc, "%s needs a floating-point tensor, got %s", jm_ops[n->op].name, jm_dtype_name(a->dtype));
+        jm_diag_error(d, n->loc, "%s needs a floating-point tensor, got %s", jm_op_user_name(n->op), jm_dtype_name(a->dtype));
         return -1;
     }
     n->type = *a;
@@ -39,7 +59,7 @@ static int jm_shape_unary_float(jm_module *m, jm_graph *g, jm_node *n, jm_diags 
 static int jm_shape_unary_bool(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const jm_type *a = jm_src_type(g, n, 0);
     if (a->dtype != JM_BOOL) {
-        jm_diag_error(d, n->loc, "%s needs a bool tensor, got %s", jm_ops[n->op].name, jm_dtype_name(a->dtype));
+        jm_diag_error(d, n->loc, "%s needs a bool tensor, got %s", jm_op_user_name(n->op), jm_dtype_name(a->dtype));
         return -1;
     }
     n->type = *a;
@@ -60,7 +80,7 @@ static int jm_same_shape(jm_graph *g, jm_node *n, jm_diags *d, int first, int co
         for (int k = 0; same && k < a->rank; k++) same = a->dim[k] == b->dim[k];
         if (!same) {
             char x[128], y[128];
-            jm_diag_error(d, n->loc, "%s: operand shapes differ: %s and %s", jm_ops[n->op].name, JM_T(x, a), JM_T(y, b));
+            jm_diag_error(d, n->loc, "%s: operand shapes differ: %s and %s", jm_op_user_name(n->op), JM_T(x, a), JM_T(y, b));
             return -1;
         }
     }
@@ -70,7 +90,7 @@ static int jm_same_shape(jm_graph *g, jm_node *n, jm_diags *d, int first, int co
 static int jm_same_dtype(jm_graph *g, jm_node *n, jm_diags *d, int i, int j) {
     const jm_type *a = jm_src_type(g, n, i), *b = jm_src_type(g, n, j);
     if (a->dtype != b->dtype) {
-        jm_diag_error(d, n->loc, "%s: operand types differ: %s and %s", jm_ops[n->op].name,
+        jm_diag_error(d, n->loc, "%s: operand types differ: %s and %s", jm_op_user_name(n->op),
                       jm_dtype_name(a->dtype), jm_dtype_name(b->dtype));
         return -1;
     }
@@ -113,7 +133,7 @@ static int jm_shape_reduce(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const jm_type *a = jm_src_type(g, n, 0);
     if (a->dtype == JM_BOOL || a->dtype == JM_TUPLE ||
         (n->op == JM_OP_LOGSUMEXP && !jm_dtype_is_float(a->dtype))) {
-        jm_diag_error(d, n->loc, "%s needs a %s tensor, got %s", jm_ops[n->op].name,
+        jm_diag_error(d, n->loc, "%s needs a %s tensor, got %s", jm_op_user_name(n->op),
                       n->op == JM_OP_LOGSUMEXP ? "floating-point" : "numeric", jm_dtype_name(a->dtype));
         return -1;
     }
@@ -122,11 +142,11 @@ static int jm_shape_reduce(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
         int64_t ax = n->attr.i[i];
         if (ax < 0 || ax >= a->rank) {
             char x[128];
-            jm_diag_error(d, n->loc, "%s: axis %" PRId64 " is out of range for %s", jm_ops[n->op].name, ax, JM_T(x, a));
+            jm_diag_error(d, n->loc, "%s: axis %" PRId64 " is out of range for %s", jm_op_user_name(n->op), ax, JM_T(x, a));
             return -1;
         }
         if (drop[ax]) {
-            jm_diag_error(d, n->loc, "%s: axis %" PRId64 " is listed twice", jm_ops[n->op].name, ax);
+            jm_diag_error(d, n->loc, "%s: axis %" PRId64 " is listed twice", jm_op_user_name(n->op), ax);
             return -1;
         }
         drop[ax] = 1;
@@ -142,7 +162,7 @@ static int jm_shape_axis_op(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) 
     const jm_type *a = jm_src_type(g, n, 0);
     if (n->attr.k < 0 || n->attr.k >= a->rank) {
         char x[128];
-        jm_diag_error(d, n->loc, "%s: axis %d is out of range for %s", jm_ops[n->op].name, n->attr.k, JM_T(x, a));
+        jm_diag_error(d, n->loc, "%s: axis %d is out of range for %s", jm_op_user_name(n->op), n->attr.k, JM_T(x, a));
         return -1;
     }
     return jm_shape_unary_float(m, g, n, d);
@@ -173,8 +193,11 @@ static int jm_shape_permute(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) 
     for (int i = 0; i < a->rank; i++) {
         int64_t p = n->attr.i[i];
         if (p < 0 || p >= a->rank || seen[p]) {
-            jm_diag_error(d, n->loc, "permute: [%" PRId64 "...] is not a permutation of the %d axes of %s",
-                          n->attr.i[0], a->rank, JM_T(x, a));
+            char perm[128];
+            size_t used = 0;
+            for (int k = 0; k < n->attr.ni && used < sizeof perm; k++)
+                used += (size_t)snprintf(perm + used, sizeof perm - used, "%s%" PRId64, k ? ", " : "", n->attr.i[k]);
+            jm_diag_error(d, n->loc, "permute: [%s] is not a permutation of the %d axes of %s", perm, a->rank, JM_T(x, a));
             return -1;
         }
         seen[p] = 1;
@@ -319,10 +342,14 @@ static int jm_shape_matmul(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     return 0;
 }
 
+/* Output size of a window op; 0 when the (dilated) kernel does not fit the padded
+   input (C division would truncate a negative numerator toward zero). */
 static int64_t jm_conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t dil) {
     int64_t eff = dil * (k - 1) + 1;
+    if (in + 2 * p < eff) return 0;
     return (in + 2 * p - eff) / s + 1;
 }
+
 
 static int jm_shape_conv2d(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const jm_type *x = jm_src_type(g, n, 0), *w = jm_src_type(g, n, 1);
@@ -360,16 +387,16 @@ static int jm_shape_pool2d(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const int64_t *at = n->attr.i;
     char a[128];
     if (x->rank != 4 || !jm_dtype_is_float(x->dtype)) {
-        jm_diag_error(d, n->loc, "%s needs a 4-d floating-point input [N,C,H,W], got %s", jm_ops[n->op].name, JM_T(a, x));
+        jm_diag_error(d, n->loc, "%s needs a 4-d floating-point input [N,C,H,W], got %s", jm_op_user_name(n->op), JM_T(a, x));
         return -1;
     }
     if (at[0] < 1 || at[1] < 1 || at[2] < 1 || at[3] < 1 || at[4] < 0 || at[5] < 0 || 2 * at[4] > at[0] || 2 * at[5] > at[1]) {
-        jm_diag_error(d, n->loc, "%s: kernel and stride must be >= 1 and padding at most half the kernel", jm_ops[n->op].name);
+        jm_diag_error(d, n->loc, "%s: kernel and stride must be >= 1 and padding at most half the kernel", jm_op_user_name(n->op));
         return -1;
     }
     int64_t oh = jm_conv_out(x->dim[2], at[0], at[2], at[4], 1), ow = jm_conv_out(x->dim[3], at[1], at[3], at[5], 1);
     if (oh < 1 || ow < 1) {
-        jm_diag_error(d, n->loc, "%s: kernel %" PRId64 "x%" PRId64 " is larger than the input %s", jm_ops[n->op].name, at[0], at[1], JM_T(a, x));
+        jm_diag_error(d, n->loc, "%s: kernel %" PRId64 "x%" PRId64 " is larger than the input %s", jm_op_user_name(n->op), at[0], at[1], JM_T(a, x));
         return -1;
     }
     int64_t dims[4] = { x->dim[0], x->dim[1], oh, ow };

@@ -207,6 +207,8 @@ int main(void) {
     char path2[600];
     snprintf(path2, sizeof path2, "%s/bad2.safetensors", dir);
     ok(access(path, F_OK) != 0 && access(path2, F_OK) != 0, "failed runs leave no output file in the target directory");
+    rc = J(out, sizeof out, "--version");
+    ok(rc == 0 && strstr(out, "jemc 0.") && strstr(out, "LLVM 19.") && strstr(out, "host CPU"), "--version reports the linked LLVM 19 and the host CPU");
     rc = J(out, sizeof out, "--help");
     ok(rc == 0 && strstr(out, "jemc run"), "--help prints usage and exits 0");
     snprintf(path, sizeof path, "rm -rf %s", dir);

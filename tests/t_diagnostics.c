@@ -1,0 +1,227 @@
+/* tests/t_diagnostics.c — pins jemc's error messages.
+ *
+ * Every tests/neg/NAME.graph is a graph file that must be rejected; next to it,
+ * NAME.err holds the exact stderr of `jemc check tests/neg/NAME.graph [ARGS]`.
+ * When the first line of NAME.graph is "# args: ...", those (whitespace-separated)
+ * arguments follow the file name. Files under tests/neg/inc/ are helpers (imports),
+ * not cases. For each case this checks that jemc
+ *   1. finishes by itself (no signal, no hang: a child is killed after 30 s),
+ *   2. exits with status 1,
+ *   3. writes exactly NAME.err to stderr.
+ * Run from the repository root; $JEMC names the compiler (default build/jemc).
+ * To re-pin a message after a deliberate change, regenerate NAME.err with jemc
+ * and read it before committing. */
+#include "tap.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NEG_DIR "tests/neg"
+#define MIN_CASES 40
+#define MAX_ARGS 32
+#define TIMEOUT_S 30
+
+typedef struct { char *data; size_t len, cap; } buf_t;
+
+static void buf_add(buf_t *b, const char *p, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d) { perror("realloc"); exit(2); }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+static int read_file(const char *path, buf_t *out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char tmp[4096];
+    size_t n;
+    buf_add(out, "", 0);
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) buf_add(out, tmp, n);
+    int err = ferror(f);
+    fclose(f);
+    return err ? -1 : 0;
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Prints a (possibly long) text as TAP diagnostics, one line at a time. */
+static void diag_text(const char *label, const char *s, size_t len) {
+    tap_diag("%s (%zu bytes):", label, len);
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != '\n') j++;
+        int w = (int)(j - i);
+        if (w > 1000) w = 1000;
+        tap_diag("  |%.*s%s", w, s + i, (size_t)w < j - i ? "..." : "");
+        i = j + 1;
+    }
+    if (len > 0 && s[len - 1] != '\n') tap_diag("  (no newline at the end)");
+}
+
+/* Where two texts first differ: line number and byte offset. */
+static void diag_first_difference(const char *a, size_t la, const char *b, size_t lb) {
+    size_t i = 0;
+    int line = 1;
+    while (i < la && i < lb && a[i] == b[i]) {
+        if (a[i] == '\n') line++;
+        i++;
+    }
+    tap_diag("first difference at byte %zu (line %d)", i, line);
+}
+
+/* Splits the "# args:" first line of a graph file into argv entries (strdup'ed). */
+static int read_args(const char *path, char **args) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char line[1024];
+    int n = 0;
+    if (fgets(line, sizeof line, f) && strncmp(line, "# args:", 7) == 0) {
+        char *save = NULL;
+        for (char *tok = strtok_r(line + 7, " \t\r\n", &save); tok && n < MAX_ARGS;
+             tok = strtok_r(NULL, " \t\r\n", &save))
+            args[n++] = strdup(tok);
+    }
+    fclose(f);
+    return n;
+}
+
+/* Runs jemc with argv; stderr goes to *err, stdout to /dev/null. Returns the wait status, or -1. */
+static int run_capture(const char *jemc, char **argv, buf_t *err) {
+    int fds[2];
+    if (pipe(fds) != 0) { perror("pipe"); return -1; }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) { perror("fork"); close(fds[0]); close(fds[1]); return -1; }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) { dup2(devnull, 0); dup2(devnull, 1); close(devnull); }
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        alarm(TIMEOUT_S);                /* survives exec: a hanging jemc dies of SIGALRM */
+        execv(jemc, argv);
+        char msg[512];
+        int m = snprintf(msg, sizeof msg, "t_diagnostics: cannot run %s: %s\n", jemc, strerror(errno));
+        if (m > 0 && write(2, msg, (size_t)m) < 0) { /* nothing more to do */ }
+        _exit(127);
+    }
+    close(fds[1]);
+    char tmp[4096];
+    buf_add(err, "", 0);
+    for (;;) {
+        ssize_t r = read(fds[0], tmp, sizeof tmp);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        buf_add(err, tmp, (size_t)r);
+    }
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) { perror("waitpid"); return -1; }
+    }
+    return status;
+}
+
+int main(void) {
+    const char *jemc = getenv("JEMC");
+    if (!jemc || !*jemc) jemc = "build/jemc";
+    if (access(jemc, X_OK) != 0) {
+        ok(0, "the compiler %s can be run", jemc);
+        tap_diag("%s: %s (run from the repository root, or set JEMC)", jemc, strerror(errno));
+        return tap_done();
+    }
+
+    DIR *dir = opendir(NEG_DIR);
+    if (!dir) {
+        ok(0, "%s can be opened", NEG_DIR);
+        tap_diag("%s: %s (run from the repository root)", NEG_DIR, strerror(errno));
+        return tap_done();
+    }
+    char **names = NULL;
+    int n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 6 || strcmp(de->d_name + len - 6, ".graph") != 0 || de->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(names, sizeof(char *) * (size_t)cap);
+            if (!nn) { perror("realloc"); return 2; }
+            names = nn;
+        }
+        names[n++] = strndup(de->d_name, len - 6);
+    }
+    closedir(dir);
+    if (n > 0) qsort(names, (size_t)n, sizeof(char *), cmp_names);
+
+    if (!ok(n >= MIN_CASES, "found %d negative cases in %s (at least %d)", n, NEG_DIR, MIN_CASES))
+        tap_diag("the diagnostics suite has lost cases: expected at least %d NAME.graph files", MIN_CASES);
+
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i];
+        char graph[1024], errpath[1024];
+        snprintf(graph, sizeof graph, "%s/%s.graph", NEG_DIR, name);
+        snprintf(errpath, sizeof errpath, "%s/%s.err", NEG_DIR, name);
+
+        char *args[MAX_ARGS];
+        int nargs = read_args(graph, args);
+        char *argv[MAX_ARGS + 4];
+        int k = 0;
+        argv[k++] = (char *)jemc;
+        argv[k++] = "check";
+        argv[k++] = graph;
+        for (int a = 0; a < nargs; a++) argv[k++] = args[a];
+        argv[k] = NULL;
+
+        buf_t got = { 0 }, want = { 0 };
+        int status = run_capture(jemc, argv, &got);
+        int have_want = read_file(errpath, &want) == 0;
+        int want_errno = errno;
+
+        int finished = status != -1 && WIFEXITED(status);
+        if (!ok(finished, "%s: jemc finishes without a signal", name)) {
+            if (status != -1 && WIFSIGNALED(status))
+                tap_diag("killed by signal %d%s", WTERMSIG(status),
+                         WTERMSIG(status) == SIGALRM ? " (timed out)" : "");
+            else
+                tap_diag("could not run %s", jemc);
+        }
+        int code = finished ? WEXITSTATUS(status) : -1;
+        if (!ok(code == 1, "%s: jemc check exits with status 1", name)) {
+            if (finished) tap_diag("got exit status %d, expected 1", code);
+            else tap_diag("no exit status (see above)");
+        }
+
+        int same = have_want && got.len == want.len && memcmp(got.data, want.data, got.len) == 0;
+        if (!ok(same, "%s: stderr matches %s", name, errpath)) {
+            if (!have_want) {
+                tap_diag("cannot read %s: %s", errpath, strerror(want_errno));
+            } else {
+                diag_first_difference(got.data, got.len, want.data, want.len);
+            }
+            diag_text("got", got.data ? got.data : "", got.len);
+            if (have_want) diag_text("expected", want.data, want.len);
+        }
+
+        free(got.data);
+        free(want.data);
+        for (int a = 0; a < nargs; a++) free(args[a]);
+        free(names[i]);
+    }
+    free(names);
+    return tap_done();
+}

@@ -417,74 +417,82 @@ static int jm_eval_rng(jm_interp *I, jm_node *n, jm_tensor *o) {
     return 0;
 }
 
+/* ---- kernels named in ops.def: one signature for all ---------------------- */
+
+#define JM_KERNEL(name) static int jm_run_##name(jm_interp *I, jm_node *n, jm_tensor **s, jm_tensor *o, jm_frame *F, int id)
+#define JM_NUMEL (jm_type_numel(&n->type))
+
+JM_KERNEL(const) { for (int64_t i = 0; i < JM_NUMEL; i++) o->data[i] = n->attr.f[0]; return 0; }
+JM_KERNEL(input) { memcpy(o->data, F->inputs[n->attr.i[0]].data, sizeof(double) * (size_t)JM_NUMEL); return 0; }
+JM_KERNEL(global) { memcpy(o->data, I->globals[n->attr.i[0]].data, sizeof(double) * (size_t)JM_NUMEL); return 0; }
+JM_KERNEL(loop_arg) { memcpy(o->data, F->args[n->attr.k].data, sizeof(double) * (size_t)JM_NUMEL); return 0; }
+JM_KERNEL(unary) { return jm_eval_unary(n, s[0], o); }
+JM_KERNEL(binary) { return jm_eval_binary(n, s[0], s[1], o); }
+JM_KERNEL(where) {
+    for (int64_t i = 0; i < JM_NUMEL; i++) o->data[i] = s[0]->data[i] != 0 ? s[1]->data[i] : s[2]->data[i];
+    return 0;
+}
+JM_KERNEL(reduce) { jm_eval_reduce(n, s[0], o); return 0; }
+JM_KERNEL(copy) { memcpy(o->data, s[0]->data, sizeof(double) * (size_t)JM_NUMEL); return 0; }
+JM_KERNEL(permute) { jm_eval_permute(n, s[0], o); return 0; }
+JM_KERNEL(broadcast) { jm_eval_broadcast(s[0], o); return 0; }
+JM_KERNEL(slice) { jm_eval_slice(n, s[0], o); return 0; }
+JM_KERNEL(pad) { jm_eval_pad(n, s[0], o); return 0; }
+JM_KERNEL(concat) {
+    jm_tensor **all = malloc(sizeof(jm_tensor *) * (size_t)n->nsrc);
+    for (int i = 0; i < n->nsrc; i++) all[i] = &F->val[n->src[i]];
+    jm_eval_concat(n, all, o);
+    free(all);
+    return 0;
+}
+JM_KERNEL(rows) { return jm_eval_rows(I, n, s, o); }
+JM_KERNEL(onehot) {
+    int64_t C = n->attr.k, M = jm_type_numel(&s[0]->type);
+    for (int64_t r = 0; r < M; r++) {
+        double v = s[0]->data[r];
+        if (!(v >= 0 && v < (double)C)) return jm_fail(I, n, "label %g at position %" PRId64 " is out of range [0, %" PRId64 ")", v, r, C);
+        o->data[r * C + (int64_t)v] = 1;
+    }
+    return 0;
+}
+JM_KERNEL(matmul) { jm_eval_matmul(s[0], s[1], o); return 0; }
+JM_KERNEL(conv2d) { jm_eval_conv2d(n, s[0], s[1], o); return 0; }
+JM_KERNEL(pool) { jm_eval_pool(n, s[0], o); return 0; }
+JM_KERNEL(softmax) { jm_eval_softmax(n, s[0], o); return 0; }
+JM_KERNEL(cross_entropy) { return jm_eval_cross_entropy(I, n, s[0], s[1], o); }
+JM_KERNEL(rng) { return jm_eval_rng(I, n, o); }
+JM_KERNEL(loop) { return jm_eval_loop(I, n, F, id); }
+JM_KERNEL(loop_out) {
+    jm_tensor *t = &F->tuples[n->src[0]][n->attr.k];
+    memcpy(o->data, t->data, sizeof(double) * (size_t)JM_NUMEL);
+    return 0;
+}
+JM_KERNEL(grad) {
+    return jm_fail(I, n, "grad(...) at %d:%d is not expanded: automatic differentiation is not implemented yet",
+                   n->loc.line, n->loc.col);
+}
+JM_KERNEL(extern) { return jm_fail(I, n, "extern functions are not supported by the interpreter yet"); }
+
 static int jm_eval_node(jm_interp *I, int g, int id, jm_frame *F) {
     jm_module *m = I->m;
     jm_node *n = &m->graphs[g].node[id];
     jm_tensor *o = &F->val[id];
-    if (n->op == JM_OP_LOOP) return jm_eval_loop(I, n, F, id);
-    if (jm_tensor_alloc(o, &n->type)) return jm_fail(I, n, "out of memory for %" PRId64 " elements", jm_type_numel(&n->type));
+    /* a loop's value is a tuple of tensors (F->tuples), not one tensor */
+    if (n->op != JM_OP_LOOP && jm_tensor_alloc(o, &n->type))
+        return jm_fail(I, n, "out of memory for %" PRId64 " elements", jm_type_numel(&n->type));
     jm_tensor *s[3] = { NULL, NULL, NULL };
     for (int i = 0; i < n->nsrc && i < 3; i++) s[i] = &F->val[n->src[i]];
-    int64_t N = jm_type_numel(&n->type);
+    int rc = -1;
     switch (n->op) {
-    case JM_OP_CONST: for (int64_t i = 0; i < N; i++) o->data[i] = n->attr.f[0]; break;
-    case JM_OP_INPUT: memcpy(o->data, F->inputs[n->attr.i[0]].data, sizeof(double) * (size_t)N); break;
-    case JM_OP_PARAM: case JM_OP_STATE: memcpy(o->data, I->globals[n->attr.i[0]].data, sizeof(double) * (size_t)N); break;
-    case JM_OP_LOOP_ARG: memcpy(o->data, F->args[n->attr.k].data, sizeof(double) * (size_t)N); break;
-    case JM_OP_NEG: case JM_OP_EXP: case JM_OP_LOG: case JM_OP_SQRT: case JM_OP_RSQRT: case JM_OP_ABS:
-    case JM_OP_TANH: case JM_OP_SIGMOID: case JM_OP_LOG1P: case JM_OP_SOFTPLUS: case JM_OP_RELU:
-    case JM_OP_LEAKY_RELU: case JM_OP_RECIP: case JM_OP_NOT: case JM_OP_CAST: case JM_OP_STOP_GRAD:
-        jm_eval_unary(n, s[0], o); break;
-    case JM_OP_ADD: case JM_OP_SUB: case JM_OP_MUL: case JM_OP_DIV: case JM_OP_POW: case JM_OP_MAX:
-    case JM_OP_MIN: case JM_OP_LT: case JM_OP_LE: case JM_OP_GT: case JM_OP_GE: case JM_OP_EQ:
-    case JM_OP_NE: case JM_OP_AND: case JM_OP_OR:
-        jm_eval_binary(n, s[0], s[1], o); break;
-    case JM_OP_WHERE: for (int64_t i = 0; i < N; i++) o->data[i] = s[0]->data[i] != 0 ? s[1]->data[i] : s[2]->data[i]; break;
-    case JM_OP_SUM: case JM_OP_RMAX: case JM_OP_LOGSUMEXP: jm_eval_reduce(n, s[0], o); break;
-    case JM_OP_RESHAPE: memcpy(o->data, s[0]->data, sizeof(double) * (size_t)N); break;
-    case JM_OP_PERMUTE: jm_eval_permute(n, s[0], o); break;
-    case JM_OP_BROADCAST: jm_eval_broadcast(s[0], o); break;
-    case JM_OP_SLICE: jm_eval_slice(n, s[0], o); break;
-    case JM_OP_PAD: jm_eval_pad(n, s[0], o); break;
-    case JM_OP_CONCAT: {
-        jm_tensor **all = malloc(sizeof(jm_tensor *) * (size_t)n->nsrc);
-        for (int i = 0; i < n->nsrc; i++) all[i] = &F->val[n->src[i]];
-        jm_eval_concat(n, all, o);
-        free(all);
-        break;
+#define JM_OP(e, name, cls, arity, shape, interp) case JM_OP_##e: rc = jm_run_##interp(I, n, s, o, F, id); break;
+#include "ops.def"
+#undef JM_OP
+    case JM_OP_COUNT: break;
     }
-    case JM_OP_GATHER: case JM_OP_SCATTER: return jm_eval_rows(I, n, s, o);
-    case JM_OP_ONEHOT: {
-        int64_t C = n->attr.k, M = jm_type_numel(&s[0]->type);
-        for (int64_t r = 0; r < M; r++) {
-            double v = s[0]->data[r];
-            if (!(v >= 0 && v < (double)C)) return jm_fail(I, n, "label %g at position %" PRId64 " is out of range [0, %" PRId64 ")", v, r, C);
-            o->data[r * C + (int64_t)v] = 1;
-        }
-        break;
-    }
-    case JM_OP_MATMUL: jm_eval_matmul(s[0], s[1], o); break;
-    case JM_OP_CONV2D: jm_eval_conv2d(n, s[0], s[1], o); break;
-    case JM_OP_AVGPOOL2D: case JM_OP_MAXPOOL2D: jm_eval_pool(n, s[0], o); break;
-    case JM_OP_SOFTMAX: case JM_OP_LOG_SOFTMAX: jm_eval_softmax(n, s[0], o); break;
-    case JM_OP_CROSS_ENTROPY: return jm_eval_cross_entropy(I, n, s[0], s[1], o);
-    case JM_OP_RNG_UNIFORM: case JM_OP_RNG_NORMAL: case JM_OP_RNG_RANDINT: case JM_OP_RNG_BERNOULLI:
-        jm_eval_rng(I, n, o); break;
-    case JM_OP_LOOP_OUT: {
-        jm_tensor *t = &F->tuples[n->src[0]][n->attr.k];
-        memcpy(o->data, t->data, sizeof(double) * (size_t)N);
-        break;
-    }
-    case JM_OP_GRAD:
-        return jm_fail(I, n, "grad(...) at %d:%d is not expanded: automatic differentiation is not implemented yet",
-                       n->loc.line, n->loc.col);
-    case JM_OP_EXTERN_CALL:
-        return jm_fail(I, n, "extern functions are not supported by the interpreter yet");
-    case JM_OP_LOOP: case JM_OP_COUNT: break;
-    }
+    if (rc != 0 || n->op == JM_OP_LOOP) return rc;
     /* float32 semantics: each result is stored as a float */
     if (n->type.dtype == JM_F32)
-        for (int64_t i = 0; i < N; i++) o->data[i] = (double)(float)o->data[i];
+        for (int64_t i = 0, N = JM_NUMEL; i < N; i++) o->data[i] = (double)(float)o->data[i];
     return 0;
 }
 

@@ -466,7 +466,7 @@ static int jm_shape_loop_out(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d)
 int jm_shape_infer(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     if (n->attr.ni < 0 || n->attr.ni > 24) { jm_diag_error(d, n->loc, "internal error: bad attribute count"); return -1; }
     switch (n->op) {
-#define JM_OP(e, name, cls, arity, shape) case JM_OP_##e: return jm_shape_##shape(m, g, n, d);
+#define JM_OP(e, name, cls, arity, shape, interp) case JM_OP_##e: return jm_shape_##shape(m, g, n, d);
 #include "ops.def"
 #undef JM_OP
     case JM_OP_COUNT: break;

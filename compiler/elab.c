@@ -99,6 +99,11 @@ const jm_type *jm_value_type(jm_ctx *c, jm_value v) {
 }
 
 int jm_add(jm_ctx *c, jm_op op, const int *src, int nsrc, const jm_attr *attr, const jm_type *type, jm_loc loc) {
+    if (c->g < 0) {
+        /* config constants, initialisers, defaults and types are evaluated outside any program */
+        jm_diag_error(c->E->d, loc, "a tensor cannot be computed here: only compile-time values (numbers, bools, strings, lists) are allowed");
+        return -1;
+    }
     return jm_ir_add(c->E->m, c->g, op, src, nsrc, attr, type, loc, c->E->d);
 }
 
@@ -195,7 +200,10 @@ static jm_value jm_lookup(jm_ctx *c, const char *name, jm_loc loc) {
     if (s && s->kind == JM_G_CONFIG) return s->value;
     if (s && s->decl->kind == JM_D_STATE) {
         int gi = jm_module_find_global(c->E->m, name);
-        if (gi < 0) return jm_v_err();
+        if (gi < 0 || c->g < 0) {
+            jm_diag_error(c->E->d, loc, "'%s' is a state variable: it has a value only inside programs", name);
+            return jm_v_err();
+        }
         /* Inside a program, a state variable already assigned reads its new value. */
         if (c->view)
             for (int i = 0; i < c->view->nwrites; i++)

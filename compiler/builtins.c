@@ -3,6 +3,7 @@
  * location) and emits IR nodes, or folds compile-time numbers. */
 #include "elab_int.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef jm_value (*jm_builtin_fn)(jm_args *A, int which);
@@ -218,6 +219,24 @@ static jm_value jm_b_leaky_relu(jm_args *A, int which) {
     return jm_emit(A, JM_OP_LEAKY_RELU, &x, 1, &at, NULL);
 }
 
+/* A number or tensor as a tensor node of type t (dtype converted, broadcast). */
+static int jm_as_tensor(jm_args *A, jm_value v, const jm_type *t, jm_loc loc) {
+    int id;
+    if (v.kind == JM_V_TENSOR) {
+        id = jm_tensor_node(A->c, v);
+        if (id < 0) return -1;
+        if (jm_node_type(A, id)->dtype != t->dtype) {
+            jm_attr at;
+            memset(&at, 0, sizeof at);
+            at.k = t->dtype;
+            id = jm_add(A->c, JM_OP_CAST, &id, 1, &at, NULL, loc);
+        }
+    } else {
+        id = jm_const_node(A->c, v.kind == JM_V_FLOAT ? v.f : (double)v.i, t->dtype, loc);
+    }
+    return jm_broadcast_to(A->c, id, t, loc);
+}
+
 /* max(a, b) / min(a, b): elementwise (or on numbers); max(x, axis=...) reduces. */
 static jm_value jm_b_reduce(jm_args *A, int which);
 
@@ -231,15 +250,18 @@ static jm_value jm_b_minmax(jm_args *A, int which) {
             int pick_a = which == JM_OP_MAX ? x >= y : x <= y;
             return pick_a ? a : b;
         }
+        /* max(x, 1) reads like PyTorch's reduction over dim 1: make the reader choose */
+        if ((a.kind == JM_V_TENSOR && b.kind == JM_V_INT) || (b.kind == JM_V_TENSOR && a.kind == JM_V_INT)) {
+            jm_diag_error(jm_D(A), A->call->loc, "%s(x, %lld) is ambiguous: write %s(x, axis=%lld) to reduce, or %s(x, %lld.0) for elementwise",
+                          A->call->str, (long long)(a.kind == JM_V_INT ? a.i : b.i), A->call->str,
+                          (long long)(a.kind == JM_V_INT ? a.i : b.i), A->call->str, (long long)(a.kind == JM_V_INT ? a.i : b.i));
+            return jm_v_err();
+        }
         /* elementwise: broadcast like the arithmetic operators */
-        jm_value d = jm_binary(A->c, JM_T_MINUS, a, b, A->call->loc);   /* shape and dtype check */
+        jm_value d = jm_binary(A->c, JM_T_MINUS, a, b, A->call->loc);   /* common shape and dtype */
         if (d.kind == JM_V_ERR) return d;
-        const jm_type *t = jm_value_type(A->c, d);
-        jm_value za = jm_binary(A->c, JM_T_PLUS, a, jm_v_int(0), A->call->loc);
-        jm_value zb = jm_binary(A->c, JM_T_PLUS, b, jm_v_int(0), A->call->loc);
-        if (za.kind == JM_V_ERR || zb.kind == JM_V_ERR) return jm_v_err();
-        int src[2] = { jm_broadcast_to(A->c, jm_tensor_node(A->c, za), t, A->call->loc),
-                       jm_broadcast_to(A->c, jm_tensor_node(A->c, zb), t, A->call->loc) };
+        jm_type t = *jm_value_type(A->c, d);
+        int src[2] = { jm_as_tensor(A, a, &t, A->call->loc), jm_as_tensor(A, b, &t, A->call->loc) };
         return jm_emit(A, (jm_op)which, src, 2, NULL, NULL);
     }
     return jm_b_reduce(A, which == JM_OP_MAX ? JM_OP_RMAX : -JM_OP_RMAX);
@@ -298,14 +320,8 @@ static jm_value jm_b_where(jm_args *A, int which) {
         }
         out.dim[out.rank - 1 - i] = a == 1 ? b : a;
     }
-    jm_value za = jm_binary(A->c, JM_T_PLUS, A->pos[1], jm_v_int(0), A->call->loc);
-    jm_value zb = jm_binary(A->c, JM_T_PLUS, A->pos[2], jm_v_int(0), A->call->loc);
-    if (za.kind == JM_V_ERR || zb.kind == JM_V_ERR) return jm_v_err();
-    int a = jm_tensor_node(A->c, za), b = jm_tensor_node(A->c, zb);
-    if (jm_node_type(A, a)->dtype != t.dtype) { jm_attr at = jm_attr0(); at.k = t.dtype; a = jm_add(A->c, JM_OP_CAST, &a, 1, &at, NULL, A->call->loc); }
-    if (jm_node_type(A, b)->dtype != t.dtype) { jm_attr at = jm_attr0(); at.k = t.dtype; b = jm_add(A->c, JM_OP_CAST, &b, 1, &at, NULL, A->call->loc); }
-    int src[3] = { jm_broadcast_to(A->c, cn, &out, A->call->loc), jm_broadcast_to(A->c, a, &out, A->call->loc),
-                   jm_broadcast_to(A->c, b, &out, A->call->loc) };
+    int src[3] = { jm_broadcast_to(A->c, cn, &out, A->call->loc), jm_as_tensor(A, A->pos[1], &out, A->call->loc),
+                   jm_as_tensor(A, A->pos[2], &out, A->call->loc) };
     return jm_emit(A, JM_OP_WHERE, src, 3, NULL, NULL);
 }
 
@@ -684,7 +700,7 @@ static jm_value jm_b_random(jm_args *A, int which) {
     else if (!jm_dtype_is_float(t.dtype)) t.dtype = JM_F32;
     /* Every call site (per block instance) draws from its own stream, so adding a
        random draw somewhere does not change the numbers drawn elsewhere. */
-    at.i[0] = A->c->E->next_stream++;
+    at.i[0] = jm_stream_id(A->c, A->call->loc);
     at.ni = 1;
     return jm_emit(A, (jm_op)which, NULL, 0, &at, &t);
 }
@@ -743,20 +759,45 @@ static jm_value jm_b_len(jm_args *A, int which) {
 
 /* ---- gradients --------------------------------------------------------------------------- */
 
+/* The parameters a loss depends on: PARAM nodes among its ancestors in the current
+   graph. Gradients do not flow through detach() or a sampler's loop, so the walk
+   stops there. Sorted by global index (declaration order). */
+static int jm_loss_params(jm_ctx *c, int loss, int **out) {
+    jm_module *m = c->E->m;
+    jm_graph *g = &m->graphs[c->g];
+    char *seen = calloc((size_t)g->nnode + 1, 1);
+    char *used = calloc((size_t)m->nglobals + 1, 1);
+    int *stack = malloc(sizeof(int) * ((size_t)g->nnode + 1));
+    int sp = 0, n = 0;
+    stack[sp++] = loss;
+    seen[loss] = 1;
+    while (sp) {
+        jm_node *nd = &g->node[stack[--sp]];
+        if (nd->op == JM_OP_PARAM) used[nd->attr.i[0]] = 1;
+        if (nd->op == JM_OP_STOP_GRAD || nd->op == JM_OP_LOOP || nd->op == JM_OP_LOOP_OUT) continue;
+        for (int s = 0; s < nd->nsrc; s++)
+            if (!seen[nd->src[s]]) { seen[nd->src[s]] = 1; stack[sp++] = nd->src[s]; }
+    }
+    *out = jm_arena_alloc(c->E->a, sizeof(int) * ((size_t)m->nglobals + 1));
+    for (int i = 0; i < m->nglobals; i++) if (used[i]) (*out)[n++] = i;
+    free(seen); free(used); free(stack);
+    return n;
+}
+
 jm_value jm_params_grad(jm_ctx *c, int loss, jm_loc loc) {
     jm_module *m = c->E->m;
     jm_value v = jm_v_err();
     v.kind = JM_V_PARAMS;
-    int n = 0;
-    for (int i = 0; i < m->nglobals; i++) n += m->globals[i].kind == JM_GLOBAL_PARAM;
+    int *globals;
+    int n = jm_loss_params(c, loss, &globals);
     if (n == 0) {
-        jm_diag_error(c->E->d, loc, "grad(..., params): the graph declares no parameters");
+        jm_diag_error(c->E->d, loc, "grad(..., params): the loss depends on no parameters");
         return jm_v_err();
     }
     v.items = jm_arena_alloc(c->E->a, sizeof(jm_value) * (size_t)n);
     v.globals = jm_arena_alloc(c->E->a, sizeof(int) * (size_t)n);
-    for (int i = 0; i < m->nglobals; i++) {
-        if (m->globals[i].kind != JM_GLOBAL_PARAM) continue;
+    for (int k = 0; k < n; k++) {
+        int i = globals[k];
         jm_attr at = jm_attr0();
         at.i[0] = i;
         int p = jm_add(c, JM_OP_PARAM, NULL, 0, &at, NULL, loc);

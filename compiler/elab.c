@@ -7,6 +7,7 @@
  * parameter-name scope, samplers become LOOP nodes whose body is elaborated
  * once, and programs become root graphs over the module's global state. */
 #include "elab_int.h"
+#include "../runtime/philox.h"
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -107,9 +108,25 @@ int jm_add(jm_ctx *c, jm_op op, const int *src, int nsrc, const jm_attr *attr, c
     return jm_ir_add(c->E->m, c->g, op, src, nsrc, attr, type, loc, c->E->d);
 }
 
+static uint32_t jm_path_mix(jm_ctx *c, uint32_t h, jm_loc loc) {
+    if (loc.file >= 0 && loc.file < c->E->d->nsrc) {
+        const char *p = c->E->d->src[loc.file].path;
+        const char *base = strrchr(p, '/');
+        base = base ? base + 1 : p;          /* the file name, not where the checkout lives */
+        h = jm_hash32(base, strlen(base), h);
+    }
+    int lc[2] = { loc.line, loc.col };
+    return jm_hash32(lc, sizeof lc, h);
+}
+
+uint32_t jm_stream_id(jm_ctx *c, jm_loc loc) { return jm_path_mix(c, c->path, loc); }
+
 int jm_const_node(jm_ctx *c, double v, jm_dtype dt, jm_loc loc) {
     jm_attr at;
     memset(&at, 0, sizeof at);
+    /* constants take their element type's values: integers truncate, bools are 0 or 1 */
+    if (jm_dtype_is_int(dt)) v = isfinite(v) ? trunc(v) : 0;
+    else if (dt == JM_BOOL) v = v != 0;
     at.f[0] = v;
     jm_type t = jm_type_make(dt, 0, NULL);
     return jm_add(c, JM_OP_CONST, NULL, 0, &at, &t, loc);
@@ -521,7 +538,13 @@ static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
         jm_diag_error(E->d, A->call->loc, "calls nested more than %d deep (is %s recursive?)", JM_MAX_CALL_DEPTH, decl->name);
         return jm_v_err();
     }
-    if (decl->kind == JM_D_SAMPLER) return jm_call_sampler(c, decl, A);
+    if (decl->kind == JM_D_SAMPLER) {
+        if (A->call->scope) {
+            jm_diag_error(E->d, A->call->scope->loc, "'as' names a block's parameters; a sampler has none of its own (put 'as' on the calls inside it)");
+            return jm_v_err();
+        }
+        return jm_call_sampler(c, decl, A);
+    }
     if (decl->kind == JM_D_PROGRAM || decl->kind == JM_D_STATE || decl->kind == JM_D_DATA || decl->kind == JM_D_OPTIMIZER) {
         jm_diag_error(E->d, A->call->loc, "'%s' is not callable (it is a %s)", decl->name,
                       decl->kind == JM_D_PROGRAM ? "program" : decl->kind == JM_D_STATE ? "state variable"
@@ -537,6 +560,7 @@ static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
     callee.view = c->view;
     callee.loop = c->loop;
     callee.depth = c->depth + 1;
+    callee.path = jm_path_mix(c, c->path, A->call->loc);
     callee.returns_allowed = 1;
     if (A->call->scope) {
         callee.scope = jm_scope_join(c, A->call->scope);
@@ -623,6 +647,7 @@ static jm_value jm_call_sampler(jm_ctx *c, jm_decl *decl, jm_args *A) {
     memset(&body, 0, sizeof body);
     body.E = E; body.g = L->body; body.scope = c->scope; body.prog = NULL; body.loop = L;
     body.depth = c->depth + 1;
+    body.path = jm_path_mix(c, c->path, A->call->loc);
     jm_attr at;
     memset(&at, 0, sizeof at);
     int arg = jm_ir_add(m, L->body, JM_OP_LOOP_ARG, NULL, 0, &at, &xt, decl->params[0].loc, E->d);
@@ -1250,12 +1275,15 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
                           (long long)(hi - lo));
             return;
         }
+        uint32_t saved_path = c->path;
         for (int64_t i = lo; i < hi; i++) {
             if (jm_budget(c, s->loc)) break;
+            c->path = jm_hash32(&i, sizeof i, saved_path);     /* each iteration draws its own numbers */
             if (s->name) jm_set_var(c, s->name, jm_v_int(i));
             jm_exec_body(c, s->body, s->nbody);
             if (c->returned || jm_diag_too_many(E->d) || E->aborted) break;
         }
+        c->path = saved_path;
         return;
     }
     }
@@ -1461,6 +1489,9 @@ static void jm_check_record(jm_elab *E, jm_decl *d, const jm_decl_record *r, con
     int nkeys = 0;
     while (keys[nkeys]) nkeys++;
     for (int i = 0; i < r->nargs; i++) {
+        /* optimizer settings are numbers; a string would silently become 0 */
+        if (d->kind == JM_D_OPTIMIZER && (r->args[i].kind == JM_CV_STRING || r->args[i].kind == JM_CV_BOOL))
+            jm_diag_error(E->d, r->args[i].loc, "%s(): '%s' must be a number", r->kind, r->args[i].name);
         int found = 0;
         for (int k = 0; k < nkeys; k++) found |= strcmp(keys[k], r->args[i].name) == 0;
         if (!found) {

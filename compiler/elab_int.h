@@ -35,6 +35,7 @@ typedef struct {
     jm_program *view;                          /* the program whose pending state writes reads see (also in blocks) */
     jm_loopctx *loop;                          /* inside a sampler body, else NULL */
     int depth;                                 /* call depth */
+    uint32_t path;                             /* hash of the call sites (and repeat iterations) leading here */
     jm_value *ret; int nret; int returned;
     int returns_allowed;
 } jm_ctx;
@@ -50,7 +51,6 @@ struct jm_elab {
     const jm_define *defs; int ndefs; int *def_used;
     const char **import_stack; int nimport;
     const char **imported; int nimported, capimported;
-    int next_stream;                           /* RNG stream ids, one per call site instance */
     long steps;                                /* statements + calls executed: bounded (see JM_MAX_STEPS) */
     int aborted;                               /* the step budget ran out: stop elaborating */
 };
@@ -71,6 +71,9 @@ const char *jm_vkind_name(jm_vkind k);
 int  jm_want_int(jm_ctx *c, jm_value v, jm_loc loc, const char *what, int64_t *out);
 int  jm_want_number(jm_ctx *c, jm_value v, jm_loc loc, const char *what, double *out);
 int  jm_want_tensor(jm_ctx *c, jm_value v, jm_loc loc, const char *what);   /* node id or -1; numbers are not tensors */
+/* The random stream of a draw at loc: a hash of the call path and the site, so
+   editing one part of a graph file does not change the numbers drawn elsewhere. */
+uint32_t jm_stream_id(jm_ctx *c, jm_loc loc);
 
 /* builtins.c */
 typedef struct {

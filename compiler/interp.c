@@ -35,6 +35,7 @@ typedef struct {
     jm_interp *I;
     jm_tensor *val;              /* per node */
     const jm_tensor *args;       /* LOOP_ARG values (bodies) */
+    uint32_t iteration;          /* flat iteration of the enclosing loops, for random draws */
     const jm_tensor *inputs;     /* program inputs */
     jm_tensor **tuples;          /* LOOP results per node */
 } jm_frame;
@@ -262,6 +263,83 @@ static void jm_eval_conv2d(jm_node *n, const jm_tensor *x, const jm_tensor *w, j
         }
 }
 
+static void jm_eval_conv2d_bwd_data(jm_node *n, const jm_tensor *dy, const jm_tensor *w, jm_tensor *o) {
+    const int64_t *at = n->attr.i;
+    int64_t N = dy->type.dim[0], O = dy->type.dim[1], OH = dy->type.dim[2], OW = dy->type.dim[3];
+    int64_t CG = w->type.dim[1], KH = w->type.dim[2], KW = w->type.dim[3], C = o->type.dim[1];
+    int64_t H = o->type.dim[2], W = o->type.dim[3], OG = O / at[6];
+    for (int64_t i = 0; i < jm_type_numel(&o->type); i++) o->data[i] = 0;
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t oc = 0; oc < O; oc++) {
+            int64_t g = oc / OG;
+            for (int64_t oy = 0; oy < OH; oy++)
+                for (int64_t ox = 0; ox < OW; ox++) {
+                    double v = dy->data[((b * O + oc) * OH + oy) * OW + ox];
+                    for (int64_t ic = 0; ic < CG; ic++)
+                        for (int64_t ky = 0; ky < KH; ky++) {
+                            int64_t iy = oy * at[0] - at[2] + ky * at[4];
+                            if (iy < 0 || iy >= H) continue;
+                            for (int64_t kx = 0; kx < KW; kx++) {
+                                int64_t ix = ox * at[1] - at[3] + kx * at[5];
+                                if (ix < 0 || ix >= W) continue;
+                                o->data[((b * C + g * CG + ic) * H + iy) * W + ix] += v * w->data[((oc * CG + ic) * KH + ky) * KW + kx];
+                            }
+                        }
+                }
+        }
+}
+
+static void jm_eval_conv2d_bwd_filter(jm_node *n, const jm_tensor *x, const jm_tensor *dy, jm_tensor *o) {
+    const int64_t *at = n->attr.i;
+    int64_t N = x->type.dim[0], C = x->type.dim[1], H = x->type.dim[2], W = x->type.dim[3];
+    int64_t O = dy->type.dim[1], OH = dy->type.dim[2], OW = dy->type.dim[3];
+    int64_t CG = o->type.dim[1], KH = o->type.dim[2], KW = o->type.dim[3], OG = O / at[6];
+    for (int64_t oc = 0; oc < O; oc++) {
+        int64_t g = oc / OG;
+        for (int64_t ic = 0; ic < CG; ic++)
+            for (int64_t ky = 0; ky < KH; ky++)
+                for (int64_t kx = 0; kx < KW; kx++) {
+                    double s = 0;
+                    for (int64_t b = 0; b < N; b++)
+                        for (int64_t oy = 0; oy < OH; oy++) {
+                            int64_t iy = oy * at[0] - at[2] + ky * at[4];
+                            if (iy < 0 || iy >= H) continue;
+                            for (int64_t ox = 0; ox < OW; ox++) {
+                                int64_t ix = ox * at[1] - at[3] + kx * at[5];
+                                if (ix < 0 || ix >= W) continue;
+                                s += x->data[((b * C + g * CG + ic) * H + iy) * W + ix] * dy->data[((b * O + oc) * OH + oy) * OW + ox];
+                            }
+                        }
+                    o->data[((oc * CG + ic) * KH + ky) * KW + kx] = s;
+                }
+    }
+}
+
+/* Pooling gradients: average pooling spreads dy evenly over the window (padding
+   counted, as in the forward); max pooling sends it to the first maximum. */
+static void jm_eval_pool_bwd(jm_node *n, jm_tensor *const *s, jm_tensor *o) {
+    const int64_t *at = n->attr.i;
+    const jm_tensor *dy = s[n->nsrc - 1], *x = n->nsrc == 2 ? s[0] : NULL;
+    int64_t NC = o->type.dim[0] * o->type.dim[1], H = o->type.dim[2], W = o->type.dim[3];
+    int64_t OH = dy->type.dim[2], OW = dy->type.dim[3];
+    for (int64_t i = 0; i < jm_type_numel(&o->type); i++) o->data[i] = 0;
+    for (int64_t c = 0; c < NC; c++)
+        for (int64_t oy = 0; oy < OH; oy++)
+            for (int64_t ox = 0; ox < OW; ox++) {
+                double v = dy->data[(c * OH + oy) * OW + ox], m = -INFINITY;
+                int64_t best = -1;
+                for (int64_t ky = 0; ky < at[0]; ky++)
+                    for (int64_t kx = 0; kx < at[1]; kx++) {
+                        int64_t iy = oy * at[2] - at[4] + ky, ix = ox * at[3] - at[5] + kx;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                        int64_t at_i = (c * H + iy) * W + ix;
+                        if (!x) o->data[at_i] += v / (double)(at[0] * at[1]);
+                        else if (x->data[at_i] > m || (best < 0 && isnan(x->data[at_i]))) { m = x->data[at_i]; best = at_i; }
+                    }
+                if (x && best >= 0) o->data[best] += v;
+            }
+}
+
 /* Average pooling counts padded positions (PyTorch's count_include_pad=True);
    max pooling ignores them. */
 static void jm_eval_pool(jm_node *n, const jm_tensor *x, jm_tensor *o) {
@@ -339,7 +417,7 @@ static void jm_eval_concat(jm_node *n, jm_tensor *const *srcs, jm_tensor *o) {
 static int jm_eval_rows(jm_interp *I, jm_node *n, jm_tensor *const *s, jm_tensor *o) {
     const jm_tensor *a = s[0], *ix = s[1];
     int64_t rows = a->type.dim[0], row = rows ? jm_type_numel(&a->type) / rows : 0, k = ix->type.dim[0];
-    if (n->op == JM_OP_SCATTER) memcpy(o->data, a->data, sizeof(double) * (size_t)jm_type_numel(&a->type));
+    if (n->op != JM_OP_GATHER) memcpy(o->data, a->data, sizeof(double) * (size_t)jm_type_numel(&a->type));
     for (int64_t r = 0; r < k; r++) {
         double v = ix->data[r];
         if (!(v >= 0 && v < (double)rows))
@@ -347,7 +425,8 @@ static int jm_eval_rows(jm_interp *I, jm_node *n, jm_tensor *const *s, jm_tensor
         int64_t j = (int64_t)v;
         /* scatter: rows are written in index order, so a repeated index keeps the last */
         if (n->op == JM_OP_GATHER) memcpy(o->data + r * row, a->data + j * row, sizeof(double) * (size_t)row);
-        else memcpy(o->data + j * row, s[2]->data + r * row, sizeof(double) * (size_t)row);
+        else if (n->op == JM_OP_SCATTER) memcpy(o->data + j * row, s[2]->data + r * row, sizeof(double) * (size_t)row);
+        else for (int64_t q = 0; q < row; q++) o->data[j * row + q] += s[2]->data[r * row + q];   /* index_add */
     }
     return 0;
 }
@@ -355,6 +434,8 @@ static int jm_eval_rows(jm_interp *I, jm_node *n, jm_tensor *const *s, jm_tensor
 static int jm_eval_graph(jm_interp *I, int g, jm_frame *F);
 
 static int jm_eval_loop(jm_interp *I, jm_node *n, jm_frame *F, int id) {
+    if (n->attr.i[1] > 0 && F->iteration > UINT32_MAX / (uint64_t)n->attr.i[1])
+        return jm_fail(I, n, "nested loops run more than 2^32 iterations");
     jm_module *m = I->m;
     int body = (int)n->attr.i[0], k = n->attr.k;
     int64_t trips = n->attr.i[1];
@@ -367,7 +448,8 @@ static int jm_eval_loop(jm_interp *I, jm_node *n, jm_frame *F, int id) {
     int rc = 0;
     for (int64_t t = 0; t < trips && rc == 0; t++) {
         jm_graph *bg = &m->graphs[body];
-        jm_frame B = { I, calloc((size_t)(bg->nnode ? bg->nnode : 1), sizeof(jm_tensor)), args, NULL,
+        jm_frame B = { I, calloc((size_t)(bg->nnode ? bg->nnode : 1), sizeof(jm_tensor)), args,
+                       (uint32_t)(F->iteration * (uint64_t)trips + (uint64_t)t), NULL,
                        calloc((size_t)(bg->nnode ? bg->nnode : 1), sizeof(jm_tensor *)) };
         rc = jm_eval_graph(I, body, &B);
         if (rc == 0)
@@ -395,22 +477,23 @@ static int jm_eval_loop(jm_interp *I, jm_node *n, jm_frame *F, int id) {
     return 0;
 }
 
-static int jm_eval_rng(jm_interp *I, jm_node *n, jm_tensor *o) {
+static int jm_eval_rng(jm_interp *I, jm_node *n, jm_tensor *o, uint32_t it) {
     int64_t N = jm_type_numel(&o->type);
+    if (N > (int64_t)UINT32_MAX) return jm_fail(I, n, "random draws are limited to 2^32 elements per tensor");
     uint32_t stream = (uint32_t)n->attr.i[0];
     double a = n->attr.f[0], b = n->attr.f[1];
     for (int64_t i = 0; i < N; i++) {
         double v;
         switch (n->op) {
-        case JM_OP_RNG_UNIFORM: v = a + (b - a) * jm_philox_uniform((uint64_t)i, stream, I->call, I->seed); break;
-        case JM_OP_RNG_NORMAL: v = a + b * jm_philox_normal((uint64_t)i, stream, I->call, I->seed); break;
+        case JM_OP_RNG_UNIFORM: v = a + (b - a) * jm_philox_uniform((uint32_t)i, it, stream, I->call, I->seed); break;
+        case JM_OP_RNG_NORMAL: v = a + b * jm_philox_normal((uint32_t)i, it, stream, I->call, I->seed); break;
         case JM_OP_RNG_RANDINT: {
-            double u = jm_philox_uniform((uint64_t)i, stream, I->call, I->seed);
+            double u = jm_philox_uniform((uint32_t)i, it, stream, I->call, I->seed);
             v = floor(a + (b - a) * u);
             if (v >= b) v = b - 1;
             break;
         }
-        default: v = jm_philox_uniform((uint64_t)i, stream, I->call, I->seed) < a; break;
+        default: v = jm_philox_uniform((uint32_t)i, it, stream, I->call, I->seed) < a; break;
         }
         o->data[i] = v;
     }
@@ -458,9 +541,12 @@ JM_KERNEL(onehot) {
 JM_KERNEL(matmul) { jm_eval_matmul(s[0], s[1], o); return 0; }
 JM_KERNEL(conv2d) { jm_eval_conv2d(n, s[0], s[1], o); return 0; }
 JM_KERNEL(pool) { jm_eval_pool(n, s[0], o); return 0; }
+JM_KERNEL(conv2d_bwd_data) { jm_eval_conv2d_bwd_data(n, s[0], s[1], o); return 0; }
+JM_KERNEL(conv2d_bwd_filter) { jm_eval_conv2d_bwd_filter(n, s[0], s[1], o); return 0; }
+JM_KERNEL(pool_bwd) { jm_eval_pool_bwd(n, s, o); return 0; }
 JM_KERNEL(softmax) { jm_eval_softmax(n, s[0], o); return 0; }
 JM_KERNEL(cross_entropy) { return jm_eval_cross_entropy(I, n, s[0], s[1], o); }
-JM_KERNEL(rng) { return jm_eval_rng(I, n, o); }
+JM_KERNEL(rng) { return jm_eval_rng(I, n, o, F->iteration); }
 JM_KERNEL(loop) { return jm_eval_loop(I, n, F, id); }
 JM_KERNEL(loop_out) {
     jm_tensor *t = &F->tuples[n->src[0]][n->attr.k];
@@ -484,7 +570,7 @@ static int jm_eval_node(jm_interp *I, int g, int id, jm_frame *F) {
     for (int i = 0; i < n->nsrc && i < 3; i++) s[i] = &F->val[n->src[i]];
     int rc = -1;
     switch (n->op) {
-#define JM_OP(e, name, cls, arity, shape, interp) case JM_OP_##e: rc = jm_run_##interp(I, n, s, o, F, id); break;
+#define JM_OP(e, name, cls, arity, shape, interp, grad) case JM_OP_##e: rc = jm_run_##interp(I, n, s, o, F, id); break;
 #include "ops.def"
 #undef JM_OP
     case JM_OP_COUNT: break;
@@ -526,13 +612,14 @@ static void jm_init_global(jm_interp *I, int gi) {
     int64_t N = jm_type_numel(&g->type);
     for (int64_t i = 0; i < N; i++) {
         double v = 0;
-        /* Initial values use stream 0xFFFF0000 + global index and call 0xFFFFFFFF, apart from run-time draws. */
-        uint32_t stream = 0xFFFF0000u + (uint32_t)gi, call = 0xFFFFFFFFu;
+        /* Initial values: stream = hash of the global's name (so adding a parameter
+           changes no other's), call 0xFFFFFFFF (apart from every run-time draw). */
+        uint32_t stream = jm_hash32(g->name, strlen(g->name), 0), call = 0xFFFFFFFFu;
         switch (g->init.kind) {
         case JM_INIT_NONE: case JM_INIT_ZEROS: v = 0; break;
         case JM_INIT_CONST: v = g->init.a; break;
-        case JM_INIT_UNIFORM: v = g->init.a + (g->init.b - g->init.a) * jm_philox_uniform((uint64_t)i, stream, call, I->seed); break;
-        case JM_INIT_NORMAL: v = g->init.a + g->init.b * jm_philox_normal((uint64_t)i, stream, call, I->seed); break;
+        case JM_INIT_UNIFORM: v = g->init.a + (g->init.b - g->init.a) * jm_philox_uniform((uint32_t)i, 0, stream, call, I->seed); break;
+        case JM_INIT_NORMAL: v = g->init.a + g->init.b * jm_philox_normal((uint32_t)i, 0, stream, call, I->seed); break;
         }
         if (g->type.dtype == JM_F32) v = (double)(float)v;
         t->data[i] = v;
@@ -574,7 +661,7 @@ int jm_interp_run(jm_interp *I, int p, const jm_tensor *inputs, jm_tensor **outp
             return -1;
         }
     }
-    jm_frame F = { I, calloc((size_t)(gr->nnode ? gr->nnode : 1), sizeof(jm_tensor)), NULL, inputs,
+    jm_frame F = { I, calloc((size_t)(gr->nnode ? gr->nnode : 1), sizeof(jm_tensor)), NULL, 0, inputs,
                    calloc((size_t)(gr->nnode ? gr->nnode : 1), sizeof(jm_tensor *)) };
     /* Outputs and state writes must survive the last-use freeing. */
     jm_graph saved = *gr;

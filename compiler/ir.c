@@ -4,7 +4,7 @@
 #include <string.h>
 
 const jm_op_info jm_ops[JM_OP_COUNT] = {
-#define JM_OP(e, name, cls, arity, shape, interp) { name, JM_CLASS_##cls, arity },
+#define JM_OP(e, name, cls, arity, shape, interp, grad) { name, JM_CLASS_##cls, arity },
 #include "ops.def"
 #undef JM_OP
 };

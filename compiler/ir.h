@@ -24,7 +24,7 @@ typedef enum {
 } jm_op_class;
 
 typedef enum {
-#define JM_OP(e, name, cls, arity, shape, interp) JM_OP_##e,
+#define JM_OP(e, name, cls, arity, shape, interp, grad) JM_OP_##e,
 #include "ops.def"
 #undef JM_OP
     JM_OP_COUNT

@@ -562,7 +562,16 @@ static int jm_parse_decl(jm_parser *P, jm_decl *d) {
         JM_NAME("declaration");
         jm_parse_params(P, d, d->kind == JM_D_MODEL || d->kind == JM_D_PROGRAM);
         if (P->failed) return 0;
-        if (jm_accept(P, JM_T_ARROW)) {
+        if (jm_at(P, JM_T_ARROW)) {
+            if (d->kind != JM_D_MODEL) {
+                /* only models check their result type; elsewhere it would be silently ignored */
+                jm_diag_error(P->d, jm_peek(P)->loc, "only models declare a return type ('-> type'); %s",
+                              d->kind == JM_D_PROGRAM ? "programs name their results with 'output'"
+                              : d->kind == JM_D_SAMPLER ? "a sampler returns its first parameter" : "use a model for a checked signature");
+                P->failed = 1;
+                return 0;
+            }
+            jm_next(P);
             d->ret = jm_parse_type(P);
             if (P->failed) return 0;
         }

@@ -382,6 +382,63 @@ static int jm_shape_conv2d(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     return 0;
 }
 
+/* conv2d_bwd_data(dy [N,O,OH,OW], w [O,C/g,KH,KW]) -> [N,C,H,W]: the gradient of
+   conv2d with respect to its input, and conv_transpose2d's forward. */
+static int jm_shape_conv2d_bwd_data(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
+    const jm_type *dy = jm_src_type(g, n, 0), *w = jm_src_type(g, n, 1);
+    const int64_t *at = n->attr.i;
+    char a[128], b[128];
+    if (jm_same_dtype(g, n, d, 0, 1)) return -1;
+    if (dy->rank != 4 || w->rank != 4 || !jm_dtype_is_float(dy->dtype) || n->attr.ni < 9 || dy->dim[1] != w->dim[0] ||
+        at[6] < 1 || w->dim[0] % at[6] != 0 || at[0] < 1 || at[1] < 1 || at[4] < 1 || at[5] < 1 || at[2] < 0 || at[3] < 0 ||
+        at[7] < 1 || at[8] < 1) {
+        jm_diag_error(d, n->loc, "transposed convolution: input %s does not fit weight %s (expected [N, %" PRId64 ", H, W])",
+                      JM_T(a, dy), JM_T(b, w), w->rank == 4 ? w->dim[0] : -1);
+        return -1;
+    }
+    if (jm_conv_out(at[7], w->dim[2], at[0], at[2], at[4]) != dy->dim[2] || jm_conv_out(at[8], w->dim[3], at[1], at[3], at[5]) != dy->dim[3]) {
+        jm_diag_error(d, n->loc, "transposed convolution: output %" PRId64 "x%" PRId64 " is not consistent with input %s, kernel and stride",
+                      at[7], at[8], JM_T(a, dy));
+        return -1;
+    }
+    int64_t dims[4] = { dy->dim[0], w->dim[1] * at[6], at[7], at[8] };
+    n->type = jm_type_make(dy->dtype, 4, dims);
+    return 0;
+}
+
+/* conv2d_bwd_filter(x [N,C,H,W], dy [N,O,OH,OW]) -> [O,C/g,KH,KW] */
+static int jm_shape_conv2d_bwd_filter(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
+    const jm_type *x = jm_src_type(g, n, 0), *dy = jm_src_type(g, n, 1);
+    const int64_t *at = n->attr.i;
+    char a[128], b[128];
+    if (jm_same_dtype(g, n, d, 0, 1)) return -1;
+    if (x->rank != 4 || dy->rank != 4 || n->attr.ni < 9 || x->dim[0] != dy->dim[0] || at[6] < 1 || x->dim[1] % at[6] ||
+        dy->dim[1] % at[6] || at[7] < 1 || at[8] < 1 || at[0] < 1 || at[1] < 1 || at[4] < 1 || at[5] < 1 ||
+        jm_conv_out(x->dim[2], at[7], at[0], at[2], at[4]) != dy->dim[2] || jm_conv_out(x->dim[3], at[8], at[1], at[3], at[5]) != dy->dim[3]) {
+        jm_diag_error(d, n->loc, "conv2d filter gradient: input %s and output gradient %s do not fit", JM_T(a, x), JM_T(b, dy));
+        return -1;
+    }
+    int64_t dims[4] = { dy->dim[1], x->dim[1] / at[6], at[7], at[8] };
+    n->type = jm_type_make(x->dtype, 4, dims);
+    return 0;
+}
+
+/* avgpool2d_bwd(dy) -> [N,C,H,W]; maxpool2d_bwd(x, dy) -> like x */
+static int jm_shape_pool2d_bwd(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
+    const jm_type *dy = jm_src_type(g, n, n->nsrc - 1);
+    const int64_t *at = n->attr.i;
+    int64_t H = n->nsrc == 2 ? jm_src_type(g, n, 0)->dim[2] : at[6], W = n->nsrc == 2 ? jm_src_type(g, n, 0)->dim[3] : at[7];
+    char a[128];
+    if (dy->rank != 4 || (n->nsrc == 2 && jm_src_type(g, n, 0)->rank != 4) || n->attr.ni < 6 || at[0] < 1 || at[1] < 1 ||
+        at[2] < 1 || at[3] < 1 || jm_conv_out(H, at[0], at[2], at[4], 1) != dy->dim[2] || jm_conv_out(W, at[1], at[3], at[5], 1) != dy->dim[3]) {
+        jm_diag_error(d, n->loc, "pooling gradient: output gradient %s does not fit the input", JM_T(a, dy));
+        return -1;
+    }
+    int64_t dims[4] = { dy->dim[0], dy->dim[1], H, W };
+    n->type = jm_type_make(dy->dtype, 4, dims);
+    return 0;
+}
+
 static int jm_shape_pool2d(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     const jm_type *x = jm_src_type(g, n, 0);
     const int64_t *at = n->attr.i;
@@ -466,7 +523,7 @@ static int jm_shape_loop_out(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d)
 int jm_shape_infer(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
     if (n->attr.ni < 0 || n->attr.ni > 24) { jm_diag_error(d, n->loc, "internal error: bad attribute count"); return -1; }
     switch (n->op) {
-#define JM_OP(e, name, cls, arity, shape, interp) case JM_OP_##e: return jm_shape_##shape(m, g, n, d);
+#define JM_OP(e, name, cls, arity, shape, interp, grad) case JM_OP_##e: return jm_shape_##shape(m, g, n, d);
 #include "ops.def"
 #undef JM_OP
     case JM_OP_COUNT: break;

@@ -232,6 +232,35 @@ int main(void) {
               G("sampler inner(x, steps=3) {\n x = x + 1\n}\nsampler outer(x, steps=2) {\n x = inner(x)\n}\nprogram p(x: f64[2]) {\n output y = outer(x)\n}"),
               in, wn, 2, 0);
     }
+    /* every sampler iteration draws new noise (the loop iteration is part of the Philox counter) */
+    {
+        jt_unit u;
+        jt_load(&u, "sampler s(x, steps=2) {\n x = x + normal(x)\n}\nprogram p(x: f64[4]) {\n output a = s(x, steps=1)\n output b = s(x, steps=2)\n}\n");
+        ok(u.m != NULL, "a noisy sampler elaborates");
+        if (u.m) {
+            jm_interp I;
+            jm_interp_init(&I, u.m, 5);
+            jm_tensor in, *o = NULL;
+            jm_tensor_alloc(&in, &u.m->graphs[u.m->programs[0].graph].node[0].type);
+            int rc = jm_interp_run(&I, 0, &in, &o);
+            /* b = n1 + n2 where a = n1 (same call site, same call): n2 = b - a must differ from n1 */
+            int differ = rc == 0;
+            for (int i = 0; differ && i < 4; i++) differ = fabs((o[1].data[i] - o[0].data[i]) - o[0].data[i]) > 1e-9;
+            ok(differ, "the second SGLD step adds different noise than the first");
+            if (o) { jm_tensor_free(&o[0]); jm_tensor_free(&o[1]); free(o); }
+            jm_tensor_free(&in);
+            jm_interp_free(&I);
+        }
+        jt_unload(&u);
+        double x[3] = { -1, 0.5, 2 };
+        const double *in[] = { x };
+        double w1[3] = { 0, 0.5, 2 }, w2[3] = { -1, 0.5, 1 }, w3[3] = { 0, 0.5, 0 };
+        check("max(x, 0.0) is elementwise with a number", G("program p(x: f64[3]) {\n output y = max(x, 0.0)\n}"), in, w1, 3, 0);
+        check("min(1.0, x) is elementwise with a number first", G("program p(x: f64[3]) {\n output y = min(1.0, x)\n}"), in, w2, 3, 0);
+        check("where(c, x, 0.0) accepts a number branch", G("program p(x: f64[3]) {\n output y = where(x < 1, x, 0.0) * where(x > 0, 1.0, 0.0)\n}"), in, w3, 3, 0);
+        double wi[3] = { 1, 1, 1 };
+        check("integer constants truncate (full(..., 1.5, i64))", G("program p(x: f64[3]) {\n output y = cast(full([3], 1.5, dtype=\"i64\"), \"f64\")\n}"), in, wi, 3, 0);
+    }
     /* persistent state: writes are committed at the end of a run */
     {
         jt_unit u;
@@ -272,10 +301,10 @@ int main(void) {
     }
     /* random numbers: Philox4x32-10 known answers (Random123 test vectors) */
     {
-        jm_philox_block b = jm_philox4x32(0, 0, 0, 0);
+        jm_philox_block b = jm_philox4x32(0, 0, 0, 0, 0);
         ok(b.v[0] == 0x6627e8d5u && b.v[1] == 0xe169c58du && b.v[2] == 0xbc57ac4cu && b.v[3] == 0x9b00dbd8u,
            "Philox4x32-10 of counter 0, key 0 matches the reference vector");
-        b = jm_philox4x32(0xffffffffffffffffull, 0xffffffffu, 0xffffffffu, 0xffffffffffffffffull);
+        b = jm_philox4x32(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffffffffffull);
         ok(b.v[0] == 0x408f276du && b.v[1] == 0x41c83b0eu && b.v[2] == 0xa20bc7c6u && b.v[3] == 0x6d5451fdu,
            "Philox4x32-10 of all-ones counter and key matches the reference vector");
         jt_unit u;

@@ -9,15 +9,32 @@ int64_t jm_info_param_count(const jm_module *m) {
     return n;
 }
 
+static int jm_graph_nodes(const jm_module *m, int g) {
+    int n = m->graphs[g].nnode;
+    for (int i = 0; i < m->graphs[g].nnode; i++)
+        if (m->graphs[g].node[i].op == JM_OP_LOOP) n += jm_graph_nodes(m, (int)m->graphs[g].node[i].attr.i[0]);
+    return n;
+}
+
+void jm_info_record_nodes(jm_module *m, int stage) {
+    for (int p = 0; p < m->nprograms; p++) m->programs[p].nodes[stage] = jm_graph_nodes(m, m->programs[p].graph);
+}
+
 static int64_t jm_info_graph_macs(const jm_module *m, int g, int *has_grad) {
     const jm_graph *gr = &m->graphs[g];
     int64_t macs = 0;
     for (int i = 0; i < gr->nnode; i++) {
         const jm_node *n = &gr->node[i];
-        if (n->op == JM_OP_CONV2D) {
+        if (n->op == JM_OP_CONV2D || n->op == JM_OP_CONV2D_BWD_DATA) {
+            /* per conv output element: (C / groups) * KH * KW multiply-adds; the data
+               gradient does the same work, seen from the other side */
             const jm_type *w = &gr->node[n->src[1]].type;
-            /* per output element: (C / groups) * KH * KW multiply-adds */
-            macs += jm_type_numel(&n->type) * w->dim[1] * w->dim[2] * w->dim[3];
+            const jm_type *y = n->op == JM_OP_CONV2D ? &n->type : &gr->node[n->src[0]].type;
+            macs += jm_type_numel(y) * w->dim[1] * w->dim[2] * w->dim[3];
+        } else if (n->op == JM_OP_CONV2D_BWD_FILTER) {
+            /* one multiply-add per (weight element, output position, batch row) */
+            const jm_type *dy = &gr->node[n->src[1]].type;
+            macs += jm_type_numel(&n->type) * dy->dim[0] * dy->dim[2] * dy->dim[3];
         } else if (n->op == JM_OP_MATMUL) {
             const jm_type *a = &gr->node[n->src[0]].type;
             macs += jm_type_numel(&n->type) * a->dim[a->rank - 1];
@@ -50,9 +67,12 @@ void jm_info_print(const jm_module *m, FILE *out) {
         const jm_graph *g = &m->graphs[pr->graph];
         int64_t batch = 0;
         if (pr->ninputs > 0 && g->node[pr->inputs[0].node].type.rank > 0) batch = g->node[pr->inputs[0].node].type.dim[0];
-        fprintf(out, "program %s: %d nodes, %.6f GMAC", pr->name, g->nnode, (double)macs / 1e9);
+        fprintf(out, "program %s: %.6f GMAC", pr->name, (double)macs / 1e9);
         if (batch > 0) fprintf(out, " (%.6f GMAC per example, batch %" PRId64 ")", (double)macs / 1e9 / (double)batch, batch);
         if (has_grad) fprintf(out, " + gradients (counted after autodiff)");
+        fprintf(out, "; nodes: %d elaborated", pr->nodes[0]);
+        if (pr->nodes[1]) fprintf(out, ", %d after autodiff", pr->nodes[1]);
+        if (pr->nodes[2]) fprintf(out, ", %d after simplify", pr->nodes[2]);
         fputc('\n', out);
     }
 }

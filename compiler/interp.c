@@ -554,7 +554,7 @@ JM_KERNEL(loop_out) {
     return 0;
 }
 JM_KERNEL(grad) {
-    return jm_fail(I, n, "grad(...) at %d:%d is not expanded: automatic differentiation is not implemented yet",
+    return jm_fail(I, n, "internal error: grad(...) at line %d:%d reached the interpreter; run jm_autodiff first",
                    n->loc.line, n->loc.col);
 }
 JM_KERNEL(extern) { return jm_fail(I, n, "extern functions are not supported by the interpreter yet"); }

@@ -74,6 +74,7 @@ typedef struct {
     jm_binding *inputs; int ninputs, capinputs;     /* node = INPUT node id */
     jm_binding *outputs; int noutputs, capoutputs;
     jm_state_write *writes; int nwrites, capwrites; /* committed when the program ends */
+    int nodes[3];                           /* node counts: elaborated, after autodiff, after simplify */
 } jm_program;
 
 typedef enum { JM_CV_INT, JM_CV_FLOAT, JM_CV_BOOL, JM_CV_STRING } jm_cv_kind;

@@ -7,6 +7,7 @@
  *                [--target interp] [--precision f32|f64] [--seed N] [-D k=v]...
  */
 #include "elab.h"
+#include "grad.h"
 #include "info.h"
 #include "interp.h"
 #include "llvm_host.h"
@@ -25,14 +26,15 @@ static void jm_usage(FILE *out) {
         "usage:\n"
         "  jemc check   GRAPH [-D name=value]...\n"
         "  jemc info    GRAPH [-D name=value]...\n"
-        "  jemc compile GRAPH [-o EXE] [--dump=ir] [-D name=value]...\n"
+        "  jemc compile GRAPH [-o EXE] [--dump=ir|grad] [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
         "               [--target interp] [--precision f32|f64] [--seed N] [-D name=value]...\n"
         "\n"
         "  check     parses, elaborates and type-checks every program; reports errors as file:line:col\n"
         "  info      parameter count and multiply-accumulates of every program\n"
-        "  compile   --dump=ir prints the IR of every program (native code generation is not implemented yet)\n"
+        "  compile   --dump=ir prints the IR of every program as elaborated, --dump=grad after autodiff\n"
+        "            (native code generation is not implemented yet)\n"
         "  run       evaluates one program with the reference interpreter: parameters and state\n"
         "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
         "  -D name=value   overrides a config constant of the graph (e.g. -D batch=8)\n");
@@ -202,11 +204,23 @@ int main(int argc, char **argv) {
     jm_diags d;
     jm_diag_init(&d, &arena, stderr);
     int rc = 1;
+    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0) {
+        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad)\n", o.dump);
+        goto out;
+    }
+    /* the pipeline: front end (parse, elaborate, type-check) -> autodiff, each verified */
     jm_module *m = jm_frontend_load(&d, o.graph, o.defs, o.ndefs);
+    if (m) {
+        jm_info_record_nodes(m, 0);
+        if (o.dump && strcmp(o.dump, "ir") == 0) jm_ir_dump(m, o.program, stdout);
+        if (jm_autodiff(m, &d) != 0) m = NULL;
+    }
     if (!m) {
         if (d.nerr) fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
         goto out;
     }
+    jm_info_record_nodes(m, 1);
+    if (o.dump && strcmp(o.dump, "grad") == 0) jm_ir_dump(m, o.program, stdout);
     if (strcmp(cmd, "check") == 0) {
         printf("%s: ok (%d program%s, %" PRId64 " parameters)\n", o.graph, m->nprograms, m->nprograms == 1 ? "" : "s",
                jm_info_param_count(m));
@@ -215,14 +229,11 @@ int main(int argc, char **argv) {
         jm_info_print(m, stdout);
         rc = 0;
     } else if (strcmp(cmd, "compile") == 0) {
-        if (o.dump && strcmp(o.dump, "ir") == 0) {
-            jm_ir_dump(m, o.program, stdout);
+        if (o.dump) {
             rc = 0;
-        } else if (o.dump) {
-            fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir)\n", o.dump);
         } else {
             fprintf(stderr, "jemc compile: native code generation is not implemented yet; "
-                            "use --dump=ir to see the IR, or `jemc run` to evaluate with the interpreter\n");
+                            "use --dump=ir|grad to see the IR, or `jemc run` to evaluate with the interpreter\n");
         }
     } else {
         rc = jm_cmd_run(&o, m);

@@ -200,8 +200,10 @@ int main(void) {
     expect_fail("-D twice is refused", "-D batch given twice", "check graphs/jem_mnist.graph -D batch=2 -D batch=3");
     expect_fail("-D of an unknown constant gets a suggestion", "-D bath: no config constant named 'bath'; did you mean 'batch'?",
                 "check graphs/jem_mnist.graph -D bath=2");
-    expect_fail("grad programs are refused by the interpreter until autodiff", "automatic differentiation is not implemented yet",
-                "run graphs/mlp_tabular.graph sgld_grad -D batch=2 -D features=4 --in %s/in.safetensors", dir);
+    rc = J(out, sizeof out, "run graphs/mlp_tabular.graph sgld_grad -D batch=2 -D features=4 --in %s/in.safetensors", dir);
+    ok(rc == 0 && strstr(out, "sgld_grad_x: f32[2,4] ="), "programs with grad run (autodiff expands them)");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph sgld_grad --dump=grad -D batch=2");
+    ok(rc == 0 && strstr(out, "conv2d_bwd_data") && !strstr(out, " = grad "), "--dump=grad shows the differentiated graph, with no grad node left");
     ok(access("bad1.safetensors", F_OK) != 0 && access("bad2.safetensors", F_OK) != 0, "failed runs leave no output file");
     snprintf(path, sizeof path, "%s/bad1.safetensors", dir);
     char path2[600];

@@ -250,6 +250,15 @@ def generate(args):
     params = [p for _, p in model.named_parameters()]
     grads = torch.autograd.grad(loss, params)
 
+    # JEM loss plus a gradient penalty 0.1 * sum_i ||d/dx_i E(x_i)||^2 / batch:
+    # its parameter gradients need double backward (jemc: grad of an expression with grad)
+    xg2 = x.clone().requires_grad_(True)
+    f2 = model(xg2)
+    (gx,) = torch.autograd.grad(energy(f2).sum(), xg2, create_graph=True)
+    penalty = (gx * gx).sum() / args.batch
+    loss_gp = F.cross_entropy(f2, y) + energy(f2).mean() - energy(model(x_q)).mean() + 0.1 * penalty
+    grads_gp = torch.autograd.grad(loss_gp, params)
+
     np_ = n_params(model)
     macs = macs_per_image(model, x)
 
@@ -282,6 +291,8 @@ def generate(args):
         ("loss", loss.detach()),
     ]
     expected += [("grad." + n, g) for n, g in zip(names, grads)]
+    expected += [("loss_gp", loss_gp.detach()), ("penalty", penalty.detach())]
+    expected += [("grad_gp." + n, g) for n, g in zip(names, grads_gp)]
     write_safetensors(os.path.join(args.out, "expected.safetensors"), expected, meta)
     return {"n_params": np_, "macs_per_image": macs}
 

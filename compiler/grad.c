@@ -384,6 +384,25 @@ static int jm_is_target(jm_gctx *G, int i, const jm_target *t, int nt) {
     return 0;
 }
 
+/* Does a loop's result depend on a target: through its sources, or through the
+   parameters and state its body (or a nested body) reads? */
+static int jm_body_reads_target(jm_module *m, int body, const jm_target *t, int nt) {
+    jm_graph *b = &m->graphs[body];
+    for (int i = 0; i < b->nnode; i++) {
+        jm_node *nd = &b->node[i];
+        if (nd->op == JM_OP_LOOP && jm_body_reads_target(m, (int)nd->attr.i[0], t, nt)) return 1;
+        if (nd->op != JM_OP_PARAM && nd->op != JM_OP_STATE) continue;
+        for (int k = 0; k < nt; k++) if (t[k].global == nd->attr.i[0]) return 1;
+    }
+    return 0;
+}
+
+static int jm_loop_depends(jm_gctx *G, int loop, const char *dep, const jm_target *t, int nt) {
+    jm_node *nd = N(G, loop);
+    for (int s = 0; s < nd->nsrc; s++) if (dep[nd->src[s]]) return 1;
+    return jm_body_reads_target(G->m, (int)nd->attr.i[0], t, nt);
+}
+
 /* Gradients of scalar y with respect to each target; out[k] gets a node id. */
 static int jm_backward(jm_gctx *G, int y, const jm_target *t, int nt, int *out) {
     if (y < 0) return -1;
@@ -391,6 +410,7 @@ static int jm_backward(jm_gctx *G, int y, const jm_target *t, int nt, int *out) 
     char *dep = calloc((size_t)n, 1), *need = calloc((size_t)n, 1);
     int *adj = malloc(sizeof(int) * (size_t)n);
     int rc = 0;
+    /* dep: depends on a target through differentiable ops */
     for (int i = 0; i < n; i++) {
         adj[i] = -1;
         jm_node *nd = N(G, i);
@@ -398,6 +418,26 @@ static int jm_backward(jm_gctx *G, int y, const jm_target *t, int nt, int *out) 
         if (!jm_dtype_is_float(nd->type.dtype) || jm_grad_rules[nd->op] == jm_grad_none) continue;
         for (int s = 0; s < nd->nsrc; s++) dep[i] |= dep[nd->src[s]];
     }
+    /* A sampler's result acts as a constant. If the loss depends on a target only
+       through a sampler, the gradient would silently miss that path: refuse, and
+       point at detach() for the intended (JEM) meaning. */
+    char *through = calloc((size_t)n, 1);
+    through[y] = 1;
+    for (int i = y; i >= 0 && rc == 0; i--) {
+        if (!through[i]) continue;
+        jm_node *nd = N(G, i);
+        if (nd->op == JM_OP_LOOP_OUT && jm_loop_depends(G, nd->src[0], dep, t, nt)) {
+            jm_diag_error(G->d, G->loc, "grad: the value depends on a sampler's result (line %d), and gradients do not flow "
+                          "through sampler loops; wrap the sampler call in detach() to treat its samples as constants",
+                          nd->loc.line);
+            rc = -1;
+            break;
+        }
+        if (!jm_dtype_is_float(nd->type.dtype) || jm_grad_rules[nd->op] == jm_grad_none) continue;
+        for (int s = 0; s < nd->nsrc; s++) through[nd->src[s]] = 1;
+    }
+    free(through);
+    if (rc) { free(dep); free(need); free(adj); return -1; }
     need[y] = dep[y];
     for (int i = y; i >= 0; i--) {
         if (!need[i]) continue;

@@ -94,10 +94,13 @@ int main(void) {
     ok(strstr(out, "parameters: 1466026 in 58 tensors") != NULL, "WRN-28-2 (-D widen=2) has 1,466,026 parameters");
     J(out, sizeof out, "info graphs/jem_wrn28.graph -D depth=16 -D widen=4 -D batch=8");
     ok(strstr(out, "batch 8)") != NULL && strstr(out, "parameters: 2747530") != NULL, "-D changes depth, width and batch (WRN-16-4: 2,747,530 parameters, as PyTorch counts)");
-    int rc = J(out, sizeof out, "compile graphs/jem_mnist.graph --dump=ir -D batch=2");
+    int rc = J(out, sizeof out, "compile graphs/jem_mnist.graph logits --dump=ir -D batch=2");
     ok(rc == 0 && strstr(out, "program logits(x: f32[2,1,28,28]) {") && strstr(out, "conv2d") &&
-       strstr(out, "param \"conv1.weight\"") && strstr(out, "body g") && strstr(out, "output logits = %"),
-       "compile --dump=ir prints programs, named parameters and loop bodies");
+       strstr(out, "param \"conv1.weight\"") && strstr(out, "output logits = %"),
+       "compile --dump=ir prints a program with its named parameters");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph sample --dump=ir -D batch=2");
+    ok(rc == 0 && strstr(out, "program sample(") && strstr(out, "body g") && strstr(out, " = grad "),
+       "compile --dump=ir shows a sampler as a loop with its body, before autodiff");
     rc = J(out, sizeof out, "compile graphs/jem_mnist.graph -o %s/x", dir);
     ok(rc == 1 && strstr(out, "not implemented yet") && access("x", F_OK) != 0, "compile without a dump says code generation is not implemented yet");
 

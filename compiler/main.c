@@ -8,6 +8,7 @@
  */
 #include "elab.h"
 #include "grad.h"
+#include "simplify.h"
 #include "info.h"
 #include "interp.h"
 #include "llvm_host.h"
@@ -26,14 +27,15 @@ static void jm_usage(FILE *out) {
         "usage:\n"
         "  jemc check   GRAPH [-D name=value]...\n"
         "  jemc info    GRAPH [-D name=value]...\n"
-        "  jemc compile GRAPH [-o EXE] [--dump=ir|grad] [-D name=value]...\n"
+        "  jemc compile GRAPH [PROGRAM] [-o EXE] [--dump=ir|grad|simplify] [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
         "               [--target interp] [--precision f32|f64] [--seed N] [-D name=value]...\n"
         "\n"
         "  check     parses, elaborates and type-checks every program; reports errors as file:line:col\n"
         "  info      parameter count and multiply-accumulates of every program\n"
-        "  compile   --dump=ir prints the IR of every program as elaborated, --dump=grad after autodiff\n"
+        "  compile   --dump=ir prints the IR of every program as elaborated, --dump=grad after autodiff,\n"
+        "            --dump=simplify after simplification (CSE, constant folding, identities, DCE)\n"
         "            (native code generation is not implemented yet)\n"
         "  run       evaluates one program with the reference interpreter: parameters and state\n"
         "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
@@ -124,11 +126,7 @@ static int jm_cmd_run(jm_opts *o, jm_module *m) {
         fprintf(stderr, "jemc run: target '%s' is not available yet (only 'interp')\n", o->target);
         return 1;
     }
-    if (strcmp(o->precision, "f64") == 0) jm_module_retype(m, JM_F32, JM_F64);
-    else if (strcmp(o->precision, "f32") != 0) {
-        fprintf(stderr, "jemc run: --precision must be f32 or f64, got '%s'\n", o->precision);
-        return 1;
-    }
+
     int p = jm_module_find_program(m, o->program);
     if (p < 0) {
         const char **names = malloc(sizeof(char *) * (size_t)(m->nprograms + 1));
@@ -204,16 +202,23 @@ int main(int argc, char **argv) {
     jm_diags d;
     jm_diag_init(&d, &arena, stderr);
     int rc = 1;
-    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0) {
-        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad)\n", o.dump);
+    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0) {
+        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify)\n", o.dump);
         goto out;
     }
-    /* the pipeline: front end (parse, elaborate, type-check) -> autodiff, each verified */
+    /* the pipeline: front end (parse, elaborate, type-check) -> simplify -> autodiff -> simplify,
+       each verified */
+    if (strcmp(o.precision, "f32") != 0 && strcmp(o.precision, "f64") != 0) {
+        fprintf(stderr, "jemc run: --precision must be f32 or f64, got '%s'\n", o.precision);
+        goto out;
+    }
     jm_module *m = jm_frontend_load(&d, o.graph, o.defs, o.ndefs);
+    /* float64 evaluation retypes before the passes, so constants are folded in double */
+    if (m && strcmp(o.precision, "f64") == 0) jm_module_retype(m, JM_F32, JM_F64);
     if (m) {
         jm_info_record_nodes(m, 0);
         if (o.dump && strcmp(o.dump, "ir") == 0) jm_ir_dump(m, o.program, stdout);
-        if (jm_autodiff(m, &d) != 0) m = NULL;
+        if (jm_simplify(m, &d, 0) != 0 || jm_autodiff(m, &d) != 0) m = NULL;
     }
     if (!m) {
         if (d.nerr) fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
@@ -221,6 +226,12 @@ int main(int argc, char **argv) {
     }
     jm_info_record_nodes(m, 1);
     if (o.dump && strcmp(o.dump, "grad") == 0) jm_ir_dump(m, o.program, stdout);
+    if (jm_simplify(m, &d, 1) != 0) {
+        fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
+        goto out;
+    }
+    jm_info_record_nodes(m, 2);
+    if (o.dump && strcmp(o.dump, "simplify") == 0) jm_ir_dump(m, o.program, stdout);
     if (strcmp(cmd, "check") == 0) {
         printf("%s: ok (%d program%s, %" PRId64 " parameters)\n", o.graph, m->nprograms, m->nprograms == 1 ? "" : "s",
                jm_info_param_count(m));

@@ -40,7 +40,7 @@ typedef struct {
 
 typedef enum {
     JM_S_ASSIGN, JM_S_INDEX_ASSIGN, JM_S_PARAM, JM_S_REPEAT, JM_S_IF, JM_S_RETURN,
-    JM_S_OUTPUT, JM_S_MINIMIZE
+    JM_S_OUTPUT, JM_S_MINIMIZE, JM_S_BUFFER, JM_S_UPDATE
 } jm_stmt_kind;
 
 struct jm_stmt {

@@ -446,6 +446,39 @@ static jm_value jm_b_conv2d(jm_args *A, int which) {
     return jm_emit(A, JM_OP_CONV2D, src, 2, &at, NULL);
 }
 
+/* conv_transpose2d(x, weight [Cin, Cout/groups, KH, KW]) as PyTorch's ConvTranspose2d:
+   H_out = (H - 1) * stride - 2 * padding + dilation * (K - 1) + output_padding + 1.
+   It is the data gradient of a conv2d, which is the op it lowers to. */
+static jm_value jm_b_conv_transpose2d(jm_args *A, int which) {
+    static const char *const names[] = { "x", "weight", "stride", "padding", "output_padding", "dilation", "groups", NULL };
+    if (jm_check_arity(A, 2, 7, names)) return jm_v_err();
+    int x = jm_tensor_arg(A, 0, "x"), w = jm_tensor_arg(A, 1, "weight");
+    int64_t st[2], pd[2], op[2], dl[2], groups;
+    if (x < 0 || w < 0 || jm_pair_arg(A, 2, "stride", 1, st) || jm_pair_arg(A, 3, "padding", 0, pd) ||
+        jm_pair_arg(A, 4, "output_padding", 0, op) || jm_pair_arg(A, 5, "dilation", 1, dl) || jm_int_arg(A, 6, "groups", 1, &groups))
+        return jm_v_err();
+    const jm_type *xt = jm_node_type(A, x), *wt = jm_node_type(A, w);
+    if (xt->rank != 4 || wt->rank != 4) {
+        char s1[128], s2[128];
+        jm_diag_error(jm_D(A), A->call->loc, "conv_transpose2d needs a 4-d input and a 4-d weight [Cin, Cout/groups, KH, KW], got %s and %s",
+                      jm_type_str(xt, s1, sizeof s1), jm_type_str(wt, s2, sizeof s2));
+        return jm_v_err();
+    }
+    for (int i = 0; i < 2; i++)
+        if (op[i] < 0 || (op[i] >= st[i] && op[i] >= dl[i])) {
+            jm_diag_error(jm_D(A), A->call->loc, "conv_transpose2d: output_padding must be smaller than the stride or the dilation");
+            return jm_v_err();
+        }
+    jm_attr at = jm_attr0();
+    int64_t v[9] = { st[0], st[1], pd[0], pd[1], dl[0], dl[1], groups,
+                     (xt->dim[2] - 1) * st[0] - 2 * pd[0] + dl[0] * (wt->dim[2] - 1) + op[0] + 1,
+                     (xt->dim[3] - 1) * st[1] - 2 * pd[1] + dl[1] * (wt->dim[3] - 1) + op[1] + 1 };
+    memcpy(at.i, v, sizeof v);
+    at.ni = 9;
+    int src[2] = { x, w };
+    return jm_emit(A, JM_OP_CONV2D_BWD_DATA, src, 2, &at, NULL);
+}
+
 static jm_value jm_b_pool(jm_args *A, int which) {
     static const char *const names[] = { "x", "kernel", "stride", "padding", NULL };
     if (jm_check_arity(A, 2, 4, names)) return jm_v_err();
@@ -852,7 +885,7 @@ static const struct { const char *name; jm_builtin_fn fn; int which; } jm_builti
     { "softmax", jm_b_softmax, JM_OP_SOFTMAX }, { "log_softmax", jm_b_softmax, JM_OP_LOG_SOFTMAX },
     { "cross_entropy", jm_b_cross_entropy, 0 },
     { "conv2d", jm_b_conv2d, 0 },               { "matmul", jm_b_matmul, 0 },
-    { "linear", jm_b_linear, 0 },
+    { "linear", jm_b_linear, 0 },                { "conv_transpose2d", jm_b_conv_transpose2d, 0 },
     { "avg_pool2d", jm_b_pool, JM_OP_AVGPOOL2D }, { "max_pool2d", jm_b_pool, JM_OP_MAXPOOL2D },
     { "reshape", jm_b_reshape, 0 },             { "flatten", jm_b_flatten, 0 },
     { "permute", jm_b_permute, 0 },             { "transpose", jm_b_transpose, 0 },

@@ -180,8 +180,8 @@ static jm_binding_v *jm_find_var(jm_ctx *c, const char *name) {
 
 static void jm_set_var(jm_ctx *c, const char *name, jm_value v) {
     jm_binding_v *b = jm_find_var(c, name);
-    if (b) { b->v = v; return; }
-    jm_binding_v nb = { name, v };
+    if (b) { b->v = v; b->buffer = 0; return; }
+    jm_binding_v nb = { name, v, 0 };
     JM_VEC_PUSH(c->E->a, c->vars, c->nvars, c->capvars, nb);
 }
 
@@ -979,24 +979,15 @@ static void jm_stmt_assign(jm_ctx *c, jm_stmt *s) {
 }
 
 static void jm_assign_one(jm_ctx *c, jm_stmt *s, const char *name, jm_value v) {
-    jm_elab *E = c->E;
     if (v.kind == JM_V_ERR) { jm_set_var(c, name, v); return; }
-    int gi = jm_is_state_name(c, name);
+    /* A program's own body writes state by assigning its name. Everywhere else a
+       name on the left is a local: locals shadow config constants, declarations
+       and state, so a library block works whatever names its importer uses. */
+    int gi = c->prog ? jm_is_state_name(c, name) : -1;
     if (gi >= 0) {
-        if (!c->prog) {
-            jm_diag_error(E->d, s->name_loc, "state '%s' can only be assigned in a program's own body (not in a block or sampler)", name);
-            return;
-        }
         int node = jm_want_tensor(c, v, s->value->loc, "a value assigned to state");
         if (node < 0) return;
         jm_write_state(c, gi, node, s->loc);
-        return;
-    }
-    if (jm_find_sym(E, name) && !jm_find_var(c, name)) {
-        jm_gsym *g = jm_find_sym(E, name);
-        jm_diag_error(E->d, s->name_loc, "cannot assign to '%s': it is a %s", name,
-                      g->kind == JM_G_CONFIG ? "config constant" : "declaration");
-        jm_diag_note(E->d, g->loc, "'%s' is declared here", name);
         return;
     }
     jm_set_var(c, name, v);
@@ -1204,6 +1195,70 @@ static void jm_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     }
 }
 
+/* The value of a state global as the program sees it now: its pending write, or
+   its value at the start of the program. */
+static jm_value jm_state_now(jm_ctx *c, int gi, jm_loc loc) {
+    if (c->view && c->g == c->view->graph)
+        for (int i = 0; i < c->view->nwrites; i++)
+            if (c->view->writes[i].global == gi) return jm_v_tensor(c, c->view->writes[i].node);
+    return jm_state_value(c, gi, loc);
+}
+
+/* buffer NAME: TYPE = init — persistent state owned by a block (running
+   statistics of a batch norm), named like a parameter: scope.NAME. */
+static void jm_stmt_buffer(jm_ctx *c, jm_stmt *s) {
+    jm_elab *E = c->E;
+    jm_module *m = E->m;
+    jm_type t;
+    jm_set_var(c, s->name, jm_v_err());
+    if (jm_parse_type(c, s->type, &t) != 0) return;
+    jm_init init;
+    if (jm_eval_init(c, s->value, &init) != 0) return;
+    const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
+    int gi = jm_module_find_global(m, full);
+    if (gi >= 0) {
+        jm_global *g = &m->globals[gi];
+        if (g->kind != JM_GLOBAL_STATE || !jm_type_equal(&g->type, &t)) {
+            char s1[128], s2[128];
+            jm_diag_error(E->d, s->name_loc, "buffer '%s' declared as %s here but as a %s %s before", full,
+                          jm_type_str(&t, s1, sizeof s1), g->kind == JM_GLOBAL_PARAM ? "parameter" : "buffer",
+                          jm_type_str(&g->type, s2, sizeof s2));
+            return;
+        }
+    } else {
+        jm_global g = { full, JM_GLOBAL_STATE, t, init, s->name_loc };
+        JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
+        gi = m->nglobals - 1;
+    }
+    jm_set_var(c, s->name, jm_state_now(c, gi, s->loc));
+    jm_find_var(c, s->name)->buffer = gi + 1;
+}
+
+/* update NAME = value — writes a block's buffer; committed when the program
+   ends, and seen by later reads in the same program (a second call of the
+   block updates the statistics again, as PyTorch does). */
+static void jm_stmt_update(jm_ctx *c, jm_stmt *s) {
+    jm_elab *E = c->E;
+    jm_binding_v *b = jm_find_var(c, s->name);
+    jm_value v = jm_eval(c, s->value);
+    if (!b || !b->buffer) {
+        jm_diag_error(E->d, s->name_loc, "'update' needs a buffer declared in this block; '%s' is not one", s->name);
+        return;
+    }
+    if (!c->view || c->loop || c->g != c->view->graph) {
+        jm_diag_error(E->d, s->loc, "buffer '%s' can only be updated when its block runs in a program (not in a sampler)", s->name);
+        return;
+    }
+    int gi = b->buffer - 1;
+    int node = jm_want_tensor(c, v, s->value->loc, "a buffer's new value");
+    if (node < 0) return;
+    jm_program *saved = c->prog;
+    c->prog = c->view;
+    jm_write_state(c, gi, node, s->loc);
+    c->prog = saved;
+    b->v = jm_state_now(c, gi, s->loc);
+}
+
 /* After an error that skips statements, the names they would have assigned are
    bound to an error value so that later uses stay quiet. */
 static void jm_poison_assigned(jm_ctx *c, jm_stmt **body, int n) {
@@ -1212,7 +1267,7 @@ static void jm_poison_assigned(jm_ctx *c, jm_stmt **body, int n) {
         if (s->kind == JM_S_ASSIGN) {
             if (s->nnames > 1) { for (int k = 0; k < s->nnames; k++) if (!jm_find_var(c, s->names[k])) jm_set_var(c, s->names[k], jm_v_err()); }
             else if (!jm_find_var(c, s->name) && !jm_find_sym(c->E, s->name)) jm_set_var(c, s->name, jm_v_err());
-        } else if (s->kind == JM_S_PARAM || s->kind == JM_S_OUTPUT) {
+        } else if (s->kind == JM_S_PARAM || s->kind == JM_S_OUTPUT || s->kind == JM_S_BUFFER) {
             if (!jm_find_var(c, s->name)) jm_set_var(c, s->name, jm_v_err());
         } else if (s->kind == JM_S_IF || s->kind == JM_S_REPEAT) {
             jm_poison_assigned(c, s->body, s->nbody);
@@ -1234,6 +1289,8 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
     case JM_S_PARAM: jm_stmt_param(c, s); return;
     case JM_S_OUTPUT: jm_stmt_output(c, s); return;
     case JM_S_MINIMIZE: jm_stmt_minimize(c, s); return;
+    case JM_S_BUFFER: jm_stmt_buffer(c, s); return;
+    case JM_S_UPDATE: jm_stmt_update(c, s); return;
     case JM_S_RETURN: {
         if (!c->returns_allowed) {
             if (c->loop && !c->prog)

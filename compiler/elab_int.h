@@ -14,7 +14,7 @@ typedef struct jm_value {
     int g, node;                               /* TENSOR: graph and node id */
 } jm_value;
 
-typedef struct { const char *name; jm_value v; } jm_binding_v;
+typedef struct { const char *name; jm_value v; int buffer; } jm_binding_v;   /* buffer: global index + 1 of a block's buffer */
 
 typedef struct jm_loopctx {
     struct jm_loopctx *outer;

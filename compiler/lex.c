@@ -17,6 +17,7 @@ int jm_keyword_is_soft(jm_tok_kind k) {
     case JM_T_IMPORT: case JM_T_CONFIG: case JM_T_BLOCK: case JM_T_MODEL: case JM_T_ENERGY:
     case JM_T_SAMPLER: case JM_T_PROGRAM: case JM_T_STATE: case JM_T_PARAM: case JM_T_DATA:
     case JM_T_OPTIMIZER: case JM_T_EXTERN: case JM_T_OUTPUT: case JM_T_MINIMIZE: case JM_T_REPEAT:
+    case JM_T_BUFFER: case JM_T_UPDATE:
         return 1;
     default:
         return 0;

@@ -14,7 +14,7 @@
     X(PARAM, "param") X(DATA, "data") X(OPTIMIZER, "optimizer") X(EXTERN, "extern")       \
     X(REPEAT, "repeat") X(IN, "in") X(IF, "if") X(ELSE, "else") X(RETURN, "return")       \
     X(OUTPUT, "output") X(MINIMIZE, "minimize") X(WITH, "with") X(AS, "as")               \
-    X(TRUE, "true") X(FALSE, "false")
+    X(TRUE, "true") X(FALSE, "false") X(BUFFER, "buffer") X(UPDATE, "update")
 
 typedef enum {
     JM_T_EOF, JM_T_NEWLINE, JM_T_IDENT, JM_T_INT, JM_T_FLOAT, JM_T_STRING,

@@ -349,15 +349,26 @@ static jm_stmt *jm_parse_stmt(jm_parser *P) {
     if (jm_keyword_is_soft(k) && (after == JM_T_ASSIGN || after == JM_T_LBRACKET || after == JM_T_COMMA))
         k = JM_T_IDENT;                   /* `output = ...` assigns a variable named output */
     switch (k) {
-    case JM_T_PARAM: {
+    case JM_T_PARAM: case JM_T_BUFFER: {
         jm_next(P);
-        s->kind = JM_S_PARAM;
+        s->kind = k == JM_T_PARAM ? JM_S_PARAM : JM_S_BUFFER;
         jm_token *n = jm_peek(P);
-        if (!jm_expect(P, JM_T_IDENT, "(the parameter's name) after 'param'")) return s;
+        if (!jm_expect(P, JM_T_IDENT, k == JM_T_PARAM ? "(the parameter's name) after 'param'" : "(the buffer's name) after 'buffer'"))
+            return s;
         s->name = n->text; s->name_loc = n->loc;
-        if (!jm_expect(P, JM_T_COLON, "and a type after the parameter's name")) return s;
+        if (!jm_expect(P, JM_T_COLON, "and a type after the name")) return s;
         s->type = jm_parse_type(P);
         if (jm_accept(P, JM_T_ASSIGN)) s->value = jm_parse_expr(P);
+        break;
+    }
+    case JM_T_UPDATE: {
+        jm_next(P);
+        s->kind = JM_S_UPDATE;
+        jm_token *n = jm_peek(P);
+        if (!jm_expect(P, JM_T_IDENT, "(a buffer's name) after 'update'")) return s;
+        s->name = n->text; s->name_loc = n->loc;
+        if (!jm_expect(P, JM_T_ASSIGN, "in 'update buffer = value'")) return s;
+        s->value = jm_parse_expr(P);
         break;
     }
     case JM_T_REPEAT: {
@@ -455,7 +466,7 @@ static jm_stmt *jm_parse_stmt(jm_parser *P) {
         break;
     }
     default:
-        jm_expected(P, "a statement (name = expression, param, repeat, if, return, output or minimize)");
+        jm_expected(P, "a statement (name = expression, param, buffer, update, repeat, if, return, output or minimize)");
         return s;
     }
     jm_end_stmt(P);

@@ -49,6 +49,7 @@ static void check_case(const jg_case *c) {
     jt_unit u;
     jt_load(&u, text);
     if (!u.m) { ok(0, "%s", c->name); tap_diag("%s\n%s", text, u.errors); jt_unload(&u); return; }
+    jm_module_retype(u.m, JM_F32, JM_F64);       /* layers from graphs/lib declare f32: check them in double */
     if (jm_autodiff(u.m, &u.d) != 0) { fflush(u.errf); ok(0, "%s: autodiff", c->name); tap_diag("%s", u.errors); jt_unload(&u); return; }
     jm_program *pf = &u.m->programs[jm_module_find_program(u.m, "f")];
     int nin = pf->ninputs;
@@ -142,6 +143,14 @@ int main(void) {
         { "conv2d weight (dilation 2, groups 2)", 0, "f64[4,1,2,2]", "f64[1,4,2,2]", "conv2d(a, x, dilation=2, groups=2)", -1, 1, "a: f64[1,2,4,4]" },
         { "conv2d weight (stride 2, padding 1)", 0, "f64[3,2,3,3]", "f64[2,3,3,3]", "conv2d(a, x, stride=2, padding=1)", -1, 1, "a: f64[2,2,5,5]" },
         { "avg_pool2d", 0, "f64[1,2,4,4]", "f64[1,2,2,2]", "avg_pool2d(x, 2)", -1, 1, 0 },
+        { "conv_transpose2d input (groups 2, stride 2, output_padding 1)", 0, "f64[1,4,3,3]", "f64[1,6,6,6]",
+          "conv_transpose2d(x, k, stride=2, padding=1, output_padding=1, groups=2)", -1, 1, "k: f64[4,3,3,3]" },
+        { "conv_transpose2d weight", 0, "f64[2,3,3,3]", "f64[2,3,5,5]", "conv_transpose2d(a, x, stride=2, padding=1)", -1, 1, "a: f64[2,2,3,3]" },
+        { "batch_norm (training statistics)", "import \"graphs/lib/norm.graph\"\n", "f32[4,3,2,2]", "f32[4,3,2,2]",
+          "batch_norm(x, 3, true) as bn", -1, 1, 0 },
+        { "batch_norm (running statistics)", "import \"graphs/lib/norm.graph\"\n", "f32[4,3,2,2]", "f32[4,3,2,2]",
+          "batch_norm(x, 3, false) as bn", -1, 1, 0 },
+        { "group_norm", "import \"graphs/lib/norm.graph\"\n", "f32[2,4,2,3]", "f32[2,4,2,3]", "group_norm(x, 2, 4) as gn", -1, 1, 0 },
         { "avg_pool2d with padding", 0, "f64[1,1,4,4]", "f64[1,1,3,3]", "avg_pool2d(x, 2, stride=2, padding=1)", -1, 1, 0 },
         { "max_pool2d", 0, "f64[1,2,4,4]", "f64[1,2,2,2]", "max_pool2d(x, 2)", -1, 1, 0 },
         /* gradients of gradient ops (what double backward meets) */

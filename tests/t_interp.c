@@ -261,6 +261,16 @@ int main(void) {
         double wi[3] = { 1, 1, 1 };
         check("integer constants truncate (full(..., 1.5, i64))", G("program p(x: f64[3]) {\n output y = cast(full([3], 1.5, dtype=\"i64\"), \"f64\")\n}"), in, wi, 3, 0);
     }
+    /* locals shadow config constants, declarations and state (library blocks must not
+       depend on their importer's names); state is written only by a program's own body */
+    {
+        double x[2] = { 1, 2 };
+        const double *in[] = { x };
+        double want[2] = { 12, 24 };
+        check("locals shadow config constants, declarations and state",
+              G("config { lr = 0.1 }\nstate s: f64[2] = 0\nblock b(x) {\n lr = 2.0\n p = x * 3.0\n s = p * lr\n return s\n}\n"
+                "program p(x: f64[2]) {\n output y = b(x) * 2.0\n}"), in, want, 2, 0);
+    }
     /* persistent state: writes are committed at the end of a run */
     {
         jt_unit u;

@@ -1,9 +1,12 @@
-/* fuzz_frontend.c — libFuzzer harness for the whole front end: lexer, parser,
- * imports, elaboration, shape rules and the IR verifier. Any input must end in
+/* fuzz_frontend.c — libFuzzer harness for the whole front end and the passes
+ * after it: lexer, parser, imports, elaboration, shape rules, simplify,
+ * autodiff and the IR verifier after each. Any input must end in
  * a module or in diagnostics: never a crash, hang, leak or sanitizer report.
  * Also exercises -D overrides: a first line "#D name=value" becomes a define.
  *   make fuzz FUZZ_SECONDS=1800 */
 #include "elab.h"
+#include "grad.h"
+#include "simplify.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     jm_diags d;
     jm_diag_init(&d, &arena, devnull);
     jm_module *m = jm_frontend_load_text(&d, "fuzz.graph", (const char *)data, size, defs, ndefs);
-    if (m) jm_ir_dump(m, NULL, devnull);
+    /* the middle end too: simplify -> autodiff -> simplify, as jemc runs them */
+    if (m && jm_simplify(m, &d, 0) == 0 && jm_autodiff(m, &d) == 0 && jm_simplify(m, &d, 1) == 0)
+        jm_ir_dump(m, NULL, devnull);
     jm_arena_free(&arena);
     return 0;
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/python3
+"""PyTorch reference for tests/parity/layers.graph: conv_transpose2d (groups 2,
+stride 2, output_padding 1), BatchNorm2d in training mode called twice (outputs and
+running statistics) and in eval mode, GroupNorm. Writes DIR/state.safetensors
+(initial parameters and buffers), DIR/inputs.safetensors, DIR/expected.safetensors
+(outputs) and DIR/expected_state.safetensors (state after the training program).
+Run with Debian's /usr/bin/python3 (python3-torch)."""
+import json
+import os
+import struct
+import sys
+
+import torch
+
+
+def write(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors:
+        a = t.detach().contiguous().numpy()
+        code = {"float64": "F64", "float32": "F32", "int64": "I64"}[str(a.dtype)]
+        b = a.tobytes()
+        header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def main(out):
+    torch.manual_seed(5)
+    dt = torch.float64
+    x = torch.randn(4, 4, 3, 3, dtype=dt)
+    w = torch.randn(4, 3, 3, 3, dtype=dt)
+    g = torch.randn(4, 4, 3, 3, dtype=dt)
+    bn = torch.nn.BatchNorm2d(4).to(dt)
+    gn = torch.nn.GroupNorm(2, 4).to(dt)
+    with torch.no_grad():
+        for m in (bn, gn):
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    os.makedirs(out, exist_ok=True)
+    state = [("bn." + k, v.clone()) for k, v in bn.state_dict().items()]
+    state += [("gn." + k, v.clone()) for k, v in gn.state_dict().items()]
+    write(os.path.join(out, "state.safetensors"), state)
+    write(os.path.join(out, "inputs.safetensors"), [("x", x), ("w", w), ("g", g)])
+    bn_eval = bn.eval()(g)
+    bn.train()
+    convt = torch.nn.functional.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, groups=2)
+    bn1 = bn(g)
+    bn2 = bn(g * 2.0 + 1.0)
+    expected = [("convt", convt), ("bn1", bn1), ("bn2", bn2), ("gn", gn(g)), ("bn", bn_eval)]
+    write(os.path.join(out, "expected.safetensors"), expected)
+    write(os.path.join(out, "expected_state.safetensors"), [("bn." + k, v) for k, v in bn.state_dict().items()])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

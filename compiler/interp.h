@@ -15,6 +15,7 @@ typedef struct {
     jm_tensor *globals;          /* current value of every global (params and state) */
     uint64_t seed;               /* RNG key */
     uint32_t call;               /* RNG call counter: incremented once per program run */
+    int seed_given;              /* the seed came from the command line (a state file's does not override it) */
     char err[1024];              /* message of the last failure */
 } jm_interp;
 

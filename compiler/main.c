@@ -45,6 +45,7 @@ static void jm_usage(FILE *out) {
 typedef struct {
     const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump;
     uint64_t seed;
+    int seed_given;
     jm_define *defs; int ndefs;
 } jm_opts;
 
@@ -80,6 +81,7 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
             unsigned long long s = val ? strtoull(val, &end, 10) : 0;
             if (!val || !*val || *end || errno) { fprintf(stderr, "jemc: --seed needs a non-negative integer\n"); return -1; }
             o->seed = s;
+            o->seed_given = 1;
             continue;
         }
         if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
@@ -144,6 +146,7 @@ static int jm_cmd_run(jm_opts *o, jm_module *m) {
     jm_tensor *inputs = calloc((size_t)(pr->ninputs + 1), sizeof(jm_tensor));
     jm_tensor *outputs = NULL;
     if (jm_interp_init(&I, m, o->seed) != 0) { fprintf(stderr, "jemc run: %s\n", I.err); goto done; }
+    I.seed_given = o->seed_given;
     if (o->state && jm_tio_load_state(&I, o->state, err, sizeof err) != 0) { fprintf(stderr, "jemc run: %s\n", err); goto done; }
     if (!o->state) {
         int nparam = 0;

@@ -83,6 +83,11 @@ int jm_tio_load_state(jm_interp *I, const char *path, char *err, size_t errlen) 
         jm_tensor_free(&I->globals[gi]);
         I->globals[gi] = t;
     }
+    /* the random-number position travels with the state, so a run continued from a
+       saved state draws new numbers rather than repeating the previous run's */
+    const char *call = jm_st_meta_get(&f, "jemc.rng_call"), *seed = jm_st_meta_get(&f, "jemc.rng_seed");
+    if (call) I->call = (uint32_t)strtoul(call, NULL, 10);
+    if (seed && !I->seed_given) I->seed = strtoull(seed, NULL, 10);
     for (int gi = 0; gi < m->nglobals && rc == 0; gi++) {
         if (m->globals[gi].kind != JM_GLOBAL_PARAM || jm_st_find(&f, m->globals[gi].name)) continue;
         char tb[128];
@@ -171,7 +176,11 @@ int jm_tio_save_state(jm_interp *I, const char *path, char *err, size_t errlen) 
     jm_module *m = I->m;
     const char **names = malloc(sizeof(char *) * (size_t)(m->nglobals + 1));
     for (int i = 0; i < m->nglobals; i++) names[i] = m->globals[i].name;
-    int rc = jm_tio_write(path, names, I->globals, m->nglobals, NULL, 0, err, errlen);
+    char call[32], seed[32];
+    snprintf(call, sizeof call, "%u", I->call);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)I->seed);
+    const char *meta[] = { "jemc.rng_call", call, "jemc.rng_seed", seed };
+    int rc = jm_tio_write(path, names, I->globals, m->nglobals, meta, 2, err, errlen);
     free(names);
     return rc;
 }

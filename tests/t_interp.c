@@ -3,6 +3,7 @@
  * later backend, so each op's semantics is pinned here. */
 #include "tap.h"
 #include "helpers.h"
+#include "grad.h"
 #include "../runtime/philox.h"
 #include <math.h>
 
@@ -270,6 +271,60 @@ int main(void) {
         check("locals shadow config constants, declarations and state",
               G("config { lr = 0.1 }\nstate s: f64[2] = 0\nblock b(x) {\n lr = 2.0\n p = x * 3.0\n s = p * lr\n return s\n}\n"
                 "program p(x: f64[2]) {\n output y = b(x) * 2.0\n}"), in, want, 2, 0);
+    }
+    /* optimizers: minimize ... with adam / sgd, two steps against the closed form */
+    {
+        const char *text[] = {
+            "block lin(x) {\n param p: f64[2] = 1\n return sum(p * x)\n}\noptimizer opt = adam(lr=0.1)\n"
+            "program step(x: f64[2]) {\n loss = lin(x) as m\n minimize loss with opt\n output loss\n}\n",
+            "block lin(x) {\n param p: f64[2] = 1\n return sum(p * x)\n}\noptimizer opt = sgd(lr=0.1, momentum=0.9)\n"
+            "program step(x: f64[2]) {\n loss = lin(x) as m\n minimize loss with opt\n output loss\n}\n",
+            "block lin(x) {\n param p: f64[2] = 1\n return sum(p * x)\n}\noptimizer opt = adamw(lr=0.1, weight_decay=0.5, warmup=4)\n"
+            "program step(x: f64[2]) {\n loss = lin(x) as m\n minimize loss with opt\n output loss\n}\n",
+        };
+        /* gradient g = x = (2, -3). adam: each step moves by lr * mhat / (sqrt(vhat) + eps) = 0.1 sign(g).
+           sgd+momentum: buf = g, then 1.9 g: p = 1 - 0.1 g - 0.19 g.
+           adamw with warm-up 4: lr_t = 0.1 t / 4; step t: p -= lr_t (sign(g) g/|g| + 0.5 p). */
+        double g[2] = { 2, -3 };
+        double want[3][2];
+        for (int i = 0; i < 2; i++) {
+            double s = g[i] > 0 ? 1 : -1;
+            want[0][i] = 1 - 0.2 * g[i] / (fabs(g[i]) + 1e-8);
+            (void)s;
+            want[1][i] = 1 - 0.1 * g[i] - 0.19 * g[i];
+            double p = 1;
+            for (int t = 1; t <= 2; t++) {
+                double lr = 0.1 * t / 4.0;
+                double mhat = g[i], vhat = g[i] * g[i];
+                p -= lr * (mhat / (sqrt(vhat) + 1e-8) + 0.5 * p);
+            }
+            want[2][i] = p;
+        }
+        const char *names[] = { "adam: two steps move each parameter by lr * sign(gradient)",
+                                "sgd with momentum 0.9: two steps", "adamw with decoupled weight decay and linear warm-up" };
+        for (int k = 0; k < 3; k++) {
+            jt_unit u;
+            jt_load(&u, text[k]);
+            int good = u.m != NULL && jm_autodiff(u.m, &u.d) == 0;
+            if (good) {
+                jm_interp I;
+                jm_interp_init(&I, u.m, 1);
+                jm_tensor in, *o = NULL;
+                jm_tensor_alloc(&in, &u.m->graphs[u.m->programs[0].graph].node[u.m->programs[0].inputs[0].node].type);
+                in.data[0] = g[0]; in.data[1] = g[1];
+                for (int s = 0; s < 2 && good; s++) {
+                    good = jm_interp_run(&I, 0, &in, &o) == 0;
+                    if (o) { jm_tensor_free(&o[0]); free(o); o = NULL; }
+                }
+                int gp = jm_module_find_global(u.m, "m.p");
+                good = good && gp >= 0 && fabs(I.globals[gp].data[0] - want[k][0]) < 1e-9 && fabs(I.globals[gp].data[1] - want[k][1]) < 1e-9;
+                if (!good && gp >= 0) tap_diag("got %.12g %.12g, expected %.12g %.12g", I.globals[gp].data[0], I.globals[gp].data[1], want[k][0], want[k][1]);
+                jm_tensor_free(&in);
+                jm_interp_free(&I);
+            } else if (u.errors) tap_diag("%s", u.errors);
+            ok(good, "%s", names[k]);
+            jt_unload(&u);
+        }
     }
     /* persistent state: writes are committed at the end of a run */
     {

@@ -3,6 +3,8 @@
  * shipped graphs, and float64 retyping. */
 #include "tap.h"
 #include "helpers.h"
+#include "grad.h"
+#include "simplify.h"
 
 static jm_module *load_file(jm_arena *a, jm_diags *d, const char *path, const jm_define *defs, int n) {
     jm_diag_init(d, a, stderr);
@@ -101,5 +103,38 @@ int main(void) {
 
     fclose(null);
     jm_arena_free(&a);
+
+    /* the whole pipeline: simplify -> autodiff -> simplify. These counts pin what
+       CSE and the needed set buy (a regression in either changes them). */
+    jm_arena a2 = { 0 };
+    jm_diags d2;
+    m = load_file(&a2, &d2, "graphs/jem_mnist.graph", defs, 1);
+    int piped = m && jm_simplify(m, &d2, 0) == 0 && jm_autodiff(m, &d2) == 0 && jm_simplify(m, &d2, 1) == 0;
+    ok(piped, "jem_mnist goes through simplify, autodiff and simplify, verified after each");
+    if (piped) {
+        int grads_left = 0;
+        for (int g = 0; g < m->ngraphs; g++) grads_left += count_op(m, g, JM_OP_GRAD) + count_op(m, g, JM_OP_STOP_GRAD);
+        ok(grads_left == 0, "no grad or stop_grad node survives the pipeline");
+        int lg2 = m->programs[jm_module_find_program(m, "jem_loss")].graph;
+        /* f(x) is called twice (cross-entropy and E(x)) and f(x_q) once: CSE leaves 2 forward passes;
+           one backward sweep: weight gradients of 3 convs per pass, input gradients of conv2 and conv3 only */
+        ok(count_op(m, lg2, JM_OP_CONV2D) == 6 && count_op(m, lg2, JM_OP_CONV2D_BWD_FILTER) == 6 &&
+           count_op(m, lg2, JM_OP_CONV2D_BWD_DATA) == 4 && count_op(m, lg2, JM_OP_MATMUL) == 6,
+           "jem_loss: 2 forward passes, 6 filter gradients, 4 data gradients, 6 matmuls (%d, %d, %d, %d)",
+           count_op(m, lg2, JM_OP_CONV2D), count_op(m, lg2, JM_OP_CONV2D_BWD_FILTER), count_op(m, lg2, JM_OP_CONV2D_BWD_DATA),
+           count_op(m, lg2, JM_OP_MATMUL));
+        int sg = m->programs[jm_module_find_program(m, "sgld_grad")].graph;
+        ok(count_op(m, sg, JM_OP_CONV2D) == 3 && count_op(m, sg, JM_OP_CONV2D_BWD_DATA) == 3 && count_op(m, sg, JM_OP_CONV2D_BWD_FILTER) == 0,
+           "sgld_grad: one forward pass and 3 data gradients, no weight-gradient work");
+        int sp2 = m->programs[jm_module_find_program(m, "sample")].graph, body2 = -1;
+        for (int i = 0; i < m->graphs[sp2].nnode; i++)
+            if (m->graphs[sp2].node[i].op == JM_OP_LOOP) body2 = (int)m->graphs[sp2].node[i].attr.i[0];
+        ok(body2 > 0 && count_op(m, body2, JM_OP_CONV2D_BWD_FILTER) == 0 && count_op(m, body2, JM_OP_CONV2D_BWD_DATA) == 3,
+           "the SGLD loop body differentiates only with respect to x (no parameter gradients in the loop)");
+        int tp2 = m->programs[jm_module_find_program(m, "train_step")].graph;
+        ok(count_op(m, tp2, JM_OP_CONV2D_BWD_FILTER) == 6 && count_op(m, tp2, JM_OP_LOOP) == 1,
+           "train_step: one sampler loop, and weight gradients for the data and the samples only");
+    }
+    jm_arena_free(&a2);
     return tap_done();
 }

@@ -162,11 +162,33 @@ int main(void) {
           "grad(sum(conv2d(x, k, stride=2, padding=1) * d), k)", -1, 1, "k: f64[3,2,3,3], d: f64[2,3,3,3]" },
         { "avg_pool2d gradient, differentiated", 0, "f64[1,2,2,2]", "f64[1,2,4,4]",
           "grad(sum(avg_pool2d(a, 2) * x), a)", -1, 1, "a: f64[1,2,4,4]" },
+        { "gather's gradient (index_add), differentiated", 0, "f64[4,2]", "f64[3,2]",
+          "grad(sum(a[i] * x), a)", -1, 1, "a: f64[3,2], i: i64[4]" },
         { "gradient penalty ||d/da sum(tanh(a x))||^2, in x", 0, "f64[3,3]", "f64[]",
           "sum(grad(sum(tanh(matmul(a, x))), a) ** 2.0)", -1, 1, "a: f64[2,3]" },
     };
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++) check_case(&cases[i]);
+    /* the shape-generic cases again at random shapes (rank 1 to 4, dims 1 to 4) */
+    char shapes[3][64];
+    for (int r = 0; r < 3; r++) {
+        int rank = 1 + (int)(urand() * 4);
+        size_t used = (size_t)snprintf(shapes[r], sizeof shapes[r], "f64[");
+        for (int k = 0; k < rank; k++) used += (size_t)snprintf(shapes[r] + used, sizeof shapes[r] - used, "%s%d", k ? "," : "", 1 + (int)(urand() * 4));
+        snprintf(shapes[r] + used, sizeof shapes[r] - used, "]");
+    }
+    for (int i = 0; i < n; i++) {
+        /* elementwise cases only: an axis-specific one may be meaningless at another rank */
+        if (strcmp(cases[i].xtype, "f64[2,3]") != 0 || strcmp(cases[i].wtype, "f64[2,3]") != 0 || strstr(cases[i].expr, "axis")) continue;
+        for (int r = 0; r < 3; r++) {
+            jg_case c = cases[i];
+            char name[320];
+            snprintf(name, sizeof name, "%s at %s", cases[i].name, shapes[r]);
+            c.name = name;
+            c.xtype = c.wtype = shapes[r];
+            check_case(&c);
+        }
+    }
     /* a detached sampler's samples are constants: d/dx sum(x * detach(s(x))) = s(x) = x / 4 */
     jt_unit u;
     jt_load(&u, "sampler s(x, steps=2) {\n    x = x * 0.5\n}\nprogram g(x: f64[3]) {\n    output gx = grad(sum(x * detach(s(x))), x)\n}\n");

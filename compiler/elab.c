@@ -898,40 +898,48 @@ static int jm_eval_init(jm_ctx *c, jm_expr *e, jm_init *out) {
     return 0;
 }
 
-static void jm_stmt_param(jm_ctx *c, jm_stmt *s) {
+/* The global behind `param NAME: TYPE = init` or `buffer NAME: TYPE = init` in a
+   block: named scope.NAME; reaching the same declaration again (a model called
+   twice) shares it, as in PyTorch. Returns the global index, or -1 after an error. */
+static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
     jm_elab *E = c->E;
     jm_module *m = E->m;
+    const char *what = kind == JM_GLOBAL_PARAM ? "parameter" : "buffer";
     jm_type t;
     jm_set_var(c, s->name, jm_v_err());     /* until it succeeds: no follow-on errors */
-    if (jm_parse_type(c, s->type, &t) != 0) return;
-    if (!jm_dtype_is_float(t.dtype)) {
+    if (jm_parse_type(c, s->type, &t) != 0) return -1;
+    if (kind == JM_GLOBAL_PARAM && !jm_dtype_is_float(t.dtype)) {
         jm_diag_error(E->d, s->type->loc, "parameters must be floating-point, '%s' is %s", s->name, jm_dtype_name(t.dtype));
-        return;
+        return -1;
     }
     jm_init init;
-    if (jm_eval_init(c, s->value, &init) != 0) return;
+    if (jm_eval_init(c, s->value, &init) != 0) return -1;
     const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
     int gi = jm_module_find_global(m, full);
-    if (gi >= 0) {
-        jm_global *g = &m->globals[gi];
-        if (g->kind != JM_GLOBAL_PARAM) {
-            jm_diag_error(E->d, s->name_loc, "parameter '%s' has the name of a state variable", full);
-            return;
-        }
-        /* The same parameter reached again (a model called twice) is shared, as in PyTorch. */
-        if (!jm_type_equal(&g->type, &t)) {
-            char s1[128], s2[128];
-            jm_diag_error(E->d, s->name_loc, "parameter '%s' declared as %s here but as %s before", full,
-                          jm_type_str(&t, s1, sizeof s1), jm_type_str(&g->type, s2, sizeof s2));
-            jm_diag_note(E->d, g->loc, "'%s' was first declared here", full);
-            return;
-        }
-    } else {
-        jm_global g = { full, JM_GLOBAL_PARAM, t, init, s->name_loc };
+    if (gi < 0) {
+        jm_global g = { full, kind, t, init, s->name_loc };
         JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
-        gi = m->nglobals - 1;
+        return m->nglobals - 1;
     }
-    jm_set_var(c, s->name, jm_state_value(c, gi, s->loc));
+    jm_global *g = &m->globals[gi];
+    if (g->kind != kind) {
+        jm_diag_error(E->d, s->name_loc, "%s '%s' has the name of a %s", what, full,
+                      g->kind == JM_GLOBAL_PARAM ? "parameter" : "state variable");
+        return -1;
+    }
+    if (!jm_type_equal(&g->type, &t)) {
+        char s1[128], s2[128];
+        jm_diag_error(E->d, s->name_loc, "%s '%s' declared as %s here but as %s before", what, full,
+                      jm_type_str(&t, s1, sizeof s1), jm_type_str(&g->type, s2, sizeof s2));
+        jm_diag_note(E->d, g->loc, "'%s' was first declared here", full);
+        return -1;
+    }
+    return gi;
+}
+
+static void jm_stmt_param(jm_ctx *c, jm_stmt *s) {
+    int gi = jm_declare_global(c, s, JM_GLOBAL_PARAM);
+    if (gi >= 0) jm_set_var(c, s->name, jm_state_value(c, gi, s->loc));
 }
 
 static int jm_is_state_name(jm_ctx *c, const char *name) {
@@ -1207,29 +1215,8 @@ static jm_value jm_state_now(jm_ctx *c, int gi, jm_loc loc) {
 /* buffer NAME: TYPE = init — persistent state owned by a block (running
    statistics of a batch norm), named like a parameter: scope.NAME. */
 static void jm_stmt_buffer(jm_ctx *c, jm_stmt *s) {
-    jm_elab *E = c->E;
-    jm_module *m = E->m;
-    jm_type t;
-    jm_set_var(c, s->name, jm_v_err());
-    if (jm_parse_type(c, s->type, &t) != 0) return;
-    jm_init init;
-    if (jm_eval_init(c, s->value, &init) != 0) return;
-    const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
-    int gi = jm_module_find_global(m, full);
-    if (gi >= 0) {
-        jm_global *g = &m->globals[gi];
-        if (g->kind != JM_GLOBAL_STATE || !jm_type_equal(&g->type, &t)) {
-            char s1[128], s2[128];
-            jm_diag_error(E->d, s->name_loc, "buffer '%s' declared as %s here but as a %s %s before", full,
-                          jm_type_str(&t, s1, sizeof s1), g->kind == JM_GLOBAL_PARAM ? "parameter" : "buffer",
-                          jm_type_str(&g->type, s2, sizeof s2));
-            return;
-        }
-    } else {
-        jm_global g = { full, JM_GLOBAL_STATE, t, init, s->name_loc };
-        JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
-        gi = m->nglobals - 1;
-    }
+    int gi = jm_declare_global(c, s, JM_GLOBAL_STATE);
+    if (gi < 0) return;
     jm_set_var(c, s->name, jm_state_now(c, gi, s->loc));
     jm_find_var(c, s->name)->buffer = gi + 1;
 }

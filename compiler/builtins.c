@@ -306,7 +306,9 @@ static jm_value jm_b_where(jm_args *A, int which) {
     /* a - b fixes the common shape and dtype of the branches; the condition joins it. */
     jm_value d = jm_binary(A->c, JM_T_MINUS, A->pos[1], A->pos[2], A->call->loc);
     if (d.kind == JM_V_ERR) return d;
-    jm_type t = *jm_value_type(A->c, d);
+    jm_type t;
+    if (d.kind == JM_V_TENSOR) t = *jm_value_type(A->c, d);
+    else t = jm_type_make(d.kind == JM_V_FLOAT ? JM_F32 : JM_I64, 0, NULL);   /* both branches are numbers */
     const jm_type *ct = jm_node_type(A, cn);
     jm_type out = t;
     out.rank = ct->rank > t.rank ? ct->rank : t.rank;
@@ -792,10 +794,20 @@ static jm_value jm_b_len(jm_args *A, int which) {
 
 /* ---- gradients --------------------------------------------------------------------------- */
 
+/* Does a loop body (or one nested in it) read any parameter? */
+static int jm_body_reads_params(jm_module *m, int body) {
+    jm_graph *b = &m->graphs[body];
+    for (int i = 0; i < b->nnode; i++) {
+        if (b->node[i].op == JM_OP_PARAM) return 1;
+        if (b->node[i].op == JM_OP_LOOP && jm_body_reads_params(m, (int)b->node[i].attr.i[0])) return 1;
+    }
+    return 0;
+}
+
 /* The parameters a loss depends on: PARAM nodes among its ancestors in the current
    graph. Gradients do not flow through detach() or a sampler's loop, so the walk
    stops there. Sorted by global index (declaration order). */
-static int jm_loss_params(jm_ctx *c, int loss, int **out) {
+static int jm_loss_params(jm_ctx *c, int loss, jm_loc loc, int **out) {
     jm_module *m = c->E->m;
     jm_graph *g = &m->graphs[c->g];
     char *seen = calloc((size_t)g->nnode + 1, 1);
@@ -804,16 +816,26 @@ static int jm_loss_params(jm_ctx *c, int loss, int **out) {
     int sp = 0, n = 0;
     stack[sp++] = loss;
     seen[loss] = 1;
+    int sampler_line = 0;
     while (sp) {
         jm_node *nd = &g->node[stack[--sp]];
         if (nd->op == JM_OP_PARAM) used[nd->attr.i[0]] = 1;
-        if (nd->op == JM_OP_STOP_GRAD || nd->op == JM_OP_LOOP || nd->op == JM_OP_LOOP_OUT) continue;
+        if (nd->op == JM_OP_LOOP && jm_body_reads_params(m, (int)nd->attr.i[0])) sampler_line = nd->loc.line;
+        if (nd->op == JM_OP_STOP_GRAD || nd->op == JM_OP_LOOP) continue;
         for (int s = 0; s < nd->nsrc; s++)
             if (!seen[nd->src[s]]) { seen[nd->src[s]] = 1; stack[sp++] = nd->src[s]; }
     }
     *out = jm_arena_alloc(c->E->a, sizeof(int) * ((size_t)m->nglobals + 1));
     for (int i = 0; i < m->nglobals; i++) if (used[i]) (*out)[n++] = i;
     free(seen); free(used); free(stack);
+    /* the same rule as autodiff's: gradients do not flow through a sampler, so a
+       loss that reaches parameters through one must say so with detach() */
+    if (sampler_line) {
+        jm_diag_error(c->E->d, loc,
+                      "grad(..., params): the loss depends on a sampler's result (line %d), and gradients do not flow "
+                      "through sampler loops; wrap the sampler call in detach() to treat its samples as constants", sampler_line);
+        return -1;
+    }
     return n;
 }
 
@@ -822,7 +844,8 @@ jm_value jm_params_grad(jm_ctx *c, int loss, jm_loc loc) {
     jm_value v = jm_v_err();
     v.kind = JM_V_PARAMS;
     int *globals;
-    int n = jm_loss_params(c, loss, &globals);
+    int n = jm_loss_params(c, loss, loc, &globals);
+    if (n < 0) return jm_v_err();
     if (n == 0) {
         jm_diag_error(c->E->d, loc, "grad(..., params): the loss depends on no parameters");
         return jm_v_err();

@@ -917,14 +917,14 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
     const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
     int gi = jm_module_find_global(m, full);
     if (gi < 0) {
-        jm_global g = { full, kind, t, init, s->name_loc };
+        jm_global g = { full, kind, t, init, s->name_loc, 1 };
         JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         return m->nglobals - 1;
     }
     jm_global *g = &m->globals[gi];
-    if (g->kind != kind) {
+    if (g->kind != kind || (kind == JM_GLOBAL_STATE && !g->from_block)) {
         jm_diag_error(E->d, s->name_loc, "%s '%s' has the name of a %s", what, full,
-                      g->kind == JM_GLOBAL_PARAM ? "parameter" : "state variable");
+                      g->kind == JM_GLOBAL_PARAM ? "parameter" : g->from_block ? "buffer" : "state variable");
         return -1;
     }
     if (!jm_type_equal(&g->type, &t)) {
@@ -1080,7 +1080,7 @@ static int jm_new_state(jm_ctx *c, const char *name, jm_type t, jm_loc loc) {
     jm_module *m = c->E->m;
     int gi = jm_module_find_global(m, name);
     if (gi >= 0) return gi;
-    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_ZEROS, 0, 0 }, loc };
+    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_ZEROS, 0, 0 }, loc, 0 };
     JM_VEC_PUSH(c->E->a, m->globals, m->nglobals, m->capglobals, g);
     return m->nglobals - 1;
 }
@@ -1265,11 +1265,6 @@ static void jm_poison_assigned(jm_ctx *c, jm_stmt **body, int n) {
 
 static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
     jm_elab *E = c->E;
-    if (c->returned) {
-        jm_diag_error(E->d, s->loc, "statement after 'return' is never executed");
-        c->returned = 2;
-        return;
-    }
     switch (s->kind) {
     case JM_S_ASSIGN: jm_stmt_assign(c, s); return;
     case JM_S_INDEX_ASSIGN: jm_stmt_index_assign(c, s); return;
@@ -1334,10 +1329,17 @@ static void jm_exec_stmt(jm_ctx *c, jm_stmt *s) {
 }
 
 static void jm_exec_body(jm_ctx *c, jm_stmt **body, int n) {
-    for (int i = 0; i < n && c->returned != 2; i++) {
+    for (int i = 0; i < n; i++) {
         if (jm_budget(c, body[i]->loc)) return;
         jm_exec_stmt(c, body[i]);
         if (jm_diag_too_many(c->E->d)) return;
+        if (c->returned) {
+            /* a return ends the block; in an if it is an early return, but a statement
+               right after a return in the same body can never run */
+            if (body[i]->kind == JM_S_RETURN && i + 1 < n)
+                jm_diag_error(c->E->d, body[i + 1]->loc, "statement after 'return' is never executed");
+            return;
+        }
     }
 }
 
@@ -1534,7 +1536,9 @@ static void jm_check_record(jm_elab *E, jm_decl *d, const jm_decl_record *r, con
     while (keys[nkeys]) nkeys++;
     for (int i = 0; i < r->nargs; i++) {
         /* optimizer settings are numbers; a string would silently become 0 */
-        if (d->kind == JM_D_OPTIMIZER && (r->args[i].kind == JM_CV_STRING || r->args[i].kind == JM_CV_BOOL))
+        int known = 0;
+        for (int k = 0; k < nkeys; k++) known |= strcmp(keys[k], r->args[i].name) == 0;
+        if (known && d->kind == JM_D_OPTIMIZER && (r->args[i].kind == JM_CV_STRING || r->args[i].kind == JM_CV_BOOL))
             jm_diag_error(E->d, r->args[i].loc, "%s(): '%s' must be a number", r->kind, r->args[i].name);
         int found = 0;
         for (int k = 0; k < nkeys; k++) found |= strcmp(keys[k], r->args[i].name) == 0;
@@ -1600,7 +1604,7 @@ static jm_module *jm_elaborate(jm_elab *E) {
             jm_type t;
             jm_init init;
             if (jm_parse_type(&root, d->type, &t) != 0 || jm_eval_init(&root, d->value, &init) != 0) continue;
-            jm_global g = { d->name, JM_GLOBAL_STATE, t, init, d->name_loc };
+            jm_global g = { d->name, JM_GLOBAL_STATE, t, init, d->name_loc, 0 };
             JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         } else if (d->kind == JM_D_DATA || d->kind == JM_D_OPTIMIZER) {
             jm_decl_record r;

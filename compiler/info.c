@@ -69,7 +69,6 @@ void jm_info_print(const jm_module *m, FILE *out) {
         if (pr->ninputs > 0 && g->node[pr->inputs[0].node].type.rank > 0) batch = g->node[pr->inputs[0].node].type.dim[0];
         fprintf(out, "program %s: %.6f GMAC", pr->name, (double)macs / 1e9);
         if (batch > 0) fprintf(out, " (%.6f GMAC per example, batch %" PRId64 ")", (double)macs / 1e9 / (double)batch, batch);
-        if (has_grad) fprintf(out, " + gradients (counted after autodiff)");
         fprintf(out, "; nodes: %d elaborated", pr->nodes[0]);
         if (pr->nodes[1]) fprintf(out, ", %d after autodiff", pr->nodes[1]);
         if (pr->nodes[2]) fprintf(out, ", %d after simplify", pr->nodes[2]);

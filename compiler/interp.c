@@ -622,6 +622,8 @@ static void jm_init_global(jm_interp *I, int gi) {
         case JM_INIT_NORMAL: v = g->init.a + g->init.b * jm_philox_normal((uint32_t)i, 0, stream, call, I->seed); break;
         }
         if (g->type.dtype == JM_F32) v = (double)(float)v;
+        else if (jm_dtype_is_int(g->type.dtype)) v = trunc(v);      /* integer state holds integers */
+        else if (g->type.dtype == JM_BOOL) v = v != 0;
         t->data[i] = v;
     }
 }

@@ -62,6 +62,7 @@ typedef struct {
     jm_type type;
     jm_init init;
     jm_loc loc;
+    int from_block;            /* declared by a block (param or buffer), not by a top-level `state` */
 } jm_global;
 
 typedef struct { const char *name; int node; jm_loc loc; } jm_binding;

@@ -227,6 +227,10 @@ int main(int argc, char **argv) {
         if (d.nerr) fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
         goto out;
     }
+    if (o.program && strcmp(cmd, "compile") == 0 && jm_module_find_program(m, o.program) < 0) {
+        fprintf(stderr, "jemc compile: %s has no program '%s'\n", o.graph, o.program);
+        goto out;
+    }
     jm_info_record_nodes(m, 1);
     if (o.dump && strcmp(o.dump, "grad") == 0) jm_ir_dump(m, o.program, stdout);
     if (jm_simplify(m, &d, 1) != 0) {

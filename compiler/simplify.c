@@ -4,14 +4,15 @@
  * equal nodes exist once). A second rebuild then keeps only nodes that reach a
  * program output, a state write or a loop result.
  *
- * Rules, each one exact for every input (including NaN and infinities):
- *   x + 0, x - 0, x * 1, x / 1 -> x       (0 and 1: constants, possibly broadcast)
+ * Rules, each one exact for every input (including NaN, infinities and -0):
+ *   x - 0, x * 1, x / 1 -> x              (0 and 1: constants, possibly broadcast)
  *   neg(neg(x)) -> x,  where(c, a, a) -> a
  *   reshape/broadcast to x's own type -> x,  reshape(reshape(x)) -> reshape(x)
  *   permute(permute(x)) -> one permute (or x),  stop_grad(x) -> x (after autodiff)
  *   unary and binary ops of scalar constants -> a constant (folded in double,
  *   rounded to the result's type)
- * Not applied: x * 0 -> 0 (wrong for NaN and inf, the reason ggml has a FIXME). */
+ * Not applied: x * 0 -> 0 (wrong for NaN and inf, the reason ggml has a FIXME) and
+ * x + 0 -> x (wrong for x = -0, since -0 + 0 = +0). */
 #include "simplify.h"
 #include <math.h>
 #include <stdlib.h>
@@ -122,10 +123,6 @@ static int jm_rewrite(jm_sctx *S, jm_node *n) {
     int a = n->nsrc > 0 ? n->src[0] : -1, b = n->nsrc > 1 ? n->src[1] : -1;
     const jm_type *ta = a >= 0 ? &SN(S, a)->type : NULL;
     switch (n->op) {
-    case JM_OP_ADD:
-        if (jm_is_const(S, b, 0) && jm_type_equal(ta, &n->type)) return a;
-        if (jm_is_const(S, a, 0) && jm_type_equal(&SN(S, b)->type, &n->type)) return b;
-        break;
     case JM_OP_SUB:
         if (jm_is_const(S, b, 0) && jm_type_equal(ta, &n->type)) return a;
         break;
@@ -211,7 +208,9 @@ static int jm_simplify_graph(jm_module *m, int g, jm_diags *d, int after_grad) {
     }
     free(S.table);
     if (rc != 0) { m->ngraphs--; free(map); return rc; }
-    /* pass 2: keep what reaches a root (outputs, state writes, loop results) */
+    /* pass 2: keep what reaches a root (outputs, state writes, loop results).
+       Before autodiff every node is kept: a grad nobody reads must still be
+       checked (it may be an error). */
     jm_graph *built = &m->graphs[tmp];
     int n1 = built->nnode;
     char *live = calloc((size_t)n1 + 1, 1);
@@ -224,6 +223,7 @@ static int jm_simplify_graph(jm_module *m, int g, jm_diags *d, int after_grad) {
         for (int k = 0; k < pr->nwrites; k++) live[map[pr->writes[k].node]] = 1;
         for (int k = 0; k < pr->ninputs; k++) live[map[pr->inputs[k].node]] = 1;   /* inputs stay bound */
     }
+    if (!after_grad) memset(live, 1, (size_t)n1);
     for (int i = n1 - 1; i >= 0; i--)
         if (live[i]) for (int s = 0; s < built->node[i].nsrc; s++) live[built->node[i].src[s]] = 1;
     int tmp2 = jm_graph_new(m, old->parent);

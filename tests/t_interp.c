@@ -258,7 +258,35 @@ int main(void) {
         double w1[3] = { 0, 0.5, 2 }, w2[3] = { -1, 0.5, 1 }, w3[3] = { 0, 0.5, 0 };
         check("max(x, 0.0) is elementwise with a number", G("program p(x: f64[3]) {\n output y = max(x, 0.0)\n}"), in, w1, 3, 0);
         check("min(1.0, x) is elementwise with a number first", G("program p(x: f64[3]) {\n output y = min(1.0, x)\n}"), in, w2, 3, 0);
-        check("where(c, x, 0.0) accepts a number branch", G("program p(x: f64[3]) {\n output y = where(x < 1, x, 0.0) * where(x > 0, 1.0, 0.0)\n}"), in, w3, 3, 0);
+        check("where(c, x, 0.0) accepts a number branch", G("program p(x: f64[3]) {\n output y = where(x < 1, x, 0.0) * where(x > 0, ones(x), 0.0) * cast(where(x > -5, 1.0, 0.5), \"f64\")\n}"), in, w3, 3, 0);
+        /* dropout: zeroes about p of the values and scales the rest by 1/(1-p); identity in eval */
+        {
+            jt_unit ud;
+            jt_load(&ud, "import \"graphs/lib/norm.graph\"\nprogram p(x: f64[10000]) {\n output t = dropout(x, 0.25, true)\n output e = dropout(x, 0.25, false)\n}\n");
+            int good = ud.m != NULL;
+            if (good) {
+                jm_interp I;
+                jm_interp_init(&I, ud.m, 3);
+                jm_tensor din, *o = NULL;
+                jm_tensor_alloc(&din, &ud.m->graphs[ud.m->programs[0].graph].node[0].type);
+                for (int i = 0; i < 10000; i++) din.data[i] = 1;
+                good = jm_interp_run(&I, 0, &din, &o) == 0;
+                int zeros = 0, scaled = 0, same = 1;
+                for (int i = 0; good && i < 10000; i++) {
+                    zeros += o[0].data[i] == 0;
+                    scaled += fabs(o[0].data[i] - 1 / 0.75) < 1e-12;
+                    same &= o[1].data[i] == 1;
+                }
+                /* 10000 draws at p = 0.25: sd 43, so 2500 +- 250 is > 5 sigma */
+                good = good && zeros + scaled == 10000 && abs(zeros - 2500) < 250 && same;
+                if (!good) tap_diag("zeros %d, scaled %d", zeros, scaled);
+                if (o) { jm_tensor_free(&o[0]); jm_tensor_free(&o[1]); free(o); }
+                jm_tensor_free(&din);
+                jm_interp_free(&I);
+            } else tap_diag("%s", ud.errors);
+            ok(good, "dropout(p=0.25) zeroes about a quarter and scales the rest by 4/3; the identity in eval");
+            jt_unload(&ud);
+        }
         double wi[3] = { 1, 1, 1 };
         check("integer constants truncate (full(..., 1.5, i64))", G("program p(x: f64[3]) {\n output y = cast(full([3], 1.5, dtype=\"i64\"), \"f64\")\n}"), in, wi, 3, 0);
     }

@@ -273,6 +273,8 @@ static jm_value jm_b_binary_fn(jm_args *A, int which) {
     return jm_binary(A->c, (jm_tok_kind)which, A->pos[0], A->pos[1], A->call->loc);
 }
 
+/* clamp(x, lo, hi) = where(x < lo, lo, where(x > hi, hi, x)): values at a bound
+   keep their gradient (as PyTorch's clamp) and NaN stays NaN. */
 static jm_value jm_b_clamp(jm_args *A, int which) {
     static const char *const names[] = { "x", "lo", "hi", NULL };
     if (jm_check_arity(A, 3, 3, names)) return jm_v_err();
@@ -280,15 +282,16 @@ static jm_value jm_b_clamp(jm_args *A, int which) {
     double lo, hi;
     if (x < 0 || jm_num_arg(A, 1, "lo", 0, &lo) || jm_num_arg(A, 2, "hi", 0, &hi)) return jm_v_err();
     if (!(lo <= hi)) { jm_diag_error(jm_D(A), A->call->loc, "clamp: lo (%g) must be <= hi (%g)", lo, hi); return jm_v_err(); }
-    const jm_type *t = jm_node_type(A, x);
-    jm_dtype dt = t->dtype;
-    jm_type tt = *t;
-    int l = jm_broadcast_to(A->c, jm_const_node(A->c, lo, dt, A->call->loc), &tt, A->call->loc);
-    int h = jm_broadcast_to(A->c, jm_const_node(A->c, hi, dt, A->call->loc), &tt, A->call->loc);
-    int s1[2] = { x, h };
-    int mn = jm_add(A->c, JM_OP_MIN, s1, 2, NULL, NULL, A->call->loc);
-    int s2[2] = { mn, l };
-    return jm_emit(A, JM_OP_MAX, s2, 2, NULL, NULL);
+    jm_type tt = *jm_node_type(A, x);
+    jm_loc loc = A->call->loc;
+    int l = jm_broadcast_to(A->c, jm_const_node(A->c, lo, tt.dtype, loc), &tt, loc);
+    int h = jm_broadcast_to(A->c, jm_const_node(A->c, hi, tt.dtype, loc), &tt, loc);
+    int c1[2] = { x, h }, c2[2] = { x, l };
+    int above = jm_add(A->c, JM_OP_GT, c1, 2, NULL, NULL, loc), below = jm_add(A->c, JM_OP_LT, c2, 2, NULL, NULL, loc);
+    int w1[3] = { above, h, x };
+    int inner = jm_add(A->c, JM_OP_WHERE, w1, 3, NULL, NULL, loc);
+    int w2[3] = { below, l, inner };
+    return jm_emit(A, JM_OP_WHERE, w2, 3, NULL, NULL);
 }
 
 static jm_value jm_b_where(jm_args *A, int which) {

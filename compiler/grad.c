@@ -123,10 +123,16 @@ RULE(add) { (void)k; (void)s; return gy; }
 RULE(sub) { (void)k; return s == 0 ? gy : neg(G, gy); }
 RULE(mul) { return mul(G, gy, s == 0 ? X1 : X0); }
 RULE(div) { return s == 0 ? dvd(G, gy, X1) : neg(G, dvd(G, mul(G, gy, k), X1)); }
+/* as PyTorch: d/da = 0 where b == 0 (even at a = 0), d/db = 0 where a == 0 and b >= 0 */
 RULE(pow) {
     int a = X0, b = X1;
-    if (s == 0) return mul(G, gy, mul(G, b, E2(G, JM_OP_POW, a, sub(G, b, cst(G, 1, b)))));
-    return mul(G, gy, mul(G, k, E1(G, JM_OP_LOG, a)));
+    if (s == 0) {
+        int d = mul(G, b, E2(G, JM_OP_POW, a, sub(G, b, cst(G, 1, b))));
+        return mul(G, gy, sel(G, E2(G, JM_OP_EQ, b, cst(G, 0, b)), cst(G, 0, d), d));
+    }
+    int d = mul(G, k, E1(G, JM_OP_LOG, a));
+    int zero_base = E2(G, JM_OP_AND, E2(G, JM_OP_EQ, a, cst(G, 0, a)), E2(G, JM_OP_GE, b, cst(G, 0, b)));
+    return mul(G, gy, sel(G, zero_base, cst(G, 0, d), d));
 }
 /* max/min: the larger (smaller) operand takes the gradient; ties split it in half */
 static int jm_grad_extreme(jm_gctx *G, int k, int s, int gy, jm_op better) {
@@ -532,6 +538,10 @@ static int jm_autodiff_graph(jm_module *m, int g, jm_diags *d) {
                 int z = jm_ir_add(m, tmp, JM_OP_CONST, NULL, 0, &at, &st, on.loc, d);
                 r = bcast(&G, z, &ow->type);
             }
+            /* each result gets a node of its own (an identity reshape, removed later):
+               one sweep may give two targets the same node, and a later grad with
+               respect to one of them must not count the other's uses */
+            if (r >= 0) r = E(&G, JM_OP_RESHAPE, &r, 1, NULL, T(&G, r));
             if (r < 0) { rc = -1; break; }
             pre[which[k]] = r;
         }

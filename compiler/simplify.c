@@ -82,7 +82,8 @@ static int jm_is_const(jm_sctx *S, int id, double want) {
 static double jm_round_to(jm_dtype t, double v) {
     switch (t) {
     case JM_F32: return (double)(float)v;
-    case JM_I32: case JM_I64: return isfinite(v) ? trunc(v) : 0;
+    case JM_I32: return isfinite(v) ? (double)(int32_t)(int64_t)trunc(v) : 0;   /* wraps, as at run time */
+    case JM_I64: return isfinite(v) ? trunc(v) : 0;
     case JM_BOOL: return v != 0;
     default: return v;
     }
@@ -95,7 +96,7 @@ static int jm_fold_scalar(jm_sctx *S, const jm_node *n, double *v) {
     for (int i = 0; i < n->nsrc; i++) {
         jm_node *s = SN(S, n->src[i]);
         if (s->op != JM_OP_CONST) return 0;
-        a[i] = s->attr.f[0];
+        a[i] = jm_round_to(s->type.dtype, s->attr.f[0]);   /* the value the op actually sees */
     }
     double r;
     switch (n->op) {
@@ -178,12 +179,31 @@ static int jm_simplify_graph(jm_module *m, int g, jm_diags *d, int after_grad) {
     S.table = malloc(sizeof(int) * (size_t)S.cap);
     for (int i = 0; i < S.cap; i++) S.table[i] = -1;
     int *map = malloc(sizeof(int) * (size_t)(oldn + 1));
+    /* Before autodiff, a value that a grad differentiates with respect to must keep
+       its identity: merging it with an equal node (or rewriting it away) would
+       make the gradient count the other node's uses too. */
+    char *target = calloc((size_t)oldn + 1, 1);
+    if (!after_grad)
+        for (int i = 0; i < oldn; i++) {
+            jm_node *n = &m->graphs[g].node[i];
+            if (n->op != JM_OP_GRAD) continue;
+            jm_node *w = &m->graphs[g].node[n->src[1]];
+            if (w->op != JM_OP_PARAM && w->op != JM_OP_STATE) target[n->src[1]] = 1;
+        }
     int rc = 0;
     for (int i = 0; i < oldn && rc == 0; i++) {
         jm_node n = m->graphs[g].node[i];
         int *src = malloc(sizeof(int) * (size_t)(n.nsrc + 1));
         for (int s = 0; s < n.nsrc; s++) src[s] = map[n.src[s]];
         n.src = src;
+        if (target[i]) {
+            int r = jm_ir_add(m, tmp, n.op, n.src, n.nsrc, &n.attr, &n.type, n.loc, d);
+            if (r < 0) rc = -1;
+            else m->graphs[tmp].node[r].name = n.name;
+            free(src);
+            map[i] = r;
+            continue;
+        }
         int r = jm_rewrite(&S, &n);
         if (r < 0) {
             double v;
@@ -207,6 +227,7 @@ static int jm_simplify_graph(jm_module *m, int g, jm_diags *d, int after_grad) {
         map[i] = r;
     }
     free(S.table);
+    free(target);
     if (rc != 0) { m->ngraphs--; free(map); return rc; }
     /* pass 2: keep what reaches a root (outputs, state writes, loop results).
        Before autodiff every node is kept: a grad nobody reads must still be

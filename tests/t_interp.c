@@ -4,6 +4,7 @@
 #include "tap.h"
 #include "helpers.h"
 #include "grad.h"
+#include "simplify.h"
 #include "../runtime/philox.h"
 #include <math.h>
 
@@ -13,6 +14,13 @@ static int run1(const char *text, const char *prog, const double *const *in, int
     jt_unit u;
     jt_load(&u, text);
     if (!u.m) { snprintf(err, 1024, "front end: %s", u.errors); jt_unload(&u); return -1; }
+    /* the passes jemc runs: simplify, autodiff, simplify */
+    if (jm_simplify(u.m, &u.d, 0) != 0 || jm_autodiff(u.m, &u.d) != 0 || jm_simplify(u.m, &u.d, 1) != 0) {
+        fflush(u.errf);
+        snprintf(err, 1024, "passes: %s", u.errors);
+        jt_unload(&u);
+        return -1;
+    }
     jm_interp I;
     jm_interp_init(&I, u.m, 7);
     int p = jm_module_find_program(u.m, prog);
@@ -289,6 +297,24 @@ int main(void) {
         }
         double wi[3] = { 1, 1, 1 };
         check("integer constants truncate (full(..., 1.5, i64))", G("program p(x: f64[3]) {\n output y = cast(full([3], 1.5, dtype=\"i64\"), \"f64\")\n}"), in, wi, 3, 0);
+    }
+    /* gradients with respect to intermediate values keep their identity (review findings) */
+    {
+        double x[3] = { 0.1, 0.2, 0.3 }, z[3] = { 1, 2, 3 };
+        const double *in[] = { x, z };
+        double ones3[3] = { 1, 1, 1 }, twos3[3] = { 2, 2, 2 };
+        check("grad w.r.t. one of two equal intermediates counts only its own uses (1)",
+              G("program p(x: f64[3]) {\n a = exp(x)\n b = exp(x)\n y = sum(a) + 2.0 * sum(b)\n output da = grad(y, a)\n}"), in, ones3, 3, 0);
+        check("grad w.r.t. one of two equal intermediates counts only its own uses (2)",
+              G("program p(x: f64[3]) {\n a = exp(x)\n b = exp(x)\n y = sum(a) + 2.0 * sum(b)\n output db = grad(y, b)\n}"), in, twos3, 3, 0);
+        check("a grad result used as a target is not confused with a result of the same sweep",
+              G("program p(x: f64[3], z: f64[3]) {\n s = sum(x + z)\n g = grad(s, x)\n h = grad(s, z)\n"
+                " l = sum(g * x) + 5.0 * sum(h)\n output dg = grad(l, g)\n}"), in, x, 3, 1e-15);
+        double c[4] = { 0, 1, 0.5, 2 };
+        const double *inc[] = { c };
+        double gc[4] = { 1, 1, 1, 0 }, gp[4] = { 0, 0, 0, 0 };
+        check("clamp passes the gradient at its bounds (as PyTorch)", G("program p(x: f64[4]) {\n output g = grad(sum(clamp(x, 0.0, 1.0)), x)\n}"), inc, gc, 4, 0);
+        check("d/dx x ** 0 is 0 everywhere, also at x = 0", G("program p(x: f64[4]) {\n output g = grad(sum(x ** 0.0), x)\n}"), inc, gp, 4, 0);
     }
     /* locals shadow config constants, declarations and state (library blocks must not
        depend on their importer's names); state is written only by a program's own body */

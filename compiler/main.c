@@ -167,7 +167,11 @@ static int jm_cmd_run(jm_opts *o, jm_module *m) {
             char tb[128];
             int64_t n = jm_type_numel(&outputs[i].type);
             printf("%s: %s =", pr->outputs[i].name, jm_type_str(&outputs[i].type, tb, sizeof tb));
-            for (int64_t k = 0; k < n && k < 8; k++) printf(" %.9g", outputs[i].data[k]);
+            int is_int = jm_dtype_is_int(outputs[i].type.dtype) || outputs[i].type.dtype == JM_BOOL;
+            for (int64_t k = 0; k < n && k < 8; k++) {
+                if (is_int) printf(" %lld", (long long)outputs[i].data[k]);   /* integers print exactly */
+                else printf(" %.9g", outputs[i].data[k]);
+            }
             printf("%s\n", n > 8 ? " ..." : "");
         }
     }

@@ -797,7 +797,28 @@ static jm_value jm_eval_index(jm_ctx *c, jm_expr *e) {
     return jm_v_tensor(c, s);
 }
 
+static jm_value jm_eval_inner(jm_ctx *c, jm_expr *e);
+
+/* Elaboration recurses through expressions and block calls; the total depth is
+   bounded so that no input can exhaust the stack (the parser bounds one
+   expression's depth, the call limit the number of nested blocks, this both). */
+#define JM_MAX_EVAL_DEPTH 1500
+
 jm_value jm_eval(jm_ctx *c, jm_expr *e) {
+    jm_elab *E = c->E;
+    if (E->eval_depth >= JM_MAX_EVAL_DEPTH) {
+        if (!E->aborted)
+            jm_diag_error(E->d, e->loc, "expressions and calls nested more than %d deep", JM_MAX_EVAL_DEPTH);
+        E->aborted = 1;
+        return jm_v_err();
+    }
+    E->eval_depth++;
+    jm_value v = jm_eval_inner(c, e);
+    E->eval_depth--;
+    return v;
+}
+
+static jm_value jm_eval_inner(jm_ctx *c, jm_expr *e) {
     jm_elab *E = c->E;
     switch (e->kind) {
     case JM_E_INT: return jm_v_int(e->ival);

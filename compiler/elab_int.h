@@ -53,6 +53,7 @@ struct jm_elab {
     const char **imported; int nimported, capimported;
     long steps;                                /* statements + calls executed: bounded (see JM_MAX_STEPS) */
     int aborted;                               /* the step budget ran out: stop elaborating */
+    int eval_depth;                            /* nesting of jm_eval (see JM_MAX_EVAL_DEPTH) */
 };
 
 /* elab.c */

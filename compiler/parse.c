@@ -218,7 +218,13 @@ static jm_expr *jm_parse_primary(jm_parser *P) {
 
 static jm_expr *jm_parse_postfix(jm_parser *P) {
     jm_expr *e = jm_parse_primary(P);
+    int chain = 0;
     while (!P->failed && jm_at(P, JM_T_LBRACKET)) {
+        if (P->depth + ++chain > JM_MAX_DEPTH) {
+            jm_diag_error(P->d, jm_peek(P)->loc, "expression too long: more than %d subscripts in a row", JM_MAX_DEPTH);
+            P->failed = 1;
+            return e;
+        }
         jm_loc loc = jm_next(P)->loc;
         e = jm_parse_list(P, JM_E_INDEX, e, loc);
     }
@@ -273,10 +279,17 @@ static int jm_binary_prec(jm_tok_kind k) {
 
 static jm_expr *jm_parse_binary(jm_parser *P, int min_prec) {
     jm_expr *lhs = jm_parse_unary(P);
+    int chain = 0;
     for (;;) {
         if (P->failed) return lhs;
         int prec = jm_binary_prec(jm_peek(P)->kind);
         if (prec == 0 || prec < min_prec) return lhs;
+        /* a chain a + b + c ... builds a tree as deep as it is long: bound it like nesting */
+        if (P->depth + ++chain > JM_MAX_DEPTH) {
+            jm_diag_error(P->d, jm_peek(P)->loc, "expression too long: more than %d operators in a row", JM_MAX_DEPTH);
+            P->failed = 1;
+            return lhs;
+        }
         jm_token *op = jm_next(P);
         jm_expr *rhs = jm_parse_binary(P, prec + 1);   /* left-associative */
         jm_expr *e = jm_new_expr(P, JM_E_BINARY, op->loc);

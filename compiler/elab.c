@@ -802,7 +802,7 @@ static jm_value jm_eval_inner(jm_ctx *c, jm_expr *e);
 /* Elaboration recurses through expressions and block calls; the total depth is
    bounded so that no input can exhaust the stack (the parser bounds one
    expression's depth, the call limit the number of nested blocks, this both). */
-#define JM_MAX_EVAL_DEPTH 1500
+#define JM_MAX_EVAL_DEPTH 500
 
 jm_value jm_eval(jm_ctx *c, jm_expr *e) {
     jm_elab *E = c->E;

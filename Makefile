@@ -24,21 +24,21 @@ ifneq ($(filter true 1,$(CI) $(WERROR)),)
 WARN += -Werror
 endif
 
-CFLAGS   := -std=c11 -g $(OPT) $(WARN) -D_GNU_SOURCE -Icompiler -Iruntime -Icodegen
+CFLAGS   := -std=c11 -g $(OPT) $(WARN) -D_GNU_SOURCE -fopenmp -Icompiler -Iruntime -Icodegen
 # Expanded when a recipe runs, i.e. after deps-build has installed LLVM 19.
 LLVM_CFLAGS  = $(shell $(LLVM_CONFIG) --includedir | sed 's/^/-isystem /')
 LLVM_LDFLAGS = $(shell $(LLVM_CONFIG) --ldflags --libs --system-libs)
-LDLIBS    = -lm $(LLVM_LDFLAGS)
+LDLIBS    = -fopenmp -lm $(LLVM_LDFLAGS)
 
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c)) $(wildcard codegen/*.c)
-RUNTIME_SRC  := $(wildcard runtime/*.c)
+RUNTIME_SRC  := $(filter-out runtime/rt_main.c,$(wildcard runtime/*.c))
 TEST_SRC     := $(wildcard tests/t_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
 .PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean
-all: deps-build $(B)/jemc $(B)/libjemrt.a
+all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o
 
 deps:
 	@tools/deps.sh fuzz
@@ -59,6 +59,10 @@ $(B)/libjemc.a: $(COMPILER_OBJ)
 	ar rcs $@ $^
 $(B)/libjemrt.a: $(RUNTIME_OBJ)
 	ar rcs $@ $^
+
+# main() of the executables jemc writes (linked by `jemc compile`, next to libjemrt.a)
+$(B)/jemrt_main.o: $(B)/runtime/rt_main.o
+	cp $< $@
 
 $(B)/jemc: $(B)/compiler/main.o $(B)/libjemc.a $(B)/libjemrt.a
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
@@ -84,7 +88,7 @@ fuzz-merge: $(B)/fuzz_frontend
 	@mkdir -p tests/fuzz/corpus-min
 	$(B)/fuzz_frontend -merge=1 tests/fuzz/corpus-min tests/fuzz/corpus tests/fuzz/corpus-new
 	rm -rf tests/fuzz/corpus tests/fuzz/corpus-new && mv tests/fuzz/corpus-min tests/fuzz/corpus
-$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) $(RUNTIME_SRC)
+$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) runtime/safetensors.c
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \

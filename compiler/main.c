@@ -13,6 +13,14 @@
 #include "interp.h"
 #include "llvm_host.h"
 #include "tensorio.h"
+#include "lower.h"
+#include "plan.h"
+#include "cpu_target.h"
+#include "rt_cli.h"
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <limits.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -43,7 +51,8 @@ static void jm_usage(FILE *out) {
 }
 
 typedef struct {
-    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump;
+    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt;
+    int threads;
     uint64_t seed;
     int seed_given;
     jm_define *defs; int ndefs;
@@ -73,7 +82,19 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
         JM_OPT("--precision", precision)
         JM_OPT("-o", output_exe)
         JM_OPT("--dump", dump)
+        JM_OPT("--cpu", cpu)
+        JM_OPT("--emit", emit)
+        JM_OPT("-O", opt)
 #undef JM_OPT
+        if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) { o->opt = a + 2; continue; }
+        if (strcmp(a, "--threads") == 0 || strncmp(a, "--threads=", 10) == 0) {
+            val = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            char *end;
+            long t = val ? strtol(val, &end, 10) : -1;
+            if (!val || !*val || *end || t < 0 || t > 4096) { fprintf(stderr, "jemc: --threads needs a number of threads (0: all cores)\n"); return -1; }
+            o->threads = (int)t;
+            continue;
+        }
         if (strcmp(a, "--seed") == 0 || strncmp(a, "--seed=", 7) == 0) {
             val = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
             char *end;
@@ -117,15 +138,130 @@ static void jm_free_opts(jm_opts *o) {
     free(o->defs);
 }
 
+/* FNV-1a over every source file the graph read (the graph and its imports) */
+static uint64_t jm_sources_hash(const jm_diags *d) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < d->nsrc; i++)
+        for (size_t k = 0; k < d->src[i].len; k++) { h ^= (unsigned char)d->src[i].text[k]; h *= 1099511628211ull; }
+    return h;
+}
+
+static void jm_fill_table_info(jm_plan *plan, jm_opts *o, const jm_diags *d, char **cpu_out) {
+    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0 };
+    char *cpu, *features;
+    jm_cpu_resolve(&co, &cpu, &features);
+    free(features);
+    plan->table.graph = o->graph;
+    plan->table.cpu = cpu;
+    plan->table.graph_hash = jm_sources_hash(d);
+    *cpu_out = cpu;
+}
+
+/* the directory jemc runs from: libjemrt.a and jemrt_main.o sit next to it */
+static int jm_self_dir(char *buf, size_t n) {
+    const char *env = getenv("JEMC_RUNTIME_DIR");
+    if (env && *env) { snprintf(buf, n, "%s", env); return 0; }
+    ssize_t k = readlink("/proc/self/exe", buf, n - 1);
+    if (k <= 0) return -1;
+    buf[k] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash) return -1;
+    *slash = 0;
+    return 0;
+}
+
+static int jm_spawn(char *const *argv) {
+    extern char **environ;
+    pid_t pid;
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0) return -1;
+    int st;
+    if (waitpid(pid, &st, 0) < 0) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
+    const char *kind = o->emit ? o->emit : "exe";
+    if (strcmp(kind, "exe") != 0 && strcmp(kind, "obj") != 0 && strcmp(kind, "asm") != 0 && strcmp(kind, "llvm") != 0) {
+        fprintf(stderr, "jemc compile: --emit must be exe, obj, asm or llvm, got '%s'\n", kind);
+        return 1;
+    }
+    if (!o->output_exe) { fprintf(stderr, "jemc compile: give the output file with -o FILE\n"); return 1; }
+    char *cpu;
+    jm_fill_table_info(plan, o, d, &cpu);
+    int64_t *words, nwords;
+    if (jm_table_serialize(&plan->table, &words, &nwords) != 0) { fprintf(stderr, "jemc compile: out of memory\n"); free(cpu); return 1; }
+    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, strcmp(kind, "exe") == 0 ? 0 : 1 };
+    char err[1024], stem[PATH_MAX];
+    char **files = NULL;
+    int rc = 1;
+    int exe = strcmp(kind, "exe") == 0;
+    snprintf(stem, sizeof stem, "%s.jemc-tmp-%d", o->output_exe, (int)getpid());
+    int nf = jm_cpu_write(plan, &co, words, nwords, stem, exe ? "obj" : kind, &files, err, sizeof err);
+    free(words);
+    if (nf < 0) { fprintf(stderr, "jemc compile: %s\n", err); free(cpu); return 1; }
+    if (!exe) {
+        if (rename(files[0], o->output_exe) != 0) fprintf(stderr, "jemc compile: cannot write %s: %s\n", o->output_exe, strerror(errno));
+        else rc = 0;
+    } else {
+        char dir[PATH_MAX], lib[PATH_MAX + 32], mainobj[PATH_MAX + 32];
+        if (jm_self_dir(dir, sizeof dir) != 0) { fprintf(stderr, "jemc compile: cannot find the runtime library (set JEMC_RUNTIME_DIR)\n"); goto done; }
+        snprintf(lib, sizeof lib, "%s/libjemrt.a", dir);
+        snprintf(mainobj, sizeof mainobj, "%s/jemrt_main.o", dir);
+        if (access(lib, R_OK) != 0 || access(mainobj, R_OK) != 0) {
+            fprintf(stderr, "jemc compile: the runtime (%s, %s) is missing; build it with make or set JEMC_RUNTIME_DIR\n", lib, mainobj);
+            goto done;
+        }
+        const char *cc = getenv("JEMC_CC");
+        if (!cc || !*cc) cc = "cc";
+        char **argv = calloc((size_t)nf + 12, sizeof(char *));
+        int k = 0;
+        argv[k++] = (char *)cc;
+        argv[k++] = "-o";
+        argv[k++] = (char *)o->output_exe;
+        for (int i = 0; i < nf; i++) argv[k++] = files[i];
+        argv[k++] = mainobj;
+        argv[k++] = lib;
+        argv[k++] = "-fopenmp";
+        argv[k++] = "-lm";
+        argv[k] = NULL;
+        int st = jm_spawn(argv);
+        free(argv);
+        if (st != 0) fprintf(stderr, "jemc compile: linking %s with %s failed (status %d)\n", o->output_exe, cc, st);
+        else rc = 0;
+    }
+done:
+    for (int i = 0; i < nf; i++) { unlink(files[i]); free(files[i]); }
+    free(files);
+    free(cpu);
+    return rc;
+}
+
+static int jm_cmd_run_cpu(jm_opts *o, jm_plan *plan, const jm_diags *d) {
+    char *cpu;
+    jm_fill_table_info(plan, o, d, &cpu);
+    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0 };
+    char err[1024];
+    jm_kernel_fn *fns = NULL;
+    jm_cpu_jit *jit = jm_cpu_jit_create(plan, &co, &fns, err, sizeof err);
+    if (!jit) { fprintf(stderr, "jemc run: %s\n", err); free(cpu); return 1; }
+    jm_rt_exec_opts eo;
+    memset(&eo, 0, sizeof eo);
+    eo.program = o->program; eo.state = o->state; eo.in = o->in; eo.out = o->out; eo.state_out = o->state_out;
+    eo.seed = o->seed; eo.seed_given = o->seed_given; eo.threads = o->threads;
+    eo.who = "jemc run";
+    eo.producer = "jemc " JM_VERSION " cpu";
+    int rc = jm_rt_exec_files(&plan->table, fns, &eo);
+    free(fns);
+    jm_cpu_jit_free(jit);
+    free(cpu);
+    return rc;
+}
+
 static int jm_cmd_run(jm_opts *o, jm_module *m) {
     if (!o->program) {
         fprintf(stderr, "jemc run: missing the program name; the graph has:");
         for (int i = 0; i < m->nprograms; i++) fprintf(stderr, " %s", m->programs[i].name);
         fputc('\n', stderr);
-        return 1;
-    }
-    if (strcmp(o->target, "interp") != 0) {
-        fprintf(stderr, "jemc run: target '%s' is not available yet (only 'interp')\n", o->target);
         return 1;
     }
 
@@ -209,12 +345,21 @@ int main(int argc, char **argv) {
     jm_diags d;
     jm_diag_init(&d, &arena, stderr);
     int rc = 1;
-    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0) {
-        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify)\n", o.dump);
+    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0 &&
+        strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0) {
+        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, fused, plan)\n", o.dump);
         goto out;
     }
     /* the pipeline: front end (parse, elaborate, type-check) -> simplify -> autodiff -> simplify,
        each verified */
+    if (strcmp(o.target, "interp") != 0 && strcmp(o.target, "cpu") != 0) {
+        fprintf(stderr, "jemc: --target must be interp or cpu, got '%s'\n", o.target);
+        goto out;
+    }
+    if (strcmp(o.target, "cpu") == 0 && strcmp(o.precision, "f32") != 0) {
+        fprintf(stderr, "jemc run: --precision f64 needs --target interp (compiled code keeps the graph's types)\n");
+        goto out;
+    }
     if (strcmp(o.precision, "f32") != 0 && strcmp(o.precision, "f64") != 0) {
         fprintf(stderr, "jemc run: --precision must be f32 or f64, got '%s'\n", o.precision);
         goto out;
@@ -243,6 +388,24 @@ int main(int argc, char **argv) {
     }
     jm_info_record_nodes(m, 2);
     if (o.dump && strcmp(o.dump, "simplify") == 0) jm_ir_dump(m, o.program, stdout);
+    /* the code generators' part: lower composites -> simplify -> fusion, schedule, memory plan */
+    jm_plan plan;
+    int want_plan = (strcmp(cmd, "compile") == 0 && (!o.dump || strcmp(o.dump, "lower") == 0 || strcmp(o.dump, "fused") == 0 ||
+                     strcmp(o.dump, "plan") == 0)) || (strcmp(cmd, "run") == 0 && strcmp(o.target, "cpu") == 0);
+    if (want_plan) {
+        if (jm_lower(m, &d) != 0 || jm_simplify(m, &d, 1) != 0) {
+            fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
+            goto out;
+        }
+        if (o.dump && strcmp(o.dump, "lower") == 0) jm_ir_dump(m, o.program, stdout);
+        if (jm_plan_build(m, &plan, &d) != 0) {
+            fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
+            goto out;
+        }
+        if (o.dump && strcmp(o.dump, "fused") == 0) jm_plan_dump_fused(&plan, o.program, stdout);
+        if (o.dump && strcmp(o.dump, "plan") == 0) jm_plan_dump_memory(&plan, o.program, stdout);
+        if (jm_plan_check_memory(&plan, stderr) != 0) { fprintf(stderr, "jemc: internal error: the memory plan overlaps live buffers\n"); goto out; }
+    }
     if (strcmp(cmd, "check") == 0) {
         printf("%s: ok (%d program%s, %" PRId64 " parameters)\n", o.graph, m->nprograms, m->nprograms == 1 ? "" : "s",
                jm_info_param_count(m));
@@ -251,12 +414,10 @@ int main(int argc, char **argv) {
         jm_info_print(m, stdout);
         rc = 0;
     } else if (strcmp(cmd, "compile") == 0) {
-        if (o.dump) {
-            rc = 0;
-        } else {
-            fprintf(stderr, "jemc compile: native code generation is not implemented yet; "
-                            "use --dump=ir|grad to see the IR, or `jemc run` to evaluate with the interpreter\n");
-        }
+        rc = o.dump ? 0 : jm_cmd_compile(&o, &plan, &d);
+    } else if (strcmp(o.target, "cpu") == 0) {
+        if (!o.program || jm_module_find_program(m, o.program) < 0) rc = jm_cmd_run(&o, m);   /* its messages */
+        else rc = jm_cmd_run_cpu(&o, &plan, &d);
     } else {
         rc = jm_cmd_run(&o, m);
     }

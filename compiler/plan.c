@@ -1,0 +1,851 @@
+/* plan.c — see plan.h. Per program: decide what is materialized (fusion),
+ * give every materialized value a buffer (aliases share one), emit the steps
+ * in order while recording each buffer's lifetime, then place the scratch
+ * buffers (memory plan). Kernel specifications go to the code generator. */
+#include "plan.h"
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JM_ALIGN 64
+#define JM_FOREVER INT_MAX
+
+typedef struct {
+    jm_module *m; jm_plan *P; jm_diags *d;
+    int prog;
+    const char *pname;
+    char **mat;                  /* per graph, per node: materialized */
+    char **ext;                  /* per graph, per node: read outside the graph's kernels */
+    char **absorbed;             /* per graph, per node: a transpose read in place by a matmul */
+    int **users;                 /* per graph, per node: number of reading nodes */
+    int **reader;                /* per graph, per node: one reading node (the first), or -1 */
+    int ***carried;              /* per graph, per LOOP node: its carried buffers */
+    int **vbuf;                  /* per graph, per node: buffer id, or -1 */
+    int **epi_of;                /* per graph, per node: conv2d fused into this kernel root, or -1 */
+    char **epi_conv;             /* per graph, per node: a conv2d that runs inside an epilogue step */
+    jm_pbuf *bufs; int nbufs, capbufs;
+    jm_step *steps; int nsteps, capsteps;
+    int *gbuf;                   /* per global: its STATE buffer */
+    int failed;
+} jm_pctx;
+
+static jm_node *PN(jm_pctx *C, int g, int i) { return &C->m->graphs[g].node[i]; }
+static int64_t jm_bytes(const jm_type *t) {
+    static const int sz[] = { 4, 8, 4, 8, 1, 0 };
+    return jm_type_numel(t) * sz[t->dtype];
+}
+
+static const char *jm_where(jm_pctx *C, const jm_node *n) {
+    const char *file = n->loc.file >= 0 && n->loc.file < C->d->nsrc ? C->d->src[n->loc.file].path : "?";
+    return jm_arena_printf(C->m->arena, "%s:%d:%d %s", file, n->loc.line, n->loc.col, jm_ops[n->op].name);
+}
+
+static void jm_unsupported(jm_pctx *C, const jm_node *n, const char *why) {
+    jm_diag_error(C->d, n->loc, "the CPU backend cannot compile %s: %s", jm_ops[n->op].name, why);
+    C->failed = 1;
+}
+
+/* ---- fusion decisions ------------------------------------------------------ */
+
+static int jm_is_cheap(jm_op op) {
+    switch (op) {
+    case JM_OP_NEG: case JM_OP_ABS: case JM_OP_RELU: case JM_OP_LEAKY_RELU: case JM_OP_ADD: case JM_OP_SUB:
+    case JM_OP_MUL: case JM_OP_MAX: case JM_OP_MIN: case JM_OP_LT: case JM_OP_LE: case JM_OP_GT: case JM_OP_GE:
+    case JM_OP_EQ: case JM_OP_NE: case JM_OP_AND: case JM_OP_OR: case JM_OP_NOT: case JM_OP_WHERE: case JM_OP_CAST:
+    case JM_OP_STOP_GRAD: case JM_OP_RESHAPE: case JM_OP_BROADCAST: case JM_OP_PERMUTE: case JM_OP_SLICE:
+    case JM_OP_PAD: case JM_OP_CONST:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* ops a kernel computes inline (everything else is materialized by its own step) */
+static int jm_is_inline_op(jm_op op) {
+    jm_op_class c = jm_ops[op].cls;
+    if (c == JM_CLASS_ELEMWISE) return 1;
+    return op == JM_OP_RESHAPE || op == JM_OP_PERMUTE || op == JM_OP_BROADCAST || op == JM_OP_SLICE ||
+           op == JM_OP_PAD || op == JM_OP_CONST;
+}
+
+static int jm_is_last2_transpose(const jm_node *n) {
+    if (n->op != JM_OP_PERMUTE) return 0;
+    int r = n->type.rank;
+    if (r < 2 || r > 3) return 0;
+    for (int i = 0; i < r - 2; i++) if (n->attr.i[i] != i) return 0;
+    return n->attr.i[r - 2] == r - 1 && n->attr.i[r - 1] == r - 2;
+}
+
+static void jm_count_uses(jm_pctx *C, int g) {
+    jm_graph *gr = &C->m->graphs[g];
+    int n = gr->nnode;
+    C->users[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(n + 1));
+    C->ext[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    C->absorbed[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    C->reader[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) C->reader[g][i] = -1;
+    for (int i = 0; i < n; i++) {
+        jm_node *nd = &gr->node[i];
+        for (int s = 0; s < nd->nsrc; s++) {
+            C->users[g][nd->src[s]]++;
+            if (C->reader[g][nd->src[s]] < 0) C->reader[g][nd->src[s]] = i;
+        }
+    }
+    for (int r = 0; r < gr->nresults; r++) C->ext[g][gr->results[r]] = 1;
+    if (gr->parent < 0) {
+        jm_program *pr = &C->m->programs[C->prog];
+        for (int k = 0; k < pr->noutputs; k++) C->ext[g][pr->outputs[k].node] = 1;
+        for (int k = 0; k < pr->nwrites; k++) C->ext[g][pr->writes[k].node] = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        jm_node *nd = &gr->node[i];
+        if (jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX || nd->op == JM_OP_LOOP_OUT) continue;
+        for (int s = 0; s < nd->nsrc; s++) {
+            int src = nd->src[s];
+            /* matmul reads a transposed operand in place when the transpose has no other reader */
+            if (nd->op == JM_OP_MATMUL && jm_is_last2_transpose(&gr->node[src]) && C->users[g][src] == 1 && !C->ext[g][src]) {
+                C->absorbed[g][src] = 1;
+                C->ext[g][gr->node[src].src[0]] = 1;
+                continue;
+            }
+            C->ext[g][src] = 1;
+        }
+    }
+}
+
+static void jm_decide(jm_pctx *C, int g) {
+    jm_graph *gr = &C->m->graphs[g];
+    int n = gr->nnode;
+    jm_count_uses(C, g);
+    char *mat = C->mat[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    int *size = malloc(sizeof(int) * (size_t)(n + 1));
+    char *costly = malloc((size_t)n + 1);
+    for (int i = 0; i < n; i++) {
+        jm_node *nd = &gr->node[i];
+        size[i] = 0;
+        costly[i] = 0;
+        if (C->absorbed[g][i]) continue;
+        if (!jm_is_inline_op(nd->op)) { mat[i] = 1; continue; }
+        if (nd->op == JM_OP_CONST) { mat[i] = C->ext[g][i]; continue; }
+        size[i] = 1;
+        costly[i] = !jm_is_cheap(nd->op);
+        for (int s = 0; s < nd->nsrc; s++) {
+            int src = nd->src[s];
+            if (mat[src]) continue;
+            size[i] += size[src];
+            costly[i] |= costly[src];
+        }
+        int dup_ok = !costly[i] && size[i] <= JM_FUSE_DUP_MAX;
+        mat[i] = C->ext[g][i] || (C->users[g][i] > 1 && !dup_ok) || size[i] > JM_FUSE_MAX_OPS;
+        /* an expanding broadcast must not recompute an expensive source per copy */
+        if (nd->op == JM_OP_BROADCAST) {
+            int src = nd->src[0];
+            if (!mat[src] && costly[src] && jm_type_numel(&gr->node[src].type) < jm_type_numel(&nd->type)) mat[src] = 1;
+        }
+        /* a materialized reshape or stop_grad is an alias of a materialized source */
+        if (mat[i] && (nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && gr->node[nd->src[0]].op != JM_OP_CONST)
+            mat[nd->src[0]] = 1;
+        if (mat[i]) size[i] = 0, costly[i] = 0;
+    }
+    free(size);
+    free(costly);
+}
+
+/* Is `target` read by kernel root r only through single-reader elementwise ops at
+   r's own index? (Then r can run as target's epilogue.) */
+static int jm_reads_at_same_index(jm_pctx *C, int g, int node, int target, int depth) {
+    jm_node *nd = PN(C, g, node);
+    if (depth > 64 || jm_ops[nd->op].cls != JM_CLASS_ELEMWISE || nd->op == JM_OP_CAST) return 0;
+    int found = 0;
+    for (int s = 0; s < nd->nsrc; s++) {
+        int src = nd->src[s];
+        if (src == target) { found = 1; continue; }
+        if (C->mat[g][src] || PN(C, g, src)->op == JM_OP_CONST) continue;
+        if (C->users[g][src] != 1) {
+            /* a duplicated value that reaches target is read by another kernel too */
+            if (jm_reads_at_same_index(C, g, src, target, depth + 1)) return 0;
+            continue;
+        }
+        if (jm_reads_at_same_index(C, g, src, target, depth + 1)) found = 1;
+    }
+    return found;
+}
+
+static void jm_find_epilogues(jm_pctx *C, int g) {
+    jm_graph *gr = &C->m->graphs[g];
+    int n = gr->nnode;
+    C->epi_of[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(n + 1));
+    C->epi_conv[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    for (int i = 0; i < n; i++) C->epi_of[g][i] = -1;
+    for (int c = 0; c < n; c++) {
+        jm_node *cv = &gr->node[c];
+        if (cv->op != JM_OP_CONV2D || cv->type.dtype != JM_F32 || C->users[g][c] != 1 || C->ext[g][c]) continue;
+        /* the one reader's kernel root: follow single readers up to the first materialized node */
+        int r = C->reader[g][c];
+        while (r >= 0 && !C->mat[g][r] && C->users[g][r] == 1) r = C->reader[g][r];
+        if (r < 0 || !C->mat[g][r] || C->epi_of[g][r] >= 0) continue;
+        jm_node *rn = &gr->node[r];
+        if (!jm_type_equal(&rn->type, &cv->type) || !jm_reads_at_same_index(C, g, r, c, 0)) continue;
+        C->epi_of[g][r] = c;
+        C->epi_conv[g][c] = 1;
+    }
+}
+
+/* ---- buffers and steps ----------------------------------------------------- */
+
+static int jm_new_buf(jm_pctx *C, int64_t bytes, int region, const char *what) {
+    /* first = JM_FOREVER, last = -1: not used yet */
+    jm_pbuf b = { bytes, 0, region, -1, JM_FOREVER, -1, what };
+    JM_VEC_PUSH(C->m->arena, C->bufs, C->nbufs, C->capbufs, b);
+    return C->nbufs - 1;
+}
+
+static void jm_touch(jm_pctx *C, int b, int pos) {
+    jm_pbuf *B = &C->bufs[b];
+    if (B->region == JM_REGION_STATE) return;
+    if (pos < B->first) B->first = pos;
+    if (B->last != JM_FOREVER && pos > B->last) B->last = pos;
+}
+
+/* marks b live to the end of the program */
+static void jm_pin(jm_pctx *C, int b) {
+    if (C->bufs[b].region == JM_REGION_STATE) return;
+    if (C->bufs[b].first == JM_FOREVER) C->bufs[b].first = C->nsteps;
+    C->bufs[b].last = JM_FOREVER;
+}
+
+static jm_step *jm_new_step(jm_pctx *C, jm_step_kind kind, int op, const char *where) {
+    jm_step s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.op = op;
+    s.epi = -1;
+    s.where = where;
+    JM_VEC_PUSH(C->m->arena, C->steps, C->nsteps, C->capsteps, s);
+    return &C->steps[C->nsteps - 1];
+}
+
+/* step buffers are stored as buffer ids until the memory plan turns them into refs */
+static void jm_step_bufs(jm_pctx *C, jm_step *s, const int *ids, int n) {
+    s->nbuf = n;
+    s->buf = jm_arena_alloc(C->m->arena, sizeof(jm_ref) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) {
+        s->buf[i] = ids[i];
+        jm_touch(C, ids[i], C->nsteps - 1);
+    }
+}
+static void jm_step_ints(jm_pctx *C, jm_step *s, const int64_t *v, int n) {
+    s->nint = n;
+    s->iat = jm_arena_alloc(C->m->arena, sizeof(int64_t) * (size_t)(n + 1));
+    memcpy(s->iat, v, sizeof(int64_t) * (size_t)n);
+}
+
+static void jm_emit_copy(jm_pctx *C, int dst, int src, int64_t bytes, const char *where) {
+    jm_step *s = jm_new_step(C, JM_STEP_COPY, 0, where);
+    s->n = bytes;
+    s->cost = bytes / 4;
+    int ids[2] = { dst, src };
+    jm_step_bufs(C, s, ids, 2);
+}
+
+/* Collects the materialized nodes kernel `root` reads (its inline tree's leaves). */
+static void jm_kernel_leaves(jm_pctx *C, int g, int node, int root, char *seen, int *nops) {
+    if (seen[node]) return;
+    seen[node] = 1;
+    jm_node *nd = PN(C, g, node);
+    if (node != root && (C->mat[g][node] || C->absorbed[g][node])) return;
+    if (nd->op != JM_OP_CONST) (*nops)++;
+    for (int s = 0; s < nd->nsrc; s++) jm_kernel_leaves(C, g, nd->src[s], root, seen, nops);
+}
+
+/* Elementwise split: 0 (flat) when every read is at the root's own linear index;
+   otherwise the rows/inner split that keeps the broadcasts' reads invariant or
+   contiguous along the inner loop. */
+static int jm_choose_split(jm_pctx *C, int g, int root, const char *seen) {
+    jm_node *rn = PN(C, g, root);
+    int rank = rn->type.rank, split = 0;
+    jm_graph *gr = &C->m->graphs[g];
+    for (int i = 0; i < gr->nnode; i++) {
+        if (!seen[i] || i == root || C->mat[g][i]) continue;
+        jm_node *nd = &gr->node[i];
+        if (nd->op == JM_OP_RESHAPE || jm_ops[nd->op].cls == JM_CLASS_ELEMWISE || nd->op == JM_OP_CONST) continue;
+        if (nd->op == JM_OP_BROADCAST && jm_type_numel(&gr->node[nd->src[0]].type) == jm_type_numel(&nd->type)) continue;
+        int k = rank > 0 ? rank - 1 : 0;
+        if (nd->op == JM_OP_BROADCAST && jm_type_equal(&nd->type, &rn->type)) {
+            /* largest trailing block where the source is all-1 or all-equal */
+            const jm_type *st = &gr->node[nd->src[0]].type;
+            int off = rank - st->rank, kind = 0;          /* 1: all ones, 2: all equal */
+            k = rank;
+            for (int d = rank - 1; d >= 0; d--) {
+                int64_t sd = d - off >= 0 ? st->dim[d - off] : 1, od = rn->type.dim[d];
+                int dk = od == 1 ? kind : (sd == 1 ? 1 : 2);
+                if (kind && dk != kind) break;
+                kind = dk;
+                k = d;
+            }
+            if (k == 0) k = 1;
+        }
+        if (k > split) split = k;
+    }
+    if (split == 0) return 0;
+    if (split >= rank) split = rank > 0 ? rank - 1 : 0;
+    return split < 1 ? 1 : split;
+}
+
+static int jm_add_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind, int **ids_out, int *nids) {
+    jm_graph *gr = &C->m->graphs[g];
+    char *seen = calloc((size_t)gr->nnode + 1, 1);
+    int nops = 0;
+    jm_node *rn = &gr->node[root];
+    if (kind == JM_KERNEL_REDUCE) { seen[root] = 1; nops = 1; jm_kernel_leaves(C, g, rn->src[0], root, seen, &nops); }
+    else jm_kernel_leaves(C, g, root, root, seen, &nops);
+    jm_kspec k;
+    memset(&k, 0, sizeof k);
+    k.graph = g;
+    k.root = root;
+    k.kind = kind;
+    k.nops = nops;
+    k.node_param = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(gr->nnode + 1));
+    int *ids = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(gr->nnode + 2));
+    int n = 0;
+    ids[n++] = C->vbuf[g][root];
+    for (int i = 0; i < gr->nnode; i++) {
+        k.node_param[i] = -1;
+        int leaf = seen[i] && i != root && (C->mat[g][i] || C->absorbed[g][i]);
+        if (!leaf) continue;
+        int b = C->vbuf[g][C->absorbed[g][i] ? gr->node[i].src[0] : i], p = -1;
+        for (int j = 0; j < n; j++) if (ids[j] == b) p = j;
+        if (p < 0) { ids[n] = b; p = n++; }
+        k.node_param[i] = p;
+    }
+    k.nparam = n;
+    if (kind == JM_KERNEL_REDUCE) {
+        k.items = jm_type_numel(&rn->type);
+    } else {
+        k.split = jm_choose_split(C, g, root, seen);
+        k.items = 1;
+        if (k.split == 0) k.items = jm_type_numel(&rn->type);
+        else for (int d = 0; d < k.split; d++) k.items *= rn->type.dim[d];
+    }
+    k.name = jm_arena_printf(C->m->arena, "jk_%s_%d", C->pname, C->P->nkernels);
+    free(seen);
+    JM_VEC_PUSH(C->m->arena, C->P->kernels, C->P->nkernels, C->P->capkernels, k);
+    *ids_out = ids;
+    *nids = n;
+    return C->P->nkernels - 1;
+}
+
+static void jm_emit_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind) {
+    int *ids, n;
+    int ki = jm_add_kernel(C, g, root, kind, &ids, &n);
+    jm_kspec *k = &C->P->kernels[ki];
+    jm_step *s = jm_new_step(C, JM_STEP_KERNEL, ki, jm_where(C, PN(C, g, root)));
+    s->n = k->items;
+    s->cost = kind == JM_KERNEL_REDUCE ? jm_type_numel(&PN(C, g, PN(C, g, root)->src[0])->type)
+                                       : jm_type_numel(&PN(C, g, root)->type);
+    s->cost *= k->nops > 0 ? k->nops : 1;
+    jm_step_bufs(C, s, ids, n);
+}
+
+static int64_t jm_idx_dtype(jm_dtype t) { return t == JM_I32 ? JM_DT_I32 : t == JM_I64 ? JM_DT_I64 : t == JM_BOOL ? JM_DT_BOOL : t == JM_F64 ? JM_DT_F64 : JM_DT_F32; }
+
+static void jm_emit_lib(jm_pctx *C, int g, int i) {
+    jm_node *nd = PN(C, g, i);
+    const char *where = jm_where(C, nd);
+    int ids[64];
+    int nid = 0;
+    int64_t at[32];
+    int nat = 0;
+    ids[nid++] = C->vbuf[g][i];
+    for (int s = 0; s < nd->nsrc && nid < 63; s++) {
+        int src = nd->src[s];
+        ids[nid++] = C->vbuf[g][C->absorbed[g][src] ? PN(C, g, src)->src[0] : src];
+    }
+    if ((jm_ops[nd->op].cls == JM_CLASS_COMPLEX) && nd->type.dtype != JM_F32) {
+        jm_unsupported(C, nd, "only float32 convolutions, matrix products and pooling are compiled (use `jemc run --target interp` for float64)");
+        return;
+    }
+    int op = 0;
+    jm_step *s;
+    switch (nd->op) {
+    case JM_OP_MATMUL: {
+        const jm_type *a = &PN(C, g, nd->src[0])->type, *b = &PN(C, g, nd->src[1])->type;
+        int ra = a->rank, rb = b->rank;
+        int64_t M = nd->type.dim[nd->type.rank - 2], N = nd->type.dim[nd->type.rank - 1], K = a->dim[ra - 1], batch = 1;
+        for (int d = 0; d < nd->type.rank - 2; d++) batch *= nd->type.dim[d];
+        int ta = C->absorbed[g][nd->src[0]], tb = C->absorbed[g][nd->src[1]];
+        int64_t v[] = { batch, M, N, K, ta, tb, ra > 2 ? M * K : 0, rb > 2 ? K * N : 0 };
+        memcpy(at, v, sizeof v);
+        nat = 8;
+        op = JM_LIB_MATMUL;
+        break;
+    }
+    case JM_OP_CONV2D: case JM_OP_CONV2D_BWD_DATA: case JM_OP_CONV2D_BWD_FILTER: {
+        const jm_type *x, *w, *y;
+        if (nd->op == JM_OP_CONV2D) { x = &PN(C, g, nd->src[0])->type; w = &PN(C, g, nd->src[1])->type; y = &nd->type; op = JM_LIB_CONV_FWD; }
+        else if (nd->op == JM_OP_CONV2D_BWD_DATA) { y = &PN(C, g, nd->src[0])->type; w = &PN(C, g, nd->src[1])->type; x = &nd->type; op = JM_LIB_CONV_BWD_DATA; }
+        else { x = &PN(C, g, nd->src[0])->type; y = &PN(C, g, nd->src[1])->type; w = &nd->type; op = JM_LIB_CONV_BWD_FILTER; }
+        int64_t v[] = { x->dim[0], x->dim[1], x->dim[2], x->dim[3], w->dim[0], w->dim[2], w->dim[3], y->dim[2], y->dim[3] };
+        memcpy(at, v, sizeof v);
+        for (int k = 0; k < 7; k++) at[9 + k] = nd->attr.i[k];
+        nat = 16;
+        break;
+    }
+    case JM_OP_AVGPOOL2D: case JM_OP_MAXPOOL2D: case JM_OP_AVGPOOL2D_BWD: case JM_OP_MAXPOOL2D_BWD: {
+        const jm_type *x = nd->op == JM_OP_AVGPOOL2D || nd->op == JM_OP_MAXPOOL2D ? &PN(C, g, nd->src[0])->type : &nd->type;
+        const jm_type *y = nd->op == JM_OP_AVGPOOL2D || nd->op == JM_OP_MAXPOOL2D ? &nd->type : &PN(C, g, nd->src[nd->nsrc - 1])->type;
+        int64_t v[] = { x->dim[0] * x->dim[1], x->dim[2], x->dim[3], y->dim[2], y->dim[3] };
+        memcpy(at, v, sizeof v);
+        for (int k = 0; k < 6; k++) at[5 + k] = nd->attr.i[k];
+        nat = 11;
+        op = nd->op == JM_OP_AVGPOOL2D ? JM_LIB_AVGPOOL : nd->op == JM_OP_MAXPOOL2D ? JM_LIB_MAXPOOL
+           : nd->op == JM_OP_AVGPOOL2D_BWD ? JM_LIB_AVGPOOL_BWD : JM_LIB_MAXPOOL_BWD;
+        break;
+    }
+    case JM_OP_RNG_UNIFORM: case JM_OP_RNG_NORMAL: case JM_OP_RNG_RANDINT: case JM_OP_RNG_BERNOULLI:
+        at[0] = jm_type_numel(&nd->type);
+        at[1] = (uint32_t)nd->attr.i[0];
+        nat = 2;
+        op = nd->op == JM_OP_RNG_UNIFORM ? JM_LIB_RNG_UNIFORM : nd->op == JM_OP_RNG_NORMAL ? JM_LIB_RNG_NORMAL
+           : nd->op == JM_OP_RNG_RANDINT ? JM_LIB_RNG_RANDINT : JM_LIB_RNG_BERNOULLI;
+        if (at[0] > (int64_t)UINT32_MAX) { jm_unsupported(C, nd, "random draws are limited to 2^32 elements per tensor"); return; }
+        break;
+    case JM_OP_GATHER: case JM_OP_SCATTER: case JM_OP_INDEX_ADD: {
+        const jm_type *a = &PN(C, g, nd->src[0])->type, *ix = &PN(C, g, nd->src[1])->type;
+        at[0] = a->dim[0];
+        at[1] = a->dim[0] ? jm_type_numel(a) / a->dim[0] : 0;
+        at[2] = ix->dim[0];
+        at[3] = jm_idx_dtype(ix->dtype);
+        nat = 4;
+        op = nd->op == JM_OP_GATHER ? JM_LIB_GATHER : nd->op == JM_OP_SCATTER ? JM_LIB_SCATTER : JM_LIB_INDEX_ADD;
+        break;
+    }
+    case JM_OP_ONEHOT: {
+        const jm_type *l = &PN(C, g, nd->src[0])->type;
+        at[0] = jm_type_numel(l);
+        at[1] = nd->attr.k;
+        at[2] = jm_idx_dtype(l->dtype);
+        nat = 3;
+        op = JM_LIB_ONEHOT;
+        break;
+    }
+    case JM_OP_CONCAT: {
+        int ax = nd->attr.k;
+        int64_t outer = 1, inner = 1;
+        for (int d = 0; d < ax; d++) outer *= nd->type.dim[d];
+        for (int d = ax + 1; d < nd->type.rank; d++) inner *= nd->type.dim[d];
+        if (nd->nsrc > 30) { jm_unsupported(C, nd, "more than 30 sources"); return; }
+        at[0] = outer;
+        for (int k = 0; k < nd->nsrc; k++) {
+            const jm_type *t = &PN(C, g, nd->src[k])->type;
+            at[1 + k] = t->dim[ax] * inner * (jm_bytes(t) / (jm_type_numel(t) ? jm_type_numel(t) : 1));
+            if (jm_type_numel(t) == 0) at[1 + k] = 0;
+        }
+        nat = 1 + nd->nsrc;
+        op = JM_LIB_CONCAT;
+        break;
+    }
+    default:
+        jm_unsupported(C, nd, "no code generator for this op yet");
+        return;
+    }
+    s = jm_new_step(C, JM_STEP_LIB, op, where);
+    s->dtype = (int32_t)jm_idx_dtype(nd->type.dtype);
+    s->fat[0] = nd->attr.f[0];
+    s->fat[1] = nd->attr.f[1];
+    s->cost = jm_type_numel(&nd->type) * 64;
+    jm_step_bufs(C, s, ids, nid);
+    jm_step_ints(C, s, at, nat);
+}
+
+/* the conv2d step with kernel root r as its epilogue */
+static void jm_emit_conv_epilogue(jm_pctx *C, int g, int r) {
+    int c = C->epi_of[g][r];
+    jm_emit_lib(C, g, c);
+    if (C->failed) return;
+    int si = C->nsteps - 1;
+    int *ids, n;
+    int ki = jm_add_kernel(C, g, r, JM_KERNEL_ELEMWISE, &ids, &n);
+    jm_step *s = &C->steps[si];
+    s->epi = ki;
+    int64_t N = PN(C, g, c)->type.dim[0];
+    s->epi_items = N ? C->P->kernels[ki].items / N : 0;
+    /* the conv's own three buffers, then the epilogue kernel's */
+    jm_ref *all = jm_arena_alloc(C->m->arena, sizeof(jm_ref) * (size_t)(3 + n));
+    memcpy(all, s->buf, sizeof(jm_ref) * 3);
+    for (int i = 0; i < n; i++) { all[3 + i] = ids[i]; jm_touch(C, ids[i], si); }
+    s->buf = all;
+    s->nbuf = 3 + n;
+}
+
+static void jm_plan_graph(jm_pctx *C, int g);
+
+static void jm_emit_loop(jm_pctx *C, int g, int i) {
+    jm_node *nd = PN(C, g, i);
+    int body = (int)nd->attr.i[0], k = nd->attr.k;
+    jm_graph *bg = &C->m->graphs[body];
+    int nb = bg->nnode;
+    C->vbuf[body] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(nb + 1));
+    for (int j = 0; j < nb; j++) C->vbuf[body][j] = -1;
+    /* carried values get buffers of their own, initialised before the loop */
+    int *carried = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(k + 1));
+    if (!C->carried[g]) C->carried[g] = jm_arena_alloc(C->m->arena, sizeof(int *) * (size_t)(C->m->graphs[g].nnode + 1));
+    C->carried[g][i] = carried;
+    for (int a = 0; a < k; a++) {
+        const jm_type *t = &PN(C, g, nd->src[a])->type;
+        carried[a] = jm_new_buf(C, jm_bytes(t), JM_REGION_SCRATCH, jm_arena_printf(C->m->arena, "%s carried %d", jm_where(C, nd), a));
+        jm_emit_copy(C, carried[a], C->vbuf[g][nd->src[a]], jm_bytes(t), jm_where(C, nd));
+    }
+    for (int j = 0; j < nb; j++) {
+        jm_node *bn = &bg->node[j];
+        if (bn->op != JM_OP_LOOP_ARG) continue;
+        int a = bn->attr.k;
+        C->vbuf[body][j] = a < k ? carried[a] : C->vbuf[g][nd->src[a]];
+    }
+    int head = C->nsteps;
+    jm_step *ls = jm_new_step(C, JM_STEP_LOOP, 0, jm_where(C, nd));
+    ls->n = nd->attr.i[1];
+    jm_plan_graph(C, body);
+    if (C->failed) return;
+    /* next carried values: results are copied into the carried buffers at the end
+       of each iteration; a result that is another carried value goes through a
+       temporary so that all of them change at once */
+    int *src = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(k + 1));
+    for (int a = 0; a < k; a++) {
+        int rb = C->vbuf[body][bg->results[a]];
+        src[a] = rb;
+        int is_carried = 0;
+        for (int b2 = 0; b2 < k; b2++) if (rb == carried[b2] && b2 != a) is_carried = 1;
+        if (is_carried) {
+            int64_t bytes = C->bufs[rb].bytes;
+            src[a] = jm_new_buf(C, bytes, JM_REGION_SCRATCH, "loop swap temporary");
+            jm_emit_copy(C, src[a], rb, bytes, jm_where(C, nd));
+        }
+    }
+    for (int a = 0; a < k; a++)
+        if (src[a] != carried[a]) jm_emit_copy(C, carried[a], src[a], C->bufs[carried[a]].bytes, jm_where(C, nd));
+    int end = C->nsteps - 1;
+    C->steps[head].body = end - head;
+    /* whatever the body reads that was made before the loop lives to its end */
+    for (int b = 0; b < C->nbufs; b++) {
+        jm_pbuf *B = &C->bufs[b];
+        if (B->region == JM_REGION_SCRATCH && B->first < head && B->last >= head && B->last != JM_FOREVER && B->last < end) B->last = end;
+    }
+    for (int a = 0; a < k; a++) jm_touch(C, carried[a], end);
+}
+
+static void jm_assign_bufs(jm_pctx *C, int g) {
+    jm_graph *gr = &C->m->graphs[g];
+    if (!C->vbuf[g]) {
+        C->vbuf[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(gr->nnode + 1));
+        for (int i = 0; i < gr->nnode; i++) C->vbuf[g][i] = -1;
+    }
+    for (int i = 0; i < gr->nnode; i++) {
+        jm_node *nd = &gr->node[i];
+        if (!C->mat[g][i] || C->vbuf[g][i] >= 0) continue;
+        switch (nd->op) {
+        case JM_OP_PARAM: case JM_OP_STATE: C->vbuf[g][i] = C->gbuf[nd->attr.i[0]]; break;
+        default:
+            /* a reshape of a materialized value is an alias, assigned in order (a reshape
+               of a constant is computed) */
+            if ((nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && C->mat[g][nd->src[0]]) break;
+            if (nd->op == JM_OP_LOOP) break;                       /* a tuple: its LOOP_OUTs have the buffers */
+            if (C->epi_conv[g][i]) break;                          /* writes its epilogue's buffer (below) */
+            if (nd->op == JM_OP_LOOP_OUT) break;                   /* assigned by the loop */
+            C->vbuf[g][i] = jm_new_buf(C, jm_bytes(&nd->type), JM_REGION_SCRATCH,
+                                       jm_arena_printf(C->m->arena, "%%%d %s", i, jm_where(C, nd)));
+            if (nd->op == JM_OP_INPUT) C->bufs[C->vbuf[g][i]].first = -1;   /* copied in before step 0 */
+            break;
+        }
+    }
+    /* an epilogue's convolution writes straight into the epilogue's output */
+    for (int r = 0; r < gr->nnode; r++)
+        if (C->epi_of[g][r] >= 0) C->vbuf[g][C->epi_of[g][r]] = C->vbuf[g][r];
+}
+
+static void jm_plan_graph(jm_pctx *C, int g) {
+    jm_graph *gr = &C->m->graphs[g];
+    jm_decide(C, g);
+    jm_find_epilogues(C, g);
+    jm_assign_bufs(C, g);
+    for (int i = 0; i < gr->nnode && !C->failed; i++) {
+        jm_node *nd = &gr->node[i];
+        if (!C->mat[g][i] || C->epi_conv[g][i]) continue;
+        switch (nd->op) {
+        case JM_OP_PARAM: case JM_OP_STATE: case JM_OP_INPUT: case JM_OP_LOOP_ARG: break;
+        case JM_OP_RESHAPE: case JM_OP_STOP_GRAD:
+            if (C->mat[g][nd->src[0]]) { C->vbuf[g][i] = C->vbuf[g][nd->src[0]]; break; }
+            jm_emit_kernel(C, g, i, JM_KERNEL_ELEMWISE);
+            break;
+        case JM_OP_SUM: case JM_OP_RMAX: jm_emit_kernel(C, g, i, JM_KERNEL_REDUCE); break;
+        case JM_OP_LOOP: jm_emit_loop(C, g, i); break;
+        case JM_OP_LOOP_OUT: {
+            /* the loop's carried buffer k (the LOOP step's first copies made them) */
+            C->vbuf[g][i] = C->carried[g][nd->src[0]][nd->attr.k];
+            break;
+        }
+        case JM_OP_EXTERN_CALL: jm_unsupported(C, nd, "extern functions are called by the runtime (not available yet)"); break;
+        case JM_OP_GRAD: jm_unsupported(C, nd, "internal error: grad reached code generation"); break;
+        default:
+            if (C->epi_of[g][i] >= 0) jm_emit_conv_epilogue(C, g, i);
+            else if (jm_is_inline_op(nd->op)) jm_emit_kernel(C, g, i, JM_KERNEL_ELEMWISE);
+            else jm_emit_lib(C, g, i);
+            break;
+        }
+    }
+}
+
+/* ---- memory plan ---------------------------------------------------------- */
+
+static int jm_live_overlap(const jm_pbuf *a, const jm_pbuf *b) {
+    int a0 = a->first, a1 = a->last, b0 = b->first, b1 = b->last;
+    return a0 <= b1 && b0 <= a1;
+}
+
+static int jm_cmp_size(const void *x, const void *y, void *ctx) {
+    const jm_pbuf *B = ctx;
+    int a = *(const int *)x, b = *(const int *)y;
+    if (B[a].bytes != B[b].bytes) return B[a].bytes > B[b].bytes ? -1 : 1;
+    return a - b;
+}
+
+static void jm_place_scratch(jm_pctx *C, jm_pmem *mem) {
+    int *order = malloc(sizeof(int) * (size_t)(C->nbufs + 1)), n = 0;
+    for (int b = 0; b < C->nbufs; b++)
+        if (C->bufs[b].region == JM_REGION_SCRATCH) {
+            if (C->bufs[b].first == JM_FOREVER) C->bufs[b].first = C->bufs[b].last = 0;   /* never used */
+            order[n++] = b;
+        }
+    qsort_r(order, (size_t)n, sizeof(int), jm_cmp_size, C->bufs);
+    int *placed = malloc(sizeof(int) * (size_t)(n + 1)), np = 0;
+    int64_t peak = 0, naive = 0;
+    for (int k = 0; k < n; k++) {
+        jm_pbuf *B = &C->bufs[order[k]];
+        int64_t size = (B->bytes + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
+        naive += size;
+        /* lowest offset where B fits between the live buffers already placed */
+        int64_t off = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < np; j++) {
+                jm_pbuf *P = &C->bufs[placed[j]];
+                int64_t psz = (P->bytes + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
+                if (!jm_live_overlap(B, P) || off >= P->offset + psz || P->offset >= off + size) continue;
+                off = P->offset + psz;
+                moved = 1;
+            }
+        }
+        B->offset = off;
+        placed[np++] = order[k];
+        if (off + size > peak) peak = off + size;
+    }
+    mem->peak = peak;
+    mem->naive = naive;
+    free(order);
+    free(placed);
+}
+
+/* ---- per program ------------------------------------------------------------ */
+
+static int64_t jm_ref_of(jm_pctx *C, int b) {
+    jm_pbuf *B = &C->bufs[b];
+    return jm_ref_make(B->region, B->offset);
+}
+
+static void jm_fill_desc(jm_tdesc *d, const char *name, const jm_type *t, jm_ref ref) {
+    memset(d, 0, sizeof *d);
+    d->name = name;
+    d->dtype = (int32_t)jm_idx_dtype(t->dtype);
+    d->rank = t->rank;
+    for (int i = 0; i < t->rank; i++) d->dim[i] = t->dim[i];
+    d->ref = ref;
+}
+
+static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) {
+    jm_module *m = P->m;
+    jm_program *pr = &m->programs[p];
+    jm_pctx C;
+    memset(&C, 0, sizeof C);
+    C.m = m; C.P = P; C.d = d; C.prog = p; C.pname = pr->name;
+    size_t ng = (size_t)m->ngraphs + 1;
+    C.mat = jm_arena_alloc(m->arena, sizeof(char *) * ng);
+    C.ext = jm_arena_alloc(m->arena, sizeof(char *) * ng);
+    C.absorbed = jm_arena_alloc(m->arena, sizeof(char *) * ng);
+    C.users = jm_arena_alloc(m->arena, sizeof(int *) * ng);
+    C.reader = jm_arena_alloc(m->arena, sizeof(int *) * ng);
+    C.carried = jm_arena_alloc(m->arena, sizeof(int **) * ng);
+    C.vbuf = jm_arena_alloc(m->arena, sizeof(int *) * ng);
+    C.epi_of = jm_arena_alloc(m->arena, sizeof(int *) * ng);
+    C.epi_conv = jm_arena_alloc(m->arena, sizeof(char *) * ng);
+    C.gbuf = jm_arena_alloc(m->arena, sizeof(int) * (size_t)(m->nglobals + 1));
+    for (int i = 0; i < m->nglobals; i++) {
+        C.gbuf[i] = jm_new_buf(&C, jm_bytes(&m->globals[i].type), JM_REGION_STATE, m->globals[i].name);
+        C.bufs[C.gbuf[i]].global = i;
+        C.bufs[C.gbuf[i]].offset = goff[i];
+    }
+    int g = pr->graph;
+    jm_plan_graph(&C, g);
+    if (C.failed) return -1;
+    jm_tprogram *tp = &P->table.programs[p];
+    tp->name = pr->name;
+    /* state writes whose value is itself a global are copied to scratch first, so
+       that all writes commit from values computed before any of them */
+    int *wsrc = jm_arena_alloc(m->arena, sizeof(int) * (size_t)(pr->nwrites + 1));
+    for (int k = 0; k < pr->nwrites; k++) {
+        int b = C.vbuf[g][pr->writes[k].node];
+        if (C.bufs[b].region == JM_REGION_STATE) {
+            int t = jm_new_buf(&C, C.bufs[b].bytes, JM_REGION_SCRATCH, "state write copy");
+            jm_emit_copy(&C, t, b, C.bufs[b].bytes, pr->name);
+            b = t;
+        }
+        wsrc[k] = b;
+        jm_pin(&C, b);
+    }
+    for (int k = 0; k < pr->noutputs; k++) jm_pin(&C, C.vbuf[g][pr->outputs[k].node]);
+    jm_pmem *mem = &P->mem[p];
+    jm_place_scratch(&C, mem);
+    mem->bufs = C.bufs;
+    mem->nbufs = C.nbufs;
+    tp->scratch_bytes = mem->peak;
+    tp->ninputs = pr->ninputs;
+    tp->inputs = jm_arena_alloc(m->arena, sizeof(jm_tdesc) * (size_t)(pr->ninputs + 1));
+    for (int k = 0; k < pr->ninputs; k++)
+        jm_fill_desc(&tp->inputs[k], pr->inputs[k].name, &PN(&C, g, pr->inputs[k].node)->type, jm_ref_of(&C, C.vbuf[g][pr->inputs[k].node]));
+    tp->noutputs = pr->noutputs;
+    tp->outputs = jm_arena_alloc(m->arena, sizeof(jm_tdesc) * (size_t)(pr->noutputs + 1));
+    for (int k = 0; k < pr->noutputs; k++)
+        jm_fill_desc(&tp->outputs[k], pr->outputs[k].name, &PN(&C, g, pr->outputs[k].node)->type, jm_ref_of(&C, C.vbuf[g][pr->outputs[k].node]));
+    tp->nwrites = pr->nwrites;
+    tp->writes = jm_arena_alloc(m->arena, sizeof(jm_twrite) * (size_t)(pr->nwrites + 1));
+    for (int k = 0; k < pr->nwrites; k++) {
+        tp->writes[k].global = pr->writes[k].global;
+        tp->writes[k].src = jm_ref_of(&C, wsrc[k]);
+        tp->writes[k].bytes = jm_bytes(&m->globals[pr->writes[k].global].type);
+    }
+    for (int s = 0; s < C.nsteps; s++)
+        for (int b = 0; b < C.steps[s].nbuf; b++) C.steps[s].buf[b] = jm_ref_of(&C, (int)C.steps[s].buf[b]);
+    tp->steps = C.steps;
+    tp->nsteps = C.nsteps;
+    return 0;
+}
+
+int jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d) {
+    memset(P, 0, sizeof *P);
+    P->m = m;
+    jm_table *t = &P->table;
+    t->nglobals = m->nglobals;
+    t->globals = jm_arena_alloc(m->arena, sizeof(jm_tglobal) * (size_t)(m->nglobals + 1));
+    int64_t *goff = jm_arena_alloc(m->arena, sizeof(int64_t) * (size_t)(m->nglobals + 1)), off = 0;
+    for (int i = 0; i < m->nglobals; i++) {
+        jm_global *gl = &m->globals[i];
+        goff[i] = off;
+        jm_tglobal *tg = &t->globals[i];
+        jm_fill_desc(&tg->t, gl->name, &gl->type, jm_ref_make(JM_REGION_STATE, off));
+        tg->kind = gl->kind == JM_GLOBAL_PARAM ? JM_GKIND_PARAM : JM_GKIND_STATE;
+        tg->init = gl->init.kind == JM_INIT_ZEROS ? JM_GINIT_ZEROS : gl->init.kind == JM_INIT_CONST ? JM_GINIT_CONST
+                 : gl->init.kind == JM_INIT_UNIFORM ? JM_GINIT_UNIFORM : gl->init.kind == JM_INIT_NORMAL ? JM_GINIT_NORMAL : JM_GINIT_NONE;
+        tg->a = gl->init.a;
+        tg->b = gl->init.b;
+        off += (jm_bytes(&gl->type) + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
+    }
+    t->state_bytes = off;
+    t->nprograms = m->nprograms;
+    t->programs = jm_arena_alloc(m->arena, sizeof(jm_tprogram) * (size_t)(m->nprograms + 1));
+    P->mem = jm_arena_alloc(m->arena, sizeof(jm_pmem) * (size_t)(m->nprograms + 1));
+    int rc = 0;
+    for (int p = 0; p < m->nprograms; p++)
+        if (jm_plan_program(P, d, p, goff) != 0) rc = -1;
+    if (rc) return -1;
+    t->nkernels = P->nkernels;
+    t->kernels = jm_arena_alloc(m->arena, sizeof(char *) * (size_t)(P->nkernels + 1));
+    for (int k = 0; k < P->nkernels; k++) t->kernels[k] = P->kernels[k].name;
+    return 0;
+}
+
+/* ---- dumps and checks ----------------------------------------------------- */
+
+static void jm_dump_kernel_ops(const jm_plan *P, const jm_kspec *k, FILE *out) {
+    jm_graph *gr = &P->m->graphs[k->graph];
+    fprintf(out, "    %s: %s, %" PRId64 " items%s", k->name, k->kind == JM_KERNEL_REDUCE ? "reduce" : "elementwise",
+            k->items, k->kind == JM_KERNEL_ELEMWISE ? (k->split ? " (rows)" : " (flat)") : "");
+    fprintf(out, ", %d ops, %d buffers:", k->nops, k->nparam);
+    for (int i = 0; i < gr->nnode; i++) if (k->node_param[i] >= 0) fprintf(out, " %%%d->b%d", i, k->node_param[i]);
+    fprintf(out, " -> %%%d %s\n", k->root, jm_ops[gr->node[k->root].op].name);
+}
+
+void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out) {
+    const jm_table *t = &P->table;
+    for (int p = 0; p < t->nprograms; p++) {
+        const jm_tprogram *pr = &t->programs[p];
+        if (program && strcmp(program, pr->name) != 0) continue;
+        int nk = 0, nl = 0;
+        for (int s = 0; s < pr->nsteps; s++) nk += pr->steps[s].kind == JM_STEP_KERNEL, nl += pr->steps[s].kind == JM_STEP_LIB;
+        fprintf(out, "program %s: %d steps (%d kernels, %d runtime ops)\n", pr->name, pr->nsteps, nk, nl);
+        int depth = 0, ends[16];
+        for (int s = 0; s < pr->nsteps; s++) {
+            while (depth > 0 && s > ends[depth - 1]) depth--;
+            const jm_step *st = &pr->steps[s];
+            fprintf(out, "  %*s[%d] ", 2 * depth, "", s);
+            switch (st->kind) {
+            case JM_STEP_KERNEL: fprintf(out, "kernel %s  (%s)\n", t->kernels[st->op], st->where); jm_dump_kernel_ops(P, &P->kernels[st->op], out); break;
+            case JM_STEP_LIB:
+                fprintf(out, "%s  (%s)%s%s\n", jm_lib_name(st->op), st->where, st->epi >= 0 ? " + epilogue " : "", st->epi >= 0 ? t->kernels[st->epi] : "");
+                if (st->epi >= 0) jm_dump_kernel_ops(P, &P->kernels[st->epi], out);
+                break;
+            case JM_STEP_COPY: fprintf(out, "copy %" PRId64 " bytes  (%s)\n", st->n, st->where); break;
+            case JM_STEP_LOOP:
+                fprintf(out, "loop %" PRId64 " times, %d steps  (%s)\n", st->n, st->body, st->where);
+                if (depth < 16) ends[depth++] = s + st->body;
+                break;
+            }
+        }
+    }
+}
+
+void jm_plan_dump_memory(const jm_plan *P, const char *program, FILE *out) {
+    const jm_table *t = &P->table;
+    fprintf(out, "state: %" PRId64 " bytes in %d globals\n", t->state_bytes, t->nglobals);
+    for (int p = 0; p < t->nprograms; p++) {
+        const jm_tprogram *pr = &t->programs[p];
+        if (program && strcmp(program, pr->name) != 0) continue;
+        const jm_pmem *mem = &P->mem[p];
+        int n = 0;
+        for (int b = 0; b < mem->nbufs; b++) n += mem->bufs[b].region == JM_REGION_SCRATCH;
+        fprintf(out, "program %s: scratch peak %" PRId64 " bytes (%.2f MiB) for %d buffers totalling %" PRId64 " bytes (%.2f MiB)\n",
+                pr->name, mem->peak, mem->peak / 1048576.0, n, mem->naive, mem->naive / 1048576.0);
+        for (int b = 0; b < mem->nbufs; b++) {
+            const jm_pbuf *B = &mem->bufs[b];
+            if (B->region != JM_REGION_SCRATCH) continue;
+            char f[16], l[16];
+            if (B->first < 0) snprintf(f, sizeof f, "start"); else snprintf(f, sizeof f, "%d", B->first);
+            if (B->last == JM_FOREVER) snprintf(l, sizeof l, "end"); else snprintf(l, sizeof l, "%d", B->last);
+            fprintf(out, "  b%-4d [%5s, %5s]  offset %10" PRId64 "  %10" PRId64 " bytes  %s\n", b, f, l, B->offset, B->bytes, B->what);
+        }
+    }
+}
+
+int jm_plan_check_memory(const jm_plan *P, FILE *out) {
+    int bad = 0;
+    for (int p = 0; p < P->table.nprograms; p++) {
+        const jm_pmem *mem = &P->mem[p];
+        for (int a = 0; a < mem->nbufs; a++) {
+            const jm_pbuf *A = &mem->bufs[a];
+            int64_t size = A->region == JM_REGION_STATE ? P->table.state_bytes : P->table.programs[p].scratch_bytes;
+            if (A->offset < 0 || A->offset + A->bytes > size) {
+                bad++;
+                if (out) fprintf(out, "%s: b%d lies outside its region\n", P->table.programs[p].name, a);
+            }
+            if (A->region != JM_REGION_SCRATCH || A->bytes == 0) continue;
+            for (int b = a + 1; b < mem->nbufs; b++) {
+                const jm_pbuf *B = &mem->bufs[b];
+                if (B->region != JM_REGION_SCRATCH || B->bytes == 0 || !jm_live_overlap(A, B)) continue;
+                if (A->offset < B->offset + B->bytes && B->offset < A->offset + A->bytes) {
+                    bad++;
+                    if (out) fprintf(out, "%s: b%d and b%d are live together and overlap\n", P->table.programs[p].name, a, b);
+                }
+            }
+        }
+    }
+    return bad;
+}

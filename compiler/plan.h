@@ -1,0 +1,83 @@
+/* plan.h — from IR to a program table: fusion, scheduling and memory planning.
+ *
+ * Fusion decides which values are materialized in a buffer; every other value
+ * is computed inline by the kernel of the materialized value that reads it.
+ *   - materialized always: leaves (parameters, state, inputs, loop arguments),
+ *     reductions, conv/matmul/pooling, random draws, row ops (gather, scatter,
+ *     index_add, onehot, concat), loops, and every value that leaves its graph
+ *     (program outputs, state writes, loop results, loop operands) or is an
+ *     operand of a runtime operation;
+ *   - an elementwise or view value with several readers is materialized unless
+ *     it is cheap to duplicate: only cheap ops (no exp/log/div/sqrt/...), at
+ *     most JM_FUSE_DUP_MAX of them, are recomputed by each reader;
+ *   - a value that is not cheap is materialized before a broadcast expands it
+ *     (so exp(x) over [C] is not recomputed N times over [N,C]);
+ *   - a kernel holds at most JM_FUSE_MAX_OPS inline ops.
+ * A conv2d whose only reader is one elementwise kernel that reads it at the
+ * same index takes that kernel as its epilogue: the convolution writes the
+ * kernel's output buffer and runs the kernel on each image while it is in cache.
+ * A matmul operand that is a transpose of a materialized matrix is read in
+ * place (transA/transB), and a reshape of a materialized value is an alias.
+ *
+ * Scheduling: steps follow the IR's topological order, except that a fused
+ * convolution runs where its epilogue kernel stands.
+ *
+ * Memory: every buffer gets a lifetime [first step, last step] over the
+ * program's flattened step list (a value used inside a loop but made outside
+ * lives to the loop's end); scratch offsets are assigned by first-fit over
+ * buffers sorted by size (largest first), 64-byte aligned. Globals live in the
+ * state region at fixed offsets shared by every program. */
+#ifndef JM_PLAN_H
+#define JM_PLAN_H
+#include "ir.h"
+#include "../runtime/rt_table.h"
+
+#define JM_FUSE_DUP_MAX 8
+#define JM_FUSE_MAX_OPS 200
+
+typedef enum { JM_KERNEL_ELEMWISE, JM_KERNEL_REDUCE } jm_kernel_kind;
+
+typedef struct {
+    int graph, root;
+    jm_kernel_kind kind;
+    int nparam;                 /* distinct buffers; param 0 is where the result goes */
+    int *node_param;            /* per node of the graph: the param it is loaded from, or -1 (inline) */
+    int64_t items;              /* the range [0, items) split among threads */
+    int split;                  /* elementwise: 0 = one flat loop over elements; k > 0 = rows over
+                                   dims [0, k), an inner loop over dims [k, rank) */
+    int nops;                   /* inline ops, for dumps */
+    const char *name;           /* "jk_<program>_<n>" */
+} jm_kspec;
+
+typedef struct {
+    int64_t bytes, offset;
+    int region, global;         /* STATE: the global it holds */
+    int first, last;            /* step positions; -1 / INT_MAX for whole-program */
+    const char *what;           /* the value's description, for --dump=plan */
+} jm_pbuf;
+
+typedef struct {
+    jm_pbuf *bufs; int nbufs;
+    int64_t peak;               /* scratch bytes */
+    int64_t naive;              /* sum of all scratch buffers (no reuse), for comparison */
+} jm_pmem;
+
+typedef struct {
+    jm_module *m;
+    jm_table table;
+    jm_kspec *kernels; int nkernels, capkernels;
+    jm_pmem *mem;               /* per program */
+} jm_plan;
+
+/* Builds the plan of every program (the module must be lowered: no composites).
+   0 ok; -1 after reporting errors (an op the CPU backend does not support). */
+int  jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d);
+/* --dump=fused: each program's steps and kernels with their inline ops;
+   --dump=plan: every buffer with lifetime and offset, and the peak. */
+void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out);
+void jm_plan_dump_memory(const jm_plan *P, const char *program, FILE *out);
+/* Checks that no two scratch buffers live at the same step overlap in memory,
+   and that every buffer lies inside its region. Returns the number of problems
+   (each printed to `out` when not NULL). */
+int  jm_plan_check_memory(const jm_plan *P, FILE *out);
+#endif

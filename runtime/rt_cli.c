@@ -1,0 +1,376 @@
+/* rt_cli.c — see rt_cli.h. */
+#include "rt_cli.h"
+#include "safetensors.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define JM_RT_VERSION "0.1.0"
+
+static int jm_st_is_float(jm_st_dtype d) { return d == JM_ST_F32 || d == JM_ST_F64; }
+static int jm_st_is_int(jm_st_dtype d) {
+    return d == JM_ST_I32 || d == JM_ST_I64 || d == JM_ST_U8 || d == JM_ST_I8 || d == JM_ST_I16 || d == JM_ST_U16 || d == JM_ST_U32;
+}
+
+static double jm_st_get(const jm_st_tensor *t, int64_t i) {
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case JM_ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
+    case JM_ST_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
+    case JM_ST_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+    case JM_ST_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (double)v; }
+    case JM_ST_U8: case JM_ST_BOOL: return p[i];
+    case JM_ST_I8: return (int8_t)p[i];
+    case JM_ST_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+    case JM_ST_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+    case JM_ST_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+    default: return 0;
+    }
+}
+
+static void jm_desc_str(const jm_tdesc *d, char *buf, size_t n) {
+    size_t used = (size_t)snprintf(buf, n, "%s[", jm_rt_dtype_name(d->dtype));
+    for (int i = 0; i < d->rank && used < n; i++) used += (size_t)snprintf(buf + used, n - used, "%s%" PRId64, i ? "," : "", d->dim[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+}
+
+/* Converts file tensor st into dst (the table's type), as tensorio.c does for the interpreter. */
+static int jm_convert(const char *path, const char *what, const jm_st_tensor *st, const jm_tdesc *want, void *dst,
+                      char *err, size_t errlen) {
+    char tb[160];
+    jm_desc_str(want, tb, sizeof tb);
+    int ok = st->rank == want->rank;
+    for (int i = 0; ok && i < st->rank; i++) ok = st->shape[i] == want->dim[i];
+    if (!ok) {
+        char got[200];
+        size_t n = (size_t)snprintf(got, sizeof got, "[");
+        for (int i = 0; i < st->rank && n < sizeof got; i++) n += (size_t)snprintf(got + n, sizeof got - n, "%s%" PRId64, i ? "," : "", st->shape[i]);
+        if (n < sizeof got) snprintf(got + n, sizeof got - n, "]");
+        snprintf(err, errlen, "%s: %s '%s' has shape %s, expected %s", path, what, st->name, got, tb);
+        return -1;
+    }
+    int fl = want->dtype == JM_DT_F32 || want->dtype == JM_DT_F64, in = want->dtype == JM_DT_I32 || want->dtype == JM_DT_I64;
+    int kind_ok = fl ? jm_st_is_float(st->dtype) : in ? jm_st_is_int(st->dtype) : (st->dtype == JM_ST_BOOL || st->dtype == JM_ST_U8);
+    if (!kind_ok) {
+        snprintf(err, errlen, "%s: %s '%s' has dtype %s, expected %s", path, what, st->name, jm_st_dtype_name(st->dtype), tb);
+        return -1;
+    }
+    int64_t N = jm_rt_desc_numel(want);
+    for (int64_t i = 0; i < N; i++) {
+        double v = jm_st_get(st, i);
+        switch (want->dtype) {
+        case JM_DT_F32: ((float *)dst)[i] = (float)v; break;
+        case JM_DT_F64: ((double *)dst)[i] = v; break;
+        case JM_DT_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
+        case JM_DT_I64:
+            /* exact for 64-bit integer files */
+            ((int64_t *)dst)[i] = st->dtype == JM_ST_I64 ? ((const int64_t *)st->data)[i] : (int64_t)v;
+            break;
+        default: ((unsigned char *)dst)[i] = v != 0; break;
+        }
+    }
+    return 0;
+}
+
+static const char *jm_closest(const char *name, const jm_table *t) {
+    /* plain edit distance, for "did you mean" */
+    const char *best = NULL;
+    size_t bd = (size_t)-1, ln = strlen(name);
+    for (int g = 0; g < t->nglobals; g++) {
+        const char *c = t->globals[g].t.name;
+        size_t lc = strlen(c);
+        if (lc > ln + 3 || ln > lc + 3) continue;
+        size_t *row = malloc(sizeof(size_t) * (lc + 1));
+        for (size_t j = 0; j <= lc; j++) row[j] = j;
+        for (size_t i = 1; i <= ln; i++) {
+            size_t prev = row[0];
+            row[0] = i;
+            for (size_t j = 1; j <= lc; j++) {
+                size_t cur = row[j], sub = prev + (name[i - 1] != c[j - 1]);
+                size_t m = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
+                row[j] = m < sub ? m : sub;
+                prev = cur;
+            }
+        }
+        size_t d = row[lc];
+        free(row);
+        if (d < bd && d <= (ln > 6 ? 3 : 2)) { bd = d; best = c; }
+    }
+    return best;
+}
+
+static int jm_load_state(jm_rt *rt, const char *path, int seed_given, char *err, size_t errlen) {
+    const jm_table *t = rt->t;
+    jm_st_file f;
+    memset(&f, 0, sizeof f);
+    if (jm_st_read(path, &f, err, errlen) != 0) return -1;
+    int rc = 0;
+    for (int i = 0; i < f.n && rc == 0; i++) {
+        int gi = -1;
+        for (int g = 0; g < t->nglobals; g++) if (strcmp(t->globals[g].t.name, f.t[i].name) == 0) gi = g;
+        if (gi < 0) {
+            const char *best = jm_closest(f.t[i].name, t);
+            snprintf(err, errlen, "%s: unexpected tensor '%s': the graph has no parameter or state of that name%s%s%s",
+                     path, f.t[i].name, best ? " (did you mean '" : "", best ? best : "", best ? "'?)" : "");
+            rc = -1;
+            break;
+        }
+        /* convert into a temporary first: a failure leaves the state untouched */
+        size_t bytes = (size_t)jm_rt_desc_numel(&t->globals[gi].t) * jm_rt_dtype_size(t->globals[gi].t.dtype);
+        void *tmp = malloc(bytes ? bytes : 1);
+        if (!tmp) { snprintf(err, errlen, "out of memory"); rc = -1; break; }
+        rc = jm_convert(path, t->globals[gi].kind == JM_GKIND_PARAM ? "parameter" : "state", &f.t[i], &t->globals[gi].t, tmp, err, errlen);
+        if (rc == 0) memcpy(jm_rt_global(rt, gi), tmp, bytes);
+        free(tmp);
+    }
+    const char *call = jm_st_meta_get(&f, "jemc.rng_call"), *seed = jm_st_meta_get(&f, "jemc.rng_seed");
+    if (rc == 0 && call) rt->call = (uint32_t)strtoul(call, NULL, 10);
+    if (rc == 0 && seed && !seed_given) rt->seed = strtoull(seed, NULL, 10);
+    for (int gi = 0; gi < t->nglobals && rc == 0; gi++) {
+        if (t->globals[gi].kind != JM_GKIND_PARAM) continue;
+        int found = 0;
+        for (int i = 0; i < f.n && !found; i++) found = strcmp(f.t[i].name, t->globals[gi].t.name) == 0;
+        if (found) continue;
+        char tb[160];
+        jm_desc_str(&t->globals[gi].t, tb, sizeof tb);
+        snprintf(err, errlen, "%s: missing parameter '%s' (%s)", path, t->globals[gi].t.name, tb);
+        rc = -1;
+    }
+    jm_st_free(&f);
+    return rc;
+}
+
+static jm_st_dtype jm_st_of(int dt) {
+    switch (dt) {
+    case JM_DT_F32: return JM_ST_F32;
+    case JM_DT_F64: return JM_ST_F64;
+    case JM_DT_I32: return JM_ST_I32;
+    case JM_DT_I64: return JM_ST_I64;
+    default: return JM_ST_BOOL;
+    }
+}
+
+/* Writes named tensors (data borrowed) atomically. */
+static int jm_write(const char *path, const jm_tdesc *d, void *const *data, int n, const char *const *meta, int nmeta,
+                    char *err, size_t errlen) {
+    jm_st_file f;
+    memset(&f, 0, sizeof f);
+    f.n = n;
+    f.t = calloc((size_t)(n ? n : 1), sizeof(jm_st_tensor));
+    f.nmeta = nmeta;
+    f.meta = calloc((size_t)(nmeta ? nmeta : 1), sizeof(jm_st_meta));
+    for (int i = 0; i < nmeta; i++) { f.meta[i].key = (char *)meta[2 * i]; f.meta[i].value = (char *)meta[2 * i + 1]; }
+    for (int i = 0; i < n; i++) {
+        jm_st_tensor *s = &f.t[i];
+        s->name = (char *)d[i].name;
+        s->rank = d[i].rank;
+        for (int k = 0; k < s->rank; k++) s->shape[k] = d[i].dim[k];
+        s->dtype = jm_st_of(d[i].dtype);
+        s->nbytes = (size_t)jm_rt_desc_numel(&d[i]) * jm_rt_dtype_size(d[i].dtype);
+        s->data = data[i];
+    }
+    int rc = jm_st_write(path, &f, err, errlen);
+    free(f.t);
+    free(f.meta);
+    return rc;
+}
+
+static int jm_save_state(jm_rt *rt, const char *path, char *err, size_t errlen) {
+    const jm_table *t = rt->t;
+    jm_tdesc *d = malloc(sizeof(jm_tdesc) * (size_t)(t->nglobals + 1));
+    void **data = malloc(sizeof(void *) * (size_t)(t->nglobals + 1));
+    for (int i = 0; i < t->nglobals; i++) { d[i] = t->globals[i].t; data[i] = jm_rt_global(rt, i); }
+    char call[32], seed[32];
+    snprintf(call, sizeof call, "%u", rt->call);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)rt->seed);
+    const char *meta[] = { "jemc.rng_call", call, "jemc.rng_seed", seed };
+    int rc = jm_write(path, d, data, t->nglobals, meta, 2, err, errlen);
+    free(d);
+    free(data);
+    return rc;
+}
+
+static void jm_print_output(const jm_tdesc *d, const void *p) {
+    char tb[160];
+    jm_desc_str(d, tb, sizeof tb);
+    int64_t n = jm_rt_desc_numel(d);
+    printf("%s: %s =", d->name, tb);
+    for (int64_t k = 0; k < n && k < 8; k++)
+        switch (d->dtype) {
+        case JM_DT_F32: printf(" %.9g", (double)((const float *)p)[k]); break;
+        case JM_DT_F64: printf(" %.9g", ((const double *)p)[k]); break;
+        case JM_DT_I32: printf(" %lld", (long long)((const int32_t *)p)[k]); break;
+        case JM_DT_I64: printf(" %lld", (long long)((const int64_t *)p)[k]); break;
+        default: printf(" %d", ((const unsigned char *)p)[k]); break;
+        }
+    printf("%s\n", n > 8 ? " ..." : "");
+}
+
+static double jm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_opts *o) {
+    const char *who = o->who ? o->who : "exec";
+    if (!o->program) {
+        fprintf(stderr, "%s: missing the program name; the graph has:", who);
+        for (int i = 0; i < t->nprograms; i++) fprintf(stderr, " %s", t->programs[i].name);
+        fputc('\n', stderr);
+        return 1;
+    }
+    int p = jm_table_find_program(t, o->program);
+    if (p < 0) {
+        fprintf(stderr, "%s: %s has no program '%s'; it has:", who, t->graph, o->program);
+        for (int i = 0; i < t->nprograms; i++) fprintf(stderr, " %s", t->programs[i].name);
+        fputc('\n', stderr);
+        return 1;
+    }
+    const jm_tprogram *pr = &t->programs[p];
+    jm_rt rt;
+    char err[1024];
+    int rc = 1;
+    void **in = calloc((size_t)pr->ninputs + 1, sizeof(void *));
+    void **out = calloc((size_t)pr->noutputs + 1, sizeof(void *));
+    if (jm_rt_open(&rt, t, kernels, o->seed) != 0) { fprintf(stderr, "%s: %s\n", who, rt.err); free(in); free(out); return 1; }
+    rt.threads = o->threads;
+    if (o->state && jm_load_state(&rt, o->state, o->seed_given, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    if (!o->state) {
+        int nparam = 0;
+        for (int i = 0; i < t->nglobals; i++) nparam += t->globals[i].kind == JM_GKIND_PARAM;
+        if (nparam) fprintf(stderr, "%s: note: no --state given; parameters use their declared initialisers (seed %" PRIu64 ")\n", who, o->seed);
+    }
+    if (pr->ninputs) {
+        if (!o->in) { fprintf(stderr, "%s: program %s takes inputs (%s...); give them with --in FILE.safetensors\n", who, pr->name, pr->inputs[0].name); goto done; }
+        jm_st_file f;
+        memset(&f, 0, sizeof f);
+        if (jm_st_read(o->in, &f, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+        int bad = 0;
+        for (int i = 0; i < pr->ninputs && !bad; i++) {
+            const jm_st_tensor *st = jm_st_find(&f, pr->inputs[i].name);
+            if (!st) { fprintf(stderr, "%s: %s: missing input '%s' of program %s\n", who, o->in, pr->inputs[i].name, pr->name); bad = 1; break; }
+            size_t bytes = (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype);
+            in[i] = malloc(bytes ? bytes : 1);
+            if (jm_convert(o->in, "input", st, &pr->inputs[i], in[i], err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); bad = 1; }
+        }
+        jm_st_free(&f);
+        if (bad) goto done;
+    }
+    for (int i = 0; i < pr->noutputs; i++) {
+        size_t bytes = (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype);
+        out[i] = malloc(bytes ? bytes : 1);
+    }
+    int reps = o->repeat > 0 ? o->repeat : 1;
+    double t0 = jm_now(), t1 = t0;
+    for (int r = 0; r < reps; r++) {
+        if (jm_rt_run(&rt, p, (const void *const *)in, out) != 0) { fprintf(stderr, "%s: program %s failed: %s\n", who, pr->name, rt.err); goto done; }
+        if (r == 0) t1 = jm_now();
+    }
+    double t2 = jm_now();
+    if (o->repeat > 0)
+        fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run\n", who, pr->name, reps, (t1 - t0) * 1e3,
+                reps > 1 ? (t2 - t1) * 1e3 / (reps - 1) : (t1 - t0) * 1e3);
+    if (o->out) {
+        const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : "jemc " JM_RT_VERSION " cpu",
+                               "precision", "f32" };
+        if (jm_write(o->out, pr->outputs, out, pr->noutputs, meta, 4, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    } else {
+        for (int i = 0; i < pr->noutputs; i++) jm_print_output(&pr->outputs[i], out[i]);
+    }
+    if (o->state_out && jm_save_state(&rt, o->state_out, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    rc = 0;
+done:
+    for (int i = 0; i < pr->ninputs; i++) free(in[i]);
+    for (int i = 0; i < pr->noutputs; i++) free(out[i]);
+    free(in);
+    free(out);
+    jm_rt_close(&rt);
+    return rc;
+}
+
+static void jm_cli_usage(const char *exe, const jm_table *t, FILE *f) {
+    fprintf(f, "%s — compiled by jemc from %s for CPU %s\n\n"
+               "usage:\n"
+               "  %s exec PROGRAM [--state S.safetensors] [--in IN.safetensors] [--out OUT.safetensors]\n"
+               "                  [--state-out S2.safetensors] [--seed N] [--threads N] [--repeat N]\n"
+               "  %s info\n\n"
+               "  exec   runs one program: parameters and state from --state (by PyTorch name), inputs\n"
+               "         from --in (by name), every output to --out (printed without it), the new state\n"
+               "         to --state-out; --repeat N runs it N times and prints the time per run\n"
+               "  info   the programs with their inputs and outputs, and the parameters\n",
+            exe, t->graph, t->cpu, exe, exe);
+}
+
+static int jm_parse_u(const char *s, unsigned long long max, unsigned long long *v) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') return -1;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end || errno || x > max) return -1;
+    *v = x;
+    return 0;
+}
+
+int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, jm_kernel_fn *kernels, int64_t nkernels) {
+    const char *exe = argc > 0 ? argv[0] : "jem";
+    jm_table t;
+    char err[512];
+    if (jm_table_parse(words, nwords, &t, err, sizeof err) != 0) { fprintf(stderr, "%s: damaged executable: %s\n", exe, err); return 1; }
+    if (t.nkernels != nkernels) { fprintf(stderr, "%s: damaged executable: %d kernels named, %lld present\n", exe, t.nkernels, (long long)nkernels); jm_table_free(&t); return 1; }
+    int rc = 1;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        jm_cli_usage(exe, &t, argc < 2 ? stderr : stdout);
+        rc = argc < 2 ? 1 : 0;
+    } else if (strcmp(argv[1], "--version") == 0) {
+        printf("%s: jemc runtime %s, program table version %d, graph %s, CPU %s\n", exe, JM_RT_VERSION, JM_TABLE_VERSION, t.graph, t.cpu);
+        rc = 0;
+    } else if (strcmp(argv[1], "info") == 0) {
+        for (int p = 0; p < t.nprograms; p++) {
+            const jm_tprogram *pr = &t.programs[p];
+            printf("program %s (scratch %.2f MiB)\n", pr->name, pr->scratch_bytes / 1048576.0);
+            char tb[160];
+            for (int i = 0; i < pr->ninputs; i++) { jm_desc_str(&pr->inputs[i], tb, sizeof tb); printf("  in  %s: %s\n", pr->inputs[i].name, tb); }
+            for (int i = 0; i < pr->noutputs; i++) { jm_desc_str(&pr->outputs[i], tb, sizeof tb); printf("  out %s: %s\n", pr->outputs[i].name, tb); }
+        }
+        int64_t np = 0;
+        for (int g = 0; g < t.nglobals; g++) if (t.globals[g].kind == JM_GKIND_PARAM) np += jm_rt_desc_numel(&t.globals[g].t);
+        printf("%" PRId64 " parameters, %.2f MiB of state\n", np, t.state_bytes / 1048576.0);
+        rc = 0;
+    } else if (strcmp(argv[1], "exec") == 0) {
+        jm_rt_exec_opts o;
+        memset(&o, 0, sizeof o);
+        char who[256];
+        snprintf(who, sizeof who, "%s exec", exe);
+        o.who = who;
+        int ok = 1;
+        for (int i = 2; i < argc && ok; i++) {
+            const char *a = argv[i];
+            const char **field = strcmp(a, "--state") == 0 ? &o.state : strcmp(a, "--in") == 0 ? &o.in : strcmp(a, "--out") == 0 ? &o.out
+                               : strcmp(a, "--state-out") == 0 ? &o.state_out : NULL;
+            unsigned long long v;
+            if (field) {
+                if (i + 1 >= argc) { fprintf(stderr, "%s: %s needs a value\n", who, a); ok = 0; break; }
+                *field = argv[++i];
+            } else if (strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0 || strcmp(a, "--repeat") == 0) {
+                unsigned long long max = a[2] == 's' ? ~0ull : 100000;
+                if (i + 1 >= argc || jm_parse_u(argv[i + 1], max, &v) != 0) { fprintf(stderr, "%s: %s needs a non-negative integer\n", who, a); ok = 0; break; }
+                i++;
+                if (a[2] == 's') { o.seed = v; o.seed_given = 1; }
+                else if (a[2] == 't') o.threads = (int)v;
+                else o.repeat = (int)v;
+            } else if (a[0] == '-') { fprintf(stderr, "%s: unknown option '%s' (see %s --help)\n", who, a, exe); ok = 0; }
+            else if (!o.program) o.program = a;
+            else { fprintf(stderr, "%s: unexpected argument '%s'\n", who, a); ok = 0; }
+        }
+        if (ok) rc = jm_rt_exec_files(&t, kernels, &o);
+    } else {
+        fprintf(stderr, "%s: unknown command '%s' (exec, info; see %s --help)\n", exe, argv[1], exe);
+    }
+    jm_table_free(&t);
+    return rc;
+}

@@ -1,0 +1,37 @@
+/* rt_exec.h — runs the programs of a program table: owns the state region
+ * (globals) and a scratch region, runs a program's steps inside one OpenMP
+ * parallel region, and commits its state writes when it succeeds.
+ *
+ * Random numbers follow the interpreter's rule exactly (runtime/philox.h):
+ * counter (element, flat loop iteration, stream, call), key = seed; `call`
+ * counts successful program runs. Parameter initialisation likewise, so a
+ * compiled program and `jemc run` start from the same state for the same seed. */
+#ifndef JM_RT_EXEC_H
+#define JM_RT_EXEC_H
+#include "rt_kernels.h"
+#include "rt_table.h"
+
+typedef struct {
+    const jm_table *t;
+    jm_kernel_fn *kernels;       /* by index, as the table names them */
+    unsigned char *state;        /* t->state_bytes, 64-byte aligned */
+    unsigned char *scratch;      /* grows to the largest program's need */
+    int64_t scratch_cap;
+    uint64_t seed;
+    uint32_t call;               /* successful program runs so far */
+    int threads;                 /* 0: OpenMP's default */
+    char err[1024];
+} jm_rt;
+
+/* Allocates the state and initialises every global from its declared
+   initialiser with `seed`. 0 ok; -1 with rt->err set. */
+int  jm_rt_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, uint64_t seed);
+void jm_rt_close(jm_rt *rt);
+/* Runs program p. inputs[i] points at input i's data (the table's dtype and
+   shape, row-major); outputs[i] must have room for output i. Returns 0, or -1
+   with rt->err set and nothing committed. */
+int  jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs);
+/* Where a global lives (in rt->state) */
+static inline void *jm_rt_global(jm_rt *rt, int g) { return rt->state + jm_ref_offset(rt->t->globals[g].t.ref); }
+int64_t jm_rt_desc_numel(const jm_tdesc *d);
+#endif

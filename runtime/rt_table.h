@@ -1,0 +1,119 @@
+/* rt_table.h — the program table: everything a compiled jemc module tells its
+ * runtime. The compiler builds it (compiler/plan.c), the code generator embeds
+ * it in the object file as a flat array of 64-bit words (jm_table_serialize),
+ * and the runtime reads it back (jm_table_parse) and executes it (rt_exec.c).
+ *
+ * Memory: two regions. STATE holds every global (parameters, optimizer moments,
+ * buffers, counters) at fixed offsets, for the life of the process. SCRATCH is
+ * reused by every program call: inputs, outputs, activations and gradients at
+ * offsets chosen by the memory planner. A buffer reference (jm_ref) packs the
+ * region into bit 0 and the byte offset into the other bits.
+ *
+ * A program is a flat list of steps executed in order by every thread of one
+ * OpenMP parallel region, with a barrier after each step:
+ *   KERNEL  generated code fn(bufs, begin, end) over items [0, n), split statically
+ *   LIB     a runtime kernel (convolution, matmul, pooling, random numbers, rows)
+ *   COPY    n bytes from buf[1] to buf[0]
+ *   LOOP    runs the next `body` steps n times (nested loops nest their steps)
+ * After the last step the outputs are read, then the state writes are committed
+ * (copies from scratch into the globals), so a program sees its state unchanged
+ * until it ends. */
+#ifndef JM_RT_TABLE_H
+#define JM_RT_TABLE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define JM_TABLE_MAGIC   0x63656d6aULL      /* "jmec" */
+#define JM_TABLE_VERSION 1
+#define JM_TABLE_MAX_RANK 6
+
+/* element types: the same values as the compiler's jm_dtype */
+typedef enum { JM_DT_F32, JM_DT_F64, JM_DT_I32, JM_DT_I64, JM_DT_BOOL } jm_rt_dtype;
+size_t jm_rt_dtype_size(int dt);
+const char *jm_rt_dtype_name(int dt);
+
+typedef int64_t jm_ref;
+enum { JM_REGION_STATE = 0, JM_REGION_SCRATCH = 1 };
+static inline jm_ref jm_ref_make(int region, int64_t offset) { return (jm_ref)((offset << 1) | region); }
+static inline int jm_ref_region(jm_ref r) { return (int)(r & 1); }
+static inline int64_t jm_ref_offset(jm_ref r) { return r >> 1; }
+
+typedef enum { JM_STEP_KERNEL = 1, JM_STEP_LIB, JM_STEP_COPY, JM_STEP_LOOP } jm_step_kind;
+
+/* LIB operations; buffers and attributes per op:
+ *   MATMUL        out, a, b;  iat = batch, M, N, K, transA, transB, sA, sB
+ *   CONV_*        out, in0, in1; iat = N,C,H,W, O,KH,KW, OH,OW, stride h/w, pad h/w, dil h/w, groups
+ *   *POOL*        out, in0 [, in1]; iat = NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw
+ *   RNG_*         out; iat = numel, stream; fat = parameters; dtype = out's
+ *   GATHER/SCATTER/INDEX_ADD  out, a, idx [, rows]; iat = rows of a, row size (elements), k, idx dtype
+ *   ONEHOT        out, labels; iat = numel(labels), classes, labels dtype
+ *   CONCAT        out, srcs...; iat = outer, then per source its row length in bytes */
+typedef enum {
+    JM_LIB_MATMUL = 1, JM_LIB_CONV_FWD, JM_LIB_CONV_BWD_DATA, JM_LIB_CONV_BWD_FILTER,
+    JM_LIB_AVGPOOL, JM_LIB_MAXPOOL, JM_LIB_AVGPOOL_BWD, JM_LIB_MAXPOOL_BWD,
+    JM_LIB_RNG_UNIFORM, JM_LIB_RNG_NORMAL, JM_LIB_RNG_RANDINT, JM_LIB_RNG_BERNOULLI,
+    JM_LIB_GATHER, JM_LIB_SCATTER, JM_LIB_INDEX_ADD, JM_LIB_ONEHOT, JM_LIB_CONCAT,
+    JM_LIB_COUNT
+} jm_lib_op;
+const char *jm_lib_name(int op);
+
+typedef struct {
+    int32_t kind, op;          /* op: a jm_lib_op, or the kernel's index */
+    int32_t nbuf, nint;
+    int64_t n;                 /* KERNEL: items; LOOP: trips; COPY: bytes */
+    int32_t body;              /* LOOP: number of steps in the body (they follow) */
+    int32_t epi;               /* CONV_FWD: epilogue kernel index, or -1 */
+    int64_t epi_items;         /* the epilogue's items per image */
+    int32_t dtype;             /* RNG: the result's element type */
+    jm_ref *buf;
+    int64_t *iat;
+    double fat[2];
+    int64_t cost;              /* estimated work (elements or MACs); small steps run on one thread */
+    const char *where;         /* "graph.graph:12:5 conv2d", for messages */
+} jm_step;
+
+typedef struct {
+    const char *name;
+    int32_t dtype, rank;
+    int64_t dim[JM_TABLE_MAX_RANK];
+    jm_ref ref;
+} jm_tdesc;
+
+enum { JM_GKIND_PARAM = 0, JM_GKIND_STATE = 1 };
+enum { JM_GINIT_NONE, JM_GINIT_ZEROS, JM_GINIT_CONST, JM_GINIT_UNIFORM, JM_GINIT_NORMAL };
+typedef struct {
+    jm_tdesc t;                /* ref is in the STATE region */
+    int32_t kind, init;
+    double a, b;
+} jm_tglobal;
+
+typedef struct { int32_t global; jm_ref src; int64_t bytes; } jm_twrite;
+
+typedef struct {
+    const char *name;
+    jm_tdesc *inputs; int32_t ninputs;
+    jm_tdesc *outputs; int32_t noutputs;
+    jm_twrite *writes; int32_t nwrites;
+    jm_step *steps; int32_t nsteps;
+    int64_t scratch_bytes;
+} jm_tprogram;
+
+typedef struct {
+    uint64_t graph_hash;
+    const char *graph;         /* the graph file it was compiled from */
+    const char *cpu;           /* the CPU the code was generated for */
+    int64_t state_bytes;
+    jm_tglobal *globals; int32_t nglobals;
+    jm_tprogram *programs; int32_t nprograms;
+    const char **kernels; int32_t nkernels;   /* kernel function names, by index */
+    void *owned;               /* parse: one allocation holding everything */
+} jm_table;
+
+/* Serialises into *words (malloc'd; *nwords set). 0 ok, -1 out of memory. */
+int jm_table_serialize(const jm_table *t, int64_t **words, int64_t *nwords);
+/* Parses a serialised table, checking every count, reference and bound
+   (a damaged table is an error, never a crash). 0 ok; -1 with err set. */
+int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err, size_t errlen);
+void jm_table_free(jm_table *t);
+int jm_table_find_program(const jm_table *t, const char *name);
+#endif

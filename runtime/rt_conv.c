@@ -52,11 +52,14 @@ static void jm_cv_valid(int64_t n_in, int64_t n_out, int64_t s, int64_t off, int
    (row == NULL: the whole input row is padding). */
 static inline void jm_cv_fill(float *restrict d, const float *restrict row, int64_t a, int64_t b,
                               int64_t lo, int64_t hi, int64_t sw, int64_t off) {
-    int64_t l = row ? jm_rt_min(jm_rt_max(a, lo), b) : b, h = row ? jm_rt_max(l, jm_rt_min(b, hi)) : b;
+    if (!row) {
+        for (int64_t o = a; o < b; o++) d[o - a] = 0;
+        return;
+    }
+    int64_t l = jm_rt_min(jm_rt_max(a, lo), b), h = jm_rt_max(l, jm_rt_min(b, hi));
     for (int64_t o = a; o < l; o++) d[o - a] = 0;
     if (sw == 1) {
-        const float *restrict s = row + off;
-        for (int64_t o = l; o < h; o++) d[o - a] = s[o];
+        for (int64_t o = l; o < h; o++) d[o - a] = row[o + off];
     } else {
         for (int64_t o = l; o < h; o++) d[o - a] = row[o * sw + off];
     }
@@ -242,9 +245,9 @@ static void jm_cv_col2im(const jm_cv *v, const float *dcol, int64_t ldd, int64_t
             jm_cv_valid(v->H, v->OH, v->sh, yoff, &ylo, &yhi);
             const float *src = dcol + ((c - c0) * v->KK + kk) * ldd + il * v->OHW;
             for (int64_t oy = ylo; oy < yhi; oy++) {
-                float *row = plane + (oy * v->sh + yoff) * v->W + xoff;
+                float *row = plane + (oy * v->sh + yoff) * v->W;
                 const float *s = src + oy * v->OW;
-                for (int64_t ox = lo; ox < hi; ox++) row[ox * v->sw] += s[ox];
+                for (int64_t ox = lo; ox < hi; ox++) row[ox * v->sw + xoff] += s[ox];
             }
         }
     }

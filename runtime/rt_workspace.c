@@ -10,6 +10,7 @@
 
 #define JM_WS_CHUNK 64
 #define JM_WS_CHUNKS 256          /* room for 16384 threads */
+#define JM_WS_MAX ((int64_t)1 << 47)   /* more than any address space: refused outright */
 
 typedef struct { void *p; int64_t bytes; } jm_ws_slot;
 
@@ -39,7 +40,7 @@ static jm_ws_slot *jm_ws_slot_of(int tid, int create) {
 
 void *jm_rt_workspace(int tid, int64_t bytes) {
     jm_ws_slot *s = jm_ws_slot_of(tid, 1);
-    if (!s || bytes < 0) return NULL;
+    if (!s || bytes < 0 || bytes > JM_WS_MAX) return NULL;
     if (bytes <= s->bytes && s->p) return s->p;
     /* grow by at least half again, so a slowly growing sequence does not reallocate every time */
     int64_t want = bytes > s->bytes + s->bytes / 2 ? bytes : s->bytes + s->bytes / 2;

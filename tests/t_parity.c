@@ -37,21 +37,22 @@ static double max_rel_err(const jm_st_tensor *got, const jm_st_tensor *want, cha
     return maxw > 0 ? maxd / maxw : maxd;
 }
 
-static void parity(const char *label, const char *graph, const char *defs, const char *ref_args, const char *dtype, double tol) {
+static void parity(const char *label, const char *graph, const char *defs, const char *ref_args, const char *dtype, double tol,
+                   const char *target) {
     char dir[512], cmd[4096], out[8192];
-    snprintf(dir, sizeof dir, "%s/%s_%s", tmpdir, label, dtype);
+    snprintf(dir, sizeof dir, "%s/%s_%s_%s", tmpdir, label, dtype, target);
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/parity/torch_ref.py %s --dtype %s --seed 3 --out %s", ref_args, dtype, dir);
     int rc = jt_run(cmd, out, sizeof out);
-    if (!ok(rc == 0, "%s %s: PyTorch reference generated", label, dtype)) { tap_diag("%s", out); return; }
+    if (!ok(rc == 0, "%s %s %s: PyTorch reference generated", label, dtype, target)) { tap_diag("%s", out); return; }
     /* every output jemc writes must match PyTorch's tensor of the same name */
     const char *programs[] = { "logits", "energy", "sgld_grad", "jem_loss", "jem_loss_gp" };
-    int nprog = strcmp(label, "wrn28-2") == 0 ? 4 : 5;     /* double backward of WRN-28-2 is slow in the interpreter */
+    int nprog = strcmp(label, "wrn28-2") == 0 && strcmp(target, "interp") == 0 ? 4 : 5;     /* double backward of WRN-28-2 is slow in the interpreter */
     for (int p = 0; p < nprog; p++) {
-        snprintf(cmd, sizeof cmd, "%s run %s %s %s --precision %s --state %s/weights.safetensors --in %s/inputs.safetensors --out %s/jemc_%s.safetensors",
-                 jt_env("JEMC", "build/jemc"), graph, programs[p], defs, strcmp(dtype, "float64") == 0 ? "f64" : "f32",
+        snprintf(cmd, sizeof cmd, "%s run %s %s %s --target %s --precision %s --state %s/weights.safetensors --in %s/inputs.safetensors --out %s/jemc_%s.safetensors",
+                 jt_env("JEMC", "build/jemc"), graph, programs[p], defs, target, strcmp(dtype, "float64") == 0 ? "f64" : "f32",
                  dir, dir, dir, programs[p]);
         rc = jt_run(cmd, out, sizeof out);
-        if (!ok(rc == 0, "%s %s: jemc run %s", label, dtype, programs[p])) { tap_diag("%s\n%s", cmd, out); continue; }
+        if (!ok(rc == 0, "%s %s %s: jemc run %s", label, dtype, target, programs[p])) { tap_diag("%s\n%s", cmd, out); continue; }
         char path[600], err[512];
         jm_st_file got, want, weights;
         memset(&got, 0, sizeof got);
@@ -63,7 +64,7 @@ static void parity(const char *label, const char *graph, const char *defs, const
         int r2 = r1 == 0 ? jm_st_read(path, &want, err, sizeof err) : -1;
         snprintf(path, sizeof path, "%s/weights.safetensors", dir);
         int r3 = r2 == 0 ? jm_st_read(path, &weights, err, sizeof err) : -1;
-        if (!ok(r3 == 0, "%s %s %s: result files read", label, dtype, programs[p])) { tap_diag("%s", err); continue; }
+        if (!ok(r3 == 0, "%s %s %s %s: result files read", label, dtype, target, programs[p])) { tap_diag("%s", err); continue; }
         double worst = 0;
         char worst_name[128] = "", why[256] = "";
         int missing = 0, grads = 0;
@@ -78,10 +79,10 @@ static void parity(const char *label, const char *graph, const char *defs, const
         int want_outputs = p == 3 ? 3 + weights.n : p == 4 ? 2 + weights.n : 1;
         for (int i = 0; i < got.n; i++) grads += strncmp(got.t[i].name, "grad_gp.", 8) == 0;
         if (!ok(missing == 0 && got.n == want_outputs && (p < 3 || grads == weights.n),
-                "%s %s %s: %d outputs, one gradient per parameter", label, dtype, programs[p], got.n))
+                "%s %s %s %s: %d outputs, one gradient per parameter", label, dtype, target, programs[p], got.n))
             tap_diag("%d outputs, %d gradients for %d parameters", got.n, grads, weights.n);
-        if (!ok(worst <= tol, "%s %s %s: every output matches PyTorch (worst rel err %.2g <= %g, %s)", label, dtype,
-                programs[p], worst, tol, worst_name))
+        if (!ok(worst <= tol, "%s %s %s %s: every output matches PyTorch (worst rel err %.2g <= %g, %s)", label, dtype,
+                target, programs[p], worst, tol, worst_name))
             tap_diag("%s: %s", worst_name, why);
         jm_st_free(&got);
         jm_st_free(&want);
@@ -95,14 +96,16 @@ int main(void) {
         skip_all("Debian's python3-torch is not installed (make deps installs it)");
     snprintf(tmpdir, sizeof tmpdir, "/tmp/jemc_parity_XXXXXX");
     if (!mkdtemp(tmpdir)) skip_all("cannot create a temporary directory");
-    const char *types[] = { "float64", "float32" };
-    const double tols[] = { 1e-9, 1e-4 };
-    for (int t = 0; t < 2; t++) {
-        parity("mnist", "graphs/jem_mnist.graph", "-D batch=3", "--model mnist --batch 3", types[t], tols[t]);
-        parity("wrn28-2", "graphs/jem_wrn28.graph", "-D batch=2 -D widen=2", "--model wrn --depth 28 --widen 2 --batch 2", types[t], tols[t]);
+    /* the interpreter in float64 and float32, and the compiled CPU code (float32) */
+    const char *types[] = { "float64", "float32", "float32" };
+    const char *targets[] = { "interp", "interp", "cpu" };
+    const double tols[] = { 1e-9, 1e-4, 1e-4 };
+    for (int t = 0; t < 3; t++) {
+        parity("mnist", "graphs/jem_mnist.graph", "-D batch=3", "--model mnist --batch 3", types[t], tols[t], targets[t]);
+        parity("wrn28-2", "graphs/jem_wrn28.graph", "-D batch=2 -D widen=2", "--model wrn --depth 28 --widen 2 --batch 2", types[t], tols[t], targets[t]);
         parity("wrn10-1", "graphs/jem_wrn28.graph", "-D batch=2 -D depth=10 -D widen=1 -D classes=5",
-               "--model wrn --depth 10 --widen 1 --classes 5 --batch 2", types[t], tols[t]);
-        parity("mlp", "graphs/mlp_tabular.graph", "-D batch=5", "--model mlp --mlp-in 8 --mlp-hidden 64,64 --classes 2 --batch 5", types[t], tols[t]);
+               "--model wrn --depth 10 --widen 1 --classes 5 --batch 2", types[t], tols[t], targets[t]);
+        parity("mlp", "graphs/mlp_tabular.graph", "-D batch=5", "--model mlp --mlp-in 8 --mlp-hidden 64,64 --classes 2 --batch 5", types[t], tols[t], targets[t]);
     }
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

@@ -1,0 +1,201 @@
+/* bench_kernels.c — GFLOP/s of the runtime's conv2d and matmul kernels at the
+ * shapes of an MNIST CNN and of WRN-28-2 (batch 64), on 1 and 2 threads, next to
+ * the machine's peak. Not run by the tests; see bench/README-kernels.md.
+ *
+ *   gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iruntime bench/bench_kernels.c \
+ *       runtime/rt_gemm.c runtime/rt_conv.c runtime/rt_pool.c runtime/rt_workspace.c -lm -o /tmp/bench_kernels
+ *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5]
+ *
+ * Each kernel runs inside one parallel region (as in the executor), repeatedly,
+ * for about --seconds; the time per call is the median of 5 such runs. */
+#include "rt_gemm_int.h"
+#include "rt_kernels.h"
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static float *rnd(int64_t n) {
+    float *p = aligned_alloc(64, (size_t)((n * 4 + 63) / 64 * 64 + 64));
+    uint32_t s = 12345;
+    for (int64_t i = 0; i < n; i++) s = s * 1664525u + 1013904223u, p[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
+    return p;
+}
+
+/* ---- peak ---- */
+
+static double cpuinfo_mhz(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    double mhz = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "cpu MHz", 7) && strchr(line, ':')) {
+            mhz = atof(strchr(line, ':') + 1);
+            break;
+        }
+    if (f) fclose(f);
+    return mhz;
+}
+
+#if defined(__x86_64__)
+/* FLOP/s of one thread issuing independent FMAs back to back (12 chains). */
+__attribute__((target("avx512f"))) static double fma_peak_512(long n) {
+    __m512 a[12], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    double t = now();
+    for (long k = 0; k < n; k++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], x, y);
+    t = now() - t;
+    volatile float sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
+    return 12.0 * 16 * 2 * (double)n / t;
+}
+__attribute__((target("avx2,fma"))) static double fma_peak_256(long n) {
+    __m256 a[12], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    double t = now();
+    for (long k = 0; k < n; k++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], x, y);
+    t = now() - t;
+    float o[8];
+    volatile float sink = 0;
+    for (int i = 0; i < 12; i++) _mm256_storeu_ps(o, a[i]), sink += o[0];
+    return 12.0 * 8 * 2 * (double)n / t;
+}
+#endif
+
+/* ---- timed calls ---- */
+
+typedef struct {
+    int op;                  /* 0 fwd, 1 bwd_data, 2 bwd_filter, 3 matmul */
+    jm_conv_shape s;
+    float *x, *w, *y;        /* conv: x, w, y (= dy); matmul: A, B, C */
+    float *dx, *dw;
+    int64_t M, N, K;
+} job;
+
+static int call(job *j) {
+    switch (j->op) {
+    case 0: return jm_rt_conv2d_fwd_f32(&j->s, j->x, j->w, j->y, NULL, NULL, 0);
+    case 1: return jm_rt_conv2d_bwd_data_f32(&j->s, j->y, j->w, j->dx);
+    case 2: return jm_rt_conv2d_bwd_filter_f32(&j->s, j->x, j->y, j->dw);
+    default: return jm_rt_matmul_f32(1, j->M, j->N, j->K, 0, 1, j->x, 0, j->w, 0, j->y, 0);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Seconds per call on `nth` threads: median over 5 runs of about `secs`/5 each. */
+static double time_job(job *j, int nth, double secs) {
+    double per[5];
+    int reps = 1;
+    for (int r = -1; r < 5; r++) {
+        double t = 0;
+#pragma omp parallel num_threads(nth)
+        {
+            call(j);   /* warm up: caches, workspace */
+#pragma omp barrier
+#pragma omp master
+            t = now();
+            for (int i = 0; i < reps; i++) call(j);
+#pragma omp master
+            t = now() - t;
+        }
+        if (r < 0) {   /* calibration run: pick the repetitions */
+            reps = t > 0 ? (int)(secs / 5 / t) : 100;
+            if (reps < 1) reps = 1;
+            continue;
+        }
+        per[r] = t / reps;
+    }
+    qsort(per, 5, sizeof *per, cmp_double);
+    return per[2];
+}
+
+typedef struct {
+    const char *name;
+    int64_t C, H, O, K, stride, pad;
+} conv_def;
+
+int main(int argc, char **argv) {
+    const char *kernel = NULL, *threads = "1,2";
+    double secs = 0.5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--kernel")) kernel = argv[i + 1];
+        else if (!strcmp(argv[i], "--threads")) threads = argv[i + 1];
+        else if (!strcmp(argv[i], "--seconds")) secs = atof(argv[i + 1]);
+    }
+    if (kernel && jm_rt_ukernel_set(kernel)) {
+        fprintf(stderr, "kernel %s is not supported here\n", kernel);
+        return 1;
+    }
+    int nths[8], nnth = 0;
+    for (const char *p = threads; *p && nnth < 8; p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p)) nths[nnth++] = atoi(p);
+
+    double mhz = cpuinfo_mhz(), fma1 = 0;
+    const jm_rt_ukernel *uk = jm_rt_ukernel_get();
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) fma1 = fma_peak_512(200000000L / 4);
+    else if (__builtin_cpu_supports("avx2")) fma1 = fma_peak_256(200000000L / 4);
+#endif
+    int ncpu = omp_get_num_procs();
+    printf("micro-kernel %s (%dx%d), %d CPUs\n", uk->name, uk->mr, uk->nr, ncpu);
+    printf("clock from /proc/cpuinfo: %.0f MHz -> nominal peak %d cores x 2 FMA x 16 floats x 2 x clock = %.1f GFLOP/s\n",
+           mhz, ncpu, ncpu * 2 * 16 * 2 * mhz / 1e3);
+    printf("measured FMA throughput: %.1f GFLOP/s per core (%.1f FLOP/cycle at the cpuinfo clock)\n\n",
+           fma1 / 1e9, mhz > 0 ? fma1 / (mhz * 1e6) : 0);
+
+    static const conv_def convs[] = {
+        {"mnist conv1 1->32 3x3 s1 28", 1, 28, 32, 3, 1, 1},
+        {"mnist conv2 32->64 3x3 s2 28", 32, 28, 64, 3, 2, 1},
+        {"mnist conv3 64->128 3x3 s2 14", 64, 14, 128, 3, 2, 1},
+        {"wrn 32->32 3x3 s1 32", 32, 32, 32, 3, 1, 1},
+        {"wrn 64->64 3x3 s1 16", 64, 16, 64, 3, 1, 1},
+        {"wrn 128->128 3x3 s1 8", 128, 8, 128, 3, 1, 1},
+        {"wrn 1x1 s2 32->64 32->16", 32, 32, 64, 1, 2, 0},
+    };
+    const int64_t N = 64;
+    printf("%-32s %-10s", "GFLOP/s (batch 64)", "op");
+    for (int t = 0; t < nnth; t++) printf(" %7d thr", nths[t]);
+    printf("\n");
+    for (size_t c = 0; c < sizeof convs / sizeof *convs; c++) {
+        const conv_def *d = &convs[c];
+        int64_t OH = (d->H + 2 * d->pad - d->K) / d->stride + 1;
+        job j = {0, {N, d->C, d->H, d->H, d->O, d->K, d->K, OH, OH, {d->stride, d->stride, d->pad, d->pad, 1, 1, 1}},
+                 NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
+        j.x = rnd(N * d->C * d->H * d->H), j.dx = rnd(N * d->C * d->H * d->H);
+        j.w = rnd(d->O * d->C * d->K * d->K), j.dw = rnd(d->O * d->C * d->K * d->K);
+        j.y = rnd(N * d->O * OH * OH);
+        double flop = 2.0 * N * d->O * OH * OH * d->C * d->K * d->K;
+        static const char *ops[] = {"fwd", "bwd_data", "bwd_filter"};
+        for (j.op = 0; j.op < 3; j.op++) {
+            printf("%-32s %-10s", d->name, ops[j.op]);
+            for (int t = 0; t < nnth; t++) printf(" %11.1f", flop / time_job(&j, nths[t], secs) / 1e9);
+            printf("\n");
+            fflush(stdout);
+        }
+        free(j.x), free(j.dx), free(j.w), free(j.dw), free(j.y);
+    }
+    job m = {3, {0}, rnd(64 * 6272), rnd(10 * 6272), rnd(64 * 10), NULL, NULL, 64, 10, 6272};
+    printf("%-32s %-10s", "matmul [64,6272]x[10,6272]^T", "");
+    for (int t = 0; t < nnth; t++) printf(" %11.1f", 2.0 * 64 * 10 * 6272 / time_job(&m, nths[t], secs) / 1e9);
+    printf("\n");
+    free(m.x), free(m.w), free(m.y);
+    return 0;
+}

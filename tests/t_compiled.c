@@ -1,0 +1,384 @@
+/* t_compiled.c — the CPU backend against the reference interpreter.
+ *
+ * 1. One small graph per op (forward, and the gradient where the op has one,
+ *    which exercises the gradient ops: conv2d_bwd_*, pool bwd, index_add, ...):
+ *    compiled through lowering, fusion, the memory plan, LLVM and the OpenMP
+ *    executor (JIT), run on the same inputs as the interpreter. Tolerance per
+ *    case, relative to the largest magnitude of the expected tensor:
+ *      0      movement, integer and boolean ops, random draws (bitwise equal)
+ *      2e-6   elementwise float32 (own exp/log/tanh polynomials: a few ulp)
+ *      2e-5   reductions, matrix products, convolutions (summation order differs)
+ * 2. Every program of every shipped graph (small configurations), outputs and
+ *    state after the run (train_step twice: the state and RNG position carry).
+ * 3. Results are bitwise identical for 1, 2 and 3 threads.
+ * 4. Kernel counts of reference programs are pinned (a fusion regression fails),
+ *    and no two live buffers of any plan overlap (full-size graphs). */
+#include "tap.h"
+#include "helpers.h"
+#include "grad.h"
+#include "simplify.h"
+#include "lower.h"
+#include "plan.h"
+#include "cpu_target.h"
+#include "rt_exec.h"
+#include <math.h>
+
+typedef struct {
+    jt_unit u;
+    jm_plan plan;
+    jm_cpu_jit *jit;
+    jm_kernel_fn *fns;
+    int ok;
+} jc_module;
+
+static uint64_t rng_state = 88172645463325252ull;
+static double urand(void) {
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static jm_module *jc_load(jt_unit *u, const char *text, const char *file, const char *const *defs, int ndefs) {
+    memset(u, 0, sizeof *u);
+    u->errf = open_memstream(&u->errors, &u->errlen);
+    jm_diag_init(&u->d, &u->arena, u->errf);
+    jm_define dv[8];
+    for (int i = 0; i < ndefs; i++) {
+        const char *eq = strchr(defs[i], '=');
+        dv[i].name = jm_arena_strndup(&u->arena, defs[i], (size_t)(eq - defs[i]));
+        dv[i].value = eq + 1;
+    }
+    u->m = text ? jm_frontend_load_text(&u->d, "test.graph", text, strlen(text), dv, ndefs) : jm_frontend_load(&u->d, file, dv, ndefs);
+    if (u->m && (jm_simplify(u->m, &u->d, 0) != 0 || jm_autodiff(u->m, &u->d) != 0 || jm_simplify(u->m, &u->d, 1) != 0)) u->m = NULL;
+    fflush(u->errf);
+    return u->m;
+}
+
+static int jc_compile(jc_module *c, const char *text, const char *file, const char *const *defs, int ndefs) {
+    memset(c, 0, sizeof *c);
+    if (!jc_load(&c->u, text, file, defs, ndefs)) return -1;
+    if (jm_lower(c->u.m, &c->u.d) != 0 || jm_simplify(c->u.m, &c->u.d, 1) != 0 || jm_plan_build(c->u.m, &c->plan, &c->u.d) != 0) {
+        fflush(c->u.errf);
+        return -1;
+    }
+    c->plan.table.graph = file ? file : "test.graph";
+    c->plan.table.cpu = "host";
+    jm_cpu_opts o = { NULL, 3, 1 };
+    char err[1024];
+    c->jit = jm_cpu_jit_create(&c->plan, &o, &c->fns, err, sizeof err);
+    if (!c->jit) { fprintf(c->u.errf, "%s\n", err); fflush(c->u.errf); return -1; }
+    c->ok = 1;
+    return 0;
+}
+
+static void jc_free(jc_module *c) {
+    if (c->jit) { jm_cpu_jit_free(c->jit); free(c->fns); }
+    jt_unload(&c->u);
+}
+
+static void jc_to_typed(const jm_tensor *t, int dt, void *dst) {
+    int64_t n = jm_type_numel(&t->type);
+    for (int64_t i = 0; i < n; i++)
+        switch (dt) {
+        case JM_DT_F32: ((float *)dst)[i] = (float)t->data[i]; break;
+        case JM_DT_F64: ((double *)dst)[i] = t->data[i]; break;
+        case JM_DT_I32: ((int32_t *)dst)[i] = (int32_t)t->data[i]; break;
+        case JM_DT_I64: ((int64_t *)dst)[i] = (int64_t)t->data[i]; break;
+        default: ((unsigned char *)dst)[i] = t->data[i] != 0; break;
+        }
+}
+static double jc_get(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case JM_DT_F32: return ((const float *)p)[i];
+    case JM_DT_F64: return ((const double *)p)[i];
+    case JM_DT_I32: return ((const int32_t *)p)[i];
+    case JM_DT_I64: return (double)((const int64_t *)p)[i];
+    default: return ((const unsigned char *)p)[i];
+    }
+}
+
+/* max |got - want| / max(1, max |want|); NaN where only one side is NaN */
+static double jc_err(const void *got, int dt, const jm_tensor *want, int64_t *at) {
+    int64_t n = jm_type_numel(&want->type);
+    double scale = 1, worst = 0;
+    for (int64_t i = 0; i < n; i++) if (isfinite(want->data[i])) scale = fmax(scale, fabs(want->data[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double g = jc_get(got, dt, i), w = want->data[i], e;
+        if (isnan(g) || isnan(w)) e = isnan(g) && isnan(w) ? 0 : INFINITY;
+        else if (isinf(g) || isinf(w)) e = g == w ? 0 : INFINITY;
+        else e = fabs(g - w) / scale;
+        if (e > worst || isnan(e)) { worst = e; *at = i; }
+    }
+    return worst;
+}
+
+static void jc_fill_inputs(jm_module *m, int p, jm_tensor *in, double lo, double hi, int64_t classes) {
+    jm_program *pr = &m->programs[p];
+    for (int i = 0; i < pr->ninputs; i++) {
+        jm_tensor_alloc(&in[i], &m->graphs[pr->graph].node[pr->inputs[i].node].type);
+        int64_t n = jm_type_numel(&in[i].type);
+        for (int64_t k = 0; k < n; k++) {
+            if (jm_dtype_is_int(in[i].type.dtype)) in[i].data[k] = (double)((k * 7 + 1) % classes);
+            else if (in[i].type.dtype == JM_BOOL) in[i].data[k] = urand() < 0.5;
+            else in[i].data[k] = lo + (hi - lo) * urand();
+        }
+    }
+}
+
+/* Runs program `name` in both and compares outputs and globals; `runs` times in a row. */
+static void jc_compare(const char *label, jm_module *mi, jc_module *c, const char *name, double lo, double hi,
+                       int64_t classes, double tol, int runs) {
+    int pi = jm_module_find_program(mi, name), pc = jm_table_find_program(&c->plan.table, name);
+    if (!ok(pi >= 0 && pc >= 0, "%s: program %s exists in both", label, name)) return;
+    const jm_tprogram *tp = &c->plan.table.programs[pc];
+    jm_tensor in[8];
+    memset(in, 0, sizeof in);
+    jc_fill_inputs(mi, pi, in, lo, hi, classes);
+    jm_interp I;
+    jm_rt rt;
+    jm_interp_init(&I, mi, 5);
+    jm_rt_open(&rt, &c->plan.table, c->fns, 5);
+    void *tin[8], *tout[64];
+    for (int i = 0; i < tp->ninputs; i++) {
+        tin[i] = malloc((size_t)jm_rt_desc_numel(&tp->inputs[i]) * 8 + 8);
+        jc_to_typed(&in[i], tp->inputs[i].dtype, tin[i]);
+    }
+    for (int i = 0; i < tp->noutputs; i++) tout[i] = malloc((size_t)jm_rt_desc_numel(&tp->outputs[i]) * 8 + 8);
+    for (int r = 0; r < runs; r++) {
+        jm_tensor *out = NULL;
+        int ri = jm_interp_run(&I, pi, in, &out);
+        int rc = jm_rt_run(&rt, pc, (const void *const *)tin, tout);
+        if (!ok(ri == 0 && rc == 0, "%s: %s run %d in both", label, name, r + 1)) {
+            tap_diag("interp: %s; compiled: %s", ri ? I.err : "ok", rc ? rt.err : "ok");
+            break;
+        }
+        double worst = 0;
+        const char *wname = "";
+        int64_t wat = 0;
+        for (int i = 0; i < tp->noutputs; i++) {
+            int64_t at = 0;
+            double e = jc_err(tout[i], tp->outputs[i].dtype, &out[i], &at);
+            if (e > worst || isnan(e)) { worst = e; wname = tp->outputs[i].name; wat = at; }
+        }
+        for (int g = 0; g < mi->nglobals; g++) {
+            int64_t at = 0;
+            double e = jc_err(jm_rt_global(&rt, g), c->plan.table.globals[g].t.dtype, &I.globals[g], &at);
+            if (e > worst || isnan(e)) { worst = e; wname = mi->globals[g].name; wat = at; }
+        }
+        if (!ok(worst <= tol, "%s: %s run %d matches the interpreter (worst %.2g <= %g%s%s)", label, name, r + 1, worst, tol,
+                *wname ? ", " : "", wname))
+            tap_diag("%s element %lld", wname, (long long)wat);
+        for (int i = 0; i < tp->noutputs; i++) jm_tensor_free(&out[i]);
+        free(out);
+    }
+    for (int i = 0; i < tp->ninputs; i++) { free(tin[i]); jm_tensor_free(&in[i]); }
+    for (int i = 0; i < tp->noutputs; i++) free(tout[i]);
+    jm_interp_free(&I);
+    jm_rt_close(&rt);
+}
+
+typedef struct {
+    const char *name, *decl, *xtype, *wtype, *expr;
+    double lo, hi;
+    const char *extra;
+    double tol;
+    int grad;              /* also compare grad(sum(expr * w), x) */
+} jc_case;
+
+static void jc_op_case(const jc_case *k) {
+    char text[4096];
+    int n = snprintf(text, sizeof text, "%s\nprogram f(x: %s%s%s) {\n    output y = %s\n}\n", k->decl ? k->decl : "", k->xtype,
+                     k->extra ? ", " : "", k->extra ? k->extra : "", k->expr);
+    if (k->grad)
+        snprintf(text + n, sizeof text - (size_t)n, "program g(x: %s, w: %s%s%s) {\n    output gx = grad(sum((%s) * w), x)\n}\n",
+                 k->xtype, k->wtype, k->extra ? ", " : "", k->extra ? k->extra : "", k->expr);
+    jt_unit ui;
+    jc_module c;
+    jm_module *mi = jc_load(&ui, text, NULL, NULL, 0);
+    int rc = jc_compile(&c, text, NULL, NULL, 0);
+    if (!ok(mi && rc == 0, "%s: compiles", k->name)) {
+        tap_diag("%s\n%s%s", text, ui.errors ? ui.errors : "", c.u.errors ? c.u.errors : "");
+    } else {
+        jc_compare(k->name, mi, &c, "f", k->lo, k->hi, 3, k->tol, 1);
+        if (k->grad) jc_compare(k->name, mi, &c, "g", k->lo, k->hi, 3, k->tol < 2e-5 ? 2e-5 : k->tol, 1);
+    }
+    jc_free(&c);
+    jt_unload(&ui);
+}
+
+static void jc_graph(const char *label, const char *file, const char *const *defs, int ndefs, int64_t classes) {
+    jt_unit ui;
+    jc_module c;
+    jm_module *mi = jc_load(&ui, NULL, file, defs, ndefs);
+    int rc = jc_compile(&c, NULL, file, defs, ndefs);
+    if (ok(mi && rc == 0, "%s: compiles", label)) {
+        for (int p = 0; p < mi->nprograms; p++) {
+            const char *name = mi->programs[p].name;
+            /* train_step twice: the second run starts from the first's state and RNG position */
+            int runs = strcmp(name, "train_step") == 0 ? 2 : 1;
+            jc_compare(label, mi, &c, name, -1, 1, classes, 1e-4, runs);
+        }
+    } else {
+        tap_diag("%s%s", ui.errors ? ui.errors : "", c.u.errors ? c.u.errors : "");
+    }
+    jc_free(&c);
+    jt_unload(&ui);
+}
+
+/* the same program with 1, 2 and 3 threads: every output and global bitwise equal */
+static void jc_threads(const char *label, const char *file, const char *const *defs, int ndefs, const char *program) {
+    jc_module c;
+    if (!ok(jc_compile(&c, NULL, file, defs, ndefs) == 0, "%s: compiles", label)) { jc_free(&c); return; }
+    int p = jm_table_find_program(&c.plan.table, program);
+    const jm_tprogram *tp = &c.plan.table.programs[p];
+    jm_tensor in[8];
+    memset(in, 0, sizeof in);
+    jc_fill_inputs(c.u.m, jm_module_find_program(c.u.m, program), in, -1, 1, 2);
+    void *tin[8];
+    for (int i = 0; i < tp->ninputs; i++) {
+        tin[i] = malloc((size_t)jm_rt_desc_numel(&tp->inputs[i]) * 8 + 8);
+        jc_to_typed(&in[i], tp->inputs[i].dtype, tin[i]);
+    }
+    unsigned char *ref = NULL;
+    size_t refn = 0;
+    int same = 1;
+    for (int th = 1; th <= 3; th++) {
+        jm_rt rt;
+        jm_rt_open(&rt, &c.plan.table, c.fns, 9);
+        rt.threads = th;
+        void *tout[64];
+        size_t total = 0;
+        for (int i = 0; i < tp->noutputs; i++) total += (size_t)jm_rt_desc_numel(&tp->outputs[i]) * jm_rt_dtype_size(tp->outputs[i].dtype);
+        unsigned char *all = malloc(total + (size_t)c.plan.table.state_bytes + 1), *q = all;
+        for (int i = 0; i < tp->noutputs; i++) { tout[i] = q; q += (size_t)jm_rt_desc_numel(&tp->outputs[i]) * jm_rt_dtype_size(tp->outputs[i].dtype); }
+        int rc = jm_rt_run(&rt, p, (const void *const *)tin, tout);
+        ok(rc == 0, "%s: %s runs with %d thread%s", label, program, th, th == 1 ? "" : "s");
+        memcpy(q, rt.state, (size_t)c.plan.table.state_bytes);
+        size_t n = total + (size_t)c.plan.table.state_bytes;
+        if (!ref) { ref = all; refn = n; }
+        else { same &= n == refn && memcmp(ref, all, n) == 0; free(all); }
+        jm_rt_close(&rt);
+    }
+    ok(same, "%s: %s gives bitwise identical outputs and state with 1, 2 and 3 threads", label, program);
+    free(ref);
+    for (int i = 0; i < tp->ninputs; i++) { free(tin[i]); jm_tensor_free(&in[i]); }
+    jc_free(&c);
+}
+
+static void jc_pin_kernels(const char *file, const char *const *defs, int ndefs, const char *program, int want_kernels, int want_lib) {
+    jc_module c;
+    memset(&c, 0, sizeof c);
+    if (!jc_load(&c.u, NULL, file, defs, ndefs) || jm_lower(c.u.m, &c.u.d) != 0 || jm_simplify(c.u.m, &c.u.d, 1) != 0 ||
+        jm_plan_build(c.u.m, &c.plan, &c.u.d) != 0) {
+        ok(0, "%s %s plans", file, program);
+        jt_unload(&c.u);
+        return;
+    }
+    const jm_tprogram *tp = &c.plan.table.programs[jm_table_find_program(&c.plan.table, program)];
+    int nk = 0, nl = 0;
+    for (int s = 0; s < tp->nsteps; s++) nk += tp->steps[s].kind == JM_STEP_KERNEL, nl += tp->steps[s].kind == JM_STEP_LIB;
+    ok(nk == want_kernels && nl == want_lib, "%s %s: %d kernels and %d runtime ops (pinned %d and %d)", file, program, nk, nl,
+       want_kernels, want_lib);
+    jt_unload(&c.u);
+}
+
+static void jc_memory(const char *file, const char *const *defs, int ndefs) {
+    jc_module c;
+    memset(&c, 0, sizeof c);
+    if (!jc_load(&c.u, NULL, file, defs, ndefs) || jm_lower(c.u.m, &c.u.d) != 0 || jm_simplify(c.u.m, &c.u.d, 1) != 0 ||
+        jm_plan_build(c.u.m, &c.plan, &c.u.d) != 0) {
+        ok(0, "%s plans", file);
+        jt_unload(&c.u);
+        return;
+    }
+    int bad = jm_plan_check_memory(&c.plan, stderr);
+    int64_t peak = 0, naive = 0;
+    for (int p = 0; p < c.plan.table.nprograms; p++) { peak += c.plan.mem[p].peak; naive += c.plan.mem[p].naive; }
+    ok(bad == 0, "%s: no two live buffers overlap in any of %d programs", file, c.plan.table.nprograms);
+    ok(peak < naive, "%s: the memory plan reuses memory (%.1f MiB of scratch instead of %.1f)", file, peak / 1048576.0, naive / 1048576.0);
+    jt_unload(&c.u);
+}
+
+int main(void) {
+    static const jc_case cases[] = {
+        { "neg", 0, "f32[5,7]", "f32[5,7]", "-x", -1, 1, 0, 0, 1 },
+        { "exp", 0, "f32[5,7]", "f32[5,7]", "exp(x)", -9, 9, 0, 2e-6, 1 },
+        { "exp extremes", 0, "f32[4,50]", "f32[4,50]", "exp(x)", -110, 110, 0, 2e-6, 0 },
+        { "log", 0, "f32[5,7]", "f32[5,7]", "log(x)", 1e-6, 50, 0, 2e-6, 1 },
+        { "log of negatives and zero", 0, "f32[3,5]", "f32[3,5]", "log(x * 0.0) + log(x - 2.0)", -1, 1, 0, 2e-6, 0 },
+        { "sqrt, rsqrt", 0, "f32[5,7]", "f32[5,7]", "sqrt(x) + rsqrt(x)", 0.1, 4, 0, 2e-6, 1 },
+        { "abs", 0, "f32[5,7]", "f32[5,7]", "abs(x)", -1, 1, 0, 0, 1 },
+        { "tanh", 0, "f32[5,7]", "f32[5,7]", "tanh(x)", -4, 4, 0, 2e-6, 1 },
+        { "tanh near 0", 0, "f32[5,7]", "f32[5,7]", "tanh(x)", -0.7, 0.7, 0, 2e-6, 1 },
+        { "sigmoid", 0, "f32[5,7]", "f32[5,7]", "sigmoid(x)", -20, 20, 0, 2e-6, 1 },
+        { "log1p", 0, "f32[5,7]", "f32[5,7]", "log1p(x)", -0.9, 5, 0, 2e-6, 1 },
+        { "softplus", 0, "f32[5,7]", "f32[5,7]", "softplus(x)", -30, 30, 0, 2e-6, 1 },
+        { "relu", 0, "f32[5,7]", "f32[5,7]", "relu(x)", -1, 1, 0, 0, 1 },
+        /* the slope multiplies in float32 (as PyTorch); the interpreter rounds x * 0.2 computed in double */
+        { "leaky_relu", 0, "f32[5,7]", "f32[5,7]", "leaky_relu(x, 0.2)", -1, 1, 0, 2e-7, 1 },
+        { "recip, div", 0, "f32[5,7]", "f32[5,7]", "recip(x) + x / (x * x + 1.0)", 0.5, 2, 0, 2e-6, 1 },
+        { "pow", 0, "f32[5,7]", "f32[5,7]", "x ** x + pow(x, 3.0) + pow(x, 2.0) + pow(x, 0.5)", 0.5, 1.5, 0, 2e-6, 1 },
+        { "max, min, clamp", 0, "f32[5,7]", "f32[5,7]", "max(x, 0.1) + min(x * 2.0, -0.3) + clamp(x, -0.5, 0.5)", -1, 1, 0, 0, 1 },
+        { "where and comparisons", 0, "f32[5,7]", "f32[5,7]", "where(x > 0, x * x, -x * 3.0) + where(x <= 0.5, 1.0, 2.0)", -1, 1, 0, 0, 1 },
+        { "integer arithmetic", 0, "i64[5]", 0, "(x * 3 + 1) / 2 - x", 0, 0, 0, 0, 0 },
+        { "casts", 0, "f32[6]", 0, "cast(cast(x * 10.0, \"i32\"), \"f32\") + cast(x > 0, \"f32\")", -1, 1, 0, 0, 0 },
+        { "sum over an axis", 0, "f32[4,5,6]", "f32[4,6]", "sum(x * x, axis=1)", -1, 1, 0, 2e-5, 1 },
+        { "sum over all", 0, "f32[64,33]", "f32[]", "sum(x)", -1, 1, 0, 2e-5, 1 },
+        { "mean with keepdims", 0, "f32[4,5]", "f32[4,5]", "x - mean(x, axis=1, keepdims=true)", -1, 1, 0, 2e-5, 1 },
+        { "sum over axes 0, 2, 3", 0, "f32[3,4,5,6]", "f32[4]", "sum(x, axis=[0, 2, 3])", -1, 1, 0, 2e-5, 1 },
+        { "max, min reductions", 0, "f32[6,7]", "f32[6]", "max(x, axis=1) + min(x, axis=1)", -1, 1, 0, 0, 1 },
+        { "logsumexp", 0, "f32[6,7]", "f32[6]", "logsumexp(x * 3.0, axis=1)", -1, 1, 0, 2e-5, 1 },
+        { "softmax, log_softmax", 0, "f32[6,7]", "f32[6,7]", "softmax(x, axis=1) + log_softmax(x, axis=0)", -2, 2, 0, 2e-5, 1 },
+        { "cross_entropy", 0, "f32[6,3]", "f32[]", "cross_entropy(x, y, smoothing=0.1)", -2, 2, "y: i64[6]", 2e-5, 1 },
+        { "reshape and flatten", 0, "f32[2,3,4]", "f32[2,12]", "flatten(x) * reshape(x * x, [2, 12])", -1, 1, 0, 0, 1 },
+        { "permute", 0, "f32[2,3,4]", "f32[4,2,3]", "permute(x, [2, 0, 1]) + permute(exp(x), [2, 0, 1])", -1, 1, 0, 2e-6, 1 },
+        { "broadcast", 0, "f32[3,1]", "f32[2,3,4]", "x + zeros([2, 3, 4]) * exp(x)", -1, 1, 0, 2e-6, 1 },
+        { "slice and index", 0, "f32[6,5]", "f32[2,2]", "x[1:3, 0:2] * x[2:4, 1:3] + x[3, 2:4]", -1, 1, 0, 0, 1 },
+        { "pad", 0, "f32[2,3]", "f32[4,6]", "pad(x, [1, 1, 2, 1], value=0.5)", -1, 1, 0, 0, 1 },
+        { "concat", 0, "f32[2,3]", "f32[2,6]", "concat([x, x * x], axis=1)", -1, 1, 0, 0, 1 },
+        { "gather rows", 0, "f32[3,4]", "f32[5,4]", "x[i]", -1, 1, "i: i64[5]", 0, 1 },
+        { "onehot", 0, "i64[7]", 0, "onehot(x, 3)", 0, 0, 0, 0, 0 },
+        { "matmul", 0, "f32[5,9]", "f32[5,7]", "matmul(x, b)", -1, 1, "b: f32[9,7]", 2e-5, 1 },
+        { "matmul, batched left", 0, "f32[9,7]", "f32[2,5,7]", "matmul(a, x)", -1, 1, "a: f32[2,5,9]", 2e-5, 1 },
+        { "linear (transposed weight)", 0, "f32[6,9]", "f32[4,6]", "linear(a, x, b)", -1, 1, "a: f32[4,9], b: f32[6]", 2e-5, 1 },
+        { "conv2d (stride 2, padding 1)", 0, "f32[2,3,7,6]", "f32[2,4,4,3]", "conv2d(x, k, stride=2, padding=1)", -1, 1, "k: f32[4,3,3,3]", 2e-5, 1 },
+        { "conv2d (dilation 2, groups 2)", 0, "f32[2,4,7,7]", "f32[2,4,5,5]", "conv2d(x, k, dilation=2, padding=1, groups=2)", -1, 1, "k: f32[4,2,3,3]", 2e-5, 1 },
+        { "conv2d weight gradient", 0, "f32[4,3,3,3]", "f32[2,4,5,5]", "conv2d(a, x, padding=1)", -1, 1, "a: f32[2,3,5,5]", 2e-5, 1 },
+        { "conv2d + bias + leaky_relu (epilogue)", 0, "f32[2,3,6,6]", "f32[2,4,6,6]",
+          "leaky_relu(conv2d(x, k, padding=1) + reshape(b, [1, 4, 1, 1]), 0.2)", -1, 1, "k: f32[4,3,3,3], b: f32[4]", 2e-5, 1 },
+        { "conv_transpose2d", 0, "f32[1,4,3,3]", "f32[1,6,6,6]", "conv_transpose2d(x, k, stride=2, padding=1, output_padding=1, groups=2)",
+          -1, 1, "k: f32[4,3,3,3]", 2e-5, 1 },
+        { "avg_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "avg_pool2d(x, 2)", -1, 1, 0, 2e-6, 1 },
+        { "max_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "max_pool2d(x, 2)", -1, 1, 0, 0, 0 },
+        { "batch_norm (training statistics)", "import \"graphs/lib/norm.graph\"\n", "f32[4,3,2,2]", "f32[4,3,2,2]",
+          "batch_norm(x, 3, true) as bn", -1, 1, 0, 2e-5, 1 },
+        { "random draws", 0, "f32[300]", 0, "x * 0.0 + uniform([300], -1, 2) + normal([300], 1, 2) + cast(randint([300], 0, 9), \"f32\")"
+          " + cast(bernoulli([300], 0.3), \"f32\")", -1, 1, 0, 0, 0 },
+        { "sampler loop with noise", "sampler s(x, c, steps=4) {\n x = x * 0.5 + c + normal(x)\n}\n", "f32[3,5]", 0,
+          "s(x, x * 2.0)", -1, 1, 0, 2e-6, 0 },
+        { "nested samplers", "sampler inner(x, steps=3) {\n x = x + uniform(x) * x\n}\nsampler outer(x, steps=2) {\n x = inner(x) * 0.5\n}\n",
+          "f32[4]", 0, "outer(x)", -1, 1, 0, 2e-6, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) jc_op_case(&cases[i]);
+
+    const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3" };
+    const char *wrn[] = { "batch=2", "depth=10", "widen=1", "classes=5", "buffer_size=10", "sgld_steps=2" };
+    const char *mlp[] = { "batch=5", "sgld_steps=3" };
+    jc_graph("jem_mnist", "graphs/jem_mnist.graph", mnist, 3, 2);
+    jc_graph("jem_wrn28 (depth 10)", "graphs/jem_wrn28.graph", wrn, 6, 2);
+    jc_graph("mlp_tabular", "graphs/mlp_tabular.graph", mlp, 2, 2);
+
+    jc_threads("jem_mnist", "graphs/jem_mnist.graph", mnist, 3, "train_step");
+    jc_threads("jem_wrn28 (depth 10)", "graphs/jem_wrn28.graph", wrn, 6, "jem_loss");
+
+    /* fusion pins (batch 64, the shipped defaults) */
+    jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "logits", 1, 4);
+    jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "jem_loss", 38, 23);
+    jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "train_step", 73, 37);
+    const char *wrn2[] = { "widen=2" };
+    jc_pin_kernels("graphs/jem_wrn28.graph", wrn2, 1, "logits", 13, 30);
+
+    jc_memory("graphs/jem_mnist.graph", NULL, 0);
+    jc_memory("graphs/jem_wrn28.graph", wrn2, 1);
+    jc_memory("graphs/mlp_tabular.graph", NULL, 0);
+    return tap_done();
+}

@@ -150,7 +150,26 @@ static void jm_fill_table_info(jm_plan *plan, jm_opts *o, const jm_diags *d, cha
     jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0 };
     char *cpu, *features;
     jm_cpu_resolve(&co, &cpu, &features);
+    /* "znver4 (avx512f avx2 fma)": the CPU, then the instruction sets the runtime
+       checks before running (an executable copied to an older machine must say
+       so instead of dying of SIGILL) */
+    const char *isa[] = { "avx512f", "avx2", "fma", "avx" };
+    const char *named_v4 = strstr(cpu, "x86-64-v4"), *named_v3 = strstr(cpu, "x86-64-v3");
+    char *desc = malloc(strlen(cpu) + 64), *q = desc;
+    q += sprintf(q, "%s (", cpu);
+    int nisa = 0;
+    for (int i = 0; i < 4; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "+%s,", isa[i]);
+        char feats[4096];
+        snprintf(feats, sizeof feats, "%s,", features);
+        int has = strstr(feats, want) != NULL || (named_v4 && i <= 3) || (named_v3 && i >= 1);
+        if (has) q += sprintf(q, "%s%s", nisa++ ? " " : "", isa[i]);
+    }
+    sprintf(q, ")");
     free(features);
+    free(cpu);
+    cpu = desc;
     plan->table.graph = o->graph;
     plan->table.cpu = cpu;
     plan->table.graph_hash = jm_sources_hash(d);

@@ -210,6 +210,45 @@ static void jm_print_output(const jm_tdesc *d, const void *p) {
     printf("%s\n", n > 8 ? " ..." : "");
 }
 
+static const char *jm_step_label(const jm_table *t, const jm_step *st) {
+    switch (st->kind) {
+    case JM_STEP_KERNEL: return "kernel";
+    case JM_STEP_LIB: return jm_lib_name(st->op);
+    case JM_STEP_COPY: return "copy";
+    default: return "loop";
+    }
+}
+
+/* time per run by kind of step, then the 12 most expensive steps */
+static void jm_print_profile(const jm_table *t, const jm_tprogram *pr, const double *prof, int reps) {
+    double total = 0;
+    for (int s = 0; s < pr->nsteps; s++) total += prof[s];
+    fprintf(stderr, "profile of %s: %.3f ms per run in %d steps\n", pr->name, total * 1e3 / reps, pr->nsteps);
+    const char *kinds[JM_LIB_COUNT + 3];
+    double kt[JM_LIB_COUNT + 3] = { 0 };
+    int nk = 0;
+    for (int s = 0; s < pr->nsteps; s++) {
+        const char *l = jm_step_label(t, &pr->steps[s]);
+        int k = 0;
+        while (k < nk && strcmp(kinds[k], l) != 0) k++;
+        if (k == nk && nk < JM_LIB_COUNT + 3) kinds[nk++] = l;
+        if (k < nk) kt[k] += prof[s];
+    }
+    for (int k = 0; k < nk; k++)
+        if (kt[k] > 0) fprintf(stderr, "  %-20s %9.3f ms  %5.1f%%\n", kinds[k], kt[k] * 1e3 / reps, total > 0 ? 100 * kt[k] / total : 0);
+    int *order = malloc(sizeof(int) * (size_t)(pr->nsteps + 1));
+    for (int s = 0; s < pr->nsteps; s++) order[s] = s;
+    for (int i = 0; i < pr->nsteps && i < 12; i++)
+        for (int j = i + 1; j < pr->nsteps; j++)
+            if (prof[order[j]] > prof[order[i]]) { int tmp = order[i]; order[i] = order[j]; order[j] = tmp; }
+    for (int i = 0; i < pr->nsteps && i < 12; i++) {
+        const jm_step *st = &pr->steps[order[i]];
+        fprintf(stderr, "  [%4d] %-18s %9.3f ms  %s\n", order[i], st->kind == JM_STEP_KERNEL ? t->kernels[st->op] : jm_step_label(t, st),
+                prof[order[i]] * 1e3 / reps, st->where);
+    }
+    free(order);
+}
+
 static double jm_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -266,6 +305,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
         out[i] = malloc(bytes ? bytes : 1);
     }
     int reps = o->repeat > 0 ? o->repeat : 1;
+    if (o->profile) rt.profile = calloc((size_t)pr->nsteps + 1, sizeof(double));
     double t0 = jm_now(), t1 = t0;
     for (int r = 0; r < reps; r++) {
         if (jm_rt_run(&rt, p, (const void *const *)in, out) != 0) { fprintf(stderr, "%s: program %s failed: %s\n", who, pr->name, rt.err); goto done; }
@@ -275,6 +315,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     if (o->repeat > 0)
         fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run\n", who, pr->name, reps, (t1 - t0) * 1e3,
                 reps > 1 ? (t2 - t1) * 1e3 / (reps - 1) : (t1 - t0) * 1e3);
+    if (o->profile) jm_print_profile(t, pr, rt.profile, reps);
     if (o->out) {
         const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : "jemc " JM_RT_VERSION " cpu",
                                "precision", "f32" };
@@ -289,6 +330,7 @@ done:
     for (int i = 0; i < pr->noutputs; i++) free(out[i]);
     free(in);
     free(out);
+    free(rt.profile);
     jm_rt_close(&rt);
     return rc;
 }
@@ -301,7 +343,8 @@ static void jm_cli_usage(const char *exe, const jm_table *t, FILE *f) {
                "  %s info\n\n"
                "  exec   runs one program: parameters and state from --state (by PyTorch name), inputs\n"
                "         from --in (by name), every output to --out (printed without it), the new state\n"
-               "         to --state-out; --repeat N runs it N times and prints the time per run\n"
+               "         to --state-out; --repeat N runs it N times and prints the time per run;\n"
+               "         --profile prints the time of each kind of step and the costliest steps\n"
                "  info   the programs with their inputs and outputs, and the parameters\n",
             exe, t->graph, t->cpu, exe, exe);
 }
@@ -316,6 +359,31 @@ static int jm_parse_u(const char *s, unsigned long long max, unsigned long long 
     return 0;
 }
 
+/* The table's CPU reads "name (isa isa ...)": every listed instruction set must
+   be present, or the generated code could die of an illegal instruction. */
+static int jm_check_cpu(const char *exe, const char *cpu) {
+    const char *open = strchr(cpu, '(');
+    if (!open) return 0;
+    __builtin_cpu_init();
+    char isa[32];
+    const char *p = open + 1;
+    while (*p && *p != ')') {
+        int n = 0;
+        while (*p == ' ') p++;
+        while (*p && *p != ' ' && *p != ')' && n < 31) isa[n++] = *p++;
+        isa[n] = 0;
+        if (!n) break;
+        int has = strcmp(isa, "avx512f") == 0 ? __builtin_cpu_supports("avx512f") : strcmp(isa, "avx2") == 0 ? __builtin_cpu_supports("avx2")
+                : strcmp(isa, "fma") == 0 ? __builtin_cpu_supports("fma") : strcmp(isa, "avx") == 0 ? __builtin_cpu_supports("avx") : 1;
+        if (!has) {
+            fprintf(stderr, "%s: this executable was compiled for CPU %s and needs %s, which this CPU lacks; "
+                            "compile it again with `jemc compile --cpu x86-64-v3` (or --cpu x86-64) for a portable build\n", exe, cpu, isa);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, jm_kernel_fn *kernels, int64_t nkernels) {
     const char *exe = argc > 0 ? argv[0] : "jem";
     jm_table t;
@@ -323,6 +391,7 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
     if (jm_table_parse(words, nwords, &t, err, sizeof err) != 0) { fprintf(stderr, "%s: damaged executable: %s\n", exe, err); return 1; }
     if (t.nkernels != nkernels) { fprintf(stderr, "%s: damaged executable: %d kernels named, %lld present\n", exe, t.nkernels, (long long)nkernels); jm_table_free(&t); return 1; }
     int rc = 1;
+    if (jm_check_cpu(exe, t.cpu) != 0) { jm_table_free(&t); return 1; }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         jm_cli_usage(exe, &t, argc < 2 ? stderr : stdout);
         rc = argc < 2 ? 1 : 0;
@@ -363,6 +432,8 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
                 if (a[2] == 's') { o.seed = v; o.seed_given = 1; }
                 else if (a[2] == 't') o.threads = (int)v;
                 else o.repeat = (int)v;
+            } else if (strcmp(a, "--profile") == 0) {
+                o.profile = 1;
             } else if (a[0] == '-') { fprintf(stderr, "%s: unknown option '%s' (see %s --help)\n", who, a, exe); ok = 0; }
             else if (!o.program) o.program = a;
             else { fprintf(stderr, "%s: unexpected argument '%s'\n", who, a); ok = 0; }

@@ -2,7 +2,7 @@
  * it shares with `jemc run --target cpu`:
  *
  *   EXE exec PROGRAM [--state S] [--in IN] [--out OUT] [--state-out S2]
- *                    [--seed N] [--threads N] [--repeat N]
+ *                    [--seed N] [--threads N] [--repeat N] [--profile]
  *   EXE info                 programs, inputs, outputs, parameters
  *   EXE --help | --version
  *
@@ -23,6 +23,7 @@ typedef struct {
     uint64_t seed; int seed_given;
     int threads;                 /* 0: OpenMP's default */
     int repeat;                  /* run the program this many times (timing); outputs of the last run */
+    int profile;                 /* print where the time goes, per step and per kind of step */
     const char *who;             /* prefix of messages: "jemc run", "./jem exec" */
     const char *producer;        /* metadata of --out files */
 } jm_rt_exec_opts;

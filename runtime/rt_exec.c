@@ -265,8 +265,15 @@ static void jm_exec_lib(jm_exec *x, const jm_step *st, void **p, uint32_t iterat
 
 static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
     const jm_tprogram *pr = x->pr;
+    double t0 = x->rt->profile && omp_get_thread_num() == 0 ? omp_get_wtime() : 0;
     for (int s = s0; s < s1; s++) {
         if (x->failed) return;
+        if (t0 != 0 && s > s0) {
+            /* thread 0 charges the time since the previous step's barrier to that step */
+            double t1 = omp_get_wtime();
+            x->rt->profile[s - 1] += t1 - t0;
+            t0 = t1;
+        }
         const jm_step *st = &pr->steps[s];
         void **p = x->ptrs[s];
         int64_t b, e;
@@ -294,9 +301,11 @@ static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
             for (int64_t t = 0; t < st->n && !x->failed; t++)
                 jm_exec_steps(x, s + 1, s + 1 + st->body, (uint32_t)((uint64_t)iteration * (uint64_t)st->n + (uint64_t)t));
             s += st->body;
+            if (t0 != 0) t0 = omp_get_wtime();     /* the body's steps were charged inside */
             break;
         }
     }
+    if (t0 != 0 && s1 > s0 && pr->steps[s1 - 1].kind != JM_STEP_LOOP) x->rt->profile[s1 - 1] += omp_get_wtime() - t0;
 }
 
 int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {

@@ -20,6 +20,7 @@ typedef struct {
     uint64_t seed;
     uint32_t call;               /* successful program runs so far */
     int threads;                 /* 0: OpenMP's default */
+    double *profile;             /* when set: seconds spent per step, accumulated (one per step of the program run) */
     char err[1024];
 } jm_rt;
 

@@ -27,6 +27,7 @@ typedef struct {
     jm_pbuf *bufs; int nbufs, capbufs;
     jm_step *steps; int nsteps, capsteps;
     int *gbuf;                   /* per global: its STATE buffer */
+    int curgraph;                /* the graph being planned (new buffers belong to it) */
     int failed;
 } jm_pctx;
 
@@ -196,7 +197,7 @@ static void jm_find_epilogues(jm_pctx *C, int g) {
 
 static int jm_new_buf(jm_pctx *C, int64_t bytes, int region, const char *what) {
     /* first = JM_FOREVER, last = -1: not used yet */
-    jm_pbuf b = { bytes, 0, region, -1, JM_FOREVER, -1, what };
+    jm_pbuf b = { bytes, 0, region, -1, JM_FOREVER, -1, C->curgraph, -1, what };
     JM_VEC_PUSH(C->m->arena, C->bufs, C->nbufs, C->capbufs, b);
     return C->nbufs - 1;
 }
@@ -293,6 +294,19 @@ static int jm_choose_split(jm_pctx *C, int g, int root, const char *seen) {
     return split < 1 ? 1 : split;
 }
 
+/* st[node] |= 1 when the kernel reads node at the result's own linear index,
+   |= 2 when at any other index */
+static void jm_mark_reads(jm_pctx *C, int g, int node, int root, int ident, char *st, int depth) {
+    char bit = ident ? 1 : 2;
+    if ((st[node] & bit) || depth > 400) { st[node] |= bit; return; }
+    st[node] |= bit;
+    jm_node *nd = PN(C, g, node);
+    if (node != root && (C->mat[g][node] || C->absorbed[g][node])) return;
+    int same = jm_ops[nd->op].cls == JM_CLASS_ELEMWISE || nd->op == JM_OP_RESHAPE ||
+               (nd->op == JM_OP_BROADCAST && jm_type_numel(&PN(C, g, nd->src[0])->type) == jm_type_numel(&nd->type));
+    for (int s = 0; s < nd->nsrc; s++) jm_mark_reads(C, g, nd->src[s], root, ident && same, st, depth + 1);
+}
+
 static int jm_add_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind, int **ids_out, int *nids) {
     jm_graph *gr = &C->m->graphs[g];
     char *seen = calloc((size_t)gr->nnode + 1, 1);
@@ -320,6 +334,15 @@ static int jm_add_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind, int *
         k.node_param[i] = p;
     }
     k.nparam = n;
+    k.param_identity = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    if (kind == JM_KERNEL_ELEMWISE) {
+        char *st = calloc((size_t)gr->nnode + 1, 1);
+        jm_mark_reads(C, g, root, root, 1, st, 0);
+        for (int p = 1; p < n; p++) k.param_identity[p] = 1;
+        for (int i = 0; i < gr->nnode; i++)
+            if (k.node_param[i] > 0 && st[i] != 1) k.param_identity[k.node_param[i]] = 0;
+        free(st);
+    }
     if (kind == JM_KERNEL_REDUCE) {
         k.items = jm_type_numel(&rn->type);
     } else {
@@ -564,12 +587,74 @@ static void jm_assign_bufs(jm_pctx *C, int g) {
         if (C->epi_of[g][r] >= 0) C->vbuf[g][C->epi_of[g][r]] = C->vbuf[g][r];
 }
 
+/* Emission order (plan.h, "Scheduling"): node ids, except that a step moves to
+   just before its first reader when every scratch buffer it reads is read at or
+   after that point anyway. */
+static int jm_sched_cmp(const void *x, const void *y, void *ctx) {
+    const int64_t *key = ctx;
+    int a = *(const int *)x, b = *(const int *)y;
+    if (key[a] != key[b]) return key[a] < key[b] ? -1 : 1;
+    return a - b;
+}
+
+static int *jm_schedule(jm_pctx *C, int g) {
+    jm_graph *gr = &C->m->graphs[g];
+    int n = gr->nnode;
+    int *first = malloc(sizeof(int) * (size_t)(n + 1)), *last = malloc(sizeof(int) * (size_t)(n + 1)), *order = malloc(sizeof(int) * (size_t)(n + 1));
+    int64_t *key = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    char *seen = malloc((size_t)n + 1);
+    for (int i = 0; i < n; i++) { first[i] = INT_MAX; last[i] = C->ext[g][i] ? INT_MAX : -1; key[i] = 2 * (int64_t)i; order[i] = i; }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < gr->node[i].nsrc; k++) {
+            int src = gr->node[i].src[k];
+            if (i < first[src]) first[src] = i;
+            if (last[src] != INT_MAX && i > last[src]) last[src] = i;
+        }
+    for (int i = 0; i < n; i++) {
+        jm_node *nd = &gr->node[i];
+        jm_op_class cls = jm_ops[nd->op].cls;
+        if (!C->mat[g][i] || C->epi_conv[g][i] || cls == JM_CLASS_LEAF || cls == JM_CLASS_CONTROL || C->ext[g][i]) continue;
+        if ((nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && C->mat[g][nd->src[0]]) continue;   /* aliases */
+        int dest = first[i];
+        if (dest == INT_MAX || dest <= i + 1) continue;
+        /* the buffers this step reads: a kernel's leaves, a runtime op's operands
+           (and an epilogue's convolution's) */
+        memset(seen, 0, (size_t)n);
+        int nops = 0, okk = 1;
+        if (jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) {
+            if (nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) { seen[i] = 1; jm_kernel_leaves(C, g, nd->src[0], i, seen, &nops); }
+            else jm_kernel_leaves(C, g, i, i, seen, &nops);
+            if (C->epi_of[g][i] >= 0) {
+                jm_node *cv = &gr->node[C->epi_of[g][i]];
+                for (int k = 0; k < cv->nsrc; k++) seen[cv->src[k]] = 1;
+            }
+        } else {
+            for (int k = 0; k < nd->nsrc; k++) seen[nd->src[k]] = 1;
+        }
+        for (int j = 0; j < n && okk; j++) {
+            if (!seen[j] || j == i || C->epi_conv[g][j]) continue;
+            jm_op op = gr->node[j].op;
+            if (op == JM_OP_PARAM || op == JM_OP_STATE || op == JM_OP_CONST) continue;
+            if (!(C->mat[g][j] || C->absorbed[g][j])) continue;          /* inline in this kernel */
+            if (last[j] < dest) okk = 0;
+        }
+        if (okk) key[i] = 2 * (int64_t)dest - 1;
+    }
+    qsort_r(order, (size_t)n, sizeof(int), jm_sched_cmp, key);
+    free(first); free(last); free(key); free(seen);
+    return order;
+}
+
 static void jm_plan_graph(jm_pctx *C, int g) {
     jm_graph *gr = &C->m->graphs[g];
+    int saved_graph = C->curgraph;
+    C->curgraph = g;
     jm_decide(C, g);
     jm_find_epilogues(C, g);
     jm_assign_bufs(C, g);
-    for (int i = 0; i < gr->nnode && !C->failed; i++) {
+    int *order = jm_schedule(C, g);
+    for (int oi = 0; oi < gr->nnode && !C->failed; oi++) {
+        int i = order[oi];
         jm_node *nd = &gr->node[i];
         if (!C->mat[g][i] || C->epi_conv[g][i]) continue;
         switch (nd->op) {
@@ -593,6 +678,48 @@ static void jm_plan_graph(jm_pctx *C, int g) {
             else jm_emit_lib(C, g, i);
             break;
         }
+        C->curgraph = g;
+    }
+    free(order);
+    C->curgraph = saved_graph;
+}
+
+static int jm_find(jm_pctx *C, int b) {
+    while (C->bufs[b].merged_into >= 0) b = C->bufs[b].merged_into;
+    return b;
+}
+
+/* In place (plan.h): an elementwise kernel's result takes over an operand's
+   buffer when the operand dies at this step, has the same size, belongs to
+   the same graph and is only read at the result's own index. */
+static void jm_inplace(jm_pctx *C) {
+    for (int s = 0; s < C->nsteps; s++) {
+        jm_step *st = &C->steps[s];
+        if (st->kind != JM_STEP_KERNEL) continue;
+        jm_kspec *k = &C->P->kernels[st->op];
+        if (k->kind != JM_KERNEL_ELEMWISE) continue;
+        int o = jm_find(C, (int)st->buf[0]);
+        jm_pbuf *O = &C->bufs[o];
+        if (O->region != JM_REGION_SCRATCH || O->first != s) continue;
+        for (int p = 1; p < st->nbuf; p++) {
+            int b = jm_find(C, (int)st->buf[p]);
+            jm_pbuf *Bf = &C->bufs[b];
+            if (!k->param_identity[p] || Bf->region != JM_REGION_SCRATCH || Bf->last != s || Bf->first >= s ||
+                Bf->bytes != O->bytes || Bf->graph != O->graph || b == o) continue;
+            O->merged_into = b;
+            Bf->last = O->last;
+            /* param p and param 0 are one buffer now: reads of p come from 0 */
+            int nn = C->m->graphs[k->graph].nnode;
+            for (int i = 0; i < nn; i++) {
+                if (k->node_param[i] == p) k->node_param[i] = 0;
+                else if (k->node_param[i] > p) k->node_param[i]--;
+            }
+            memmove(&k->param_identity[p], &k->param_identity[p + 1], (size_t)(k->nparam - p - 1));
+            k->nparam--;
+            memmove(&st->buf[p], &st->buf[p + 1], sizeof(jm_ref) * (size_t)(st->nbuf - p - 1));
+            st->nbuf--;
+            break;
+        }
     }
 }
 
@@ -613,7 +740,7 @@ static int jm_cmp_size(const void *x, const void *y, void *ctx) {
 static void jm_place_scratch(jm_pctx *C, jm_pmem *mem) {
     int *order = malloc(sizeof(int) * (size_t)(C->nbufs + 1)), n = 0;
     for (int b = 0; b < C->nbufs; b++)
-        if (C->bufs[b].region == JM_REGION_SCRATCH) {
+        if (C->bufs[b].region == JM_REGION_SCRATCH && C->bufs[b].merged_into < 0) {
             if (C->bufs[b].first == JM_FOREVER) C->bufs[b].first = C->bufs[b].last = 0;   /* never used */
             order[n++] = b;
         }
@@ -640,6 +767,8 @@ static void jm_place_scratch(jm_pctx *C, jm_pmem *mem) {
         placed[np++] = order[k];
         if (off + size > peak) peak = off + size;
     }
+    for (int b = 0; b < C->nbufs; b++)
+        if (C->bufs[b].region == JM_REGION_SCRATCH && C->bufs[b].merged_into >= 0) naive += (C->bufs[b].bytes + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
     mem->peak = peak;
     mem->naive = naive;
     free(order);
@@ -649,7 +778,7 @@ static void jm_place_scratch(jm_pctx *C, jm_pmem *mem) {
 /* ---- per program ------------------------------------------------------------ */
 
 static int64_t jm_ref_of(jm_pctx *C, int b) {
-    jm_pbuf *B = &C->bufs[b];
+    jm_pbuf *B = &C->bufs[jm_find(C, b)];
     return jm_ref_make(B->region, B->offset);
 }
 
@@ -703,8 +832,10 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         jm_pin(&C, b);
     }
     for (int k = 0; k < pr->noutputs; k++) jm_pin(&C, C.vbuf[g][pr->outputs[k].node]);
+    jm_inplace(&C);
     jm_pmem *mem = &P->mem[p];
     jm_place_scratch(&C, mem);
+    for (int b = 0; b < C.nbufs; b++) if (C.bufs[b].merged_into >= 0) C.bufs[b].offset = C.bufs[jm_find(&C, b)].offset;
     mem->bufs = C.bufs;
     mem->nbufs = C.nbufs;
     tp->scratch_bytes = mem->peak;
@@ -820,7 +951,10 @@ void jm_plan_dump_memory(const jm_plan *P, const char *program, FILE *out) {
             char f[16], l[16];
             if (B->first < 0) snprintf(f, sizeof f, "start"); else snprintf(f, sizeof f, "%d", B->first);
             if (B->last == JM_FOREVER) snprintf(l, sizeof l, "end"); else snprintf(l, sizeof l, "%d", B->last);
-            fprintf(out, "  b%-4d [%5s, %5s]  offset %10" PRId64 "  %10" PRId64 " bytes  %s\n", b, f, l, B->offset, B->bytes, B->what);
+            if (B->merged_into >= 0)
+                fprintf(out, "  b%-4d [%5s, %5s]  in place of b%-4d    %10" PRId64 " bytes  %s\n", b, f, l, B->merged_into, B->bytes, B->what);
+            else
+                fprintf(out, "  b%-4d [%5s, %5s]  offset %10" PRId64 "  %10" PRId64 " bytes  %s\n", b, f, l, B->offset, B->bytes, B->what);
         }
     }
 }
@@ -836,10 +970,10 @@ int jm_plan_check_memory(const jm_plan *P, FILE *out) {
                 bad++;
                 if (out) fprintf(out, "%s: b%d lies outside its region\n", P->table.programs[p].name, a);
             }
-            if (A->region != JM_REGION_SCRATCH || A->bytes == 0) continue;
+            if (A->region != JM_REGION_SCRATCH || A->bytes == 0 || A->merged_into >= 0) continue;
             for (int b = a + 1; b < mem->nbufs; b++) {
                 const jm_pbuf *B = &mem->bufs[b];
-                if (B->region != JM_REGION_SCRATCH || B->bytes == 0 || !jm_live_overlap(A, B)) continue;
+                if (B->region != JM_REGION_SCRATCH || B->bytes == 0 || B->merged_into >= 0 || !jm_live_overlap(A, B)) continue;
                 if (A->offset < B->offset + B->bytes && B->offset < A->offset + A->bytes) {
                     bad++;
                     if (out) fprintf(out, "%s: b%d and b%d are live together and overlap\n", P->table.programs[p].name, a, b);

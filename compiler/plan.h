@@ -19,8 +19,15 @@
  * A matmul operand that is a transpose of a materialized matrix is read in
  * place (transA/transB), and a reshape of a materialized value is an alias.
  *
- * Scheduling: steps follow the IR's topological order, except that a fused
- * convolution runs where its epilogue kernel stands.
+ * Scheduling: steps follow the IR's topological order, with two changes. A
+ * fused convolution runs where its epilogue kernel stands. A step moves down to
+ * just before its first reader when that lengthens no other buffer's life (its
+ * scratch operands are read at or after that point anyway): the value is then
+ * made when it is needed, not as early as the IR happens to define it.
+ *
+ * In place: an elementwise kernel writes its result over an operand buffer of
+ * the same size that dies at that step, when every read of that operand is at
+ * the result's own index (each element is read before it is overwritten).
  *
  * Memory: every buffer gets a lifetime [first step, last step] over the
  * program's flattened step list (a value used inside a loop but made outside
@@ -46,6 +53,7 @@ typedef struct {
     int split;                  /* elementwise: 0 = one flat loop over elements; k > 0 = rows over
                                    dims [0, k), an inner loop over dims [k, rank) */
     int nops;                   /* inline ops, for dumps */
+    char *param_identity;       /* per param: every read is at the result's own linear index */
     const char *name;           /* "jk_<program>_<n>" */
 } jm_kspec;
 
@@ -53,6 +61,8 @@ typedef struct {
     int64_t bytes, offset;
     int region, global;         /* STATE: the global it holds */
     int first, last;            /* step positions; -1 / INT_MAX for whole-program */
+    int graph;                  /* the graph whose value it holds (loop-carried: the loop's graph) */
+    int merged_into;            /* in-place reuse: the buffer whose memory it takes over, or -1 */
     const char *what;           /* the value's description, for --dump=plan */
 } jm_pbuf;
 

@@ -2,9 +2,9 @@
  *
  *   jemc check   GRAPH [-D k=v]...                       parse and type-check
  *   jemc info    GRAPH [-D k=v]...                       parameters and MACs per program
- *   jemc compile GRAPH [-o EXE] [--dump=ir] [-D k=v]...  (dumps; code generation arrives with the CPU backend)
+ *   jemc compile GRAPH -o EXE [--cpu NAME] [--emit=...] | --dump=ir|grad|simplify|lower|fused|plan [-D k=v]...
  *   jemc run     GRAPH PROGRAM [--state S] [--in IN] [--out OUT] [--state-out S2]
- *                [--target interp] [--precision f32|f64] [--seed N] [-D k=v]...
+ *                [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N] [-D k=v]...
  */
 #include "elab.h"
 #include "grad.h"
@@ -35,17 +35,21 @@ static void jm_usage(FILE *out) {
         "usage:\n"
         "  jemc check   GRAPH [-D name=value]...\n"
         "  jemc info    GRAPH [-D name=value]...\n"
-        "  jemc compile GRAPH [PROGRAM] [-o EXE] [--dump=ir|grad|simplify] [-D name=value]...\n"
+        "  jemc compile GRAPH -o EXE [--cpu NAME] [--emit=exe|obj|asm|llvm] [-O0..3] [-D name=value]...\n"
+        "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|fused|plan [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
-        "               [--target interp] [--precision f32|f64] [--seed N] [-D name=value]...\n"
+        "               [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N] [-D name=value]...\n"
         "\n"
         "  check     parses, elaborates and type-checks every program; reports errors as file:line:col\n"
         "  info      parameter count and multiply-accumulates of every program\n"
-        "  compile   --dump=ir prints the IR of every program as elaborated, --dump=grad after autodiff,\n"
-        "            --dump=simplify after simplification (CSE, constant folding, identities, DCE)\n"
-        "            (native code generation is not implemented yet)\n"
-        "  run       evaluates one program with the reference interpreter: parameters and state\n"
+        "  compile   -o EXE writes a native executable running every program (EXE exec PROGRAM ...,\n"
+        "            EXE --help); --cpu x86-64-v3 makes it portable; --emit=obj|asm|llvm writes the\n"
+        "            kernels and program table instead. --dump=ir prints the IR as elaborated, grad after\n"
+        "            autodiff, simplify after simplification, lower after lowering composites, fused the\n"
+        "            kernels and steps, plan the memory plan (docs/backend-cpu.md)\n"
+        "  run       evaluates one program with the reference interpreter (or --target cpu: compiled\n"
+        "            code through LLVM's JIT): parameters and state\n"
         "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
         "  -D name=value   overrides a config constant of the graph (e.g. -D batch=8)\n");
 }

@@ -73,7 +73,7 @@ static void write_st(const char *name, int n, const char *const *names, const in
 }
 
 int main(void) {
-    char out[16384];
+    char out[16384], cmd_buf[4096];
     jemc = jt_env("JEMC", "build/jemc");
     snprintf(dir, sizeof dir, "/tmp/jemc_cli_XXXXXX");
     if (!mkdtemp(dir)) skip_all("cannot create a temporary directory");
@@ -101,8 +101,13 @@ int main(void) {
     rc = J(out, sizeof out, "compile graphs/jem_mnist.graph sample --dump=ir -D batch=2");
     ok(rc == 0 && strstr(out, "program sample(") && strstr(out, "body g") && strstr(out, " = grad "),
        "compile --dump=ir shows a sampler as a loop with its body, before autodiff");
-    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph -o %s/x", dir);
-    ok(rc == 1 && strstr(out, "not implemented yet") && access("x", F_OK) != 0, "compile without a dump says code generation is not implemented yet");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph");
+    ok(rc == 1 && strstr(out, "give the output file with -o FILE"), "compile without -o asks for the output file");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph logits --dump=fused");
+    ok(rc == 0 && strstr(out, "program logits: 5 steps (1 kernels, 4 runtime ops)") && strstr(out, "conv2d") && strstr(out, "+ epilogue jk_logits_0"),
+       "--dump=fused lists the steps, with bias + leaky_relu as the convolutions' epilogues");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph jem_loss --dump=plan");
+    ok(rc == 0 && strstr(out, "program jem_loss: scratch peak ") && strstr(out, " offset "), "--dump=plan prints the buffers and the peak");
 
     /* a small graph for run */
     write_file("g.graph",
@@ -193,7 +198,7 @@ int main(void) {
                 "run %s/g.graph fwdd --state %s/w.safetensors", dir, dir);
     expect_fail("a bad --precision is refused", "--precision must be f32 or f64, got 'f16'",
                 "run %s/g.graph fwd --precision f16 --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
-    expect_fail("an unknown target is refused", "target 'cuda' is not available yet",
+    expect_fail("an unknown target is refused", "--target must be interp or cpu, got 'cuda'",
                 "run %s/g.graph fwd --target cuda --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
     expect_fail("a missing graph file is named", "cannot read 'nonexistent.graph': No such file or directory", "check nonexistent.graph");
     expect_fail("a directory is not a graph file", "it is a directory", "check %s", dir);
@@ -212,6 +217,84 @@ int main(void) {
     char path2[600];
     snprintf(path2, sizeof path2, "%s/bad2.safetensors", dir);
     ok(access(path, F_OK) != 0 && access(path2, F_OK) != 0, "failed runs leave no output file in the target directory");
+    /* the compiled executable: the same files and messages as jemc run */
+    rc = J(out, sizeof out, "compile %s/g.graph -o %s/g", dir, dir);
+    if (!ok(rc == 0, "jemc compile -o writes an executable")) tap_diag("%s", out);
+    char exe[600];
+    snprintf(exe, sizeof exe, "%s/g", dir);
+    snprintf(cmd_buf, sizeof cmd_buf, "%s exec fwd --state %s/w.safetensors --in %s/in.safetensors --out %s/eo.safetensors --state-out %s/es.safetensors",
+             exe, dir, dir, dir, dir);
+    rc = jt_run(cmd_buf, out, sizeof out);
+    if (!ok(rc == 0, "EXE exec writes outputs")) tap_diag("%s", out);
+    snprintf(path, sizeof path, "%s/eo.safetensors", dir);
+    rr = jm_st_read(path, &f, err, sizeof err);
+    lg = rr == 0 ? jm_st_find(&f, "logits") : NULL;
+    ls = rr == 0 ? jm_st_find(&f, "loss") : NULL;
+    ok(lg && lg->dtype == JM_ST_F32 && lg->rank == 2 && ((float *)lg->data)[0] == 1.25f && ls && fabs(((float *)ls->data)[0] - 1.0986123f) < 1e-6,
+       "EXE exec computes what jemc run does (logits 1.25, loss log 3)");
+    jm_st_free(&f);
+    snprintf(path, sizeof path, "%s/es.safetensors", dir);
+    rr = jm_st_read(path, &f, err, sizeof err);
+    cnt = rr == 0 ? jm_st_find(&f, "count") : NULL;
+    ok(cnt && cnt->dtype == JM_ST_I64 && ((int64_t *)cnt->data)[0] == 1 && jm_st_meta_get(&f, "jemc.rng_call"),
+       "EXE exec --state-out saves the updated state and the RNG position");
+    jm_st_free(&f);
+    snprintf(cmd_buf, sizeof cmd_buf, "%s exec fwd --state %s/es.safetensors --in %s/in32.safetensors", exe, dir, dir);
+    rc = jt_run(cmd_buf, out, sizeof out);
+    ok(rc == 0 && strstr(out, "logits: f32[2,3] = 1.25 1.25 1.25"), "EXE exec prints outputs like jemc run, and loads its own state files");
+    const struct { const char *args, *needle, *what; } bad[] = {
+        { "exec fwd --state %s/missing.safetensors --in %s/in.safetensors", "missing.safetensors: missing parameter 'head.bias' (f32[3])", "a missing parameter" },
+        { "exec fwd --state %s/extra.safetensors --in %s/in.safetensors", "(did you mean 'head.bias'?)", "an extra tensor, with a suggestion" },
+        { "exec fwd --state %s/shape.safetensors --in %s/in.safetensors", "parameter 'head.weight' has shape [4,3], expected f32[3,4]", "a mis-shaped parameter" },
+        { "exec fwd --state %s/w.safetensors --in %s/floaty.safetensors", "input 'y' has dtype F32, expected i64[2]", "float labels" },
+        { "exec fwd --state %s/w.safetensors --in %s/onlyx.safetensors", "missing input 'y' of program fwd", "a missing input" },
+        { "exec fwd --state %s/trunc.safetensors --in %s/in.safetensors", "trunc.safetensors:", "a truncated state file" },
+        { "exec fwdd --state %s/w.safetensors --in %s", "has no program 'fwdd'; it has: fwd", "an unknown program" },
+        { "exec --state %s/w.safetensors --in %s", "missing the program name; the graph has: fwd", "no program name" },
+        { "exec fwd --frobnicate %s %s", "unknown option '--frobnicate'", "an unknown option" },
+        { "exec fwd --threads x %s %s", "--threads needs a non-negative integer", "a bad --threads" },
+        { "frob %s %s", "unknown command 'frob'", "an unknown command" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, bad[i].args, dir, dir);
+        snprintf(cmd_buf, sizeof cmd_buf, "%s %s", exe, args);
+        rc = jt_run(cmd_buf, out, sizeof out);
+        if (!ok(rc == 1 && strstr(out, bad[i].needle), "EXE: %s is refused with a clear message", bad[i].what))
+            tap_diag("%s\nexit %d:\n%s", cmd_buf, rc, out);
+    }
+    snprintf(cmd_buf, sizeof cmd_buf, "%s info", exe);
+    rc = jt_run(cmd_buf, out, sizeof out);
+    ok(rc == 0 && strstr(out, "program fwd") && strstr(out, "in  y: i64[2]") && strstr(out, "out loss: f32[]") && strstr(out, "15 parameters"),
+       "EXE info lists programs, inputs, outputs and the parameter count");
+    snprintf(cmd_buf, sizeof cmd_buf, "%s --version", exe);
+    rc = jt_run(cmd_buf, out, sizeof out);
+    ok(rc == 0 && strstr(out, "program table version 1") && strstr(out, "CPU "), "EXE --version names the table version and the CPU");
+    rc = J(out, sizeof out, "compile %s/g.graph -o %s/g3 --cpu x86-64-v3", dir, dir);
+    snprintf(cmd_buf, sizeof cmd_buf, "%s/g3 exec fwd --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
+    int rc2 = jt_run(cmd_buf, out, sizeof out);
+    ok(rc == 0 && rc2 == 0 && strstr(out, "logits: f32[2,3] = 1.25"), "--cpu x86-64-v3 builds a portable executable that runs");
+    rc = J(out, sizeof out, "compile %s/g.graph -o %s/g.ll --emit=llvm", dir, dir);
+    snprintf(path, sizeof path, "%s/g.ll", dir);
+    FILE *ll = fopen(path, "r");
+    char llbuf[65536] = "";
+    if (ll) { size_t n = fread(llbuf, 1, sizeof llbuf - 1, ll); llbuf[n] = 0; fclose(ll); }
+    ok(rc == 0 && strstr(llbuf, "define void @jk_fwd_") && strstr(llbuf, "jm_table_words"), "--emit=llvm writes the kernels' LLVM IR and the program table");
+    rc = J(out, sizeof out, "compile %s/g.graph -o %s/g.s --emit=asm", dir, dir);
+    snprintf(path, sizeof path, "%s/g.s", dir);
+    ok(rc == 0 && access(path, R_OK) == 0, "--emit=asm writes assembly");
+    rc = J(out, sizeof out, "compile %s/g.graph -o %s/g.o --emit=obj", dir, dir);
+    snprintf(path, sizeof path, "%s/g.o", dir);
+    FILE *ob = fopen(path, "rb");
+    char magic[4] = { 0 };
+    if (ob) { size_t n = fread(magic, 1, 4, ob); (void)n; fclose(ob); }
+    ok(rc == 0 && memcmp(magic, "\x7f" "ELF", 4) == 0, "--emit=obj writes an ELF object");
+    expect_fail("a bad --emit is refused", "--emit must be exe, obj, asm or llvm, got 'wasm'", "compile %s/g.graph -o %s/g.w --emit=wasm", dir, dir);
+    rc = J(out, sizeof out, "run %s/g.graph fwd --target cpu --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
+    ok(rc == 0 && strstr(out, "logits: f32[2,3] = 1.25 1.25 1.25"), "jemc run --target cpu runs the compiled code (JIT)");
+    expect_fail("--target cpu refuses --precision f64", "--precision f64 needs --target interp",
+                "run %s/g.graph fwd --target cpu --precision f64 --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
+
     rc = J(out, sizeof out, "--version");
     ok(rc == 0 && strstr(out, "jemc 0.") && strstr(out, "LLVM 19.") && strstr(out, "host CPU"), "--version reports the linked LLVM 19 and the host CPU");
     rc = J(out, sizeof out, "--help");

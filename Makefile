@@ -13,6 +13,8 @@ endif
 ifeq ($(SAN),1)
 B        := build-san
 OPT      := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# executables jemc links against this (sanitized) runtime need the sanitizers too
+OPT      += -DJM_LINK_EXTRA='"-fsanitize=address,undefined"'
 else
 B        := build
 OPT      := -O2

@@ -246,6 +246,9 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
         argv[k++] = lib;
         argv[k++] = "-fopenmp";
         argv[k++] = "-lm";
+#ifdef JM_LINK_EXTRA
+        argv[k++] = JM_LINK_EXTRA;      /* a sanitizer build's runtime needs the sanitizer libraries */
+#endif
         argv[k] = NULL;
         int st = jm_spawn(argv);
         free(argv);

@@ -7,7 +7,8 @@
  *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5]
  *
  * Each kernel runs inside one parallel region (as in the executor), repeatedly,
- * for about --seconds; the time per call is the median of 5 such runs. */
+ * for about --seconds; the time per call is the best of 5 such runs (the least
+ * disturbed by other work on the machine). */
 #include "rt_gemm_int.h"
 #include "rt_kernels.h"
 #include <omp.h>
@@ -100,7 +101,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Seconds per call on `nth` threads: median over 5 runs of about `secs`/5 each. */
+/* Seconds per call on `nth` threads: the best of 5 runs of about `secs`/5 each. */
 static double time_job(job *j, int nth, double secs) {
     double per[5];
     int reps = 1;
@@ -124,7 +125,7 @@ static double time_job(job *j, int nth, double secs) {
         per[r] = t / reps;
     }
     qsort(per, 5, sizeof *per, cmp_double);
-    return per[2];
+    return per[0];
 }
 
 typedef struct {

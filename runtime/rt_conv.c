@@ -1,17 +1,30 @@
-/* rt_conv.c — 2-D convolution (NCHW, PyTorch semantics) forward and both
- * gradients, as GEMMs on the micro-kernel of rt_gemm.c.
+/* rt_conv.c — 2-D convolution (NCHW, PyTorch semantics: cross-correlation,
+ * groups, stride, zero padding, dilation) forward and both gradients, as GEMMs on
+ * the micro-kernel of rt_gemm.c, without im2col.
  *
- *   forward      y_g[OG x cols] = w_g[OG x Kg] . col_g[Kg x cols]     (Kg = CG*KH*KW)
- *   bwd_data     stride 1: the forward convolution of dy with the flipped,
- *                transposed filter; otherwise dcol = w_g^T . dy_g, then col2im
- *   bwd_filter   dw_g^T[Kg x OG] = col_g[Kg x (N*OH*OW)] . dy_g^T
+ * The kernel reads its operands through offset tables (rt_gemm_int.h), so the
+ * convolution's input is read in place from a zero-padded copy of a few images:
+ * A(position, tap) = in[pos_offset + tap_offset]. Then
  *
- * col is the im2col matrix, built a block at a time in per-thread scratch: its
- * columns run over (image, output position), across image boundaries, so small
- * images still fill whole kernel tiles. The reduction of forward and bwd_data is
- * over Kg (or O) and of bwd_filter over all images; both are blocked in JM_RT_KC
- * steps counted from zero, so the rounding depends on the shapes only. Every
- * output element is computed by one thread.
+ *   forward     yT[positions x O/g] = in(positions, taps (c,ky,kx)) . wT[taps x O/g]
+ *   bwd_data    the same with dy as input: each output phase (iy mod sh, ix mod sw)
+ *               is a stride-1 correlation of dy with the taps that reach it
+ *   bwd_filter  dwT[taps x O/g] = x(taps, positions of all images) . dyT[positions x O/g]
+ *
+ * Channels are the vector lanes (tiles of MR positions or taps x NR channels; the
+ * filter or dy is repacked as B panels) and the results are transposed into NCHW
+ * (or [O][C/g][KH][KW]) at the end of each block. For few channels or taps,
+ * forward and bwd_data can instead put output positions in the lanes, reading
+ * runs of padded input as B rows and the filter in place as A (jm_os_choose).
+ *
+ * Determinism: a result element is summed over its reduction (the taps of one
+ * phase, or the positions of all images for bwd_filter) in an order fixed by the
+ * shapes: taps in order, or images in steps of a size fixed by the shapes, each
+ * step's positions in order; both cut into the reduction blocks of jm_rt_kblocks
+ * and added one after another (or, for bwd_filter with few taps, each step's sum
+ * added in step order). The blocks of output positions, the work split and the
+ * tiling can depend on the team size; they do not change any element's
+ * arithmetic. Each element is computed by one thread.
  */
 #pragma GCC optimize("O3")
 #include "rt_gemm_int.h"
@@ -19,8 +32,18 @@
 #include <omp.h>
 #include <string.h>
 
-/* Columns of C per block: the im2col block (KC x NB floats) and its output stay in L2. */
-#define JM_CV_NB 256
+/* Plain-C loops that gain from wider vectors: compiled for AVX-512, x86-64-v3 and
+   the baseline, the best picked when the library loads. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define JM_CV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define JM_CV_CLONES
+#endif
+
+/* Output positions per block when several small images share one. */
+#define JM_CV_NBP 256
+/* Most output positions of one image per block. */
+#define JM_CV_QC 1024
 
 typedef struct {
     int64_t N, C, H, W, O, KH, KW, OH, OW;
@@ -40,355 +63,670 @@ static jm_cv jm_cv_of(const jm_conv_shape *s) {
     return v;
 }
 
-/* Output positions o in [0, n_out) whose input coordinate o*s + off lies in [0, n_in): [*lo, *hi). */
-static void jm_cv_valid(int64_t n_in, int64_t n_out, int64_t s, int64_t off, int64_t *lo, int64_t *hi) {
-    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
-    int64_t h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / s + 1;
-    *lo = jm_rt_min(l, n_out);
-    *hi = jm_rt_max(*lo, jm_rt_min(h, n_out));
+/* Scratch carving: consecutive 64-byte-aligned pieces of one per-thread buffer. */
+typedef struct { char *p; int64_t used; } jm_carve;
+
+static void *jm_take(jm_carve *c, int64_t bytes) {
+    void *r = c->p ? c->p + c->used : NULL;
+    c->used += (bytes + 63) / 64 * 64;
+    return r;
 }
 
-/* d[ox - a] = row[ox*sw + off] for ox in [a, b), zero outside the valid [lo, hi)
-   (row == NULL: the whole input row is padding). */
-static inline void jm_cv_fill(float *restrict d, const float *restrict row, int64_t a, int64_t b,
-                              int64_t lo, int64_t hi, int64_t sw, int64_t off) {
-    if (!row) {
-        for (int64_t o = a; o < b; o++) d[o - a] = 0;
-        return;
-    }
-    int64_t l = jm_rt_min(jm_rt_max(a, lo), b), h = jm_rt_max(l, jm_rt_min(b, hi));
-    for (int64_t o = a; o < l; o++) d[o - a] = 0;
-    if (sw == 1) {
-        for (int64_t o = l; o < h; o++) d[o - a] = row[o + off];
+/* ---------------------------------------------------------------- padded views */
+
+/* Block of NCHW data: element (image i, channel c, row y, column x) of the block
+   is p[i*img + c*plane + y*row + x]. */
+typedef struct { const float *p; int64_t img, plane, row; } jm_view;
+
+typedef struct { int64_t t, b, l, r; } jm_pads;   /* zero rows/columns around each plane */
+
+static int jm_pads_none(jm_pads pd) { return !(pd.t | pd.b | pd.l | pd.r); }
+
+/* d[0..n) = s[0..n): fixed-size chunks the compiler expands inline (rows are
+   short, a libc call per row would cost more than the copy); the last chunk
+   overlaps the previous one instead of a scalar tail. */
+static inline void jm_copy_row(float *d, const float *s, int64_t n) {
+    int64_t x = 0;
+    if (n >= 16) {
+        for (; x + 16 <= n; x += 16) __builtin_memcpy(d + x, s + x, 64);
+        if (x < n) __builtin_memcpy(d + n - 16, s + n - 16, 64);
+    } else if (n >= 8) {
+        __builtin_memcpy(d, s, 32);
+        __builtin_memcpy(d + n - 8, s + n - 8, 32);
     } else {
-        for (int64_t o = l; o < h; o++) d[o - a] = row[o * sw + off];
+        for (; x < n; x++) d[x] = s[x];
     }
-    for (int64_t o = h; o < b; o++) d[o - a] = 0;
 }
 
-/* im2col of group g: dst[(r - r0)*ld + (j - j0)] = col(r, j) for rows r in [r0, r1)
-   (r = (c*KH + ky)*KW + kx) and global columns j in [j0, j1) (j = n*OH*OW + oy*OW + ox);
-   columns j1 - j0 .. width-1 of each row are zeroed. */
-static void jm_cv_im2col(const jm_cv *v, const float *x, int64_t g, int64_t r0, int64_t r1,
-                         int64_t j0, int64_t j1, float *dst, int64_t ld, int64_t width) {
-    for (int64_t r = r0; r < r1; r++) {
-        int64_t c = r / v->KK, ky = r % v->KK / v->KW, kx = r % v->KW;
-        int64_t lo, hi, xoff = kx * v->dw - v->pw;
-        jm_cv_valid(v->W, v->OW, v->sw, xoff, &lo, &hi);
-        float *d = dst + (r - r0) * ld;
-        int64_t j = j0, n = j0 / v->OHW, p = j0 % v->OHW, oy = p / v->OW, ox = p % v->OW;
-        const float *plane = x + ((n * v->C + g * v->CG + c) * v->H) * v->W;
-        while (j < j1) {
-            int64_t len = jm_rt_min(v->OW - ox, j1 - j), iy = oy * v->sh - v->ph + ky * v->dh;
-            const float *row = iy >= 0 && iy < v->H ? plane + iy * v->W : NULL;
-            jm_cv_fill(d, row, ox, ox + len, lo, hi, v->sw, xoff);
-            d += len, j += len, ox += len;
-            if (ox == v->OW) {
-                ox = 0;
-                if (++oy == v->OH) oy = 0, plane += v->C * v->H * v->W;
+/* Copies images [n0, n0+ni), channels [c0, c0+nc) of src[.][C][H][W] into the
+   interiors of dst's planes, padded by pd. The borders are not written: the
+   caller zeroes dst once and they stay zero. Without padding (and !copy) the view
+   is src itself and dst is unused. Compiled for three instruction sets (wider
+   copies), picked at load time. */
+JM_CV_CLONES
+static jm_view jm_pad_block(const float *src, int64_t C, int64_t H, int64_t W, jm_pads pd,
+                            int64_t n0, int64_t ni, int64_t c0, int64_t nc, float *dst, int copy) {
+    if (jm_pads_none(pd) && !copy) return (jm_view){src + (n0 * C + c0) * H * W, C * H * W, H * W, W};
+    int64_t Hp = H + pd.t + pd.b, Wp = W + pd.l + pd.r;
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t c = 0; c < nc; c++) {
+            float *d = dst + (i * nc + c) * Hp * Wp + pd.t * Wp + pd.l;
+            const float *s = src + ((n0 + i) * C + c0 + c) * H * W;
+            if (Wp == W) {   /* no column padding: the plane is one run */
+                memcpy(d, s, (size_t)(H * W) * sizeof *d);
+                continue;
+            }
+            for (int64_t y = 0; y < H; y++, d += Wp, s += W) jm_copy_row(d, s, W);
+        }
+    return (jm_view){dst, nc * Hp * Wp, Hp * Wp, Wp};
+}
+
+/* ---------------------------------------------------------------- the GEMM */
+
+/* C[M x N] (row stride ldc) = sum over k < K of A(i, k) B(k, :), A(i, k) =
+   a[roff[i] + koff[k]], B(k, j) = b[boff[k] + j], in the blocks of jm_rt_kblocks (added to C
+   when accumulating, and from the second block on). K == 0 gives zeros. N is
+   rounded up to whole tiles: ldc and the B rows must cover that (the extra
+   columns of C are scratch). `wide` picks the set's few-rows tile. */
+static void jm_cv_gemm(const jm_rt_ukernel *uk, int wide, const float *a, const int64_t *roff, int64_t M,
+                       const int64_t *koff, int64_t K, const float *b, const int64_t *boff, int64_t N,
+                       float *c, int64_t ldc, int accumulate) {
+    const int MR = wide ? uk->mr1 : uk->mr, NR = wide ? uk->nr1 : uk->nr;
+    jm_rt_ukernel_fn *kern = wide ? uk->kern1 : uk->kern;
+    for (int64_t ib = 0; ib < jm_rt_kblocks(K); ib++) {   /* K == 0: one empty block, zeros */
+        int64_t kb = jm_rt_kstart(K, ib), kc = jm_rt_kstart(K, ib + 1) - kb;
+        for (int64_t j = 0; j < N; j += NR)
+            for (int64_t i = 0; i < M; i += MR)
+                kern(kc, a, roff + i, koff + kb, b + j, boff + kb, c + i * ldc + j, ldc, 1,
+                     (int)jm_rt_min(MR, M - i), NR, accumulate || kb > 0);
+    }
+}
+
+/* ------------------------------------------- output-stationary: fwd, bwd_data */
+
+/* One phase: positions q = qy*Qw + qx, written to output (oy0 + osy*qy, ox0 + osx*qx),
+   read at input offset qy*isy*row + qx*isx; taps [k0, k0+K) of the tap tables. */
+typedef struct {
+    int64_t Qh, Qw, oy0, ox0, osy, osx, isy, isx, k0, K;
+} jm_phase;
+
+/* A convolution seen from its outputs: out[N][Cout][OH][OW] from in[N][Cin][H][W]
+   (zero-padded by pd), in G groups. Tap k of a phase reads the input at koff[k]
+   (from a position's base, within the group's channels) and the filter at
+   w[wrow(co) + wkoff[k]] for output channel co of the group. Two ways to tile:
+     lanes = channels: rows of the GEMM are output positions, B = the filter packed
+       as [tap][channel] (B, ldb); results are transposed into NCHW;
+     lanes = positions (stride-1 phases only): rows are output channels read from
+       the filter in place, B rows are runs of padded input, every position of the
+       padded width computed (the ones past the row end are dropped).
+   The second suits few channels or taps, the first everything else. */
+typedef struct {
+    const float *in;
+    int64_t N, Cin, H, W;
+    jm_pads pd;
+    float *out;
+    int64_t Cout, OH, OW, G, CinG, CoutG;
+    int64_t nph, Ktot;
+    jm_phase *ph;                    /* NULL while planning bwd_data: see jm_os_phase */
+    const jm_cv *v;
+    int64_t *koff, *wkoff, *kld;     /* kld[k] = k*ldb */
+    const float *w;
+    int64_t wgrp, wch;               /* filter row of (g, co): g*wgrp + co*wch */
+    int lanes_pos, wide;
+    float *B;
+    int64_t ldb;
+} jm_ostat;
+
+static int64_t jm_os_plane(const jm_ostat *P) { return (P->H + P->pd.t + P->pd.b) * (P->W + P->pd.l + P->pd.r); }
+static int64_t jm_os_row(const jm_ostat *P) { return P->W + P->pd.l + P->pd.r; }
+static int64_t jm_ph_Q(const jm_phase *f) { return f->Qh * f->Qw; }
+
+static jm_phase jm_bd_phase(const jm_cv *v, int64_t ry, int64_t rx);
+
+/* Phase f; before bwd_data's tables exist, computed from the shapes (k0 = 0). */
+static jm_phase jm_os_phase(const jm_ostat *P, int64_t f) {
+    return P->ph ? P->ph[f] : jm_bd_phase(P->v, f / P->v->sw, f % P->v->sw);
+}
+
+/* out[n][g*CoutG + co][position q] = cT[(i*nq + q - qa)*ldc + co] for the block's
+   images i and positions [qa, qb) of phase f. */
+static void jm_os_scatter(const jm_ostat *P, const jm_rt_ukernel *uk, const jm_phase *f, int64_t g,
+                          int64_t na, int64_t nb, int64_t qa, int64_t qb, const float *cT, int64_t ldc) {
+    int64_t nq = qb - qa, OHW = P->OH * P->OW;
+    int dense = f->osy == 1 && f->osx == 1 && f->oy0 == 0 && f->ox0 == 0 && f->Qw == P->OW;
+    for (int64_t i = 0; i < nb - na; i++) {
+        float *o = P->out + ((na + i) * P->Cout + g * P->CoutG) * OHW;
+        if (dense) {
+            uk->transpose(cT + i * nq * ldc, ldc, o + qa, OHW, nq, P->CoutG);
+            continue;
+        }
+        for (int64_t co = 0; co < P->CoutG; co++) {
+            const float *s = cT + i * nq * ldc + co;
+            int64_t qy = qa / f->Qw, qx = qa % f->Qw;
+            for (int64_t q = 0; q < nq; q++) {
+                o[co * OHW + (f->oy0 + f->osy * qy) * P->OW + f->ox0 + f->osx * qx] = s[q * ldc];
+                if (++qx == f->Qw) qx = 0, qy++;
             }
         }
-        for (int64_t t = j1 - j0; t < width; t++) dst[(r - r0) * ld + t] = 0;
     }
 }
 
-/* ---------------------------------------------------------------- forward */
-
-/* The filter as GEMM A operand: group g's [rows of output channels] x [Kg]
-   matrix is a + g*ga with row stride lda. */
-typedef struct { const float *a; int64_t lda, ga; } jm_cv_filter;
-
-/* Row stride of the per-thread column and output blocks (a block may be up to
-   NB + NR wide; the extra 16 floats keep rows off 4 KiB aliasing). */
-static int64_t jm_cv_ld(const jm_rt_ukernel *uk) { return JM_CV_NB + 2 * uk->nr + 16; }
-
-static int64_t jm_cv_fwd_scratch(const jm_cv *v, const jm_rt_ukernel *uk) {
-    return ((int64_t)JM_RT_KC + v->O) * jm_cv_ld(uk);
+/* dense[pos(q)*Cout + co] = cT[(q - qa)*ldc + co] for q in [qa, qa+nq), co < CoutG. */
+JM_CV_CLONES
+static void jm_os_rows_to_dense(const jm_ostat *P, const jm_phase *f, int64_t qa, int64_t nq,
+                                const float *cT, int64_t ldc, float *dense) {
+    int64_t qy = qa / f->Qw, qx = qa % f->Qw;
+    for (int64_t q = 0; q < nq; q++) {
+        float *restrict d = dense + ((f->oy0 + f->osy * qy) * P->OW + f->ox0 + f->osx * qx) * P->Cout;
+        const float *restrict src = cT + q * ldc;
+        for (int64_t co = 0; co < P->CoutG; co++) d[co] = src[co];
+        if (++qx == f->Qw) qx = 0, qy++;
+    }
 }
 
-/* Computes output columns [j0, j1) (all channels) into C (rsc between channels):
-   one block of the forward GEMM. */
-static void jm_cv_fwd_block(const jm_cv *v, const jm_rt_ukernel *uk, const float *x, jm_cv_filter f,
-                            int64_t j0, int64_t j1, float *C, int64_t rsc, float *colbuf) {
-    const int MR = uk->mr, NR = uk->nr;
-    int64_t nc = j1 - j0, ld = jm_cv_ld(uk), width = jm_rt_roundup(nc, NR);
-    for (int64_t g = 0; g < v->G; g++) {
-        float *Cg = C + g * v->OG * rsc;
-        const float *ag = f.a + g * f.ga;
-        for (int64_t kb = 0; kb == 0 || kb < v->Kg; kb += JM_RT_KC) {
-            int64_t kc = jm_rt_min(JM_RT_KC, v->Kg - kb);
-            jm_cv_im2col(v, x, g, kb, kb + kc, j0, j1, colbuf, ld, width);
-            for (int64_t i = 0; i < v->OG; i += MR)
-                for (int64_t j = 0; j < nc; j += NR)
-                    uk->kern(kc, ag + i * f.lda + kb, f.lda, 1, colbuf + j, ld, Cg + i * rsc + j, rsc, 1,
-                             (int)jm_rt_min(MR, v->OG - i), (int)jm_rt_min(NR, nc - j), kb > 0);
+/* Lanes = channels: positions [qa, qb) of phase f for images [na, nb) (view v).
+   With `dense` (several phases, by images), the rows of cT are copied to their
+   output positions in dense[i][OH*OW][Cout], transposed later as a whole. */
+static void jm_os_block_ch(const jm_ostat *P, const jm_rt_ukernel *uk, jm_view v, int64_t na, int64_t nb,
+                           const jm_phase *f, int64_t qa, int64_t qb, int64_t *roff, float *cT, float *dense) {
+    int64_t np = 0, ldc = P->ldb, nq = qb - qa, OHW = P->OH * P->OW;
+    for (int64_t i = 0; i < nb - na; i++) {
+        int64_t qy = qa / f->Qw, qx = qa % f->Qw;
+        for (int64_t q = qa; q < qb; q++) {
+            roff[np++] = i * v.img + qy * f->isy * v.row + qx * f->isx;
+            if (++qx == f->Qw) qx = 0, qy++;
+        }
+    }
+    for (int64_t g = 0; g < P->G; g++) {
+        jm_cv_gemm(uk, 0, v.p + g * P->CinG * v.plane, roff, np, P->koff + f->k0, f->K,
+                   P->B + (g * P->Ktot + f->k0) * P->ldb, P->kld, P->CoutG, cT, ldc, 0);
+        if (!dense) {
+            jm_os_scatter(P, uk, f, g, na, nb, qa, qb, cT, ldc);
+            continue;
+        }
+        for (int64_t i = 0; i < nb - na; i++)
+            jm_os_rows_to_dense(P, f, qa, nq, cT + i * nq * ldc, ldc, dense + i * OHW * P->Cout + g * P->CoutG);
+    }
+}
+
+/* Lanes = positions: rows [ya, yb) of phase f (isx == isy == 1) of image n, whose
+   padded copy is v (with readable slack after it). */
+static void jm_os_block_pos(const jm_ostat *P, const jm_rt_ukernel *uk, jm_view v, int64_t n,
+                            const jm_phase *f, int64_t ya, int64_t yb, int64_t *roff, float *grid, int64_t ldg) {
+    int64_t ncols = (yb - ya) * v.row, OHW = P->OH * P->OW;
+    for (int64_t g = 0; g < P->G; g++) {
+        for (int64_t co = 0; co < P->CoutG; co++) roff[co] = g * P->wgrp + co * P->wch;
+        jm_cv_gemm(uk, P->wide, P->w, roff, P->CoutG, P->wkoff + f->k0, f->K,
+                   v.p + g * P->CinG * v.plane + ya * v.row, P->koff + f->k0, ncols, grid, ldg, 0);
+        for (int64_t co = 0; co < P->CoutG; co++) {
+            float *o = P->out + (n * P->Cout + g * P->CoutG + co) * OHW;
+            for (int64_t qy = ya; qy < yb; qy++) {
+                const float *s = grid + co * ldg + (qy - ya) * v.row;
+                float *d = o + (f->oy0 + f->osy * qy) * P->OW + f->ox0;
+                if (f->osx == 1) memcpy(d, s, (size_t)f->Qw * sizeof *d);
+                else
+                    for (int64_t qx = 0; qx < f->Qw; qx++) d[qx * f->osx] = s[qx];
+            }
         }
     }
 }
 
-/* The next block starting at column j (< end): either a run of whole images
-   (multi-image blocks go through ybuf) or a piece of one image, cut into equal
-   whole-panel pieces when the image is wider than a block. */
-static int64_t jm_cv_block_end(const jm_cv *v, int NR, int64_t j, int64_t end) {
-    int64_t n = j / v->OHW, p = j % v->OHW;
-    if (p == 0 && v->OHW <= JM_CV_NB && end - j >= v->OHW) {
-        int64_t ni = jm_rt_max(1, jm_rt_min(JM_CV_NB / v->OHW, (end - j) / v->OHW));
-        return j + ni * v->OHW;
+/* How a team shares an ostat convolution. by_image: thread t takes a run of
+   images, ni at a time (then each image's epilogue runs on its thread as soon as
+   it is done); otherwise units (image, phase, chunk of positions) are shared out
+   and the epilogues run after a barrier, image n on thread n % nth. With lanes =
+   positions a chunk is `rows` whole rows of a phase. */
+typedef struct { int by_image; int64_t ni, chunk, maxQ, Qtot, maxQw, maxQh; } jm_os_split;
+
+static jm_os_split jm_os_split_of(const jm_ostat *P, int nth, int MR) {
+    jm_os_split s = {0, 1, JM_CV_QC, 0, 0, 1, 0};
+    for (int64_t f = 0; f < P->nph; f++) {
+        jm_phase ph = jm_os_phase(P, f);
+        s.maxQ = jm_rt_max(s.maxQ, jm_ph_Q(&ph));
+        s.Qtot += jm_ph_Q(&ph);
+        s.maxQw = jm_rt_max(s.maxQw, ph.Qw);
+        s.maxQh = jm_rt_max(s.maxQh, ph.Qh);
     }
-    int64_t panels = (v->OHW + NR - 1) / NR, pieces = (v->OHW + JM_CV_NB - 1) / JM_CV_NB;
-    int64_t piece = p / NR * pieces / panels;        /* the piece that holds position p */
-    while ((piece + 1) * panels / pieces * NR <= p) piece++;
-    int64_t pe = jm_rt_min(v->OHW, (piece + 1) * panels / pieces * NR);
-    return jm_rt_min(end, n * v->OHW + pe);
+    s.by_image = P->N >= nth && (P->N % nth == 0 || P->N >= 4 * nth);
+    if (s.by_image) {
+        if (!P->lanes_pos && s.maxQ > 0 && s.maxQ < JM_CV_NBP) s.ni = jm_rt_max(1, jm_rt_min(JM_CV_NBP / s.maxQ, P->N / nth));
+    } else {   /* about four units per thread */
+        int64_t want = (P->N * s.Qtot + 4 * nth - 1) / (4 * nth);
+        s.chunk = jm_rt_max(MR, jm_rt_min(JM_CV_QC, jm_rt_roundup(want, MR)));
+    }
+    if (P->lanes_pos) s.chunk = jm_rt_max(1, s.chunk / s.maxQw) * s.maxQw;   /* whole rows of every phase */
+    return s;
 }
 
-/* Forward convolution of x (geometry v) with filter f into y, calling the
-   epilogue once per image. Images are shared among threads when there are
-   enough of them (then each image's epilogue runs on its thread, right after
-   its last block); otherwise every thread takes a run of output columns and the
-   epilogues run after a barrier, image n on thread n % nth. */
-static void jm_cv_fwd_run(const jm_cv *v, const jm_rt_ukernel *uk, const float *x, jm_cv_filter f, float *y,
-                          jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items, float *ws) {
-    int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    int by_image = v->N >= nth && (v->N % nth == 0 || v->N >= 4 * nth);
-    int64_t c0, c1, ld = jm_cv_ld(uk);
-    float *colbuf = ws, *ybuf = ws + (int64_t)JM_RT_KC * ld;
-    if (by_image) {
-        jm_rt_split(v->N, tid, nth, &c0, &c1);
-        c0 *= v->OHW, c1 *= v->OHW;
+/* Positions of a chunk [qa, qb) of phase f: with lanes = positions, rows. */
+static int64_t jm_os_units(const jm_ostat *P, const jm_phase *f, jm_os_split s) {
+    int64_t per = P->lanes_pos ? s.chunk / s.maxQw : s.chunk, len = P->lanes_pos ? f->Qh : jm_ph_Q(f);
+    return (len + per - 1) / per;
+}
+
+/* The per-thread scratch of the blocks: positions or channel rows, padded images
+   (with slack for the lanes-past-the-end of the last one), transposed outputs. */
+typedef struct { int64_t roff, pad, out, ldg, dense; } jm_os_scr;
+
+static jm_os_scr jm_os_scratch(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s) {
+    jm_os_scr r;
+    int64_t row = jm_os_row(P), nr = P->wide ? uk->nr1 : uk->nr;
+    if (P->lanes_pos) {
+        int64_t rows = jm_rt_min(s.chunk / s.maxQw, s.maxQh);   /* rows of a unit */
+        r.ldg = jm_rt_roundup(rows * row, nr) + 16;
+        r.roff = P->CoutG + JM_RT_MAX_MR;
+        r.pad = P->Cin * jm_os_plane(P) + 2 * row + 2 * nr;
+        r.dense = 0;
+        r.out = P->CoutG * r.ldg;
     } else {
-        jm_rt_split(v->N * v->OHW, tid, nth, &c0, &c1);
+        r.ldg = P->ldb;
+        r.roff = jm_rt_max(s.ni * s.maxQ, jm_rt_min(s.maxQ, s.chunk)) + JM_RT_MAX_MR;
+        r.pad = jm_pads_none(P->pd) ? 0 : s.ni * P->Cin * jm_os_plane(P);
+        r.out = r.roff * P->ldb;
+        r.dense = s.by_image && P->nph > 1 ? s.ni * P->OH * P->OW * P->Cout : 0;
     }
-    int64_t next_epi = c0 / jm_rt_max(v->OHW, 1);
-    for (int64_t j0 = c0; j0 < c1;) {
-        int64_t j1 = jm_cv_block_end(v, uk->nr, j0, c1), n = j0 / v->OHW;
-        if (j1 - j0 > v->OHW) {   /* whole images: through ybuf */
-            jm_cv_fwd_block(v, uk, x, f, j0, j1, ybuf, ld, colbuf);
-            for (int64_t i = n; i < j1 / v->OHW; i++)
-                for (int64_t o = 0; o < v->O; o++)
-                    memcpy(y + (i * v->O + o) * v->OHW, ybuf + o * ld + (i - n) * v->OHW,
-                           (size_t)v->OHW * sizeof *y);
-        } else {
-            jm_cv_fwd_block(v, uk, x, f, j0, j1, y + n * v->O * v->OHW + (j0 - n * v->OHW), v->OHW, colbuf);
-        }
-        j0 = j1;
-        if (by_image && epi)
-            for (; (next_epi + 1) * v->OHW <= j1; next_epi++) epi(epi_bufs, next_epi * epi_items, (next_epi + 1) * epi_items);
-    }
-    if (!by_image && epi) {
-#pragma omp barrier
-        for (int64_t n = tid; n < v->N; n += nth) epi(epi_bufs, n * epi_items, (n + 1) * epi_items);
+    return r;
+}
+
+static int64_t jm_os_scratch_bytes(jm_os_scr r) { return r.roff * 8 + r.pad * 4 + r.out * 4 + r.dense * 4 + 4 * 64; }
+
+/* Padded copy of images [n, n+ni) (lanes = positions: always a copy, with slack
+   after it for the lanes past the end). */
+static jm_view jm_os_pad(const jm_ostat *P, int64_t n, int64_t ni, float *xpad) {
+    return jm_pad_block(P->in, P->Cin, P->H, P->W, P->pd, n, ni, 0, P->Cin, xpad, P->lanes_pos);
+}
+
+static void jm_os_unit(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s, jm_os_scr r, jm_view v,
+                       int64_t na, int64_t nb, const jm_phase *f, int64_t u, int64_t *roff, float *out, float *dense) {
+    if (P->lanes_pos) {
+        int64_t per = s.chunk / s.maxQw;
+        jm_os_block_pos(P, uk, v, na, f, u * per, jm_rt_min(f->Qh, (u + 1) * per), roff, out, r.ldg);
+    } else {
+        jm_os_block_ch(P, uk, v, na, nb, f, u * s.chunk, jm_rt_min(jm_ph_Q(f), (u + 1) * s.chunk), roff, out, dense);
     }
 }
 
-/* When the convolution has no outputs per image or no reduction terms. */
-static int jm_cv_degenerate(const jm_cv *v, float *y, jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
+/* All phases of images [na, nb) on this thread; with a dense buffer, phases
+   without taps are zero and skipped, and the images are transposed at the end. */
+static void jm_os_images(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s, jm_os_scr r, jm_view v,
+                         int64_t na, int64_t nb, int64_t *roff, float *out, float *dense) {
+    int64_t OHW = P->OH * P->OW, zero = 0;
+    for (int64_t f = 0; f < P->nph; f++) zero |= P->ph[f].K == 0;
+    if (dense && zero) memset(dense, 0, (size_t)((nb - na) * OHW * P->Cout) * sizeof *dense);
+    for (int64_t f = 0; f < P->nph; f++) {
+        if (dense && P->ph[f].K == 0) continue;
+        for (int64_t u = 0; u < jm_os_units(P, &P->ph[f], s); u++) jm_os_unit(P, uk, s, r, v, na, nb, &P->ph[f], u, roff, out, dense);
+    }
+    if (dense)
+        for (int64_t n = na; n < nb; n++)
+            uk->transpose(dense + (n - na) * OHW * P->Cout, P->Cout, P->out + n * P->Cout * OHW, OHW, OHW, P->Cout);
+}
+
+static void jm_os_run(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s, jm_carve *cv,
+                      jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    jm_os_scr r = jm_os_scratch(P, uk, s);
+    int64_t *roff = jm_take(cv, r.roff * 8);
+    float *xpad = jm_take(cv, r.pad * 4), *out = jm_take(cv, r.out * 4), *dense = r.dense ? jm_take(cv, r.dense * 4) : NULL;
+    memset(xpad, 0, (size_t)r.pad * sizeof *xpad);   /* the padding borders, for the whole call */
+    if (s.by_image) {
+        int64_t n0, n1;
+        jm_rt_split(P->N, tid, nth, &n0, &n1);
+        for (int64_t na = n0; na < n1; na += s.ni) {
+            int64_t nb = jm_rt_min(n1, na + s.ni);
+            jm_os_images(P, uk, s, r, jm_os_pad(P, na, nb - na, xpad), na, nb, roff, out, dense);
+            if (epi)
+                for (int64_t n = na; n < nb; n++) epi(epi_bufs, n * epi_items, (n + 1) * epi_items);
+        }
+        return;
+    }
+    int64_t upi = 0, u0, u1, padded = -1;   /* units per image */
+    for (int64_t f = 0; f < P->nph; f++) upi += jm_os_units(P, &P->ph[f], s);
+    jm_rt_split(P->N * upi, tid, nth, &u0, &u1);
+    jm_view v = {0, 0, 0, 0};
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t n = u / upi, rest = u % upi, f = 0;
+        for (; rest >= jm_os_units(P, &P->ph[f], s); f++) rest -= jm_os_units(P, &P->ph[f], s);
+        if (n != padded) v = jm_os_pad(P, n, 1, xpad), padded = n;
+        jm_os_unit(P, uk, s, r, v, n, n + 1, &P->ph[f], rest, roff, out, NULL);
+    }
+    if (epi) {
+#pragma omp barrier
+        for (int64_t n = tid; n < P->N; n += nth) epi(epi_bufs, n * epi_items, (n + 1) * epi_items);
+    }
+}
+
+int jm_rt_conv_tiling;
+
+/* Picks the tiling (lanes = channels or positions) by the estimated kernel work
+   (padded tiles, plus a little per k step) and the cost of writing the output (a
+   transpose, or row copies). Both give the same bits: the same products summed
+   in the same order. */
+static void jm_os_choose(jm_ostat *P, const jm_rt_ukernel *uk) {
+    double ch = 0, pos = 0;
+    int allowed = 1, force;
+    int64_t row = jm_os_row(P);
+#pragma omp atomic read
+    force = jm_rt_conv_tiling;
+    P->wide = force == 3 || (force == 0 && P->CoutG <= uk->mr / 2);
+    int64_t pmr = P->wide ? uk->mr1 : uk->mr, pnr = P->wide ? uk->nr1 : uk->nr;
+    for (int64_t f = 0; f < P->nph; f++) {
+        jm_phase phf = jm_os_phase(P, f), *ph = &phf;
+        double Q = (double)jm_ph_Q(ph), K = (double)ph->K;
+        allowed &= ph->isy == 1 && ph->isx == 1;
+        ch += Q * (double)jm_rt_roundup(P->CoutG, uk->nr) * (K + 2) + 4.0 * Q * (double)P->CoutG;
+        pos += (double)jm_rt_roundup(P->CoutG, pmr) * (double)jm_rt_roundup(ph->Qh * row, pnr) * (K + 2) * (P->wide ? 1.3 : 1.0)
+               + 2.0 * Q * (double)P->CoutG;
+    }
+    P->lanes_pos = allowed && (force >= 2 || (force == 0 && pos < ch));
+    P->wide &= P->lanes_pos;
+}
+
+/* Zero output (no reduction terms) with the epilogue, split by images. */
+static int jm_cv_zero(float *y, int64_t N, int64_t per_image, jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
     int64_t n0, n1;
-    jm_rt_split(v->N, tid, nth, &n0, &n1);
+    jm_rt_split(N, omp_get_thread_num(), omp_get_num_threads(), &n0, &n1);
     for (int64_t n = n0; n < n1; n++) {
-        memset(y + n * v->O * v->OHW, 0, (size_t)(v->O * v->OHW) * sizeof *y);
+        memset(y + n * per_image, 0, (size_t)per_image * sizeof *y);
         if (epi) epi(epi_bufs, n * epi_items, (n + 1) * epi_items);
     }
 #pragma omp barrier
     return 0;
 }
 
+/* Scratch shared by fwd and bwd_data: taps, kld, B (lanes = channels only). */
+static int64_t jm_os_head_bytes(const jm_ostat *P) {
+    return P->Ktot * 8 * 3 + (P->lanes_pos ? 0 : P->G * P->Ktot * P->ldb * 4) + 4 * 64;
+}
+
+static void jm_os_take_head(jm_ostat *P, jm_carve *cv) {
+    P->koff = jm_take(cv, P->Ktot * 8);
+    P->wkoff = jm_take(cv, P->Ktot * 8);
+    P->kld = jm_take(cv, P->Ktot * 8);
+    P->B = jm_take(cv, (P->lanes_pos ? 0 : P->G * P->Ktot * P->ldb) * 4);
+    for (int64_t k = 0; k < P->Ktot; k++) P->kld[k] = k * P->ldb;
+}
+
+/* B[g][k][co] = w[g*wgrp + co*wch + wkoff[k]], zero for co >= CoutG. */
+static void jm_os_pack_filter(jm_ostat *P, const jm_rt_ukernel *uk, int direct_rows) {
+    if (P->lanes_pos) return;
+    for (int64_t g = 0; g < P->G; g++) {
+        float *Bg = P->B + g * P->Ktot * P->ldb;
+        if (direct_rows)   /* wkoff[k] == k: the filter rows are [co][k] */
+            uk->transpose(P->w + g * P->wgrp, P->wch, Bg, P->ldb, P->CoutG, P->Ktot);
+        else
+            for (int64_t k = 0; k < P->Ktot; k++)
+                for (int64_t co = 0; co < P->CoutG; co++) Bg[k * P->ldb + co] = P->w[g * P->wgrp + co * P->wch + P->wkoff[k]];
+        for (int64_t k = 0; k < P->Ktot; k++)
+            for (int64_t co = P->CoutG; co < P->ldb; co++) Bg[k * P->ldb + co] = 0;
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
 int jm_rt_conv2d_fwd_f32(const jm_conv_shape *s, const float *x, const float *w, float *y,
                          jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     jm_cv v = jm_cv_of(s);
-    if (v.OHW == 0 || v.O == 0 || v.Kg == 0) return jm_cv_degenerate(&v, y, epi, epi_bufs, epi_items);
-    float *ws = jm_rt_team_scratch(jm_cv_fwd_scratch(&v, uk) * 4);
-    if (!ws) return -1;
-    jm_cv_fwd_run(&v, uk, x, (jm_cv_filter){w, v.Kg, v.OG * v.Kg}, y, epi, epi_bufs, epi_items, ws);
+    int nth = omp_get_num_threads();
+    if (v.N == 0 || v.OHW == 0 || v.O == 0 || v.Kg == 0)
+        return jm_cv_zero(y, v.N, v.O * v.OHW, epi, epi_bufs, epi_items);
+    jm_phase ph = {v.OH, v.OW, 0, 0, 1, 1, v.sh, v.sw, 0, v.Kg};
+    jm_ostat P = {x, v.N, v.C, v.H, v.W, {v.ph, v.ph, v.pw, v.pw}, y, v.O, v.OH, v.OW, v.G, v.CG, v.OG,
+                  1, v.Kg, &ph, &v, NULL, NULL, NULL, w, v.OG * v.Kg, v.Kg, 0, 0, NULL, jm_rt_roundup(v.OG, uk->nr)};
+    jm_os_choose(&P, uk);
+    jm_os_split sp = jm_os_split_of(&P, nth, uk->mr);
+    jm_carve cv = {(char *)jm_rt_team_scratch(jm_os_head_bytes(&P) + jm_os_scratch_bytes(jm_os_scratch(&P, uk, sp))), 0};
+    if (!cv.p) return -1;
+    jm_os_take_head(&P, &cv);
+    int64_t plane = jm_os_plane(&P), row = jm_os_row(&P);
+    for (int64_t k = 0; k < v.Kg; k++) {   /* tap (c, ky, kx) */
+        P.koff[k] = k / v.KK * plane + k % v.KK / v.KW * v.dh * row + k % v.KW * v.dw;
+        P.wkoff[k] = k;
+    }
+    jm_os_pack_filter(&P, uk, 1);
+    jm_os_run(&P, uk, sp, &cv, epi, epi_bufs, epi_items);
 #pragma omp barrier
     return 0;
 }
 
 /* ---------------------------------------------------------------- bwd_data */
 
-/* The transposed convolution as a forward one (stride 1 only): dx = conv(dy, w')
-   with w'[c][o][ky][kx] = w[o][c][KH-1-ky][KW-1-kx] (per group) and padding
-   d*(K-1) - p. Needs that padding to be >= 0. */
-static int jm_cv_transposed(const jm_cv *v, jm_cv *t) {
-    if (v->sh != 1 || v->sw != 1) return 0;
-    *t = (jm_cv){v->N, v->O, v->OH, v->OW, v->C, v->KH, v->KW, v->H, v->W,
-                 1, 1, v->dh * (v->KH - 1) - v->ph, v->dw * (v->KW - 1) - v->pw, v->dh, v->dw, v->G,
-                 v->OG, v->CG, v->KK, v->OG * v->KK, v->H * v->W};
-    return t->ph >= 0 && t->pw >= 0;
+/* Whether kernel row k reaches output rows r (mod s) of the input gradient:
+   (r + p - k*d) divisible by s; then dy row q + *off feeds output row r + s*q. */
+static int jm_bd_reaches(int64_t r, int64_t k, int64_t s, int64_t p, int64_t d, int64_t *off) {
+    int64_t t = r + p - k * d;
+    if (t % s) return 0;
+    *off = t / s;
+    return 1;
 }
 
-/* wt[C][OG*KK]: row c of group g holds w[g*OG + o][c - g*CG][flipped kernel]. */
-static void jm_cv_flip_filter(const jm_cv *v, const float *w, float *wt) {
-    for (int64_t c = 0; c < v->C; c++) {
-        int64_t g = c / v->CG, cl = c % v->CG;
-        for (int64_t o = 0; o < v->OG; o++) {
-            const float *src = w + ((g * v->OG + o) * v->CG + cl) * v->KK;
-            float *dst = wt + (c * v->OG + o) * v->KK;
-            for (int64_t k = 0; k < v->KK; k++) dst[k] = src[v->KK - 1 - k];
-        }
+/* Zero padding of dy (before, after) that keeps every phase's reads inside. */
+static void jm_bd_pads(int64_t n_out, int64_t s, int64_t p, int64_t d, int64_t K, int64_t n_in,
+                       int64_t *before, int64_t *after) {
+    *before = 0, *after = 0;
+    for (int64_t r = 0; r < s && r < n_out; r++) {
+        int64_t Q = (n_out - r + s - 1) / s, off;
+        for (int64_t k = 0; k < K; k++)
+            if (jm_bd_reaches(r, k, s, p, d, &off)) {
+                *before = jm_rt_max(*before, -off);
+                *after = jm_rt_max(*after, Q - 1 + off - (n_in - 1));
+            }
     }
 }
 
-/* dx[n][g*CG + c] for c in [c0, c1) += the dcol rows of those channels (image il
-   of the block): a scatter in (ky, kx) order, so each dx element sums its terms
-   in a fixed order. The planes must be zero beforehand. */
-static void jm_cv_col2im(const jm_cv *v, const float *dcol, int64_t ldd, int64_t il, float *dxn,
-                         int64_t g, int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; c++) {
-        float *plane = dxn + (g * v->CG + c) * v->H * v->W;
-        for (int64_t kk = 0; kk < v->KK; kk++) {
-            int64_t ky = kk / v->KW, kx = kk % v->KW, lo, hi, ylo, yhi;
-            int64_t xoff = kx * v->dw - v->pw, yoff = ky * v->dh - v->ph;
-            jm_cv_valid(v->W, v->OW, v->sw, xoff, &lo, &hi);
-            jm_cv_valid(v->H, v->OH, v->sh, yoff, &ylo, &yhi);
-            const float *src = dcol + ((c - c0) * v->KK + kk) * ldd + il * v->OHW;
-            for (int64_t oy = ylo; oy < yhi; oy++) {
-                float *row = plane + (oy * v->sh + yoff) * v->W;
-                const float *s = src + oy * v->OW;
-                for (int64_t ox = lo; ox < hi; ox++) row[ox * v->sw + xoff] += s[ox];
-            }
+/* Phases (ry, rx) of dx and their taps (o, ky, kx): input (dy) and filter offsets. */
+static void jm_bd_setup(const jm_cv *v, jm_ostat *P) {
+    int64_t plane = jm_os_plane(P), row = jm_os_row(P), k = 0, offy, offx;
+    for (int64_t ry = 0; ry < v->sh; ry++)
+        for (int64_t rx = 0; rx < v->sw; rx++) {
+            jm_phase *f = &P->ph[ry * v->sw + rx];
+            *f = (jm_phase){ry < v->H ? (v->H - ry + v->sh - 1) / v->sh : 0, rx < v->W ? (v->W - rx + v->sw - 1) / v->sw : 0,
+                            ry, rx, v->sh, v->sw, 1, 1, k, 0};
+            for (int64_t o = 0; o < v->OG; o++)
+                for (int64_t ky = 0; ky < v->KH; ky++)
+                    for (int64_t kx = 0; kx < v->KW; kx++) {
+                        if (!jm_bd_reaches(ry, ky, v->sh, v->ph, v->dh, &offy) || !jm_bd_reaches(rx, kx, v->sw, v->pw, v->dw, &offx)) continue;
+                        P->koff[k] = o * plane + (offy + P->pd.t) * row + offx + P->pd.l;
+                        P->wkoff[k] = o * v->Kg + ky * v->KW + kx;
+                        k++;
+                    }
+            f->K = k - f->k0;
         }
-    }
 }
 
-/* Images per GEMM block of the col2im path: enough columns to fill tiles, but
-   enough blocks to keep every thread busy. */
-static int64_t jm_cv_bd_images(const jm_cv *v, int nth) {
-    int64_t ni = jm_rt_max(1, JM_CV_NB / v->OHW);
-    int64_t per_thread = (v->N + nth - 1) / nth;
-    return jm_rt_max(1, jm_rt_min(ni, per_thread));
-}
-
-static int64_t jm_cv_bd_scratch(const jm_cv *v, const jm_rt_ukernel *uk, int nth) {
-    int64_t cols = jm_rt_roundup(jm_cv_bd_images(v, nth) * v->OHW, uk->nr) + 16;
-    return (v->OG + v->Kg) * cols;
-}
-
-/* dx through dcol = w_g^T . dy_g and col2im. Work units: blocks of images, and
-   when there are fewer images than threads, channel ranges of each image. */
-static void jm_cv_bwd_data_col2im(const jm_cv *v, const jm_rt_ukernel *uk, const float *dy, const float *w,
-                                  float *dx, float *ws) {
-    const int MR = uk->mr, NR = uk->nr;
-    int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    int64_t ni = jm_cv_bd_images(v, nth), nblk = (v->N + ni - 1) / ni;
-    int64_t S = v->N >= nth ? 1 : jm_rt_min(nth, v->C), u0, u1;
-    int64_t ldd = jm_rt_roundup(ni * v->OHW, NR) + 16;
-    float *bbuf = ws, *dcol = ws + v->OG * ldd;
-    jm_rt_split(nblk * S, tid, nth, &u0, &u1);
-    for (int64_t u = u0; u < u1; u++) {
-        int64_t na = u / S * ni, nb = jm_rt_min(v->N, na + ni), cols = (nb - na) * v->OHW;
-        int64_t ca = u % S * v->C / S, cb = (u % S + 1) * v->C / S;
-        for (int64_t n = na; n < nb; n++) memset(dx + (n * v->C + ca) * v->H * v->W, 0, (size_t)((cb - ca) * v->H * v->W) * sizeof *dx);
-        for (int64_t g = ca / v->CG; g < v->G && g * v->CG < cb; g++) {
-            int64_t c0 = jm_rt_max(ca, g * v->CG) - g * v->CG, c1 = jm_rt_min(cb, (g + 1) * v->CG) - g * v->CG;
-            int64_t M = (c1 - c0) * v->KK;
-            for (int64_t o = 0; o < v->OG; o++) {   /* B = dy_g of the block, rows padded to whole panels */
-                float *d = bbuf + o * ldd;
-                for (int64_t n = na; n < nb; n++)
-                    memcpy(d + (n - na) * v->OHW, dy + (n * v->O + g * v->OG + o) * v->OHW, (size_t)v->OHW * sizeof *d);
-                for (int64_t j = cols; j < jm_rt_roundup(cols, NR); j++) d[j] = 0;
-            }
-            const float *ag = w + g * v->OG * v->Kg + c0 * v->KK;   /* A(i, o) = ag[i + o*Kg] */
-            for (int64_t kb = 0; kb == 0 || kb < v->OG; kb += JM_RT_KC) {
-                int64_t kc = jm_rt_min(JM_RT_KC, v->OG - kb);
-                for (int64_t i = 0; i < M; i += MR)
-                    for (int64_t j = 0; j < cols; j += NR)
-                        uk->kern(kc, ag + i + kb * v->Kg, 1, v->Kg, bbuf + kb * ldd + j, ldd, dcol + i * ldd + j, ldd, 1,
-                                 (int)jm_rt_min(MR, M - i), (int)jm_rt_min(NR, cols - j), kb > 0);
-            }
-            for (int64_t n = na; n < nb; n++) jm_cv_col2im(v, dcol, ldd, n - na, dx + n * v->C * v->H * v->W, g, c0, c1);
-        }
-    }
+/* Phase (ry, rx) of dx without its tap tables (k0 = 0): for planning. */
+static jm_phase jm_bd_phase(const jm_cv *v, int64_t ry, int64_t rx) {
+    int64_t off, ny = 0, nx = 0;
+    for (int64_t ky = 0; ky < v->KH; ky++) ny += jm_bd_reaches(ry, ky, v->sh, v->ph, v->dh, &off);
+    for (int64_t kx = 0; kx < v->KW; kx++) nx += jm_bd_reaches(rx, kx, v->sw, v->pw, v->dw, &off);
+    return (jm_phase){ry < v->H ? (v->H - ry + v->sh - 1) / v->sh : 0, rx < v->W ? (v->W - rx + v->sw - 1) / v->sw : 0,
+                      ry, rx, v->sh, v->sw, 1, 1, 0, v->OG * ny * nx};
 }
 
 int jm_rt_conv2d_bwd_data_f32(const jm_conv_shape *s, const float *dy, const float *w, float *dx) {
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
-    jm_cv v = jm_cv_of(s), t;
+    jm_cv v = jm_cv_of(s);
     int nth = omp_get_num_threads();
-    if (v.C * v.H * v.W == 0) {
-#pragma omp barrier
-        return 0;
-    }
-    if (v.OHW == 0 || v.O == 0 || v.KK == 0) {   /* nothing flows back */
-        jm_cv z = v;
-        z.O = v.C, z.OHW = v.H * v.W;
-        return jm_cv_degenerate(&z, dx, NULL, NULL, 0);
-    }
-    if (jm_cv_transposed(&v, &t)) {
-        int64_t wsz = jm_rt_roundup(v.C * t.Kg, 16);
-        float *ws = jm_rt_team_scratch((wsz + jm_cv_fwd_scratch(&t, uk)) * 4);
-        if (!ws) return -1;
-        jm_cv_flip_filter(&v, w, ws);
-        jm_cv_fwd_run(&t, uk, dy, (jm_cv_filter){ws, t.Kg, t.OG * t.Kg}, dx, NULL, NULL, 0, ws + wsz);
-    } else {
-        float *ws = jm_rt_team_scratch(jm_cv_bd_scratch(&v, uk, nth) * 4);
-        if (!ws) return -1;
-        jm_cv_bwd_data_col2im(&v, uk, dy, w, dx, ws);
-    }
+    if (v.N == 0 || v.C * v.H * v.W == 0 || v.OHW == 0 || v.O == 0 || v.KK == 0)
+        return jm_cv_zero(dx, v.N, v.C * v.H * v.W, NULL, NULL, 0);
+    int64_t nph = v.sh * v.sw;
+    jm_ostat P = {dy, v.N, v.O, v.OH, v.OW, {0, 0, 0, 0}, dx, v.C, v.H, v.W, v.G, v.OG, v.CG,
+                  nph, v.OG * v.KK, NULL, &v, NULL, NULL, NULL, w, v.OG * v.Kg, v.KK, 0, 0, NULL, jm_rt_roundup(v.CG, uk->nr)};
+    jm_bd_pads(v.H, v.sh, v.ph, v.dh, v.KH, v.OH, &P.pd.t, &P.pd.b);
+    jm_bd_pads(v.W, v.sw, v.pw, v.dw, v.KW, v.OW, &P.pd.l, &P.pd.r);
+    jm_os_choose(&P, uk);
+    jm_os_split sp = jm_os_split_of(&P, nth, uk->mr);
+    int64_t phb = nph * (int64_t)sizeof(jm_phase) + 64;
+    jm_carve cv = {(char *)jm_rt_team_scratch(phb + jm_os_head_bytes(&P) + jm_os_scratch_bytes(jm_os_scratch(&P, uk, sp))), 0};
+    if (!cv.p) return -1;
+    jm_phase *phs = jm_take(&cv, phb - 64);
+    jm_os_take_head(&P, &cv);
+    P.ph = phs;
+    jm_bd_setup(&v, &P);
+    jm_os_pack_filter(&P, uk, 0);
+    jm_os_run(&P, uk, sp, &cv, NULL, NULL, 0);
 #pragma omp barrier
     return 0;
 }
 
 /* ---------------------------------------------------------------- bwd_filter */
 
-/* dyT[k][o] = dy[n][g*OG + o][p] for the global columns k in [k0, k0 + kc)
-   (k = n*OH*OW + p), rows padded with zeros to `width`. */
-static void jm_cv_dy_transpose(const jm_cv *v, const float *dy, int64_t g, int64_t k0, int64_t kc,
-                               float *dst, int64_t ld, int64_t width) {
-    int64_t n = k0 / v->OHW, p = k0 % v->OHW;
-    for (int64_t k = 0; k < kc;) {
-        int64_t len = jm_rt_min(v->OHW - p, kc - k);
-        const float *src = dy + (n * v->O + g * v->OG) * v->OHW + p;
-        for (int64_t o = 0; o < v->OG; o++)
-            for (int64_t q = 0; q < len; q++) dst[(k + q) * ld + o] = src[o * v->OHW + q];
-        for (int64_t q = 0; q < len; q++)
-            for (int64_t o = v->OG; o < width; o++) dst[(k + q) * ld + o] = 0;
-        k += len, p = 0, n++;
+/* The data of images [na, nb) for group g: x padded into xpad ([image][CG][Hp][Wp],
+   interiors only; without padding x is read in place) and dyT[(i*OHW + p)*ldo + o]
+   = dy[na + i][g*OG + o][p]. Part `part` of `nparts`: a team shares the work. */
+static void jm_bf_prep(const jm_cv *v, const jm_rt_ukernel *uk, const float *x, const float *dy, int64_t g,
+                       int64_t na, int64_t nb, jm_pads pd, float *xpad, float *dyT, int64_t ldo, int part, int nparts) {
+    int64_t plane = (v->H + pd.t + pd.b) * (v->W + pd.l + pd.r), u0, u1, ob = (v->OG + 15) / 16;
+    if (!jm_pads_none(pd)) {
+        jm_rt_split((nb - na) * v->CG, part, nparts, &u0, &u1);
+        for (int64_t u = u0; u < u1; u++)
+            jm_pad_block(x, v->C, v->H, v->W, pd, na + u / v->CG, 1, g * v->CG + u % v->CG, 1, xpad + u * plane, 0);
+    }
+    jm_rt_split((nb - na) * ob, part, nparts, &u0, &u1);   /* (image, block of 16 channels) */
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t i = u / ob, o0 = u % ob * 16;
+        uk->transpose(dy + ((na + i) * v->O + g * v->OG + o0) * v->OHW, v->OHW, dyT + i * v->OHW * ldo + o0, ldo,
+                      jm_rt_min(16, v->OG - o0), v->OHW);
     }
 }
 
-/* Rows of dw^T (i.e. (c, ky, kx) of one group) per work unit: one MR panel. The
-   units (group, panel) are shared out in contiguous runs; each unit runs over
-   every image, in order. */
+/* dwT[t - r0][o] for taps [r0, r1) of group g over images [na, nb) (prepared in
+   xpad, dyT), added to what is there when accumulating. */
+static void jm_bf_gemm(const jm_cv *v, const jm_rt_ukernel *uk, const float *x, jm_pads pd, int64_t g, int64_t na, int64_t nb,
+                       const float *xpad, const float *dyT, int64_t ldo, const int64_t *kld, int64_t *roff, int64_t r0, int64_t r1,
+                       int64_t *koff, float *dwT, int accumulate) {
+    jm_view xv = jm_pads_none(pd) ? (jm_view){x + (na * v->C + g * v->CG) * v->H * v->W, v->C * v->H * v->W, v->H * v->W, v->W}
+                                  : (jm_view){xpad, v->CG * (v->H + pd.t + pd.b) * (v->W + pd.l + pd.r),
+                                              (v->H + pd.t + pd.b) * (v->W + pd.l + pd.r), v->W + pd.l + pd.r};
+    int64_t k = 0;
+    for (int64_t t = r0; t < r1; t++) roff[t - r0] = t / v->KK * xv.plane + t % v->KK / v->KW * v->dh * xv.row + t % v->KW * v->dw;
+    for (int64_t i = 0; i < nb - na; i++)
+        for (int64_t oy = 0; oy < v->OH; oy++)
+            for (int64_t ox = 0; ox < v->OW; ox++) koff[k++] = i * xv.img + oy * v->sh * xv.row + ox * v->sw;
+    jm_cv_gemm(uk, 0, xv.p, roff, r1 - r0, koff, k, dyT, kld, v->OG, dwT, ldo, accumulate);
+}
+
+/* Images per step of bwd_filter's reduction (a step's positions are cut into the
+   blocks of jm_rt_kblocks): a function of the shapes only. */
+static int64_t jm_bf_step(const jm_cv *v) { return v->OHW ? jm_rt_max(1, JM_RT_KC / v->OHW) : 1; }
+
+/* Few taps (G * ceil(Kg / MR) <= 4: too few tap panels to share out): each image
+   step's sum over all taps is a partial result of its own, and dw is their sum in
+   step order. Steps are shared out among the threads (each prepares only its own
+   images), partials stay in their thread's scratch, and after a barrier the team
+   adds them up, each thread a share of dw. Same rounding on any team size. */
+static int jm_bf_partials(const jm_cv *v, const jm_rt_ukernel *uk, const float *x, const float *dy, float *dw) {
+    const int NR = uk->nr;
+    int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t ldo = jm_rt_roundup(v->OG, NR), ni = jm_bf_step(v), np_max = ni * v->OHW;
+    int64_t steps = v->OHW ? (v->N + ni - 1) / ni : 0, per = (steps + nth - 1) / nth, part = v->G * v->Kg * ldo, c0, c1;
+    jm_pads pd = {v->ph, v->ph, v->pw, v->pw};
+    int64_t padn = jm_pads_none(pd) ? 0 : ni * v->CG * (v->H + 2 * v->ph) * (v->W + 2 * v->pw);
+    int64_t bytes = (v->Kg + JM_RT_MAX_MR) * 8 + 2 * np_max * 8 + padn * 4 + np_max * ldo * 4 + per * part * 4 + ldo * 4 + 7 * 64;
+    jm_carve cv = {(char *)jm_rt_team_scratch(bytes), 0};
+    if (!cv.p) return -1;
+    int64_t *roff = jm_take(&cv, (v->Kg + JM_RT_MAX_MR) * 8), *koff = jm_take(&cv, np_max * 8), *kld = jm_take(&cv, np_max * 8);
+    float *xpad = jm_take(&cv, padn * 4), *dyT = jm_take(&cv, np_max * ldo * 4), *parts = jm_take(&cv, per * part * 4);
+    float *sum = jm_take(&cv, ldo * 4);
+    memset(xpad, 0, (size_t)padn * sizeof *xpad);
+    for (int64_t k = 0; k < np_max; k++) {
+        kld[k] = k * ldo;
+        for (int64_t o = v->OG; o < ldo; o++) dyT[k * ldo + o] = 0;
+    }
+    jm_rt_split(steps, tid, nth, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t na = c * ni, nb = jm_rt_min(v->N, na + ni);
+        for (int64_t g = 0; g < v->G; g++) {
+            jm_bf_prep(v, uk, x, dy, g, na, nb, pd, xpad, dyT, ldo, 0, 1);
+            jm_bf_gemm(v, uk, x, pd, g, na, nb, xpad, dyT, ldo, kld, roff, 0, v->Kg, koff, parts + (c - c0) * part + g * v->Kg * ldo, 0);
+        }
+    }
+#pragma omp barrier
+    /* dw row (g, t) = sum over steps, in order, of the partials' rows (g, t) */
+    int64_t r0, r1;
+    jm_rt_split(v->G * v->Kg, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t g = r / v->Kg, t = r % v->Kg;
+        for (int64_t o = 0; o < v->OG; o++) sum[o] = 0;
+        for (int owner = 0; owner < nth; owner++) {
+            int64_t a0, a1;
+            jm_rt_split(steps, owner, nth, &a0, &a1);
+            const float *pp = (const float *)((char *)jm_rt_workspace_peek(owner) + ((char *)parts - cv.p));
+            for (int64_t c = a0; c < a1; c++) {
+                const float *row = pp + (c - a0) * part + r * ldo;
+                for (int64_t o = 0; o < v->OG; o++) sum[o] += row[o];
+            }
+        }
+        for (int64_t o = 0; o < v->OG; o++) dw[(g * v->OG + o) * v->Kg + t] = sum[o];
+    }
+#pragma omp barrier
+    return 0;
+}
+
+/* Taps (rows of dw^T, (c, ky, kx) of one group) are shared out in runs of MR;
+   each thread sums its taps over all images: steps of jm_bf_step images, each
+   step's positions in order, in the blocks of jm_rt_kblocks. With one group, the
+   team prepares the data of a few steps at a time together, in thread 0's scratch
+   (between barriers), instead of each thread all of it. */
 int jm_rt_conv2d_bwd_filter_f32(const jm_conv_shape *s, const float *x, const float *dy, float *dw) {
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     const int MR = uk->mr, NR = uk->nr;
     jm_cv v = jm_cv_of(s);
     int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    if (v.O * v.Kg == 0) {
+    if (v.O == 0 || v.Kg == 0) {
 #pragma omp barrier
         return 0;
     }
-    int64_t K = v.N * v.OHW, lda = JM_RT_KC + 16, ldb = jm_rt_roundup(v.OG, NR) + 16;
-    int64_t pan = (v.Kg + MR - 1) / MR, u0, u1;
+    int64_t ldo = jm_rt_roundup(v.OG, NR), pan = (v.Kg + MR - 1) / MR, u0, u1;
+    if (v.G * pan <= 4) return jm_bf_partials(&v, uk, x, dy, dw);
+    jm_pads pd = {v.ph, v.ph, v.pw, v.pw};
+    int64_t plane = (v.H + 2 * v.ph) * (v.W + 2 * v.pw), ni = jm_bf_step(&v);
+    int shared = v.G == 1 && nth > 1;
+    /* shared: steps prepared per barrier, about 1 MiB of data */
+    int64_t ns = shared ? jm_rt_max(1, ((int64_t)1 << 18) / (ni * ((jm_pads_none(pd) ? 0 : v.CG * plane) + v.OHW * ldo))) : 1;
+    int64_t np_max = ns * ni * v.OHW;
     jm_rt_split(v.G * pan, tid, nth, &u0, &u1);
-    /* rows of abuf: a thread's panels within one group, at most ceil(units / nth) */
-    int64_t rows = jm_rt_min(v.Kg, (v.G * pan + nth - 1) / nth * MR);
-    float *ws = jm_rt_team_scratch((rows * lda + (int64_t)JM_RT_KC * ldb) * 4);
-    if (!ws) return -1;
-    float *abuf = ws, *bbuf = ws + rows * lda;
-    if (K == 0) {
-        for (int64_t u = u0; u < u1; u++)
-            for (int64_t o = 0; o < v.OG; o++)
-                for (int64_t i = u % pan * MR; i < jm_rt_min(v.Kg, (u % pan + 1) * MR); i++) dw[(u / pan * v.OG + o) * v.Kg + i] = 0;
-        u1 = u0;
+    int64_t rows = jm_rt_min(v.Kg, (v.G * pan + nth - 1) / nth * MR);   /* a thread's taps in one group */
+    int64_t padn = jm_pads_none(pd) ? 0 : ns * ni * v.CG * plane;
+    int64_t bytes = (rows + JM_RT_MAX_MR) * 8 + 2 * np_max * 8 + padn * 4 + np_max * ldo * 4 + rows * ldo * 4 + 6 * 64;
+    jm_carve cv = {(char *)jm_rt_team_scratch(bytes), 0};
+    if (!cv.p) return -1;
+    int64_t *roff = jm_take(&cv, (rows + JM_RT_MAX_MR) * 8), *koff = jm_take(&cv, np_max * 8), *kld = jm_take(&cv, np_max * 8);
+    float *xpad = jm_take(&cv, padn * 4), *dyT = jm_take(&cv, np_max * ldo * 4), *dwT = jm_take(&cv, rows * ldo * 4);
+    memset(xpad, 0, (size_t)padn * sizeof *xpad);   /* the padding borders, for the whole call */
+    for (int64_t k = 0; k < np_max; k++) {   /* B row k of dyT; the lanes past OG stay zero */
+        kld[k] = k * ldo;
+        for (int64_t o = v.OG; o < ldo; o++) dyT[k * ldo + o] = 0;
     }
-    for (int64_t u = u0; u < u1;) {
-        int64_t g = u / pan, pa = u % pan, pb = jm_rt_min(pan, pa + (u1 - u));   /* panels [pa, pb) of group g */
-        int64_t r0 = pa * MR, r1 = jm_rt_min(v.Kg, pb * MR);
-        float *dwg = dw + g * v.OG * v.Kg;   /* C(i, o) = dwg[o*Kg + i] */
-        for (int64_t kb = 0; kb < K; kb += JM_RT_KC) {
-            int64_t kc = jm_rt_min(JM_RT_KC, K - kb);
-            jm_cv_im2col(&v, x, g, r0, r1, kb, kb + kc, abuf, lda, kc);
-            jm_cv_dy_transpose(&v, dy, g, kb, kc, bbuf, ldb, jm_rt_roundup(v.OG, NR));
-            for (int64_t i = r0; i < r1; i += MR)
-                for (int64_t j = 0; j < v.OG; j += NR)
-                    uk->kern(kc, abuf + (i - r0) * lda, lda, 1, bbuf + j, ldb, dwg + j * v.Kg + i, 1, v.Kg,
-                             (int)jm_rt_min(MR, r1 - i), (int)jm_rt_min(NR, v.OG - j), kb > 0);
+    if (v.N * v.OHW == 0) memset(dwT, 0, (size_t)(rows * ldo) * sizeof *dwT);
+    if (shared) {   /* every thread runs every step, for the barriers */
+        char *base0 = jm_rt_workspace_peek(0);
+        float *xpad0 = (float *)(base0 + ((char *)xpad - cv.p)), *dyT0 = (float *)(base0 + ((char *)dyT - cv.p));
+        int64_t r0 = u0 * MR, r1 = jm_rt_min(v.Kg, u1 * MR);
+#pragma omp barrier
+        for (int64_t na = 0; na < v.N && v.OHW; na += ns * ni) {
+            int64_t nb = jm_rt_min(v.N, na + ns * ni);
+            jm_bf_prep(&v, uk, x, dy, 0, na, nb, pd, xpad0, dyT0, ldo, tid, nth);
+#pragma omp barrier
+            for (int64_t sa = na; sa < nb && r0 < r1; sa += ni)   /* the steps, one after another */
+                jm_bf_gemm(&v, uk, x, pd, 0, sa, jm_rt_min(nb, sa + ni), xpad0 + (sa - na) * v.CG * plane,
+                           dyT0 + (sa - na) * v.OHW * ldo, ldo, kld, roff, r0, r1, koff, dwT, sa > 0);
+#pragma omp barrier
         }
-        u += pb - pa;
+        if (r0 < r1) uk->transpose(dwT, ldo, dw + r0, v.Kg, r1 - r0, v.OG);   /* dw[o][t] = dwT[t][o] */
+    } else {
+        for (int64_t u = u0; u < u1;) {
+            int64_t g = u / pan, pa = u % pan, pb = jm_rt_min(pan, pa + (u1 - u));   /* panels [pa, pb) of group g */
+            int64_t r0 = pa * MR, r1 = jm_rt_min(v.Kg, pb * MR);
+            for (int64_t na = 0; na < v.N && v.OHW; na += ni) {
+                int64_t nb = jm_rt_min(v.N, na + ni);
+                jm_bf_prep(&v, uk, x, dy, g, na, nb, pd, xpad, dyT, ldo, 0, 1);
+                jm_bf_gemm(&v, uk, x, pd, g, na, nb, xpad, dyT, ldo, kld, roff, r0, r1, koff, dwT, na > 0);
+            }
+            uk->transpose(dwT, ldo, dw + g * v.OG * v.Kg + r0, v.Kg, r1 - r0, v.OG);   /* dw[g*OG + o][t] = dwT[t][o] */
+            u += pb - pa;
+        }
     }
 #pragma omp barrier
     return 0;

@@ -21,7 +21,18 @@
  * Epilogue: conv2d_fwd may call `epi(epi_bufs, n*epi_items, (n+1)*epi_items)`
  * once per image n after writing image n's output, on the thread that wrote
  * it; epi may be NULL. (Fused elementwise code that reads the convolution's
- * result and writes the final value, possibly in place.) */
+ * result and writes the final value, possibly in place.)
+ *
+ * Implementation notes (runtime/rt_gemm.c, rt_conv.c, rt_pool.c, rt_workspace.c):
+ * - When the images are shared out among the threads (at least as many images as
+ *   threads, and a multiple of the team size or at least four per thread), each
+ *   image's epilogue runs on its thread right after its output is done. Otherwise
+ *   the threads share each image's output, and after a barrier image n's
+ *   epilogue runs on thread n % omp_get_num_threads(), once.
+ * - The micro-kernel is picked at run time: AVX-512F, AVX2+FMA or plain C. The two
+ *   FMA kernels give the same bits; the plain one (no fused multiply-add) may
+ *   differ from them in the last places. Results never depend on the team size.
+ * - Scratch memory is per thread (jm_rt_workspace), kept and grown as needed. */
 #ifndef JM_RT_KERNELS_H
 #define JM_RT_KERNELS_H
 #include <stdint.h>

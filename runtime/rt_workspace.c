@@ -62,6 +62,11 @@ int64_t jm_rt_workspace_held(int tid) {
     return s && s->p ? s->bytes : 0;
 }
 
+void *jm_rt_workspace_peek(int tid) {
+    jm_ws_slot *s = jm_ws_slot_of(tid, 0);
+    return s ? s->p : NULL;
+}
+
 /* Each thread grows its own slot, then (after a barrier, so every slot is settled)
    checks that every thread of the team got enough; the trailing barrier keeps any
    thread from growing its slot again (in a later kernel) while others still look. */

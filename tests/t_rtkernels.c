@@ -7,7 +7,12 @@
  * and must be bitwise identical when computed by 1, 2 or 3 threads of a parallel
  * region and by a call outside any parallel region. Outputs start as NaN, so an
  * element left unwritten fails. The conv and matmul checks run once per
- * micro-kernel this CPU supports (AVX-512, AVX2+FMA, plain C). */
+ * micro-kernel this CPU supports (AVX-512, AVX2+FMA, plain C); the two FMA
+ * kernels must agree bitwise, and so must both tilings of fwd and bwd_data. The
+ * convolution shapes cover stride 1/2/3, padding 0/1/2, dilation 1/2, groups
+ * 1/2/4 and depthwise, 1x1, odd and non-square sizes, batch 1..8; the forward's
+ * epilogue must run once per image over that image's items. Pooling checks the
+ * first-maximum and NaN rules and that gradients are fully written. */
 #include "rt_gemm_int.h"
 #include "rt_kernels.h"
 #include "tap.h"
@@ -78,7 +83,7 @@ static float *run_all(call_fn fn, void *ctx, int64_t n, const char *what) {
         out[k] = nans(n);
         rcs |= on_team(k, fn, ctx, out[k]);
     }
-    is_int(rcs, 0, "returns 0 on every thread");
+    ok(rcs == 0, "%s: returns 0 on every thread", what);
     int same = 1;
     for (int k = 0; k < 4; k++)
         if (k != 1 && memcmp(out[k], out[1], (size_t)n * sizeof(float))) same = 0;
@@ -190,6 +195,11 @@ static void check_epilogue(conv_ctx *c, const float *y, const char *name) {
     c->epi = NULL;
 }
 
+/* The micro-kernels to try (those this CPU runs). */
+static const char *g_kernels[] = {"avx512f", "avx2+fma", "generic"};
+#define N_KERNELS 3
+
+/* One convolution against its reference (computed once), with every kernel. */
 static void test_conv(const conv_case *cc) {
     conv_ctx c = {shape_of(cc), 0, 0, 0, 0, 0, 0};
     const jm_conv_shape *s = &c.s;
@@ -199,20 +209,46 @@ static void test_conv(const conv_case *cc) {
     double *r[6] = {malloc(ny * 8 + 8), malloc(ny * 8 + 8), malloc(nx * 8 + 8), malloc(nx * 8 + 8),
                     malloc(nw * 8 + 8), malloc(nw * 8 + 8)};
     char what[256];
+    float *fma[3] = {NULL, NULL, NULL};   /* the first FMA kernel's results */
     c.x = x, c.w = w, c.dy = dy;
     conv_ref(s, x, w, dy, r[0], r[1], r[2], r[3], r[4], r[5]);
-
-    snprintf(what, sizeof what, "%s fwd", cc->name);
-    float *y = run_all(call_fwd, &c, ny, what);
-    close_to(y, r[0], r[1], ny, what);
-    check_epilogue(&c, y, what);
-    snprintf(what, sizeof what, "%s bwd_data", cc->name);
-    float *dx = run_all(call_bwd_data, &c, nx, what);
-    close_to(dx, r[2], r[3], nx, what);
-    snprintf(what, sizeof what, "%s bwd_filter", cc->name);
-    float *dw = run_all(call_bwd_filter, &c, nw, what);
-    close_to(dw, r[4], r[5], nw, what);
-    free(y), free(dx), free(dw), free(x), free(w), free(dy);
+    for (int k = 0; k < N_KERNELS; k++) {
+        if (jm_rt_ukernel_set(g_kernels[k])) continue;
+        snprintf(what, sizeof what, "[%s] %s fwd", g_kernels[k], cc->name);
+        float *y = run_all(call_fwd, &c, ny, what);
+        close_to(y, r[0], r[1], ny, what);
+        check_epilogue(&c, y, what);
+        snprintf(what, sizeof what, "[%s] %s bwd_data", g_kernels[k], cc->name);
+        float *dx = run_all(call_bwd_data, &c, nx, what);
+        close_to(dx, r[2], r[3], nx, what);
+        /* every tiling of fwd and bwd_data gives the same bits */
+        int same = 1;
+        for (int t = 1; t <= 3; t++) {
+            jm_rt_conv_tiling = t;
+            float *y2 = nans(ny), *dx2 = nans(nx);
+            same &= on_team(2, call_fwd, &c, y2) == 0 && on_team(3, call_bwd_data, &c, dx2) == 0;
+            same &= !memcmp(y, y2, (size_t)ny * sizeof *y) && !memcmp(dx, dx2, (size_t)nx * sizeof *dx);
+            free(y2), free(dx2);
+        }
+        jm_rt_conv_tiling = 0;
+        ok(same, "[%s] %s: fwd and bwd_data bitwise identical with lanes = channels, positions, wide tile",
+           g_kernels[k], cc->name);
+        snprintf(what, sizeof what, "[%s] %s bwd_filter", g_kernels[k], cc->name);
+        float *dw = run_all(call_bwd_filter, &c, nw, what);
+        close_to(dw, r[4], r[5], nw, what);
+        if (k < 2 && fma[0]) {   /* AVX-512 and AVX2 differ in tiles only: same sums, same bits */
+            ok(!memcmp(fma[0], y, ny * 4) && !memcmp(fma[1], dx, nx * 4) && !memcmp(fma[2], dw, nw * 4),
+               "%s: AVX-512 and AVX2 kernels give the same bits", cc->name);
+            free(y), free(dx), free(dw);
+        } else if (k < 2) {
+            fma[0] = y, fma[1] = dx, fma[2] = dw;
+        } else {
+            free(y), free(dx), free(dw);
+        }
+    }
+    jm_rt_ukernel_set(NULL);
+    free(fma[0]), free(fma[1]), free(fma[2]);
+    free(x), free(w), free(dy);
     for (int i = 0; i < 6; i++) free(r[i]);
 }
 
@@ -237,6 +273,7 @@ static const conv_case g_convs[] = {
     {"5 images of 3x3, 5x5 kernel pad 2", 5, 3, 3, 3, 9, 5, 5, 1, 1, 2, 2, 1, 1, 1},
     {"1x1 output",                   3, 5,  3,  3,  6, 3, 3, 1, 1, 0, 0, 1, 1, 1},
     {"pad 2 stride 3 dilation 2",    2, 6, 11, 10, 6, 3, 2, 3, 3, 2, 2, 2, 2, 2},
+    {"7 images 32->64 20x20 (bwd_filter in several shared steps)", 7, 32, 20, 20, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},
 };
 
 /* ---- matmul ---- */
@@ -266,12 +303,26 @@ static void test_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, int tA, 
                     double bb = B[b * m.sB + (tB ? j * K + k : k * N + j)];
                     ref[(b * M + i) * N + j] += a * bb, abs_[(b * M + i) * N + j] += fabs(a * bb);
                 }
-    char what[160];
-    snprintf(what, sizeof what, "matmul batch %lld%s M %lld N %lld K %lld transA %d transB %d",
-             (long long)batch, bcastB ? " (B broadcast)" : "", (long long)M, (long long)N, (long long)K, tA, tB);
-    float *C = run_all(call_mm, &m, nc, what);
-    close_to(C, ref, abs_, nc, what);
-    free(C), free(A), free(B), free(ref), free(abs_);
+    float *fma = NULL;   /* the first FMA kernel's result */
+    for (int k = 0; k < N_KERNELS; k++) {
+        if (jm_rt_ukernel_set(g_kernels[k])) continue;
+        char what[160];
+        snprintf(what, sizeof what, "[%s] matmul batch %lld%s M %lld N %lld K %lld transA %d transB %d", g_kernels[k],
+                 (long long)batch, bcastB ? " (B broadcast)" : "", (long long)M, (long long)N, (long long)K, tA, tB);
+        float *C = run_all(call_mm, &m, nc, what);
+        close_to(C, ref, abs_, nc, what);
+        if (k < 2 && fma) {
+            ok(!memcmp(fma, C, (size_t)nc * 4), "%s: AVX-512 and AVX2 kernels give the same bits", what + strlen(g_kernels[k]) + 3);
+            free(C);
+        } else if (k < 2) {
+            fma = C;
+        } else {
+            free(C);
+        }
+    }
+    free(fma);
+    jm_rt_ukernel_set(NULL);
+    free(A), free(B), free(ref), free(abs_);
 }
 
 static void test_matmuls(void) {
@@ -365,6 +416,8 @@ static void test_pools(void) {
         {"3x2 s1 p(1,1) overlapping", 4, 6, 9, {3, 2, 1, 1, 1, 1}},
         {"global 8x8", 7, 8, 8, {8, 8, 1, 1, 0, 0}},
         {"5x5 s3 p2", 3, 11, 10, {5, 5, 3, 3, 2, 2}},
+        {"2x2 s3 (inputs no window reaches)", 3, 8, 8, {2, 2, 3, 3, 0, 0}},
+        {"1x1 p1 (empty windows at the border)", 2, 3, 3, {1, 1, 1, 1, 1, 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int64_t n = cases[i].NC * cases[i].H * cases[i].W;
@@ -411,24 +464,18 @@ static void test_workspace(void) {
 }
 
 int main(int argc, char **argv) {
-    static const char *kernels[] = {"avx512f", "avx2+fma", "generic"};
     /* 3 threads on a 2-core machine: spinning waiters would slow the barriers down
        a thousandfold, so run again with sleeping ones (the setting is read at start-up) */
     if (argc > 0 && !getenv("OMP_WAIT_POLICY") && !setenv("OMP_WAIT_POLICY", "passive", 1)) {
         execv("/proc/self/exe", argv);
         tap_diag("re-running with OMP_WAIT_POLICY=passive failed; carrying on");
     }
+    for (int k = 0; k < N_KERNELS; k++)
+        if (jm_rt_ukernel_set(g_kernels[k])) tap_diag("micro-kernel %s: not supported by this CPU, skipped", g_kernels[k]);
+    jm_rt_ukernel_set(NULL);
     test_workspace();
     test_pools();
-    for (int k = 0; k < 3; k++) {
-        if (jm_rt_ukernel_set(kernels[k])) {
-            tap_diag("micro-kernel %s: not supported by this CPU, skipped", kernels[k]);
-            continue;
-        }
-        tap_diag("micro-kernel %s", kernels[k]);
-        for (size_t i = 0; i < sizeof g_convs / sizeof *g_convs; i++) test_conv(&g_convs[i]);
-        test_matmuls();
-    }
-    jm_rt_ukernel_set(NULL);
+    for (size_t i = 0; i < sizeof g_convs / sizeof *g_convs; i++) test_conv(&g_convs[i]);
+    test_matmuls();
     return tap_done();
 }

@@ -684,6 +684,26 @@ static void jm_plan_graph(jm_pctx *C, int g) {
     C->curgraph = saved_graph;
 }
 
+/* The schedule's verifier: a step reads only buffers some earlier step (or the
+   caller, for inputs, state and loop-carried values) has written. Reports
+   internal errors; returns the number found. */
+static int jm_verify_order(jm_pctx *C) {
+    int bad = 0;
+    for (int s = 0; s < C->nsteps; s++) {
+        const jm_step *st = &C->steps[s];
+        int from = st->kind == JM_STEP_COPY ? 1 : st->kind == JM_STEP_LOOP ? st->nbuf : 1;
+        for (int k = from; k < st->nbuf; k++) {
+            if (st->kind == JM_STEP_LIB && st->epi >= 0 && k == 3) continue;     /* the epilogue's result: the conv's own output */
+            const jm_pbuf *B = &C->bufs[(int)st->buf[k]];
+            if (B->region == JM_REGION_STATE || B->first < s) continue;
+            jm_diag_error(C->d, jm_noloc, "internal error: step %d of %s (%s) reads buffer %d before any step writes it",
+                          s, C->pname, st->where ? st->where : "?", (int)st->buf[k]);
+            bad++;
+        }
+    }
+    return bad;
+}
+
 static int jm_find(jm_pctx *C, int b) {
     while (C->bufs[b].merged_into >= 0) b = C->bufs[b].merged_into;
     return b;
@@ -832,6 +852,7 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         jm_pin(&C, b);
     }
     for (int k = 0; k < pr->noutputs; k++) jm_pin(&C, C.vbuf[g][pr->outputs[k].node]);
+    if (jm_verify_order(&C) != 0) return -1;
     jm_inplace(&C);
     jm_pmem *mem = &P->mem[p];
     jm_place_scratch(&C, mem);

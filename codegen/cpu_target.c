@@ -128,6 +128,13 @@ static int *jm_dedup(const jm_plan *P) {
     return first;
 }
 
+int jm_cpu_count_distinct(const jm_plan *P) {
+    int *first = jm_dedup(P), n = 0;
+    for (int i = 0; i < P->nkernels; i++) n += first[i] == i;
+    free(first);
+    return n;
+}
+
 /* ---- module building (one per worker) -------------------------------------- */
 
 typedef struct {

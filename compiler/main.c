@@ -21,12 +21,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <limits.h>
+#include <time.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JM_VERSION "0.1.0"
+
+/* --time: seconds per phase of the compilation, on stderr */
+static int jm_time_on;
+static double jm_time_last;
+static double jm_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static void jm_time_phase(const char *what) {
+    double now = jm_clock();
+    if (jm_time_on && jm_time_last > 0) fprintf(stderr, "jemc: %-34s %8.3f s\n", what, now - jm_time_last);
+    jm_time_last = now;
+}
 
 static void jm_usage(FILE *out) {
     fprintf(out,
@@ -35,7 +50,7 @@ static void jm_usage(FILE *out) {
         "usage:\n"
         "  jemc check   GRAPH [-D name=value]...\n"
         "  jemc info    GRAPH [-D name=value]...\n"
-        "  jemc compile GRAPH -o EXE [--cpu NAME] [--emit=exe|obj|asm|llvm] [-O0..3] [-D name=value]...\n"
+        "  jemc compile GRAPH -o EXE [--cpu NAME] [--emit=exe|obj|asm|llvm] [-O0..3] [--time] [-D name=value]...\n"
         "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|fused|plan [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
@@ -56,7 +71,7 @@ static void jm_usage(FILE *out) {
 
 typedef struct {
     const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt;
-    int threads;
+    int threads, time;
     uint64_t seed;
     int seed_given;
     jm_define *defs; int ndefs;
@@ -91,6 +106,7 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
         JM_OPT("-O", opt)
 #undef JM_OPT
         if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) { o->opt = a + 2; continue; }
+        if (strcmp(a, "--time") == 0) { o->time = 1; continue; }
         if (strcmp(a, "--threads") == 0 || strncmp(a, "--threads=", 10) == 0) {
             val = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
             char *end;
@@ -219,7 +235,13 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     int rc = 1;
     int exe = strcmp(kind, "exe") == 0;
     snprintf(stem, sizeof stem, "%s.jemc-tmp-%d", o->output_exe, (int)getpid());
+    jm_time_phase("program table");
     int nf = jm_cpu_write(plan, &co, words, nwords, stem, exe ? "obj" : kind, &files, err, sizeof err);
+    if (jm_time_on) {
+        char what[96];
+        snprintf(what, sizeof what, "LLVM codegen (%d kernels, %d distinct)", plan->nkernels, jm_cpu_count_distinct(plan));
+        jm_time_phase(what);
+    }
     free(words);
     if (nf < 0) { fprintf(stderr, "jemc compile: %s\n", err); free(cpu); return 1; }
     if (!exe) {
@@ -251,6 +273,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
 #endif
         argv[k] = NULL;
         int st = jm_spawn(argv);
+        jm_time_phase("link");
         free(argv);
         if (st != 0) fprintf(stderr, "jemc compile: linking %s with %s failed (status %d)\n", o->output_exe, cc, st);
         else rc = 0;
@@ -390,7 +413,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "jemc run: --precision must be f32 or f64, got '%s'\n", o.precision);
         goto out;
     }
+    jm_time_on = o.time;
+    jm_time_phase("start");
     jm_module *m = jm_frontend_load(&d, o.graph, o.defs, o.ndefs);
+    jm_time_phase("front end (parse, elaborate, check)");
     /* float64 evaluation retypes before the passes, so constants are folded in double */
     if (m && strcmp(o.precision, "f64") == 0) jm_module_retype(m, JM_F32, JM_F64);
     if (m) {
@@ -424,12 +450,14 @@ int main(int argc, char **argv) {
             goto out;
         }
         if (o.dump && strcmp(o.dump, "lower") == 0) jm_ir_dump(m, o.program, stdout);
+        jm_time_phase("simplify, autodiff, lower");
         if (jm_plan_build(m, &plan, &d) != 0) {
             fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
             goto out;
         }
         if (o.dump && strcmp(o.dump, "fused") == 0) jm_plan_dump_fused(&plan, o.program, stdout);
         if (o.dump && strcmp(o.dump, "plan") == 0) jm_plan_dump_memory(&plan, o.program, stdout);
+        jm_time_phase("fusion, schedule, memory plan");
         if (jm_plan_check_memory(&plan, stderr) != 0) { fprintf(stderr, "jemc: internal error: the memory plan overlaps live buffers\n"); goto out; }
     }
     if (strcmp(cmd, "check") == 0) {

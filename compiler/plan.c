@@ -24,6 +24,8 @@ typedef struct {
     int **vbuf;                  /* per graph, per node: buffer id, or -1 */
     int **epi_of;                /* per graph, per node: conv2d fused into this kernel root, or -1 */
     char **epi_conv;             /* per graph, per node: a conv2d that runs inside an epilogue step */
+    char **epi_inplace;          /* per graph, per epilogue root: the conv writes the root's buffer */
+    int **epi_root;              /* per graph, per fused conv2d: its epilogue root */
     jm_pbuf *bufs; int nbufs, capbufs;
     jm_step *steps; int nsteps, capsteps;
     int *gbuf;                   /* per global: its STATE buffer */
@@ -173,24 +175,73 @@ static int jm_reads_at_same_index(jm_pctx *C, int g, int node, int target, int d
     return found;
 }
 
+static void jm_kernel_leaves(jm_pctx *C, int g, int node, int root, char *seen, int *nops);
+static void jm_mark_reads(jm_pctx *C, int g, int node, int root, int ident, char *st, int depth);
+
+/* Epilogues (plan.h). In place: the convolution's only reader is one kernel
+   reading it at its own index; the convolution writes that kernel's buffer.
+   Shared: the convolution's value is also read elsewhere (e.g. saved for the
+   backward pass), so it keeps its buffer, and the first kernel reading it (at
+   its own index only) runs as the epilogue while each image is in cache; every
+   other reader must come later in the program. */
 static void jm_find_epilogues(jm_pctx *C, int g) {
     jm_graph *gr = &C->m->graphs[g];
     int n = gr->nnode;
     C->epi_of[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(n + 1));
     C->epi_conv[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    C->epi_inplace[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
+    C->epi_root[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(n + 1));
     for (int i = 0; i < n; i++) C->epi_of[g][i] = -1;
+    char *seen = malloc((size_t)n + 1), *st = malloc((size_t)n + 1);
     for (int c = 0; c < n; c++) {
         jm_node *cv = &gr->node[c];
-        if (cv->op != JM_OP_CONV2D || cv->type.dtype != JM_F32 || C->users[g][c] != 1 || C->ext[g][c]) continue;
-        /* the one reader's kernel root: follow single readers up to the first materialized node */
+        if (cv->op != JM_OP_CONV2D || cv->type.dtype != JM_F32) continue;
+        /* the first reader's kernel root: follow first readers up to a materialized node */
         int r = C->reader[g][c];
-        while (r >= 0 && !C->mat[g][r] && C->users[g][r] == 1) r = C->reader[g][r];
-        if (r < 0 || !C->mat[g][r] || C->epi_of[g][r] >= 0) continue;
+        while (r >= 0 && !C->mat[g][r]) r = C->reader[g][r];
+        if (r < 0 || C->epi_of[g][r] >= 0 || !jm_is_inline_op(gr->node[r].op)) continue;
         jm_node *rn = &gr->node[r];
-        if (!jm_type_equal(&rn->type, &cv->type) || !jm_reads_at_same_index(C, g, r, c, 0)) continue;
+        if (!jm_type_equal(&rn->type, &cv->type) || C->epi_conv[g][c]) continue;
+        if (C->users[g][c] == 1 && !C->ext[g][c] && jm_reads_at_same_index(C, g, r, c, 0)) {
+            C->epi_of[g][r] = c;
+            C->epi_conv[g][c] = 1;
+            C->epi_root[g][c] = r;
+            C->epi_inplace[g][r] = 1;
+            continue;
+        }
+        /* shared: r reads c only at its own index, and c's other readers come after r */
+        memset(seen, 0, (size_t)n);
+        memset(st, 0, (size_t)n);
+        int nops = 0;
+        jm_kernel_leaves(C, g, r, r, seen, &nops);
+        jm_mark_reads(C, g, r, r, 1, st, 0);
+        if (!seen[c] || st[c] != 1) continue;
+        /* no other step may read c before r: not a runtime op or loop reading it
+           directly, not a kernel root between them reading it through inline ops */
+        int later = 1;
+        for (int q = c + 1; q < r && later; q++) {
+            if (!C->mat[g][q] && !C->absorbed[g][q]) {
+                continue;                               /* inline: read by some root, checked below */
+            }
+            const jm_node *qn = &gr->node[q];
+            if (!jm_is_inline_op(qn->op) && qn->op != JM_OP_SUM && qn->op != JM_OP_RMAX) {
+                for (int k = 0; k < qn->nsrc; k++) if (qn->src[k] == c) later = 0;
+                continue;
+            }
+            char *qs = calloc((size_t)n + 1, 1);
+            int qops = 0;
+            if (qn->op == JM_OP_SUM || qn->op == JM_OP_RMAX) { qs[q] = 1; jm_kernel_leaves(C, g, qn->src[0], q, qs, &qops); }
+            else jm_kernel_leaves(C, g, q, q, qs, &qops);
+            if (qs[c]) later = 0;
+            free(qs);
+        }
+        if (!later) continue;
         C->epi_of[g][r] = c;
         C->epi_conv[g][c] = 1;
+        C->epi_root[g][c] = r;
     }
+    free(seen);
+    free(st);
 }
 
 /* ---- buffers and steps ----------------------------------------------------- */
@@ -574,7 +625,7 @@ static void jm_assign_bufs(jm_pctx *C, int g) {
                of a constant is computed) */
             if ((nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && C->mat[g][nd->src[0]]) break;
             if (nd->op == JM_OP_LOOP) break;                       /* a tuple: its LOOP_OUTs have the buffers */
-            if (C->epi_conv[g][i]) break;                          /* writes its epilogue's buffer (below) */
+            if (C->epi_conv[g][i] && C->epi_inplace[g][C->epi_root[g][i]]) break;   /* writes its epilogue's buffer (below) */
             if (nd->op == JM_OP_LOOP_OUT) break;                   /* assigned by the loop */
             C->vbuf[g][i] = jm_new_buf(C, jm_bytes(&nd->type), JM_REGION_SCRATCH,
                                        jm_arena_printf(C->m->arena, "%%%d %s", i, jm_where(C, nd)));
@@ -584,7 +635,7 @@ static void jm_assign_bufs(jm_pctx *C, int g) {
     }
     /* an epilogue's convolution writes straight into the epilogue's output */
     for (int r = 0; r < gr->nnode; r++)
-        if (C->epi_of[g][r] >= 0) C->vbuf[g][C->epi_of[g][r]] = C->vbuf[g][r];
+        if (C->epi_of[g][r] >= 0 && C->epi_inplace[g][r]) C->vbuf[g][C->epi_of[g][r]] = C->vbuf[g][r];
 }
 
 /* Emission order (plan.h, "Scheduling"): node ids, except that a step moves to
@@ -615,6 +666,7 @@ static int *jm_schedule(jm_pctx *C, int g) {
         jm_op_class cls = jm_ops[nd->op].cls;
         if (!C->mat[g][i] || C->epi_conv[g][i] || cls == JM_CLASS_LEAF || cls == JM_CLASS_CONTROL || C->ext[g][i]) continue;
         if ((nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && C->mat[g][nd->src[0]]) continue;   /* aliases */
+        if (C->epi_of[g][i] >= 0) continue;          /* a shared epilogue's convolution is read after it */
         int dest = first[i];
         if (dest == INT_MAX || dest <= i + 1) continue;
         /* the buffers this step reads: a kernel's leaves, a runtime op's operands
@@ -693,7 +745,8 @@ static int jm_verify_order(jm_pctx *C) {
         const jm_step *st = &C->steps[s];
         int from = st->kind == JM_STEP_COPY ? 1 : st->kind == JM_STEP_LOOP ? st->nbuf : 1;
         for (int k = from; k < st->nbuf; k++) {
-            if (st->kind == JM_STEP_LIB && st->epi >= 0 && k == 3) continue;     /* the epilogue's result: the conv's own output */
+            /* an epilogue reads the convolution's output and writes its own result */
+            if (st->kind == JM_STEP_LIB && st->epi >= 0 && (k == 3 || st->buf[k] == st->buf[0])) continue;
             const jm_pbuf *B = &C->bufs[(int)st->buf[k]];
             if (B->region == JM_REGION_STATE || B->first < s) continue;
             jm_diag_error(C->d, jm_noloc, "internal error: step %d of %s (%s) reads buffer %d before any step writes it",
@@ -827,6 +880,8 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
     C.vbuf = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.epi_of = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.epi_conv = jm_arena_alloc(m->arena, sizeof(char *) * ng);
+    C.epi_inplace = jm_arena_alloc(m->arena, sizeof(char *) * ng);
+    C.epi_root = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.gbuf = jm_arena_alloc(m->arena, sizeof(int) * (size_t)(m->nglobals + 1));
     for (int i = 0; i < m->nglobals; i++) {
         C.gbuf[i] = jm_new_buf(&C, jm_bytes(&m->globals[i].type), JM_REGION_STATE, m->globals[i].name);

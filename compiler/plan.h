@@ -13,9 +13,10 @@
  *   - a value that is not cheap is materialized before a broadcast expands it
  *     (so exp(x) over [C] is not recomputed N times over [N,C]);
  *   - a kernel holds at most JM_FUSE_MAX_OPS inline ops.
- * A conv2d whose only reader is one elementwise kernel that reads it at the
- * same index takes that kernel as its epilogue: the convolution writes the
- * kernel's output buffer and runs the kernel on each image while it is in cache.
+ * A conv2d followed by an elementwise kernel that reads it at the same index
+ * takes that kernel as its epilogue, run on each image while it is in cache;
+ * when the kernel is the only reader the convolution writes the kernel's buffer
+ * (in place), otherwise it keeps its own (no other step may read it earlier).
  * A matmul operand that is a transpose of a materialized matrix is read in
  * place (transA/transB), and a reshape of a materialized value is an alias.
  *

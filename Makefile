@@ -4,6 +4,7 @@
 #   make test SAN=1 the same suite under AddressSanitizer + UBSan (in build-san/)
 #   make fuzz       build the libFuzzer front-end harness and run it (FUZZ_SECONDS=60)
 #   make deps       install what is missing (Debian packages), nothing else
+#   make bench      jemc against PyTorch (bench/run.sh) and the kernels against the FMA peak
 LLVM_CONFIG ?= llvm-config-19
 CC          ?= gcc
 ifeq ($(origin CC),default)
@@ -39,7 +40,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean
+.PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean bench
 all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o
 
 deps:
@@ -95,6 +96,14 @@ $(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SR
 	@mkdir -p $(dir $@)
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \
 	    $^ -lm -o $@
+
+# Speed (never part of `make test`): jemc against PyTorch side by side, then the
+# runtime's convolution and matmul kernels against the machine's FMA peak.
+$(B)/bench_kernels: bench/bench_kernels.c $(B)/libjemrt.a
+	$(CC) $(CFLAGS) $< $(B)/libjemrt.a -fopenmp -lm -o $@
+bench: all $(B)/bench_kernels
+	bench/run.sh
+	$(B)/bench_kernels
 
 clean:
 	rm -rf build build-san

@@ -4,7 +4,10 @@
  *
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iruntime bench/bench_kernels.c \
  *       runtime/rt_gemm.c runtime/rt_conv.c runtime/rt_pool.c runtime/rt_workspace.c -lm -o /tmp/bench_kernels
- *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5]
+ *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5] [--set wrn]
+ *
+ * --set wrn times every convolution shape of WRN-28-2 instead and adds up the
+ * milliseconds of one forward pass's worth of each op (weighted by occurrences).
  *
  * Each kernel runs inside one parallel region (as in the executor), repeatedly,
  * for about --seconds; the time per call is the best of 5 such runs (the least
@@ -131,15 +134,34 @@ static double time_job(job *j, int nth, double secs) {
 typedef struct {
     const char *name;
     int64_t C, H, O, K, stride, pad;
+    int count;               /* --set wrn: convolutions of this shape in one WRN-28-2 forward */
 } conv_def;
 
+/* Every convolution shape of WRN-28-2 (graphs/jem_wrn28.graph, widen 2), with how
+   many times it occurs in one forward pass (28 in all). */
+static const conv_def wrn_convs[] = {
+    {"conv1 3->16 3x3 32", 3, 32, 16, 3, 1, 1, 1},
+    {"16->32 3x3 32", 16, 32, 32, 3, 1, 1, 1},
+    {"32->32 3x3 32", 32, 32, 32, 3, 1, 1, 7},
+    {"sc 16->32 1x1 32", 16, 32, 32, 1, 1, 0, 1},
+    {"32->64 3x3 32", 32, 32, 64, 3, 1, 1, 1},
+    {"64->64 3x3 s2 32->16", 64, 32, 64, 3, 2, 1, 1},
+    {"sc 32->64 1x1 s2 32->16", 32, 32, 64, 1, 2, 0, 1},
+    {"64->64 3x3 16", 64, 16, 64, 3, 1, 1, 6},
+    {"64->128 3x3 16", 64, 16, 128, 3, 1, 1, 1},
+    {"128->128 3x3 s2 16->8", 128, 16, 128, 3, 2, 1, 1},
+    {"sc 64->128 1x1 s2 16->8", 64, 16, 128, 1, 2, 0, 1},
+    {"128->128 3x3 8", 128, 8, 128, 3, 1, 1, 6},
+};
+
 int main(int argc, char **argv) {
-    const char *kernel = NULL, *threads = "1,2";
+    const char *kernel = NULL, *threads = "1,2", *set = "all";
     double secs = 0.5;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--kernel")) kernel = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = argv[i + 1];
         else if (!strcmp(argv[i], "--seconds")) secs = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--set")) set = argv[i + 1];
     }
     if (kernel && jm_rt_ukernel_set(kernel)) {
         fprintf(stderr, "kernel %s is not supported here\n", kernel);
@@ -163,20 +185,24 @@ int main(int argc, char **argv) {
            fma1 / 1e9, mhz > 0 ? fma1 / (mhz * 1e6) : 0);
 
     static const conv_def convs[] = {
-        {"mnist conv1 1->32 3x3 s1 28", 1, 28, 32, 3, 1, 1},
-        {"mnist conv2 32->64 3x3 s2 28", 32, 28, 64, 3, 2, 1},
-        {"mnist conv3 64->128 3x3 s2 14", 64, 14, 128, 3, 2, 1},
-        {"wrn 32->32 3x3 s1 32", 32, 32, 32, 3, 1, 1},
-        {"wrn 64->64 3x3 s1 16", 64, 16, 64, 3, 1, 1},
-        {"wrn 128->128 3x3 s1 8", 128, 8, 128, 3, 1, 1},
-        {"wrn 1x1 s2 32->64 32->16", 32, 32, 64, 1, 2, 0},
+        {"mnist conv1 1->32 3x3 s1 28", 1, 28, 32, 3, 1, 1, 0},
+        {"mnist conv2 32->64 3x3 s2 28", 32, 28, 64, 3, 2, 1, 0},
+        {"mnist conv3 64->128 3x3 s2 14", 64, 14, 128, 3, 2, 1, 0},
+        {"wrn 32->32 3x3 s1 32", 32, 32, 32, 3, 1, 1, 0},
+        {"wrn 64->64 3x3 s1 16", 64, 16, 64, 3, 1, 1, 0},
+        {"wrn 128->128 3x3 s1 8", 128, 8, 128, 3, 1, 1, 0},
+        {"wrn 1x1 s2 32->64 32->16", 32, 32, 64, 1, 2, 0, 0},
     };
+    int wrn = !strcmp(set, "wrn");
+    const conv_def *defs = wrn ? wrn_convs : convs;
+    size_t ndefs = wrn ? sizeof wrn_convs / sizeof *wrn_convs : sizeof convs / sizeof *convs;
+    double total[3][8] = {{0}};   /* --set wrn: ms per forward pass's worth of each op */
     const int64_t N = 64;
     printf("%-32s %-10s", "GFLOP/s (batch 64)", "op");
     for (int t = 0; t < nnth; t++) printf(" %7d thr", nths[t]);
     printf("\n");
-    for (size_t c = 0; c < sizeof convs / sizeof *convs; c++) {
-        const conv_def *d = &convs[c];
+    for (size_t c = 0; c < ndefs; c++) {
+        const conv_def *d = &defs[c];
         int64_t OH = (d->H + 2 * d->pad - d->K) / d->stride + 1;
         job j = {0, {N, d->C, d->H, d->H, d->O, d->K, d->K, OH, OH, {d->stride, d->stride, d->pad, d->pad, 1, 1, 1}},
                  NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
@@ -187,11 +213,26 @@ int main(int argc, char **argv) {
         static const char *ops[] = {"fwd", "bwd_data", "bwd_filter"};
         for (j.op = 0; j.op < 3; j.op++) {
             printf("%-32s %-10s", d->name, ops[j.op]);
-            for (int t = 0; t < nnth; t++) printf(" %11.1f", flop / time_job(&j, nths[t], secs) / 1e9);
+            for (int t = 0; t < nnth; t++) {
+                double sec = time_job(&j, nths[t], secs);
+                total[j.op][t] += d->count * sec * 1e3;
+                printf(" %11.1f", flop / sec / 1e9);
+            }
             printf("\n");
             fflush(stdout);
         }
         free(j.x), free(j.dx), free(j.w), free(j.dw), free(j.y);
+    }
+    if (wrn) {
+        printf("\nms per WRN-28-2 pass (28 convolutions, batch 64)");
+        for (int t = 0; t < nnth; t++) printf(" %7d thr", nths[t]);
+        printf("\n");
+        for (int op = 0; op < 3; op++) {
+            printf("%-47s", op == 0 ? "fwd" : op == 1 ? "bwd_data" : "bwd_filter");
+            for (int t = 0; t < nnth; t++) printf(" %11.2f", total[op][t]);
+            printf("\n");
+        }
+        return 0;
     }
     job m = {3, {0}, rnd(64 * 6272), rnd(10 * 6272), rnd(64 * 10), NULL, NULL, 64, 10, 6272};
     printf("%-32s %-10s", "matmul [64,6272]x[10,6272]^T", "");

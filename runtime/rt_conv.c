@@ -254,6 +254,14 @@ static void jm_os_block_ch(const jm_ostat *P, const jm_rt_ukernel *uk, jm_view v
 static void jm_os_block_pos(const jm_ostat *P, const jm_rt_ukernel *uk, jm_view v, int64_t n,
                             const jm_phase *f, int64_t ya, int64_t yb, int64_t *roff, float *grid, int64_t ldg) {
     int64_t ncols = (yb - ya) * v.row, OHW = P->OH * P->OW;
+    if (f->K == 0) {   /* no taps reach this phase (strided bwd_data): zeros, no GEMM */
+        for (int64_t c = 0; c < P->Cout; c++)
+            for (int64_t qy = ya; qy < yb; qy++) {
+                float *d = P->out + (n * P->Cout + c) * OHW + (f->oy0 + f->osy * qy) * P->OW + f->ox0;
+                for (int64_t qx = 0; qx < f->Qw; qx++) d[qx * f->osx] = 0;
+            }
+        return;
+    }
     for (int64_t g = 0; g < P->G; g++) {
         for (int64_t co = 0; co < P->CoutG; co++) roff[co] = g * P->wgrp + co * P->wch;
         jm_cv_gemm(uk, P->wide, P->w, roff, P->CoutG, P->wkoff + f->k0, f->K,
@@ -315,7 +323,7 @@ static jm_os_scr jm_os_scratch(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os
         int64_t rows = jm_rt_min(s.chunk / s.maxQw, s.maxQh);   /* rows of a unit */
         r.ldg = jm_rt_roundup(rows * row, nr) + 16;
         r.roff = P->CoutG + JM_RT_MAX_MR;
-        r.pad = P->Cin * jm_os_plane(P) + 2 * row + 2 * nr;
+        r.pad = P->Cin * jm_os_plane(P) + 2 * row + 2 * nr;   /* the slack of jm_os_pad */
         r.dense = 0;
         r.out = P->CoutG * r.ldg;
     } else {
@@ -330,10 +338,14 @@ static jm_os_scr jm_os_scratch(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os
 
 static int64_t jm_os_scratch_bytes(jm_os_scr r) { return r.roff * 8 + r.pad * 4 + r.out * 4 + r.dense * 4 + 4 * 64; }
 
-/* Padded copy of images [n, n+ni) (lanes = positions: always a copy, with slack
-   after it for the lanes past the end). */
-static jm_view jm_os_pad(const jm_ostat *P, int64_t n, int64_t ni, float *xpad) {
-    return jm_pad_block(P->in, P->Cin, P->H, P->W, P->pd, n, ni, 0, P->Cin, xpad, P->lanes_pos);
+/* Padded copy of images [n, n+ni). Lanes = positions read up to `slack` floats
+   past the images (lanes past the end, dropped): without padding the input is
+   read in place when the following images cover that, else copied (the scratch
+   has the slack). */
+static jm_view jm_os_pad(const jm_ostat *P, const jm_rt_ukernel *uk, int64_t n, int64_t ni, float *xpad) {
+    int64_t slack = 2 * jm_os_row(P) + 2 * (P->wide ? uk->nr1 : uk->nr);
+    int copy = P->lanes_pos && (P->N - n - ni) * P->Cin * P->H * P->W < slack;
+    return jm_pad_block(P->in, P->Cin, P->H, P->W, P->pd, n, ni, 0, P->Cin, xpad, copy);
 }
 
 static void jm_os_unit(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s, jm_os_scr r, jm_view v,
@@ -353,8 +365,10 @@ static void jm_os_images(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split
     int64_t OHW = P->OH * P->OW, zero = 0;
     for (int64_t f = 0; f < P->nph; f++) zero |= P->ph[f].K == 0;
     if (dense && zero) memset(dense, 0, (size_t)((nb - na) * OHW * P->Cout) * sizeof *dense);
+    if (P->lanes_pos && zero)   /* the phases without taps stay zero; the others overwrite their positions */
+        memset(P->out + na * P->Cout * OHW, 0, (size_t)((nb - na) * P->Cout * OHW) * sizeof *P->out);
     for (int64_t f = 0; f < P->nph; f++) {
-        if (dense && P->ph[f].K == 0) continue;
+        if ((dense || P->lanes_pos) && P->ph[f].K == 0) continue;
         for (int64_t u = 0; u < jm_os_units(P, &P->ph[f], s); u++) jm_os_unit(P, uk, s, r, v, na, nb, &P->ph[f], u, roff, out, dense);
     }
     if (dense)
@@ -374,7 +388,7 @@ static void jm_os_run(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s,
         jm_rt_split(P->N, tid, nth, &n0, &n1);
         for (int64_t na = n0; na < n1; na += s.ni) {
             int64_t nb = jm_rt_min(n1, na + s.ni);
-            jm_os_images(P, uk, s, r, jm_os_pad(P, na, nb - na, xpad), na, nb, roff, out, dense);
+            jm_os_images(P, uk, s, r, jm_os_pad(P, uk, na, nb - na, xpad), na, nb, roff, out, dense);
             if (epi)
                 for (int64_t n = na; n < nb; n++) epi(epi_bufs, n * epi_items, (n + 1) * epi_items);
         }
@@ -387,7 +401,7 @@ static void jm_os_run(const jm_ostat *P, const jm_rt_ukernel *uk, jm_os_split s,
     for (int64_t u = u0; u < u1; u++) {
         int64_t n = u / upi, rest = u % upi, f = 0;
         for (; rest >= jm_os_units(P, &P->ph[f], s); f++) rest -= jm_os_units(P, &P->ph[f], s);
-        if (n != padded) v = jm_os_pad(P, n, 1, xpad), padded = n;
+        if (n != padded) v = jm_os_pad(P, uk, n, 1, xpad), padded = n;
         jm_os_unit(P, uk, s, r, v, n, n + 1, &P->ph[f], rest, roff, out, NULL);
     }
     if (epi) {
@@ -414,6 +428,11 @@ static void jm_os_choose(jm_ostat *P, const jm_rt_ukernel *uk) {
         jm_phase phf = jm_os_phase(P, f), *ph = &phf;
         double Q = (double)jm_ph_Q(ph), K = (double)ph->K;
         allowed &= ph->isy == 1 && ph->isx == 1;
+        if (ph->K == 0) {   /* zeros: a memset either way */
+            ch += Q * (double)P->CoutG;
+            pos += Q * (double)P->CoutG;
+            continue;
+        }
         ch += Q * (double)jm_rt_roundup(P->CoutG, uk->nr) * (K + 2) + 4.0 * Q * (double)P->CoutG;
         pos += (double)jm_rt_roundup(P->CoutG, pmr) * (double)jm_rt_roundup(ph->Qh * row, pnr) * (K + 2) * (P->wide ? 1.3 : 1.0)
                + 2.0 * Q * (double)P->CoutG;
@@ -573,22 +592,16 @@ int jm_rt_conv2d_bwd_data_f32(const jm_conv_shape *s, const float *dy, const flo
 /* ---------------------------------------------------------------- bwd_filter */
 
 /* The data of images [na, nb) for group g: x padded into xpad ([image][CG][Hp][Wp],
-   interiors only; without padding x is read in place) and dyT[(i*OHW + p)*ldo + o]
-   = dy[na + i][g*OG + o][p]. Part `part` of `nparts`: a team shares the work. */
+   interiors of channels [ca, cb) of the group only; without padding x is read in
+   place) and dyT[(i*OHW + p)*ldo + o] = dy[na + i][g*OG + o][p]. */
 static void jm_bf_prep(const jm_cv *v, const jm_rt_ukernel *uk, const float *x, const float *dy, int64_t g,
-                       int64_t na, int64_t nb, jm_pads pd, float *xpad, float *dyT, int64_t ldo, int part, int nparts) {
-    int64_t plane = (v->H + pd.t + pd.b) * (v->W + pd.l + pd.r), u0, u1, ob = (v->OG + 15) / 16;
-    if (!jm_pads_none(pd)) {
-        jm_rt_split((nb - na) * v->CG, part, nparts, &u0, &u1);
-        for (int64_t u = u0; u < u1; u++)
-            jm_pad_block(x, v->C, v->H, v->W, pd, na + u / v->CG, 1, g * v->CG + u % v->CG, 1, xpad + u * plane, 0);
-    }
-    jm_rt_split((nb - na) * ob, part, nparts, &u0, &u1);   /* (image, block of 16 channels) */
-    for (int64_t u = u0; u < u1; u++) {
-        int64_t i = u / ob, o0 = u % ob * 16;
-        uk->transpose(dy + ((na + i) * v->O + g * v->OG + o0) * v->OHW, v->OHW, dyT + i * v->OHW * ldo + o0, ldo,
-                      jm_rt_min(16, v->OG - o0), v->OHW);
-    }
+                       int64_t na, int64_t nb, int64_t ca, int64_t cb, jm_pads pd, float *xpad, float *dyT, int64_t ldo) {
+    int64_t plane = (v->H + pd.t + pd.b) * (v->W + pd.l + pd.r);
+    if (!jm_pads_none(pd))
+        for (int64_t i = 0; i < nb - na; i++)
+            jm_pad_block(x, v->C, v->H, v->W, pd, na + i, 1, g * v->CG + ca, cb - ca, xpad + (i * v->CG + ca) * plane, 0);
+    for (int64_t i = 0; i < nb - na; i++)
+        uk->transpose(dy + ((na + i) * v->O + g * v->OG) * v->OHW, v->OHW, dyT + i * v->OHW * ldo, ldo, v->OG, v->OHW);
 }
 
 /* dwT[t - r0][o] for taps [r0, r1) of group g over images [na, nb) (prepared in
@@ -638,7 +651,7 @@ static int jm_bf_partials(const jm_cv *v, const jm_rt_ukernel *uk, const float *
     for (int64_t c = c0; c < c1; c++) {
         int64_t na = c * ni, nb = jm_rt_min(v->N, na + ni);
         for (int64_t g = 0; g < v->G; g++) {
-            jm_bf_prep(v, uk, x, dy, g, na, nb, pd, xpad, dyT, ldo, 0, 1);
+            jm_bf_prep(v, uk, x, dy, g, na, nb, 0, v->CG, pd, xpad, dyT, ldo);
             jm_bf_gemm(v, uk, x, pd, g, na, nb, xpad, dyT, ldo, kld, roff, 0, v->Kg, koff, parts + (c - c0) * part + g * v->Kg * ldo, 0);
         }
     }
@@ -664,11 +677,18 @@ static int jm_bf_partials(const jm_cv *v, const jm_rt_ukernel *uk, const float *
     return 0;
 }
 
-/* Taps (rows of dw^T, (c, ky, kx) of one group) are shared out in runs of MR;
-   each thread sums its taps over all images: steps of jm_bf_step images, each
-   step's positions in order, in the blocks of jm_rt_kblocks. With one group, the
-   team prepares the data of a few steps at a time together, in thread 0's scratch
-   (between barriers), instead of each thread all of it. */
+/* Reduction partials of bwd_filter's main path: the image steps are cut into
+   JM_BF_R contiguous runs (fewer when there are fewer steps), each summed on its
+   own, and dw is their sum in run order. A function of the shapes only. */
+#define JM_BF_R 2
+
+/* Work units are (run h, group g, panel of MR taps), in that order, shared out in
+   contiguous ranges: on two threads each sums one run of images over all taps,
+   with no data shared and no barrier until the end. A thread prepares (pads x,
+   transposes dy) only the images and channels of its units, in its own scratch,
+   and keeps its units' partial rows of dw^T there; after a barrier the team adds
+   the runs' partials in order, each thread a share of dw's taps. The rounding is
+   the same on any team size. */
 int jm_rt_conv2d_bwd_filter_f32(const jm_conv_shape *s, const float *x, const float *dy, float *dw) {
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     const int MR = uk->mr, NR = uk->nr;
@@ -682,51 +702,59 @@ int jm_rt_conv2d_bwd_filter_f32(const jm_conv_shape *s, const float *x, const fl
     if (v.G * pan <= 4) return jm_bf_partials(&v, uk, x, dy, dw);
     jm_pads pd = {v.ph, v.ph, v.pw, v.pw};
     int64_t plane = (v.H + 2 * v.ph) * (v.W + 2 * v.pw), ni = jm_bf_step(&v);
-    int shared = v.G == 1 && nth > 1;
-    /* shared: steps prepared per barrier, about 1 MiB of data */
-    int64_t ns = shared ? jm_rt_max(1, ((int64_t)1 << 18) / (ni * ((jm_pads_none(pd) ? 0 : v.CG * plane) + v.OHW * ldo))) : 1;
-    int64_t np_max = ns * ni * v.OHW;
-    jm_rt_split(v.G * pan, tid, nth, &u0, &u1);
-    int64_t rows = jm_rt_min(v.Kg, (v.G * pan + nth - 1) / nth * MR);   /* a thread's taps in one group */
-    int64_t padn = jm_pads_none(pd) ? 0 : ns * ni * v.CG * plane;
-    int64_t bytes = (rows + JM_RT_MAX_MR) * 8 + 2 * np_max * 8 + padn * 4 + np_max * ldo * 4 + rows * ldo * 4 + 6 * 64;
+    int64_t steps = v.OHW ? (v.N + ni - 1) / ni : 0, R = jm_rt_max(1, jm_rt_min(JM_BF_R, steps));
+    int64_t units = R * v.G * pan, np_max = ni * v.OHW;
+    int64_t per = (units + nth - 1) / nth;   /* most units of any thread */
+    jm_rt_split(units, tid, nth, &u0, &u1);
+    int64_t padn = jm_pads_none(pd) ? 0 : ni * v.CG * plane, tb = jm_rt_min(16, v.Kg);
+    int64_t bytes = (MR * per + JM_RT_MAX_MR) * 8 + 2 * np_max * 8 + padn * 4 + np_max * ldo * 4 + per * MR * ldo * 4
+                    + tb * ldo * 4 + 7 * 64;
     jm_carve cv = {(char *)jm_rt_team_scratch(bytes), 0};
     if (!cv.p) return -1;
-    int64_t *roff = jm_take(&cv, (rows + JM_RT_MAX_MR) * 8), *koff = jm_take(&cv, np_max * 8), *kld = jm_take(&cv, np_max * 8);
-    float *xpad = jm_take(&cv, padn * 4), *dyT = jm_take(&cv, np_max * ldo * 4), *dwT = jm_take(&cv, rows * ldo * 4);
+    int64_t *roff = jm_take(&cv, (MR * per + JM_RT_MAX_MR) * 8), *koff = jm_take(&cv, np_max * 8), *kld = jm_take(&cv, np_max * 8);
+    float *xpad = jm_take(&cv, padn * 4), *dyT = jm_take(&cv, np_max * ldo * 4), *dwT = jm_take(&cv, per * MR * ldo * 4);
+    float *sum = jm_take(&cv, tb * ldo * 4);
     memset(xpad, 0, (size_t)padn * sizeof *xpad);   /* the padding borders, for the whole call */
     for (int64_t k = 0; k < np_max; k++) {   /* B row k of dyT; the lanes past OG stay zero */
         kld[k] = k * ldo;
         for (int64_t o = v.OG; o < ldo; o++) dyT[k * ldo + o] = 0;
     }
-    if (v.N * v.OHW == 0) memset(dwT, 0, (size_t)(rows * ldo) * sizeof *dwT);
-    if (shared) {   /* every thread runs every step, for the barriers */
-        char *base0 = jm_rt_workspace_peek(0);
-        float *xpad0 = (float *)(base0 + ((char *)xpad - cv.p)), *dyT0 = (float *)(base0 + ((char *)dyT - cv.p));
-        int64_t r0 = u0 * MR, r1 = jm_rt_min(v.Kg, u1 * MR);
-#pragma omp barrier
-        for (int64_t na = 0; na < v.N && v.OHW; na += ns * ni) {
-            int64_t nb = jm_rt_min(v.N, na + ns * ni);
-            jm_bf_prep(&v, uk, x, dy, 0, na, nb, pd, xpad0, dyT0, ldo, tid, nth);
-#pragma omp barrier
-            for (int64_t sa = na; sa < nb && r0 < r1; sa += ni)   /* the steps, one after another */
-                jm_bf_gemm(&v, uk, x, pd, 0, sa, jm_rt_min(nb, sa + ni), xpad0 + (sa - na) * v.CG * plane,
-                           dyT0 + (sa - na) * v.OHW * ldo, ldo, kld, roff, r0, r1, koff, dwT, sa > 0);
-#pragma omp barrier
+    for (int64_t u = u0; u < u1;) {
+        int64_t h = u / (v.G * pan), g = u / pan % v.G, pa = u % pan, pb = jm_rt_min(pan, pa + (u1 - u));   /* panels [pa, pb) */
+        int64_t r0 = pa * MR, r1 = jm_rt_min(v.Kg, pb * MR), s0, s1;
+        float *d = dwT + (u - u0) * MR * ldo;
+        jm_rt_split(steps, (int)h, (int)R, &s0, &s1);
+        if (s0 == s1) memset(d, 0, (size_t)((r1 - r0) * ldo) * sizeof *d);
+        for (int64_t st = s0; st < s1; st++) {
+            int64_t na = st * ni, nb = jm_rt_min(v.N, na + ni);
+            jm_bf_prep(&v, uk, x, dy, g, na, nb, r0 / v.KK, (r1 - 1) / v.KK + 1, pd, xpad, dyT, ldo);
+            jm_bf_gemm(&v, uk, x, pd, g, na, nb, xpad, dyT, ldo, kld, roff, r0, r1, koff, d, st > s0);
         }
-        if (r0 < r1) uk->transpose(dwT, ldo, dw + r0, v.Kg, r1 - r0, v.OG);   /* dw[o][t] = dwT[t][o] */
-    } else {
-        for (int64_t u = u0; u < u1;) {
-            int64_t g = u / pan, pa = u % pan, pb = jm_rt_min(pan, pa + (u1 - u));   /* panels [pa, pb) of group g */
-            int64_t r0 = pa * MR, r1 = jm_rt_min(v.Kg, pb * MR);
-            for (int64_t na = 0; na < v.N && v.OHW; na += ni) {
-                int64_t nb = jm_rt_min(v.N, na + ni);
-                jm_bf_prep(&v, uk, x, dy, g, na, nb, pd, xpad, dyT, ldo, 0, 1);
-                jm_bf_gemm(&v, uk, x, pd, g, na, nb, xpad, dyT, ldo, kld, roff, r0, r1, koff, dwT, na > 0);
+        u += pb - pa;
+    }
+#pragma omp barrier
+    /* dw[g*OG + o][t] = sum over runs h, in order, of the partial rows (h, g, t) */
+    int64_t t0, t1;
+    jm_rt_split(v.G * pan, tid, nth, &t0, &t1);
+    for (int64_t q = t0 * MR; q < jm_rt_min(v.G * v.Kg, t1 * MR);) {   /* q: row (g, t) */
+        int64_t g = q / v.Kg, t = q % v.Kg, nt = jm_rt_min(tb, v.Kg - t);
+        nt = jm_rt_min(nt, jm_rt_min(v.G * v.Kg, t1 * MR) - q);
+        for (int64_t h = 0; h < R; h++)
+            for (int64_t i = 0; i < nt; i++) {
+                int64_t uu = (h * v.G + g) * pan + (t + i) / MR, owner = 0, a0 = 0, a1 = 0;
+                for (; owner < nth; owner++) {
+                    jm_rt_split(units, (int)owner, nth, &a0, &a1);
+                    if (uu < a1) break;
+                }
+                const float *row = (const float *)((char *)jm_rt_workspace_peek((int)owner) + ((char *)dwT - cv.p))
+                                   + ((uu - a0) * MR + (t + i) % MR) * ldo;
+                float *sr = sum + i * ldo;
+                if (h == 0) memcpy(sr, row, (size_t)v.OG * sizeof *sr);
+                else
+                    for (int64_t o = 0; o < v.OG; o++) sr[o] += row[o];
             }
-            uk->transpose(dwT, ldo, dw + g * v.OG * v.Kg + r0, v.Kg, r1 - r0, v.OG);   /* dw[g*OG + o][t] = dwT[t][o] */
-            u += pb - pa;
-        }
+        uk->transpose(sum, ldo, dw + g * v.OG * v.Kg + t, v.Kg, nt, v.OG);
+        q += nt;
     }
 #pragma omp barrier
     return 0;

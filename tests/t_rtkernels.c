@@ -273,7 +273,10 @@ static const conv_case g_convs[] = {
     {"5 images of 3x3, 5x5 kernel pad 2", 5, 3, 3, 3, 9, 5, 5, 1, 1, 2, 2, 1, 1, 1},
     {"1x1 output",                   3, 5,  3,  3,  6, 3, 3, 1, 1, 0, 0, 1, 1, 1},
     {"pad 2 stride 3 dilation 2",    2, 6, 11, 10, 6, 3, 2, 3, 3, 2, 2, 2, 2, 2},
-    {"7 images 32->64 20x20 (bwd_filter in several shared steps)", 7, 32, 20, 20, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    {"7 images 32->64 20x20 (bwd_filter in several steps)", 7, 32, 20, 20, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    {"groups 2, 5 images 16x16 (bwd_filter runs split unevenly)", 5, 8, 16, 16, 12, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+    {"1x1 stride 2 32->64 (zero phases, dy read in place)", 4, 32, 16, 16, 64, 1, 1, 2, 2, 0, 0, 1, 1, 1},
+    {"1x1 stride 3, 1 image (zero phases, copied dy)", 1, 5, 9, 7, 6, 1, 1, 3, 3, 0, 0, 1, 1, 1},
 };
 
 /* ---- matmul ---- */

@@ -2,7 +2,7 @@
 # bench/run.sh — jemc against PyTorch, side by side on this machine.
 #
 # For jem_mnist and jem_wrn28 (widen 2) at batch 64: compiles the graph with
-# jemc, times `EXE exec PROGRAM --repeat N` (time per run after the first), and
+# jemc, times `EXE exec PROGRAM --repeat N` (median of the runs after the first), and
 # times the same computation in PyTorch (bench/torch_bench.py, Debian's
 # python3-torch) with the same number of threads. Prints milliseconds per call
 # and the ratio PyTorch / jemc (above 1: jemc is faster).
@@ -27,7 +27,7 @@ run() {   # label graph defines torch-args
     /usr/bin/python3 bench/torch_bench.py $targs --batch 64 --threads "$THREADS" --reps "$REPS" > "$OUT/torch.txt"
     for prog in logits sgld_grad jem_loss; do
         jt=$("$OUT/exe" exec "$prog" --state "$OUT/data/weights.safetensors" --in "$OUT/data/inputs.safetensors" \
-                --out "$OUT/o.safetensors" --threads "$THREADS" --repeat $((REPS + 1)) 2>&1 | sed -n 's/.*then \([0-9.]*\) ms per run.*/\1/p')
+                --out "$OUT/o.safetensors" --threads "$THREADS" --repeat $((REPS + 1)) 2>&1 | sed -n 's/.*(median \([0-9.]*\), min.*/\1/p')
         tt=$(sed -n "s/^$prog //p" "$OUT/torch.txt")
         printf '%-22s %-10s %12s %12s %10s\n' "$label" "$prog" "$jt" "$tt" "$(echo "$tt $jt" | awk '{printf "%.2f", $1 / $2}')"
     done

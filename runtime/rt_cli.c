@@ -276,6 +276,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     int rc = 1;
     void **in = calloc((size_t)pr->ninputs + 1, sizeof(void *));
     void **out = calloc((size_t)pr->noutputs + 1, sizeof(void *));
+    double *times = NULL;
     if (jm_rt_open(&rt, t, kernels, o->seed) != 0) { fprintf(stderr, "%s: %s\n", who, rt.err); free(in); free(out); return 1; }
     rt.threads = o->threads;
     if (o->state && jm_load_state(&rt, o->state, o->seed_given, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
@@ -305,16 +306,25 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
         out[i] = malloc(bytes ? bytes : 1);
     }
     int reps = o->repeat > 0 ? o->repeat : 1;
+    times = calloc((size_t)reps + 1, sizeof(double));
+    if (!times) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
     if (o->profile) rt.profile = calloc((size_t)pr->nsteps + 1, sizeof(double));
-    double t0 = jm_now(), t1 = t0;
     for (int r = 0; r < reps; r++) {
+        double t0 = jm_now();
         if (jm_rt_run(&rt, p, (const void *const *)in, out) != 0) { fprintf(stderr, "%s: program %s failed: %s\n", who, pr->name, rt.err); goto done; }
-        if (r == 0) t1 = jm_now();
+        times[r] = jm_now() - t0;
     }
-    double t2 = jm_now();
-    if (o->repeat > 0)
-        fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run\n", who, pr->name, reps, (t1 - t0) * 1e3,
-                reps > 1 ? (t2 - t1) * 1e3 / (reps - 1) : (t1 - t0) * 1e3);
+    if (o->repeat > 0) {
+        /* the first run also allocates and touches the scratch memory: reported apart */
+        int n = reps > 1 ? reps - 1 : 1;
+        double first = times[0], *ts = reps > 1 ? times + 1 : times, sum = 0;
+        for (int i = 0; i < n; i++) sum += ts[i];
+        for (int i = 1; i < n; i++)
+            for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) { double x = ts[j]; ts[j] = ts[j - 1]; ts[j - 1] = x; }
+        double med = n % 2 ? ts[n / 2] : (ts[n / 2 - 1] + ts[n / 2]) / 2;
+        fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run (median %.3f, min %.3f)\n", who, pr->name, reps,
+                first * 1e3, sum / n * 1e3, med * 1e3, ts[0] * 1e3);
+    }
     if (o->profile) jm_print_profile(t, pr, rt.profile, reps);
     if (o->out) {
         const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : "jemc " JM_RT_VERSION " cpu",
@@ -331,6 +341,7 @@ done:
     free(in);
     free(out);
     free(rt.profile);
+    free(times);
     jm_rt_close(&rt);
     return rc;
 }

@@ -6,6 +6,8 @@
 #include "helpers.h"
 #include "grad.h"
 #include "simplify.h"
+#include "lower.h"
+#include "plan.h"
 #include <dirent.h>
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -41,7 +43,7 @@ int main(void) {
     free(names);
     /* the kept corpus, in process: no crash, and diagnostics or a module for each */
     n = list_dir("tests/fuzz/corpus", &names);
-    int replayed = 0;
+    int replayed = 0, planned = 0, bad_plans = 0;
     FILE *null = fopen("/dev/null", "w");
     for (int i = 0; i < n; i++) {
         char path[600];
@@ -56,6 +58,13 @@ int main(void) {
             jm_diag_init(&d, &a, null);
             jm_module *m = jm_frontend_load_text(&d, "corpus.graph", buf, len, NULL, 0);
             if (m && (jm_simplify(m, &d, 0) != 0 || jm_autodiff(m, &d) != 0 || jm_simplify(m, &d, 1) != 0)) m = NULL;
+            /* and the CPU backend's passes: lowering, fusion, schedule, memory plan */
+            jm_plan plan;
+            if (m && (jm_lower(m, &d) != 0 || jm_simplify(m, &d, 1) != 0 || jm_plan_build(m, &plan, &d) != 0)) m = NULL;
+            if (m) {
+                planned++;
+                if (jm_plan_check_memory(&plan, NULL) != 0) { bad_plans++; tap_diag("%s: the memory plan overlaps live buffers", names[i]); }
+            }
             replayed += (m != NULL) != (d.nerr > 0);
             jm_arena_free(&a);
             free(buf);
@@ -64,6 +73,7 @@ int main(void) {
     }
     free(names);
     fclose(null);
-    ok(n > 0 && replayed == n, "the fuzz corpus replays through the front end: %d of %d inputs end in a module or in errors", replayed, n);
+    ok(n > 0 && replayed == n, "the fuzz corpus replays through the front end and the CPU backend's passes: %d of %d inputs end in a plan or in errors", replayed, n);
+    ok(planned > 0 && bad_plans == 0, "%d corpus inputs get a memory plan, none with overlapping live buffers", planned);
     return tap_done();
 }

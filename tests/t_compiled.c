@@ -348,7 +348,7 @@ int main(void) {
         { "conv_transpose2d", 0, "f32[1,4,3,3]", "f32[1,6,6,6]", "conv_transpose2d(x, k, stride=2, padding=1, output_padding=1, groups=2)",
           -1, 1, "k: f32[4,3,3,3]", 2e-5, 1 },
         { "avg_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "avg_pool2d(x, 2)", -1, 1, 0, 2e-6, 1 },
-        { "max_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "max_pool2d(x, 2)", -1, 1, 0, 0, 0 },
+        { "max_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "max_pool2d(x, 2)", -1, 1, 0, 0, 1 },
         { "batch_norm (training statistics)", "import \"graphs/lib/norm.graph\"\n", "f32[4,3,2,2]", "f32[4,3,2,2]",
           "batch_norm(x, 3, true) as bn", -1, 1, 0, 2e-5, 1 },
         { "random draws", 0, "f32[300]", 0, "x * 0.0 + uniform([300], -1, 2) + normal([300], 1, 2) + cast(randint([300], 0, 9), \"f32\")"

@@ -223,7 +223,7 @@ static LLVMValueRef jm_kv_binary(jm_kctx *K, jm_node *n, int a_node, LLVMValueRe
 
 static LLVMValueRef jm_kv(jm_kctx *K, int node, jm_ix *ix) {
     jm_node *n = &K->gr->node[node];
-    int p = K->k->node_param[node];
+    int p = jm_kspec_param(K->k, node);
     if (p >= 0 && node != K->k->root) return jm_load(K, p, n->type.dtype, jm_ix_lin(K, ix));
     switch (n->op) {
     case JM_OP_CONST: return jm_const(K, n->type.dtype, n->attr.f[0]);

@@ -86,7 +86,8 @@ static void jm_canon_node(const jm_plan *P, const jm_kspec *k, int node, int *se
     seen[node] = ++*next;
     jm_node *n = &gr->node[node];
     char tb[128];
-    if (k->node_param[node] >= 0 && node != k->root) { jm_sb(b, "(load %d %s)", k->node_param[node], jm_type_str(&n->type, tb, sizeof tb)); return; }
+    int p = jm_kspec_param(k, node);
+    if (p >= 0 && node != k->root) { jm_sb(b, "(load %d %s)", p, jm_type_str(&n->type, tb, sizeof tb)); return; }
     jm_sb(b, "(%s %s k%d", jm_ops[n->op].name, jm_type_str(&n->type, tb, sizeof tb), n->attr.k);
     for (int i = 0; i < 24; i++) if (n->attr.i[i]) jm_sb(b, " i%d=%" PRId64, i, n->attr.i[i]);
     jm_sb(b, " f%a,%a", n->attr.f[0], n->attr.f[1]);

@@ -30,6 +30,8 @@ typedef struct {
     jm_step *steps; int nsteps, capsteps;
     int *gbuf;                   /* per global: its STATE buffer */
     int curgraph;                /* the graph being planned (new buffers belong to it) */
+    char **seen;                 /* per graph: scratch marks, all zero between uses */
+    int *list; int nlist, caplist;   /* the nodes marked in seen, to clear them */
     int failed;
 } jm_pctx;
 
@@ -301,25 +303,50 @@ static void jm_emit_copy(jm_pctx *C, int dst, int src, int64_t bytes, const char
     jm_step_bufs(C, s, ids, 2);
 }
 
-/* Collects the materialized nodes kernel `root` reads (its inline tree's leaves). */
+/* Marks in seen[] the nodes of kernel `root`: its inline ops and the
+   materialized values they read (the leaves). When seen is C->seen[g], the
+   marked nodes are also listed in C->list (jm_seen_clear undoes them). */
 static void jm_kernel_leaves(jm_pctx *C, int g, int node, int root, char *seen, int *nops) {
     if (seen[node]) return;
     seen[node] = 1;
+    if (C->seen && seen == C->seen[g]) JM_VEC_PUSH(C->m->arena, C->list, C->nlist, C->caplist, node);
     jm_node *nd = PN(C, g, node);
     if (node != root && (C->mat[g][node] || C->absorbed[g][node])) return;
     if (nd->op != JM_OP_CONST) (*nops)++;
     for (int s = 0; s < nd->nsrc; s++) jm_kernel_leaves(C, g, nd->src[s], root, seen, nops);
 }
 
+static char *jm_seen_get(jm_pctx *C, int g) {
+    if (!C->seen[g]) C->seen[g] = jm_arena_alloc(C->m->arena, (size_t)C->m->graphs[g].nnode + 1);
+    C->nlist = 0;
+    return C->seen[g];
+}
+static void jm_seen_clear(jm_pctx *C, int g) {
+    for (int i = 0; i < C->nlist; i++) C->seen[g][C->list[i]] = 0;
+    C->nlist = 0;
+}
+static int jm_int_cmp(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+int jm_kspec_param(const jm_kspec *k, int node) {
+    int lo = 0, hi = k->ntree - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (k->tree[mid] == node) return k->tree_param[mid];
+        if (k->tree[mid] < node) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+}
+
 /* Elementwise split: 0 (flat) when every read is at the root's own linear index;
    otherwise the rows/inner split that keeps the broadcasts' reads invariant or
    contiguous along the inner loop. */
-static int jm_choose_split(jm_pctx *C, int g, int root, const char *seen) {
+static int jm_choose_split(jm_pctx *C, int g, int root, const int *tree, int ntree) {
     jm_node *rn = PN(C, g, root);
     int rank = rn->type.rank, split = 0;
     jm_graph *gr = &C->m->graphs[g];
-    for (int i = 0; i < gr->nnode; i++) {
-        if (!seen[i] || i == root || C->mat[g][i]) continue;
+    for (int t = 0; t < ntree; t++) {
+        int i = tree[t];
+        if (i == root || C->mat[g][i]) continue;
         jm_node *nd = &gr->node[i];
         if (nd->op == JM_OP_RESHAPE || jm_ops[nd->op].cls == JM_CLASS_ELEMWISE || nd->op == JM_OP_CONST) continue;
         if (nd->op == JM_OP_BROADCAST && jm_type_numel(&gr->node[nd->src[0]].type) == jm_type_numel(&nd->type)) continue;
@@ -360,29 +387,39 @@ static void jm_mark_reads(jm_pctx *C, int g, int node, int root, int ident, char
 
 static int jm_add_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind, int **ids_out, int *nids) {
     jm_graph *gr = &C->m->graphs[g];
-    char *seen = calloc((size_t)gr->nnode + 1, 1);
+    char *seen = jm_seen_get(C, g);
     int nops = 0;
     jm_node *rn = &gr->node[root];
-    if (kind == JM_KERNEL_REDUCE) { seen[root] = 1; nops = 1; jm_kernel_leaves(C, g, rn->src[0], root, seen, &nops); }
-    else jm_kernel_leaves(C, g, root, root, seen, &nops);
+    if (kind == JM_KERNEL_REDUCE) {
+        seen[root] = 1;
+        JM_VEC_PUSH(C->m->arena, C->list, C->nlist, C->caplist, root);
+        nops = 1;
+        jm_kernel_leaves(C, g, rn->src[0], root, seen, &nops);
+    } else jm_kernel_leaves(C, g, root, root, seen, &nops);
     jm_kspec k;
     memset(&k, 0, sizeof k);
     k.graph = g;
     k.root = root;
     k.kind = kind;
     k.nops = nops;
-    k.node_param = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(gr->nnode + 1));
-    int *ids = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(gr->nnode + 2));
+    k.ntree = C->nlist;
+    k.tree = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(k.ntree + 1));
+    k.tree_param = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(k.ntree + 1));
+    memcpy(k.tree, C->list, sizeof(int) * (size_t)k.ntree);
+    jm_seen_clear(C, g);
+    qsort(k.tree, (size_t)k.ntree, sizeof(int), jm_int_cmp);
+    int *ids = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(k.ntree + 2));
     int n = 0;
     ids[n++] = C->vbuf[g][root];
-    for (int i = 0; i < gr->nnode; i++) {
-        k.node_param[i] = -1;
-        int leaf = seen[i] && i != root && (C->mat[g][i] || C->absorbed[g][i]);
+    for (int t = 0; t < k.ntree; t++) {
+        int i = k.tree[t];
+        k.tree_param[t] = -1;
+        int leaf = i != root && (C->mat[g][i] || C->absorbed[g][i]);
         if (!leaf) continue;
         int b = C->vbuf[g][C->absorbed[g][i] ? gr->node[i].src[0] : i], p = -1;
         for (int j = 0; j < n; j++) if (ids[j] == b) p = j;
         if (p < 0) { ids[n] = b; p = n++; }
-        k.node_param[i] = p;
+        k.tree_param[t] = p;
     }
     k.nparam = n;
     k.param_identity = jm_arena_alloc(C->m->arena, (size_t)n + 1);
@@ -390,20 +427,19 @@ static int jm_add_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind, int *
         char *st = calloc((size_t)gr->nnode + 1, 1);
         jm_mark_reads(C, g, root, root, 1, st, 0);
         for (int p = 1; p < n; p++) k.param_identity[p] = 1;
-        for (int i = 0; i < gr->nnode; i++)
-            if (k.node_param[i] > 0 && st[i] != 1) k.param_identity[k.node_param[i]] = 0;
+        for (int t = 0; t < k.ntree; t++)
+            if (k.tree_param[t] > 0 && st[k.tree[t]] != 1) k.param_identity[k.tree_param[t]] = 0;
         free(st);
     }
     if (kind == JM_KERNEL_REDUCE) {
         k.items = jm_type_numel(&rn->type);
     } else {
-        k.split = jm_choose_split(C, g, root, seen);
+        k.split = jm_choose_split(C, g, root, k.tree, k.ntree);
         k.items = 1;
         if (k.split == 0) k.items = jm_type_numel(&rn->type);
         else for (int d = 0; d < k.split; d++) k.items *= rn->type.dim[d];
     }
     k.name = jm_arena_printf(C->m->arena, "jk_%s_%d", C->pname, C->P->nkernels);
-    free(seen);
     JM_VEC_PUSH(C->m->arena, C->P->kernels, C->P->nkernels, C->P->capkernels, k);
     *ids_out = ids;
     *nids = n;
@@ -653,7 +689,6 @@ static int *jm_schedule(jm_pctx *C, int g) {
     int n = gr->nnode;
     int *first = malloc(sizeof(int) * (size_t)(n + 1)), *last = malloc(sizeof(int) * (size_t)(n + 1)), *order = malloc(sizeof(int) * (size_t)(n + 1));
     int64_t *key = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    char *seen = malloc((size_t)n + 1);
     for (int i = 0; i < n; i++) { first[i] = INT_MAX; last[i] = C->ext[g][i] ? INT_MAX : -1; key[i] = 2 * (int64_t)i; order[i] = i; }
     for (int i = 0; i < n; i++)
         for (int k = 0; k < gr->node[i].nsrc; k++) {
@@ -671,29 +706,30 @@ static int *jm_schedule(jm_pctx *C, int g) {
         if (dest == INT_MAX || dest <= i + 1) continue;
         /* the buffers this step reads: a kernel's leaves, a runtime op's operands
            (and an epilogue's convolution's) */
-        memset(seen, 0, (size_t)n);
+        char *sn = jm_seen_get(C, g);
         int nops = 0, okk = 1;
         if (jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) {
-            if (nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) { seen[i] = 1; jm_kernel_leaves(C, g, nd->src[0], i, seen, &nops); }
-            else jm_kernel_leaves(C, g, i, i, seen, &nops);
-            if (C->epi_of[g][i] >= 0) {
-                jm_node *cv = &gr->node[C->epi_of[g][i]];
-                for (int k = 0; k < cv->nsrc; k++) seen[cv->src[k]] = 1;
-            }
-        } else {
-            for (int k = 0; k < nd->nsrc; k++) seen[nd->src[k]] = 1;
+            if (nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) {
+                sn[i] = 1;
+                JM_VEC_PUSH(C->m->arena, C->list, C->nlist, C->caplist, i);
+                jm_kernel_leaves(C, g, nd->src[0], i, sn, &nops);
+            } else jm_kernel_leaves(C, g, i, i, sn, &nops);
         }
-        for (int j = 0; j < n && okk; j++) {
-            if (!seen[j] || j == i || C->epi_conv[g][j]) continue;
+        for (int k = 0; k < nd->nsrc && !(jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX); k++)
+            if (!sn[nd->src[k]]) { sn[nd->src[k]] = 1; JM_VEC_PUSH(C->m->arena, C->list, C->nlist, C->caplist, nd->src[k]); }
+        for (int t = 0; t < C->nlist && okk; t++) {
+            int j = C->list[t];
+            if (j == i || C->epi_conv[g][j]) continue;
             jm_op op = gr->node[j].op;
             if (op == JM_OP_PARAM || op == JM_OP_STATE || op == JM_OP_CONST) continue;
             if (!(C->mat[g][j] || C->absorbed[g][j])) continue;          /* inline in this kernel */
             if (last[j] < dest) okk = 0;
         }
+        jm_seen_clear(C, g);
         if (okk) key[i] = 2 * (int64_t)dest - 1;
     }
     qsort_r(order, (size_t)n, sizeof(int), jm_sched_cmp, key);
-    free(first); free(last); free(key); free(seen);
+    free(first); free(last); free(key);
     return order;
 }
 
@@ -782,10 +818,9 @@ static void jm_inplace(jm_pctx *C) {
             O->merged_into = b;
             Bf->last = O->last;
             /* param p and param 0 are one buffer now: reads of p come from 0 */
-            int nn = C->m->graphs[k->graph].nnode;
-            for (int i = 0; i < nn; i++) {
-                if (k->node_param[i] == p) k->node_param[i] = 0;
-                else if (k->node_param[i] > p) k->node_param[i]--;
+            for (int t = 0; t < k->ntree; t++) {
+                if (k->tree_param[t] == p) k->tree_param[t] = 0;
+                else if (k->tree_param[t] > p) k->tree_param[t]--;
             }
             memmove(&k->param_identity[p], &k->param_identity[p + 1], (size_t)(k->nparam - p - 1));
             k->nparam--;
@@ -877,6 +912,7 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
     C.users = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.reader = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.carried = jm_arena_alloc(m->arena, sizeof(int **) * ng);
+    C.seen = jm_arena_alloc(m->arena, sizeof(char *) * ng);
     C.vbuf = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.epi_of = jm_arena_alloc(m->arena, sizeof(int *) * ng);
     C.epi_conv = jm_arena_alloc(m->arena, sizeof(char *) * ng);
@@ -977,7 +1013,7 @@ static void jm_dump_kernel_ops(const jm_plan *P, const jm_kspec *k, FILE *out) {
     fprintf(out, "    %s: %s, %" PRId64 " items%s", k->name, k->kind == JM_KERNEL_REDUCE ? "reduce" : "elementwise",
             k->items, k->kind == JM_KERNEL_ELEMWISE ? (k->split ? " (rows)" : " (flat)") : "");
     fprintf(out, ", %d ops, %d buffers:", k->nops, k->nparam);
-    for (int i = 0; i < gr->nnode; i++) if (k->node_param[i] >= 0) fprintf(out, " %%%d->b%d", i, k->node_param[i]);
+    for (int t = 0; t < k->ntree; t++) if (k->tree_param[t] >= 0) fprintf(out, " %%%d->b%d", k->tree[t], k->tree_param[t]);
     fprintf(out, " -> %%%d %s\n", k->root, jm_ops[gr->node[k->root].op].name);
 }
 

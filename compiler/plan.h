@@ -49,7 +49,10 @@ typedef struct {
     int graph, root;
     jm_kernel_kind kind;
     int nparam;                 /* distinct buffers; param 0 is where the result goes */
-    int *node_param;            /* per node of the graph: the param it is loaded from, or -1 (inline) */
+    int *tree, *tree_param;     /* the nodes the kernel visits (ascending ids; inline ops and the
+                                   materialized values they read), and for each the param it is
+                                   loaded from or -1 (computed inline): see jm_kspec_param */
+    int ntree;
     int64_t items;              /* the range [0, items) split among threads */
     int split;                  /* elementwise: 0 = one flat loop over elements; k > 0 = rows over
                                    dims [0, k), an inner loop over dims [k, rank) */
@@ -79,6 +82,9 @@ typedef struct {
     jm_kspec *kernels; int nkernels, capkernels;
     jm_pmem *mem;               /* per program */
 } jm_plan;
+
+/* The param node `node` of kernel k is loaded from, or -1 (inline, or not in the kernel). */
+int jm_kspec_param(const jm_kspec *k, int node);
 
 /* Builds the plan of every program (the module must be lowered: no composites).
    0 ok; -1 after reporting errors (an op the CPU backend does not support). */

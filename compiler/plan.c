@@ -859,20 +859,22 @@ static void jm_place_scratch(jm_pctx *C, jm_pmem *mem) {
         jm_pbuf *B = &C->bufs[order[k]];
         int64_t size = (B->bytes + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
         naive += size;
-        /* lowest offset where B fits between the live buffers already placed */
+        /* lowest offset where B fits between the placed buffers live with it
+           (placed[] is kept in order of offset): the first gap of B's size */
         int64_t off = 0;
-        for (int moved = 1; moved;) {
-            moved = 0;
-            for (int j = 0; j < np; j++) {
-                jm_pbuf *P = &C->bufs[placed[j]];
-                int64_t psz = (P->bytes + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
-                if (!jm_live_overlap(B, P) || off >= P->offset + psz || P->offset >= off + size) continue;
-                off = P->offset + psz;
-                moved = 1;
-            }
+        for (int j = 0; j < np; j++) {
+            jm_pbuf *P = &C->bufs[placed[j]];
+            if (!jm_live_overlap(B, P)) continue;
+            int64_t psz = (P->bytes + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
+            if (P->offset >= off + size) break;              /* the gap before P fits */
+            if (P->offset + psz > off) off = P->offset + psz;
         }
         B->offset = off;
-        placed[np++] = order[k];
+        int at = np;
+        while (at > 0 && C->bufs[placed[at - 1]].offset > off) at--;
+        memmove(&placed[at + 1], &placed[at], sizeof(int) * (size_t)(np - at));
+        placed[at] = order[k];
+        np++;
         if (off + size > peak) peak = off + size;
     }
     for (int b = 0; b < C->nbufs; b++)
@@ -1071,6 +1073,13 @@ void jm_plan_dump_memory(const jm_plan *P, const char *program, FILE *out) {
     }
 }
 
+static int jm_cmp_first(const void *x, const void *y, void *ctx) {
+    const jm_pbuf *B = ctx;
+    int a = *(const int *)x, b = *(const int *)y;
+    if (B[a].first != B[b].first) return B[a].first < B[b].first ? -1 : 1;
+    return a - b;
+}
+
 int jm_plan_check_memory(const jm_plan *P, FILE *out) {
     int bad = 0;
     for (int p = 0; p < P->table.nprograms; p++) {
@@ -1082,16 +1091,31 @@ int jm_plan_check_memory(const jm_plan *P, FILE *out) {
                 bad++;
                 if (out) fprintf(out, "%s: b%d lies outside its region\n", P->table.programs[p].name, a);
             }
-            if (A->region != JM_REGION_SCRATCH || A->bytes == 0 || A->merged_into >= 0) continue;
-            for (int b = a + 1; b < mem->nbufs; b++) {
-                const jm_pbuf *B = &mem->bufs[b];
-                if (B->region != JM_REGION_SCRATCH || B->bytes == 0 || B->merged_into >= 0 || !jm_live_overlap(A, B)) continue;
+        }
+        /* sweep over the buffers in order of their first step, against those still live */
+        int *ord = malloc(sizeof(int) * (size_t)(mem->nbufs + 1)), n = 0, *act = malloc(sizeof(int) * (size_t)(mem->nbufs + 1)), na = 0;
+        for (int a = 0; a < mem->nbufs; a++) {
+            const jm_pbuf *A = &mem->bufs[a];
+            if (A->region == JM_REGION_SCRATCH && A->bytes > 0 && A->merged_into < 0) ord[n++] = a;
+        }
+        qsort_r(ord, (size_t)n, sizeof(int), jm_cmp_first, mem->bufs);
+        for (int i = 0; i < n; i++) {
+            const jm_pbuf *B = &mem->bufs[ord[i]];
+            int k = 0;
+            for (int j = 0; j < na; j++) {
+                const jm_pbuf *A = &mem->bufs[act[j]];
+                if (A->last < B->first) continue;            /* dead before B starts: drop it */
+                act[k++] = act[j];
                 if (A->offset < B->offset + B->bytes && B->offset < A->offset + A->bytes) {
                     bad++;
-                    if (out) fprintf(out, "%s: b%d and b%d are live together and overlap\n", P->table.programs[p].name, a, b);
+                    if (out) fprintf(out, "%s: b%d and b%d are live together and overlap\n", P->table.programs[p].name, act[j], ord[i]);
                 }
             }
+            na = k;
+            act[na++] = ord[i];
         }
+        free(ord);
+        free(act);
     }
     return bad;
 }

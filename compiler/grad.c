@@ -548,25 +548,9 @@ static int jm_autodiff_graph(jm_module *m, int g, jm_diags *d) {
         free(res); free(tg); free(which);
         if (rc == 0) map[i] = pre[i];
     }
-    if (rc == 0) {
-        /* the new graph replaces the old one in place (same index, same parent) */
-        jm_graph built = m->graphs[tmp];
-        jm_graph *old = &m->graphs[g];
-        for (int r = 0; r < old->nresults; r++) {
-            int v = map[old->results[r]];
-            JM_VEC_PUSH(m->arena, built.results, built.nresults, built.capresults, v);
-        }
-        built.parent = old->parent;
-        *old = built;
-        for (int p = 0; p < m->nprograms; p++) {
-            jm_program *pr = &m->programs[p];
-            if (pr->graph != g) continue;
-            for (int k = 0; k < pr->ninputs; k++) pr->inputs[k].node = map[pr->inputs[k].node];
-            for (int k = 0; k < pr->noutputs; k++) pr->outputs[k].node = map[pr->outputs[k].node];
-            for (int k = 0; k < pr->nwrites; k++) pr->writes[k].node = map[pr->writes[k].node];
-        }
-    }
-    m->ngraphs--;                                  /* drop the temporary slot */
+    /* the new graph replaces the old one in place (same index, same parent) */
+    if (rc == 0) jm_graph_replace(m, g, tmp, map);
+    else m->ngraphs--;                             /* drop the temporary slot */
     free(map);
     free(pre);
     return rc;

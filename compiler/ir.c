@@ -264,3 +264,22 @@ void jm_module_retype(jm_module *m, jm_dtype from, jm_dtype to) {
         if (m->externs[e].ret.dtype == from) m->externs[e].ret.dtype = to;
     }
 }
+
+void jm_graph_replace(jm_module *m, int g, int tmp, const int *map) {
+    jm_graph built = m->graphs[tmp];
+    jm_graph *old = &m->graphs[g];
+    for (int r = 0; r < old->nresults; r++) {
+        int v = map[old->results[r]];
+        JM_VEC_PUSH(m->arena, built.results, built.nresults, built.capresults, v);
+    }
+    built.parent = old->parent;
+    *old = built;
+    for (int p = 0; p < m->nprograms; p++) {
+        jm_program *pr = &m->programs[p];
+        if (pr->graph != g) continue;
+        for (int k = 0; k < pr->ninputs; k++) pr->inputs[k].node = map[pr->inputs[k].node];
+        for (int k = 0; k < pr->noutputs; k++) pr->outputs[k].node = map[pr->outputs[k].node];
+        for (int k = 0; k < pr->nwrites; k++) pr->writes[k].node = map[pr->writes[k].node];
+    }
+    m->ngraphs--;
+}

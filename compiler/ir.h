@@ -124,6 +124,11 @@ jm_type jm_type_make(jm_dtype dt, int rank, const int64_t *dims);
 /* building */
 jm_module *jm_module_new(jm_arena *a);
 int jm_graph_new(jm_module *m, int parent);
+/* A pass that rebuilt graph g node by node into the temporary graph tmp (the
+   last one) puts it in g's place: loop results and the programs' inputs,
+   outputs and state writes follow map (old node -> new node), tmp's slot is
+   dropped. */
+void jm_graph_replace(jm_module *m, int g, int tmp, const int *map);
 /* Appends a node; computes and checks its type with the op's shape rule. The
  * node's type field may be preset for ops whose rule is "given". Returns the new
  * node id, or -1 after reporting an error at loc. */

@@ -6,25 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int jm_st_is_float(jm_st_dtype d) { return d == JM_ST_F32 || d == JM_ST_F64; }
-static int jm_st_is_int(jm_st_dtype d) { return d == JM_ST_I32 || d == JM_ST_I64 || d == JM_ST_U8 || d == JM_ST_I8 || d == JM_ST_I16 || d == JM_ST_U16 || d == JM_ST_U32; }
-
-static double jm_st_get(const jm_st_tensor *t, int64_t i) {
-    const unsigned char *p = t->data;
-    switch (t->dtype) {
-    case JM_ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-    case JM_ST_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
-    case JM_ST_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
-    case JM_ST_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (double)v; }
-    case JM_ST_U8: case JM_ST_BOOL: return p[i];
-    case JM_ST_I8: return (int8_t)p[i];
-    case JM_ST_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case JM_ST_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case JM_ST_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
-    default: return 0;
-    }
-}
-
 /* Converts file tensor `st` into `out` of type `want`; the element kinds must agree
    (floats for float tensors, integers for integer tensors). */
 static int jm_tio_convert(const char *path, const char *what, const jm_st_tensor *st, const jm_type *want,
@@ -40,8 +21,8 @@ static int jm_tio_convert(const char *path, const char *what, const jm_st_tensor
         snprintf(err, errlen, "%s: %s '%s' has shape %s, expected %s", path, what, st->name, got, jm_type_str(want, tb, sizeof tb));
         return -1;
     }
-    int kind_ok = jm_dtype_is_float(want->dtype) ? jm_st_is_float(st->dtype)
-                : jm_dtype_is_int(want->dtype) ? jm_st_is_int(st->dtype)
+    int kind_ok = jm_dtype_is_float(want->dtype) ? jm_st_dtype_is_float(st->dtype)
+                : jm_dtype_is_int(want->dtype) ? jm_st_dtype_is_int(st->dtype)
                 : (st->dtype == JM_ST_BOOL || st->dtype == JM_ST_U8);
     if (!kind_ok) {
         snprintf(err, errlen, "%s: %s '%s' has dtype %s, expected %s", path, what, st->name, jm_st_dtype_name(st->dtype),
@@ -51,7 +32,7 @@ static int jm_tio_convert(const char *path, const char *what, const jm_st_tensor
     if (jm_tensor_alloc(out, want)) { snprintf(err, errlen, "out of memory"); return -1; }
     int64_t N = jm_type_numel(want);
     for (int64_t i = 0; i < N; i++) {
-        double v = jm_st_get(st, i);
+        double v = jm_st_value(st, i);
         if (want->dtype == JM_F32) v = (double)(float)v;
         out->data[i] = v;
     }

@@ -1,6 +1,7 @@
 /* rt_cli.c — see rt_cli.h. */
 #include "rt_cli.h"
 #include "safetensors.h"
+#include "names.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -10,27 +11,6 @@
 #include <time.h>
 
 #define JM_RT_VERSION "0.1.0"
-
-static int jm_st_is_float(jm_st_dtype d) { return d == JM_ST_F32 || d == JM_ST_F64; }
-static int jm_st_is_int(jm_st_dtype d) {
-    return d == JM_ST_I32 || d == JM_ST_I64 || d == JM_ST_U8 || d == JM_ST_I8 || d == JM_ST_I16 || d == JM_ST_U16 || d == JM_ST_U32;
-}
-
-static double jm_st_get(const jm_st_tensor *t, int64_t i) {
-    const unsigned char *p = t->data;
-    switch (t->dtype) {
-    case JM_ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-    case JM_ST_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
-    case JM_ST_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
-    case JM_ST_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (double)v; }
-    case JM_ST_U8: case JM_ST_BOOL: return p[i];
-    case JM_ST_I8: return (int8_t)p[i];
-    case JM_ST_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case JM_ST_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case JM_ST_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
-    default: return 0;
-    }
-}
 
 static void jm_desc_str(const jm_tdesc *d, char *buf, size_t n) {
     size_t used = (size_t)snprintf(buf, n, "%s[", jm_rt_dtype_name(d->dtype));
@@ -54,14 +34,14 @@ static int jm_convert(const char *path, const char *what, const jm_st_tensor *st
         return -1;
     }
     int fl = want->dtype == JM_DT_F32 || want->dtype == JM_DT_F64, in = want->dtype == JM_DT_I32 || want->dtype == JM_DT_I64;
-    int kind_ok = fl ? jm_st_is_float(st->dtype) : in ? jm_st_is_int(st->dtype) : (st->dtype == JM_ST_BOOL || st->dtype == JM_ST_U8);
+    int kind_ok = fl ? jm_st_dtype_is_float(st->dtype) : in ? jm_st_dtype_is_int(st->dtype) : (st->dtype == JM_ST_BOOL || st->dtype == JM_ST_U8);
     if (!kind_ok) {
         snprintf(err, errlen, "%s: %s '%s' has dtype %s, expected %s", path, what, st->name, jm_st_dtype_name(st->dtype), tb);
         return -1;
     }
     int64_t N = jm_rt_desc_numel(want);
     for (int64_t i = 0; i < N; i++) {
-        double v = jm_st_get(st, i);
+        double v = jm_st_value(st, i);
         switch (want->dtype) {
         case JM_DT_F32: ((float *)dst)[i] = (float)v; break;
         case JM_DT_F64: ((double *)dst)[i] = v; break;
@@ -77,29 +57,11 @@ static int jm_convert(const char *path, const char *what, const jm_st_tensor *st
 }
 
 static const char *jm_closest(const char *name, const jm_table *t) {
-    /* plain edit distance, for "did you mean" */
-    const char *best = NULL;
-    size_t bd = (size_t)-1, ln = strlen(name);
-    for (int g = 0; g < t->nglobals; g++) {
-        const char *c = t->globals[g].t.name;
-        size_t lc = strlen(c);
-        if (lc > ln + 3 || ln > lc + 3) continue;
-        size_t *row = malloc(sizeof(size_t) * (lc + 1));
-        for (size_t j = 0; j <= lc; j++) row[j] = j;
-        for (size_t i = 1; i <= ln; i++) {
-            size_t prev = row[0];
-            row[0] = i;
-            for (size_t j = 1; j <= lc; j++) {
-                size_t cur = row[j], sub = prev + (name[i - 1] != c[j - 1]);
-                size_t m = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
-                row[j] = m < sub ? m : sub;
-                prev = cur;
-            }
-        }
-        size_t d = row[lc];
-        free(row);
-        if (d < bd && d <= (ln > 6 ? 3 : 2)) { bd = d; best = c; }
-    }
+    const char **names = malloc(sizeof(char *) * (size_t)(t->nglobals + 1));
+    if (!names) return NULL;
+    for (int g = 0; g < t->nglobals; g++) names[g] = t->globals[g].t.name;
+    const char *best = jm_closest_name(name, names, t->nglobals);
+    free(names);
     return best;
 }
 

@@ -1133,3 +1133,22 @@ void jm_st_free(jm_st_file *f) {
     free(f->meta);
     memset(f, 0, sizeof *f);
 }
+
+int jm_st_dtype_is_float(jm_st_dtype d) { return d == JM_ST_F32 || d == JM_ST_F64; }
+int jm_st_dtype_is_int(jm_st_dtype d) { return d == JM_ST_I32 || d == JM_ST_I64 || d == JM_ST_U8 || d == JM_ST_I8 || d == JM_ST_I16 || d == JM_ST_U16 || d == JM_ST_U32; }
+
+double jm_st_value(const jm_st_tensor *t, int64_t i) {
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case JM_ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
+    case JM_ST_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
+    case JM_ST_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+    case JM_ST_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (double)v; }
+    case JM_ST_U8: case JM_ST_BOOL: return p[i];
+    case JM_ST_I8: return (int8_t)p[i];
+    case JM_ST_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+    case JM_ST_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+    case JM_ST_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+    default: return 0;
+    }
+}

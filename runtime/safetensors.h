@@ -67,6 +67,13 @@ int jm_st_parse(const char *path, const uint8_t *buf, size_t len, jm_st_file *ou
    On any failure the old PATH is untouched, the temp file removed, -1 and err set. */
 int jm_st_write(const char *path, const jm_st_file *f, char *err, size_t errlen);
 
+/* Element kinds, for binding a file tensor to a typed one: F32/F64 are floats;
+   I8..I64, U8, U16, U32 are integers (BOOL, F16, BF16, U64 are neither). */
+int jm_st_dtype_is_float(jm_st_dtype d);
+int jm_st_dtype_is_int(jm_st_dtype d);
+/* Element i of t as a double (exact for every dtype but I64/U64 beyond 2^53); 0 for F16/BF16/U64. */
+double jm_st_value(const jm_st_tensor *t, int64_t i);
+
 /* Lookups by exact name/key (linear scans); NULL when absent. */
 const jm_st_tensor *jm_st_find(const jm_st_file *f, const char *name);
 const char *jm_st_meta_get(const jm_st_file *f, const char *key);

@@ -31,7 +31,9 @@ CFLAGS   := -std=c11 -g $(OPT) $(WARN) -D_GNU_SOURCE -fopenmp -Icompiler -Irunti
 # Expanded when a recipe runs, i.e. after deps-build has installed LLVM 19.
 LLVM_CFLAGS  = $(shell $(LLVM_CONFIG) --includedir | sed 's/^/-isystem /')
 LLVM_LDFLAGS = $(shell $(LLVM_CONFIG) --ldflags --libs --system-libs)
-LDLIBS    = -fopenmp -lm $(LLVM_LDFLAGS)
+# the runtime's libraries: images (libpng, giflib), plots (cairo), extern calls (libffi, dl)
+RT_LIBS   := -lpng -lgif -lcairo -lffi -ldl
+LDLIBS    = -fopenmp -lm $(RT_LIBS) $(LLVM_LDFLAGS)
 
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c)) $(wildcard codegen/*.c)
 RUNTIME_SRC  := $(filter-out runtime/rt_main.c,$(wildcard runtime/*.c))

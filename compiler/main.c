@@ -258,7 +258,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
         }
         const char *cc = getenv("JEMC_CC");
         if (!cc || !*cc) cc = "cc";
-        char **argv = calloc((size_t)nf + 12, sizeof(char *));
+        char **argv = calloc((size_t)nf + 20, sizeof(char *));
         int k = 0;
         argv[k++] = (char *)cc;
         argv[k++] = "-o";
@@ -268,6 +268,12 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
         argv[k++] = lib;
         argv[k++] = "-fopenmp";
         argv[k++] = "-lm";
+        /* the runtime's libraries (the Makefile's RT_LIBS): images, plots, extern calls */
+        argv[k++] = "-lpng";
+        argv[k++] = "-lgif";
+        argv[k++] = "-lcairo";
+        argv[k++] = "-lffi";
+        argv[k++] = "-ldl";
 #ifdef JM_LINK_EXTRA
         argv[k++] = JM_LINK_EXTRA;      /* a sanitizer build's runtime needs the sanitizer libraries */
 #endif

@@ -10,7 +10,7 @@ what=${1:-test}
 check_only=0
 [ "${2:-}" = "--check" ] && check_only=1
 
-build="gcc make llvm-19-dev libffi-dev libpng-dev zlib1g-dev"
+build="gcc make llvm-19-dev libffi-dev libpng-dev zlib1g-dev libgif-dev libcairo2-dev"
 test="$build perl python3 python3-torch python3-numpy"
 fuzz="$test clang-19 libclang-rt-19-dev"
 case "$what" in

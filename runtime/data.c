@@ -1,0 +1,770 @@
+/* data.c — see data.h.
+ *
+ * Binary formats (IDX, CIFAR) are read in three steps so that a corrupt file costs little:
+ *   1. the header (IDX) or the file size (CIFAR) fixes the record count and size, and the
+ *      file size must match it exactly (no truncated record, no trailing bytes);
+ *   2. only then are x and y allocated, for min(n, limit) records;
+ *   3. records are streamed through a small buffer, labels checked as they arrive.
+ * CSV is parsed line by line into growing arrays. Every error is reported once, by the
+ * function that finds it, and propagated as -1; jm_data_load frees what was built. */
+#include "data.h"
+#include "philox.h"
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* Philox stream ids of the loader's draws (see philox.h); fixed forever, since changing
+   one changes every shuffled order and augmented batch. */
+#define JM_DATA_STREAM_SHUFFLE 0x5d1a0001u
+#define JM_DATA_STREAM_AUGMENT 0x5d1a0002u
+#define JM_DATA_STREAM_NOISE   0x5d1a0003u
+
+#define JM_DATA_CIFAR10_REC  3073
+#define JM_DATA_CIFAR100_REC 3074
+#define JM_DATA_CIFAR_PIXELS 3072
+#define JM_DATA_IDX_IMAGES   0x00000803u
+#define JM_DATA_IDX_LABELS   0x00000801u
+/* Records are read through a buffer of about this many bytes. */
+#define JM_DATA_CHUNK (1 << 20)
+
+/* ------------------------------------------------------------------ small helpers */
+
+static int jm_data_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int jm_data_fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static uint32_t jm_data_be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Pixel byte -> [-1, 1], computed in double so that 0 -> -1 and 255 -> 1 exactly. */
+static void jm_data_scale_table(float t[256]) {
+    for (int v = 0; v < 256; v++) t[v] = (float)((double)v / 255.0 * 2.0 - 1.0);
+}
+
+static const char *jm_data_basename(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Whether the file name ends in ext (case-insensitive, ext with its dot). */
+static int jm_data_has_ext(const char *path, const char *ext) {
+    const char *b = jm_data_basename(path);
+    size_t n = strlen(b), k = strlen(ext);
+    return n > k && strcasecmp(b + n - k, ext) == 0;
+}
+
+static int jm_data_is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int jm_data_is_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Opens a regular file for reading and returns its size. NULL with err set otherwise. */
+static FILE *jm_data_open(const char *path, int64_t *size, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        jm_data_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        jm_data_fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        fclose(f);
+        return NULL;
+    }
+    /* The size decides the record count (CIFAR) and is checked against headers, so a pipe
+       or device, whose size is unknown, cannot be read. */
+    if (!S_ISREG(sb.st_mode)) {
+        jm_data_fail(err, errlen, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+        fclose(f);
+        return NULL;
+    }
+    *size = (int64_t)sb.st_size;
+    return f;
+}
+
+/* Reads exactly n header bytes at the start of f. */
+static int jm_data_read_header(FILE *f, const char *path, uint8_t *buf, size_t n, char *err, size_t errlen) {
+    if (fread(buf, 1, n, f) != n)
+        return jm_data_fail(err, errlen, "%s: cannot read the header: %s", path,
+                            ferror(f) ? strerror(errno) : "unexpected end of file");
+    return 0;
+}
+
+/* x and y for n records of chw values each (n, chw > 0; the caller has checked the file
+   holds them, so the sizes are bounded by the file's). */
+static int jm_data_alloc(jm_dataset *ds, const char *path, int64_t n, int64_t chw, char *err, size_t errlen) {
+    ds->x = malloc((size_t)(n * chw) * sizeof(float));
+    ds->y = malloc((size_t)n * sizeof(int64_t));
+    if (!ds->x || !ds->y)
+        return jm_data_fail(err, errlen, "%s: out of memory for %lld records of %lld values", path, (long long)n,
+                            (long long)chw);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ fixed-size records */
+
+/* One label byte of a record and its valid range. */
+typedef struct { int at, max; const char *name; } jm_data_label;
+
+/* Where things are in a fixed-size record. */
+typedef struct {
+    const char *path;          /* for messages */
+    size_t recsize;            /* bytes per record */
+    size_t pix_at, npix;       /* pixels [pix_at, pix_at + npix), stored scaled, in file order */
+    jm_data_label labels[2];   /* labels to check; labels[use] becomes y */
+    int nlabels, use;
+} jm_data_layout;
+
+/* Checks the labels of record r and stores the one used. */
+static int jm_data_take_labels(const jm_data_layout *L, const uint8_t *rec, int64_t r, int64_t *y, int *max_label,
+                               char *err, size_t errlen) {
+    for (int k = 0; k < L->nlabels; k++) {
+        int v = rec[L->labels[k].at];
+        if (v > L->labels[k].max)
+            return jm_data_fail(err, errlen, "%s: record %lld: %s %d, expected 0..%d", L->path, (long long)r,
+                                L->labels[k].name, v, L->labels[k].max);
+        if (k == L->use) {
+            *y = v;
+            if (v > *max_label) *max_label = v;
+        }
+    }
+    return 0;
+}
+
+/* Streams n records from f's current position into x (npix values each) and y (when the
+   layout has labels), tracking the largest label used. */
+static int jm_data_read_records(FILE *f, const jm_data_layout *L, int64_t n, float *x, int64_t *y, int *max_label,
+                                char *err, size_t errlen) {
+    float scale[256];
+    jm_data_scale_table(scale);
+    size_t per = JM_DATA_CHUNK / L->recsize ? JM_DATA_CHUNK / L->recsize : 1;
+    uint8_t *buf = malloc(per * L->recsize);
+    if (!buf) return jm_data_fail(err, errlen, "%s: out of memory for the read buffer", L->path);
+    int rc = 0;
+    for (int64_t r = 0; r < n && rc == 0;) {
+        size_t k = (size_t)(n - r) < per ? (size_t)(n - r) : per;
+        size_t got = fread(buf, L->recsize, k, f);
+        /* The size was checked, so a short read means a failing disk or a file that shrank. */
+        if (got < k) {
+            rc = jm_data_fail(err, errlen, "%s: cannot read record %lld: %s", L->path, (long long)(r + (int64_t)got),
+                              ferror(f) ? strerror(errno) : "unexpected end of file");
+            break;
+        }
+        for (size_t j = 0; j < k && rc == 0; j++, r++) {
+            const uint8_t *rec = buf + j * L->recsize;
+            if (L->nlabels) rc = jm_data_take_labels(L, rec, r, &y[r], max_label, err, errlen);
+            if (!L->npix) continue;    /* a labels file: x is NULL */
+            float *xr = x + r * (int64_t)L->npix;
+            for (size_t p = 0; p < L->npix; p++) xr[p] = scale[rec[L->pix_at + p]];
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* The file must hold exactly header + n records: names the first incomplete record, or the
+   bytes after the last one. */
+static int jm_data_check_size(const char *path, int64_t size, int64_t header, int64_t n, int64_t recsize, char *err,
+                              size_t errlen) {
+    int64_t want = header + n * recsize;
+    if (size < want)
+        return jm_data_fail(err, errlen,
+                            "%s: truncated at record %lld of %lld (the file has %lld bytes, the header declares %lld)",
+                            path, (long long)((size - header) / recsize), (long long)n, (long long)size,
+                            (long long)want);
+    if (size > want)
+        return jm_data_fail(err, errlen, "%s: %lld bytes after the last record (record %lld; the header declares %lld records)",
+                            path, (long long)(size - want), (long long)(n - 1), (long long)n);
+    return 0;
+}
+
+static int64_t jm_data_take(int64_t n, int64_t limit) { return limit > 0 && limit < n ? limit : n; }
+
+/* ------------------------------------------------------------------ IDX */
+
+/* The labels file next to an images file: "images-idx3" -> "labels-idx1" in the file
+   name (MNIST naming; also the "images.idx3" spelling some mirrors use). */
+static int jm_data_idx_labels_path(const char *images, char *out, size_t outlen, char *err, size_t errlen) {
+    static const char *const from[] = {"images-idx3", "images.idx3"}, *const to[] = {"labels-idx1", "labels.idx1"};
+    const char *base = jm_data_basename(images);
+    for (int k = 0; k < 2; k++) {
+        const char *hit = strstr(base, from[k]);
+        if (!hit) continue;
+        int m = snprintf(out, outlen, "%.*s%s%s", (int)(hit - images), images, to[k], hit + strlen(from[k]));
+        if (m < 0 || (size_t)m >= outlen) return jm_data_fail(err, errlen, "%s: path too long", images);
+        if (!jm_data_is_file(out))
+            return jm_data_fail(err, errlen, "%s: its labels file %s does not exist; pass the labels file", images, out);
+        return 0;
+    }
+    return jm_data_fail(err, errlen,
+                        "%s: cannot derive the labels file (the name has no 'images-idx3' to replace by 'labels-idx1'); "
+                        "pass the labels file",
+                        images);
+}
+
+/* Opens an IDX file and reads its hlen-byte header into hdr; the magic must match and the
+   record count (bytes 4..7) must not be 0. */
+static FILE *jm_data_idx_open(const char *path, uint32_t magic, const char *what, uint8_t *hdr, size_t hlen,
+                              int64_t *size, char *err, size_t errlen) {
+    FILE *f = jm_data_open(path, size, err, errlen);
+    if (!f) return NULL;
+    int rc = 0;
+    if (*size < (int64_t)hlen)
+        rc = jm_data_fail(err, errlen, "%s: %lld bytes, too short for an IDX %s header (%zu bytes)", path,
+                          (long long)*size, what, hlen);
+    else if (jm_data_read_header(f, path, hdr, hlen, err, errlen) != 0)
+        rc = -1;
+    else if (jm_data_be32(hdr) != magic)
+        rc = jm_data_fail(err, errlen, "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x)", path, what,
+                          jm_data_be32(hdr), magic);
+    else if (jm_data_be32(hdr + 4) == 0)
+        rc = jm_data_fail(err, errlen, "%s: no records (the header declares 0)", path);
+    if (rc) {
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+static int jm_data_load_idx(const char *path, const jm_data_opts *o, jm_dataset *ds, char *err, size_t errlen) {
+    uint8_t hdr[16], lhdr[8];
+    int64_t size, lsize;
+    char lpath[1024];
+    FILE *f = jm_data_idx_open(path, JM_DATA_IDX_IMAGES, "images", hdr, 16, &size, err, errlen), *lf = NULL;
+    if (!f) return -1;
+    int64_t n = jm_data_be32(hdr + 4), rows = jm_data_be32(hdr + 8), cols = jm_data_be32(hdr + 12);
+    int rc = 0;
+    /* each side first, so that the product cannot overflow */
+    if (rows == 0 || cols == 0 || rows > JM_DATA_MAX_PIXELS || cols > JM_DATA_MAX_PIXELS || rows * cols > JM_DATA_MAX_PIXELS)
+        rc = jm_data_fail(err, errlen, "%s: absurd image size %lldx%lld (the header is corrupt?)", path, (long long)rows,
+                          (long long)cols);
+    else
+        rc = jm_data_check_size(path, size, 16, n, rows * cols, err, errlen);
+    if (rc == 0 && o->labels) {
+        int m = snprintf(lpath, sizeof lpath, "%s", o->labels);
+        if (m < 0 || (size_t)m >= sizeof lpath) rc = jm_data_fail(err, errlen, "%s: path too long", o->labels);
+    } else if (rc == 0) {
+        rc = jm_data_idx_labels_path(path, lpath, sizeof lpath, err, errlen);
+    }
+    if (rc == 0) {
+        lf = jm_data_idx_open(lpath, JM_DATA_IDX_LABELS, "labels", lhdr, 8, &lsize, err, errlen);
+        rc = lf ? 0 : -1;
+    }
+    if (rc == 0 && (int64_t)jm_data_be32(lhdr + 4) != n)
+        rc = jm_data_fail(err, errlen, "%s has %lld images but its labels file %s has %lld labels", path, (long long)n,
+                          lpath, (long long)jm_data_be32(lhdr + 4));
+    if (rc == 0) rc = jm_data_check_size(lpath, lsize, 8, n, 1, err, errlen);
+    int64_t take = jm_data_take(n, o->limit);
+    if (rc == 0) rc = jm_data_alloc(ds, path, take, rows * cols, err, errlen);
+    int max_label = 0;
+    if (rc == 0) {
+        jm_data_layout img = {path, (size_t)(rows * cols), 0, (size_t)(rows * cols), {{0, 0, NULL}}, 0, 0};
+        rc = jm_data_read_records(f, &img, take, ds->x, NULL, &max_label, err, errlen);
+    }
+    if (rc == 0) {
+        /* IDX declares no class count: every byte is a valid label. */
+        jm_data_layout lab = {lpath, 1, 0, 0, {{0, 255, "label"}}, 1, 0};
+        rc = jm_data_read_records(lf, &lab, take, NULL, ds->y, &max_label, err, errlen);
+    }
+    fclose(f);
+    if (lf) fclose(lf);
+    if (rc) return -1;
+    ds->n = take;
+    ds->c = 1;
+    ds->h = (int)rows;
+    ds->w = (int)cols;
+    /* MNIST-style sets have 10 classes; a subset that lacks the top digits keeps 10. */
+    ds->classes = max_label + 1 > 10 ? max_label + 1 : 10;
+    ds->pad_value = -1.0f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ CIFAR */
+
+static int jm_data_load_cifar(const char *path, const jm_data_opts *o, int hundred, jm_dataset *ds, char *err,
+                              size_t errlen) {
+    int64_t size, rec = hundred ? JM_DATA_CIFAR100_REC : JM_DATA_CIFAR10_REC;
+    FILE *f = jm_data_open(path, &size, err, errlen);
+    if (!f) return -1;
+    int rc = 0;
+    if (size == 0)
+        rc = jm_data_fail(err, errlen, "%s: no records (the file is empty)", path);
+    else if (size % rec)
+        rc = jm_data_fail(err, errlen, "%s: truncated record %lld (got %lld of %lld bytes)", path,
+                          (long long)(size / rec), (long long)(size % rec), (long long)rec);
+    int64_t take = jm_data_take(size / rec, o->limit);
+    if (rc == 0) rc = jm_data_alloc(ds, path, take, JM_DATA_CIFAR_PIXELS, err, errlen);
+    int max_label = 0;
+    if (rc == 0) {
+        /* The planes are R, G, B, each 32x32 row-major: already CHW. */
+        jm_data_layout L = {path, (size_t)rec, (size_t)(rec - JM_DATA_CIFAR_PIXELS), JM_DATA_CIFAR_PIXELS,
+                            {{0, 9, "label"}}, 1, 0};
+        if (hundred) {
+            L.labels[0] = (jm_data_label){0, 19, "coarse label"};
+            L.labels[1] = (jm_data_label){1, 99, "fine label"};
+            L.nlabels = 2;
+            L.use = o->cifar100_fine ? 1 : 0;
+        }
+        rc = jm_data_read_records(f, &L, take, ds->x, ds->y, &max_label, err, errlen);
+    }
+    fclose(f);
+    if (rc) return -1;
+    ds->n = take;
+    ds->c = 3;
+    ds->h = ds->w = 32;
+    ds->classes = !hundred ? 10 : o->cifar100_fine ? 100 : 20;
+    ds->pad_value = -1.0f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ CSV */
+
+typedef struct {
+    const char *path;
+    int nf;                    /* fields per line */
+    int label_col;             /* 0-based */
+    float *x;
+    int64_t *y;
+    int64_t n, cap;            /* records held, room for */
+    int64_t max_label;
+} jm_data_csv;
+
+/* The text of a field, trimmed of spaces and tabs: [*b, *e). Returns where the field ended
+   (the comma or the end of the line). */
+static const char *jm_data_csv_field(const char *s, const char *end, const char **b, const char **e) {
+    const char *p = s;
+    while (p < end && *p != ',') p++;
+    const char *lo = s, *hi = p;
+    while (lo < hi && (*lo == ' ' || *lo == '\t')) lo++;
+    while (hi > lo && (hi[-1] == ' ' || hi[-1] == '\t')) hi--;
+    *b = lo;
+    *e = hi;
+    return p;
+}
+
+/* Parses [b, e) as a finite number that fits a float. 0 ok, -1 not a number, -2 out of range. */
+static int jm_data_csv_number(const char *b, const char *e, double *v) {
+    if (b == e) return -1;
+    char *stop;
+    errno = 0;
+    /* The field is followed by ',', a space, '\r' or the line's NUL, none of which extends a
+       number, so strtod never reads past the field. */
+    *v = strtod(b, &stop);
+    if (stop != e) return -1;
+    if (!isfinite(*v)) return -1;
+    if (fabs(*v) > 3.4028234663852886e38) return -2;
+    return 0;
+}
+
+static int jm_data_csv_count(const char *line, const char *end) {
+    int n = 1;
+    for (const char *p = line; p < end; p++) n += *p == ',';
+    return n;
+}
+
+/* Whether every field of the line is a number (a header has at least one that is not). */
+static int jm_data_csv_numeric(const char *line, const char *end) {
+    for (const char *p = line;;) {
+        const char *b, *e;
+        double v;
+        p = jm_data_csv_field(p, end, &b, &e);
+        if (jm_data_csv_number(b, e, &v) != 0) return 0;
+        if (p == end) return 1;
+        p++;
+    }
+}
+
+/* The label field: an integer in [0, JM_DATA_MAX_LABEL]. */
+static int jm_data_csv_label(jm_data_csv *c, long line, long col, const char *b, const char *e, double v, char *err,
+                             size_t errlen) {
+    if (v < 0 || v != floor(v) || v > JM_DATA_MAX_LABEL)
+        return jm_data_fail(err, errlen, "%s:%ld:%ld: label '%.*s' is not an integer in 0..%d", c->path, line, col,
+                            (int)(e - b > 60 ? 60 : e - b), b, JM_DATA_MAX_LABEL);
+    c->y[c->n] = (int64_t)v;
+    if ((int64_t)v > c->max_label) c->max_label = (int64_t)v;
+    return 0;
+}
+
+/* Makes room for one more record. */
+static int jm_data_csv_grow(jm_data_csv *c, char *err, size_t errlen) {
+    if (c->n < c->cap) return 0;
+    int64_t cap = c->cap ? c->cap * 2 : 256;
+    float *x = realloc(c->x, (size_t)cap * (size_t)(c->nf - 1) * sizeof(float));
+    if (x) c->x = x;
+    int64_t *y = realloc(c->y, (size_t)cap * sizeof(int64_t));
+    if (y) c->y = y;
+    if (!x || !y) return jm_data_fail(err, errlen, "%s: out of memory at record %lld", c->path, (long long)c->n);
+    c->cap = cap;
+    return 0;
+}
+
+/* Parses one data line (without its line ending) into record c->n. */
+static int jm_data_csv_row(jm_data_csv *c, const char *line, const char *end, long lineno, char *err, size_t errlen) {
+    if (jm_data_csv_grow(c, err, errlen)) return -1;
+    float *xr = c->x + c->n * (c->nf - 1);
+    const char *p = line;
+    for (int k = 0;; k++) {
+        const char *b, *e;
+        double v;
+        long col = (long)(p - line) + 1;
+        if (k == c->nf)
+            return jm_data_fail(err, errlen, "%s:%ld:%ld: expected %d fields, found %d", c->path, lineno, col, c->nf,
+                                jm_data_csv_count(line, end));
+        p = jm_data_csv_field(p, end, &b, &e);
+        col = (long)(b - line) + 1;
+        int r = jm_data_csv_number(b, e, &v);
+        if (r == -1)
+            return jm_data_fail(err, errlen, "%s:%ld:%ld: '%.*s' is not a number", c->path, lineno, col,
+                                (int)(e - b > 60 ? 60 : e - b), b);
+        if (r == -2)
+            return jm_data_fail(err, errlen, "%s:%ld:%ld: '%.*s' is out of float range", c->path, lineno, col,
+                                (int)(e - b > 60 ? 60 : e - b), b);
+        if (k == c->label_col) {
+            if (jm_data_csv_label(c, lineno, col, b, e, v, err, errlen)) return -1;
+        } else {
+            *xr++ = (float)v;
+        }
+        if (p == end) {
+            if (k + 1 < c->nf)
+                return jm_data_fail(err, errlen, "%s:%ld:%ld: expected %d fields, found %d", c->path, lineno,
+                                    (long)(end - line) + 1, c->nf, k + 1);
+            break;
+        }
+        p++;
+    }
+    c->n++;
+    return 0;
+}
+
+/* Fixes the field count and label column from the first line. */
+static int jm_data_csv_shape(jm_data_csv *c, const char *line, const char *end, const jm_data_opts *o, char *err,
+                             size_t errlen) {
+    c->nf = jm_data_csv_count(line, end);
+    if (c->nf < 2)
+        return jm_data_fail(err, errlen, "%s:1:1: expected at least 2 fields (features and a label), found 1", c->path);
+    c->label_col = o->csv_label_column < 0 ? c->nf - 1 : o->csv_label_column;
+    if (c->label_col >= c->nf)
+        return jm_data_fail(err, errlen, "%s:1:1: the label column is %d (0-based) but the line has %d fields", c->path,
+                            c->label_col, c->nf);
+    return 0;
+}
+
+/* Strips the line ending ("\n", "\r\n") and, on the first line, a UTF-8 byte-order mark. */
+static const char *jm_data_csv_trim(char **line, ssize_t len, long lineno) {
+    char *s = *line, *end = s + len;
+    if (end > s && end[-1] == '\n') end--;
+    if (end > s && end[-1] == '\r') end--;
+    *end = 0;
+    if (lineno == 1 && end - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) *line = s + 3;
+    return end;
+}
+
+static int jm_data_csv_blank(const char *s, const char *end) {
+    for (; s < end; s++)
+        if (*s != ' ' && *s != '\t') return 0;
+    return 1;
+}
+
+/* Reads every line; blank lines are allowed only at the end of the file. */
+static int jm_data_csv_lines(FILE *f, jm_data_csv *c, const jm_data_opts *o, char *err, size_t errlen) {
+    char *buf = NULL;
+    size_t bufcap = 0;
+    ssize_t len;
+    long lineno = 0, blank = 0;
+    int rc = 0;
+    while (rc == 0 && (o->limit <= 0 || c->n < o->limit) && (len = getline(&buf, &bufcap, f)) >= 0) {
+        char *line = buf;
+        const char *end = jm_data_csv_trim(&line, len, ++lineno);
+        if (jm_data_csv_blank(line, end)) {
+            if (!blank) blank = lineno;
+            continue;
+        }
+        if (blank) {
+            rc = jm_data_fail(err, errlen, "%s:%ld:1: empty line before record %lld", c->path, blank, (long long)c->n);
+            break;
+        }
+        if (c->nf == 0) {
+            rc = jm_data_csv_shape(c, line, end, o, err, errlen);
+            int header = o->csv_header < 0 ? !jm_data_csv_numeric(line, end) : o->csv_header;
+            if (rc || header) continue;
+        }
+        rc = jm_data_csv_row(c, line, end, lineno, err, errlen);
+    }
+    if (rc == 0 && ferror(f)) rc = jm_data_fail(err, errlen, "%s:%ld: read error: %s", c->path, lineno + 1, strerror(errno));
+    free(buf);
+    return rc;
+}
+
+static int jm_data_load_csv(const char *path, const jm_data_opts *o, jm_dataset *ds, char *err, size_t errlen) {
+    int64_t size;
+    FILE *f = jm_data_open(path, &size, err, errlen);
+    if (!f) return -1;
+    jm_data_csv c = {path, 0, 0, NULL, NULL, 0, 0, -1};
+    int rc = jm_data_csv_lines(f, &c, o, err, errlen);
+    fclose(f);
+    if (rc == 0 && c.n == 0) rc = jm_data_fail(err, errlen, "%s: no records", path);
+    ds->x = c.x;
+    ds->y = c.y;
+    if (rc) return -1;
+    ds->n = c.n;
+    ds->c = ds->h = 1;
+    ds->w = c.nf - 1;
+    ds->classes = (int)c.max_label + 1;
+    ds->pad_value = 0.0f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ format detection */
+
+/* AUTO: CSV and CIFAR are known by their extension (and CIFAR's record size), IDX by its
+   magic number. */
+static int jm_data_detect(const char *path, jm_data_format *fmt, char *err, size_t errlen) {
+    if (jm_data_has_ext(path, ".csv")) {
+        *fmt = JM_DATA_CSV;
+        return 0;
+    }
+    int64_t size;
+    FILE *f = jm_data_open(path, &size, err, errlen);
+    if (!f) return -1;
+    uint8_t m[4] = {0, 0, 0, 0};
+    size_t got = fread(m, 1, 4, f);
+    fclose(f);
+    uint32_t magic = jm_data_be32(m);
+    if (jm_data_has_ext(path, ".bin")) {
+        /* 3073*3074 bytes would fit both; the brief's rule prefers CIFAR-10. A .bin whose size
+           fits neither is read as CIFAR-10 so that the error names the truncated record. */
+        int c10 = size % JM_DATA_CIFAR10_REC == 0, c100 = size > 0 && size % JM_DATA_CIFAR100_REC == 0;
+        *fmt = c10 ? JM_DATA_CIFAR10 : c100 ? JM_DATA_CIFAR100 : magic == JM_DATA_IDX_IMAGES ? JM_DATA_IDX : JM_DATA_CIFAR10;
+        return 0;
+    }
+    if (got == 4 && magic == JM_DATA_IDX_IMAGES) {
+        *fmt = JM_DATA_IDX;
+        return 0;
+    }
+    if (got == 4 && magic == JM_DATA_IDX_LABELS)
+        return jm_data_fail(err, errlen, "%s: this is an IDX labels file (magic 0x%08x); pass the images file", path,
+                            magic);
+    return jm_data_fail(err, errlen,
+                        "%s: unknown format: not an IDX images file (magic 0x%08x, expected 0x%08x), and CIFAR (.bin) "
+                        "and CSV (.csv) files are known by their extension",
+                        path, magic, JM_DATA_IDX_IMAGES);
+}
+
+/* ------------------------------------------------------------------ public: loading */
+
+jm_data_opts jm_data_defaults(void) {
+    jm_data_opts o = {JM_DATA_AUTO, NULL, -1, -1, 1, 0};
+    return o;
+}
+
+const char *jm_data_format_name(jm_data_format f) {
+    switch (f) {
+    case JM_DATA_AUTO: return "auto";
+    case JM_DATA_IDX: return "IDX";
+    case JM_DATA_CIFAR10: return "CIFAR-10";
+    case JM_DATA_CIFAR100: return "CIFAR-100";
+    case JM_DATA_CSV: return "CSV";
+    }
+    return "unknown";
+}
+
+int jm_data_resolve(const char *path, const char *split, char *out, size_t outlen) {
+    static const char *const train[] = {"train-images-idx3-ubyte", "data_batch_1.bin", "train.bin"};
+    static const char *const test[] = {"t10k-images-idx3-ubyte", "test_batch.bin", "test.bin"};
+    if (!path || !out || !outlen) return -1;
+    if (!jm_data_is_dir(path)) {
+        int m = snprintf(out, outlen, "%s", path);
+        return m < 0 || (size_t)m >= outlen ? -1 : 0;
+    }
+    const char *const *names = split && strcmp(split, "train") == 0 ? train : split && strcmp(split, "test") == 0 ? test : NULL;
+    if (!names) return -1;
+    size_t plen = strlen(path);
+    const char *sep = plen && path[plen - 1] == '/' ? "" : "/";
+    for (int k = 2; k >= 0; k--) {
+        /* Tried last to first so that, when none exists, out is left naming the IDX file. */
+        int m = snprintf(out, outlen, "%s%s%s", path, sep, names[k]);
+        if (m < 0 || (size_t)m >= outlen) return -1;
+        if (jm_data_is_file(out)) return 0;
+    }
+    return -1;
+}
+
+int jm_data_load(const char *path, const jm_data_opts *o, jm_dataset *ds, char *err, size_t errlen) {
+    jm_data_opts opts = o ? *o : jm_data_defaults();
+    char file[1024];
+    memset(ds, 0, sizeof *ds);
+    if (err && errlen) err[0] = 0;
+    if (!path || !*path) return jm_data_fail(err, errlen, "no data file given");
+    if (opts.limit < 0) return jm_data_fail(err, errlen, "%s: the record limit is %lld, expected >= 0", path, (long long)opts.limit);
+    if (jm_data_resolve(path, "train", file, sizeof file) != 0)
+        return jm_data_fail(err, errlen, "%s: %s", path,
+                            jm_data_is_dir(path) ? "a directory with no train-images-idx3-ubyte, data_batch_1.bin or "
+                                                   "train.bin; pass the data file"
+                                                 : "path too long");
+    if (opts.format == JM_DATA_AUTO && jm_data_detect(file, &opts.format, err, errlen) != 0) return -1;
+    int rc;
+    switch (opts.format) {
+    case JM_DATA_IDX: rc = jm_data_load_idx(file, &opts, ds, err, errlen); break;
+    case JM_DATA_CIFAR10: rc = jm_data_load_cifar(file, &opts, 0, ds, err, errlen); break;
+    case JM_DATA_CIFAR100: rc = jm_data_load_cifar(file, &opts, 1, ds, err, errlen); break;
+    case JM_DATA_CSV: rc = jm_data_load_csv(file, &opts, ds, err, errlen); break;
+    default: rc = jm_data_fail(err, errlen, "%s: unknown data format %d", file, (int)opts.format); break;
+    }
+    if (rc) {
+        jm_data_free(ds);
+        return -1;
+    }
+    ds->format = opts.format;
+    /* ds->path is for messages only: a longer path is cut rather than refused. */
+    size_t plen = strlen(file) < sizeof ds->path ? strlen(file) : sizeof ds->path - 1;
+    memcpy(ds->path, file, plen);
+    ds->path[plen] = 0;
+    return 0;
+}
+
+void jm_data_free(jm_dataset *ds) {
+    if (!ds) return;
+    free(ds->x);
+    free(ds->y);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* ------------------------------------------------------------------ shuffling */
+
+/* Counter words above 32 bits are folded into the stream id: epochs and steps beyond 2^32
+   still get their own numbers. */
+static uint32_t jm_data_stream(uint32_t base, uint64_t v) { return base ^ (uint32_t)(v >> 32) * 0x9E3779B9u; }
+
+void jm_data_shuffle(int64_t n, uint64_t seed, uint64_t epoch, int64_t *perm) {
+    uint32_t stream = jm_data_stream(JM_DATA_STREAM_SHUFFLE, epoch);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    /* Fisher-Yates from the top: slot i swaps with j uniform in [0, i], drawn from block
+       (i, epoch). j = r mod (i+1) of a 64-bit r: the bias is below (i+1)/2^64. */
+    for (int64_t i = n - 1; i > 0; i--) {
+        jm_philox_block blk = jm_philox4x32((uint32_t)i, (uint32_t)((uint64_t)i >> 32), stream, (uint32_t)epoch, seed);
+        uint64_t r = (uint64_t)blk.v[0] << 32 | blk.v[1];
+        int64_t j = (int64_t)(r % (uint64_t)(i + 1));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+int64_t jm_data_labelled_subset(const jm_dataset *ds, int per_class, uint64_t seed, int64_t *idx, char *err,
+                                size_t errlen) {
+    if (per_class < 1) return jm_data_fail(err, errlen, "%s: %d labelled records per class asked for, expected >= 1", ds->path, per_class);
+    if (ds->classes < 1 || ds->n < 1) return jm_data_fail(err, errlen, "%s: no records", ds->path);
+    int64_t *perm = malloc((size_t)ds->n * sizeof *perm), *count = calloc((size_t)ds->classes, sizeof *count);
+    int64_t got = 0;
+    if (!perm || !count) {
+        free(perm);
+        free(count);
+        return jm_data_fail(err, errlen, "%s: out of memory for the labelled subset", ds->path);
+    }
+    jm_data_shuffle(ds->n, seed, 0, perm);
+    for (int64_t k = 0; k < ds->n; k++) {
+        int64_t r = perm[k], y = ds->y[r];
+        if (y >= 0 && y < ds->classes && count[y] < per_class) {
+            count[y]++;
+            idx[got++] = r;
+        }
+    }
+    int bad = -1;
+    for (int c = 0; c < ds->classes && bad < 0; c++)
+        if (count[c] < per_class) bad = c;
+    if (bad >= 0)
+        jm_data_fail(err, errlen, "%s: class %d has only %lld records, fewer than the %d per class asked for", ds->path,
+                     bad, (long long)count[bad], per_class);
+    free(perm);
+    free(count);
+    return bad >= 0 ? -1 : got;
+}
+
+/* ------------------------------------------------------------------ batches */
+
+/* The crop offsets and flip of batch slot i at step. */
+typedef struct { int dy, dx, flip; } jm_data_choice;
+
+static jm_data_choice jm_data_choose(const jm_augment *aug, uint64_t seed, uint64_t step, int64_t i) {
+    jm_data_choice ch = {0, 0, 0};
+    jm_philox_block blk = jm_philox4x32(0, (uint32_t)i, jm_data_stream(JM_DATA_STREAM_AUGMENT, step), (uint32_t)step, seed);
+    if (aug->crop_pad > 0) {
+        uint32_t span = 2u * (uint32_t)aug->crop_pad + 1u;
+        ch.dy = (int)(blk.v[0] % span);
+        ch.dx = (int)(blk.v[1] % span);
+    }
+    if (aug->hflip) ch.flip = (int)(blk.v[2] >> 31);
+    return ch;
+}
+
+/* Cropped (from the padded image) and flipped copy of one record: out(y, x) =
+   src(y + dy - pad, x' + dx - pad) with x' = w-1-x when flipped (crop, then flip). */
+static void jm_data_crop_flip(const jm_dataset *ds, const float *src, int pad, jm_data_choice ch, float *out) {
+    int h = ds->h, w = ds->w;
+    for (int c = 0; c < ds->c; c++) {
+        const float *plane = src + (int64_t)c * h * w;
+        for (int y = 0; y < h; y++) {
+            int sy = y + ch.dy - pad;
+            float *o = out + ((int64_t)c * h + y) * w;
+            for (int x = 0; x < w; x++) {
+                int sx = (ch.flip ? w - 1 - x : x) + ch.dx - pad;
+                o[x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? plane[(int64_t)sy * w + sx] : ds->pad_value;
+            }
+        }
+    }
+}
+
+/* + sigma * N(0,1) on every value: Box-Muller on words 0, 1 of block (k/2, i), cosine for
+   even k, sine for odd k (two normals per block). */
+static void jm_data_noise(float *out, int64_t chw, float sigma, uint64_t seed, uint64_t step, int64_t i) {
+    uint32_t stream = jm_data_stream(JM_DATA_STREAM_NOISE, step);
+    for (int64_t k = 0; k < chw; k += 2) {
+        jm_philox_block blk = jm_philox4x32((uint32_t)(k / 2), (uint32_t)i, stream, (uint32_t)step, seed);
+        double rad = sqrt(-2.0 * log(jm_philox_unit(blk.v[0]))), ang = 6.283185307179586 * jm_philox_unit(blk.v[1]);
+        out[k] += sigma * (float)(rad * cos(ang));
+        if (k + 1 < chw) out[k + 1] += sigma * (float)(rad * sin(ang));
+    }
+}
+
+void jm_data_batch(const jm_dataset *ds, const int64_t *idx, int64_t b, const jm_augment *aug, uint64_t seed,
+                   uint64_t step, float *x_out, int64_t *y_out) {
+    int64_t chw = (int64_t)ds->c * ds->h * ds->w;
+    /* Each slot's draws depend only on (seed, step, i), so threads do not change them. */
+#pragma omp parallel for schedule(static) if (aug && b * chw >= (1 << 16))
+    for (int64_t i = 0; i < b; i++) {
+        int64_t r = idx[i];
+        float *out = x_out + i * chw;
+        if (r < 0 || r >= ds->n) {
+            for (int64_t k = 0; k < chw; k++) out[k] = ds->pad_value;
+            y_out[i] = -1;
+            continue;
+        }
+        const float *src = ds->x + r * chw;
+        y_out[i] = ds->y[r];
+        if (!aug) {
+            memcpy(out, src, (size_t)chw * sizeof(float));
+            continue;
+        }
+        jm_data_choice ch = jm_data_choose(aug, seed, step, i);
+        jm_data_crop_flip(ds, src, aug->crop_pad > 0 ? aug->crop_pad : 0, ch, out);
+        if (aug->noise != 0.0f) jm_data_noise(out, chw, aug->noise, seed, step, i);
+    }
+}

@@ -5,6 +5,7 @@
 #   make fuzz       build the libFuzzer front-end harness and run it (FUZZ_SECONDS=60)
 #   make deps       install what is missing (Debian packages), nothing else
 #   make bench      jemc against PyTorch (bench/run.sh) and the kernels against the FMA peak
+#   make demo       train JEM on MNIST on the CPU, then sample digits (tools/demo.sh, ~14 min on 2 cores)
 LLVM_CONFIG ?= llvm-config-19
 CC          ?= gcc
 ifeq ($(origin CC),default)
@@ -42,7 +43,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean bench
+.PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean bench demo
 all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o
 
 deps:
@@ -55,8 +56,8 @@ deps-test:
 $(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*.h codegen/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
-# Only codegen/ sees LLVM's headers.
-$(B)/codegen/%.o: codegen/%.c $(wildcard codegen/*.h)
+# Only codegen/ sees LLVM's headers (it also includes the compiler's and runtime's).
+$(B)/codegen/%.o: codegen/%.c $(wildcard codegen/*.h compiler/*.h compiler/*.def runtime/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -c $< -o $@
 
@@ -93,11 +94,11 @@ fuzz-merge: $(B)/fuzz_frontend
 	@mkdir -p tests/fuzz/corpus-min
 	$(B)/fuzz_frontend -merge=1 tests/fuzz/corpus-min tests/fuzz/corpus tests/fuzz/corpus-new
 	rm -rf tests/fuzz/corpus tests/fuzz/corpus-new && mv tests/fuzz/corpus-min tests/fuzz/corpus
-$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) runtime/safetensors.c runtime/rt_table.c runtime/names.c
+$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) runtime/safetensors.c runtime/rt_table.c runtime/names.c runtime/rt_extern.c
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \
-	    $^ -lm -o $@
+	    $^ -lm -lffi -ldl -o $@
 
 # Speed (never part of `make test`): jemc against PyTorch side by side, then the
 # runtime's convolution and matmul kernels against the machine's FMA peak.
@@ -109,3 +110,7 @@ bench: all $(B)/bench_kernels
 
 clean:
 	rm -rf build build-san
+
+# A JEM learns MNIST and dreams up digits: pictures and figures in build/demo/
+demo: deps-build
+	tools/demo.sh

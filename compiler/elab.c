@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define JM_MAX_CALL_DEPTH 64
 /* Elaboration runs user code at compile time (repeat, recursion through blocks);
@@ -214,7 +215,11 @@ static jm_value jm_lookup(jm_ctx *c, const char *name, jm_loc loc) {
     jm_binding_v *b = jm_find_var(c, name);
     if (b) return b->v;
     jm_gsym *s = jm_find_sym(c->E, name);
-    if (s && s->kind == JM_G_CONFIG) return s->value;
+    if (s && s->kind == JM_G_CONFIG) {
+        jm_value v = s->value;
+        if (v.kind == JM_V_INT || v.kind == JM_V_FLOAT) v.cfg = s->name;   /* may become a knob (jm_knob_global) */
+        return v;
+    }
     if (s && s->decl->kind == JM_D_STATE) {
         int gi = jm_module_find_global(c->E->m, name);
         if (gi < 0 || c->g < 0) {
@@ -300,8 +305,47 @@ static jm_value jm_fold(jm_ctx *c, jm_tok_kind op, jm_value a, jm_value b, jm_lo
     return jm_v_err();
 }
 
+/* Run-time knobs. A config constant read straight into a tensor expression
+   (`sgld_lr * g`, an optimizer's lr, a sampler's steps) is not folded into the
+   code: it becomes a scalar state global "config.NAME" (f32 for numbers, i64
+   for integers, initialised to the constant) that the generated executable may
+   change without recompiling (`train --set sgld_lr=0.5`). A constant that is
+   also used at compile time (a shape, an attribute, arithmetic folded here)
+   could not change consistently: jm_frontend_load finds those by elaborating
+   again with the constant perturbed, and lists them in E->fixed, where they
+   stay plain constants. Returns the global's index, or -1 when v is no knob. */
+static int jm_knob_global(jm_ctx *c, jm_value v, jm_loc loc) {
+    jm_elab *E = c->E;
+    if (!v.cfg || !E->knobs || (v.kind != JM_V_INT && v.kind != JM_V_FLOAT) || c->g < 0) return -1;
+    for (int i = 0; i < E->nfixed; i++) if (strcmp(E->fixed[i], v.cfg) == 0) return -1;
+    const char *name = jm_arena_printf(E->a, "config.%s", v.cfg);
+    jm_module *m = E->m;
+    int gi = jm_module_find_global(m, name);
+    if (gi >= 0) return m->globals[gi].knob ? gi : -1;
+    jm_type t = jm_type_make(v.kind == JM_V_FLOAT ? JM_F32 : JM_I64, 0, NULL);
+    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_CONST, v.kind == JM_V_FLOAT ? v.f : (double)v.i, 0 }, loc, 0, v.cfg };
+    JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
+    return m->nglobals - 1;
+}
+
+/* The knob's value as a node of dtype dt, or -1 when v is no knob. */
+static int jm_knob_node(jm_ctx *c, jm_value v, jm_dtype dt, jm_loc loc) {
+    int gi = jm_knob_global(c, v, loc);
+    if (gi < 0) return -1;
+    int id = jm_state_value(c, gi, loc).node;
+    if (id >= 0 && c->E->m->globals[gi].type.dtype != dt) {
+        jm_attr at;
+        memset(&at, 0, sizeof at);
+        at.k = dt;
+        id = jm_add(c, JM_OP_CAST, &id, 1, &at, NULL, loc);
+    }
+    return id;
+}
+
 /* Brings a number or tensor operand to a tensor node of dtype dt. */
 static int jm_operand(jm_ctx *c, jm_value v, jm_dtype dt, jm_loc loc) {
+    int knob = jm_knob_node(c, v, dt, loc);
+    if (knob >= 0) return knob;
     if (v.kind == JM_V_TENSOR) {
         int id = jm_tensor_node(c, v);
         if (id < 0) return -1;
@@ -531,6 +575,108 @@ static const char *jm_scope_join(jm_ctx *c, jm_expr *scope) {
     return c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, buf) : jm_arena_strdup(E->a, buf);
 }
 
+/* A call of a user's C function (an `extern`, language §4.11): arguments bind
+   by position or by name (defaults from the declaration), each must have its
+   parameter's declared type exactly (a number becomes a rank-0 constant of that
+   type), and the EXTERN_CALL node has the declared result type. */
+static jm_value jm_call_extern(jm_ctx *c, jm_decl *decl, jm_args *A) {
+    jm_elab *E = c->E;
+    jm_module *m = E->m;
+    if (A->call->scope) {
+        jm_diag_error(E->d, A->call->scope->loc, "'as' names a block's parameters; extern %s has none", decl->name);
+        return jm_v_err();
+    }
+    int xi = -1;
+    for (int i = 0; i < m->nexterns && xi < 0; i++) if (strcmp(m->externs[i].name, decl->name) == 0) xi = i;
+    if (xi < 0) return jm_v_err();                 /* its declaration had an error, reported */
+    int np = decl->nparams;
+    if (A->npos > np) {
+        jm_diag_error(E->d, A->call->loc, "extern %s takes %d argument%s, got %d", decl->name, np, np == 1 ? "" : "s", A->npos);
+        jm_diag_note(E->d, decl->name_loc, "%s is declared here", decl->name);
+        return jm_v_err();
+    }
+    jm_value *vals = jm_arena_alloc(E->a, sizeof(jm_value) * (size_t)(np + 1));
+    jm_loc *vloc = jm_arena_alloc(E->a, sizeof(jm_loc) * (size_t)(np + 1));
+    int *have = jm_arena_alloc(E->a, sizeof(int) * (size_t)(np + 1));
+    for (int i = 0; i < A->npos; i++) { vals[i] = A->pos[i]; vloc[i] = A->call->items[i]->loc; have[i] = 1; }
+    for (int k = 0; k < A->nkw; k++) {
+        int found = -1;
+        for (int i = 0; i < np; i++) if (strcmp(decl->params[i].name, A->kwname[k]) == 0) found = i;
+        if (found < 0) {
+            const char **names = jm_arena_alloc(E->a, sizeof(char *) * (size_t)(np + 1));
+            for (int i = 0; i < np; i++) names[i] = decl->params[i].name;
+            const char *best = jm_diag_closest(A->kwname[k], names, np);
+            if (best) jm_diag_error(E->d, A->kwloc[k], "extern %s has no parameter named '%s'; did you mean '%s'?", decl->name, A->kwname[k], best);
+            else jm_diag_error(E->d, A->kwloc[k], "extern %s has no parameter named '%s'", decl->name, A->kwname[k]);
+            return jm_v_err();
+        }
+        if (have[found]) {
+            jm_diag_error(E->d, A->kwloc[k], "argument '%s' of %s given twice", A->kwname[k], decl->name);
+            return jm_v_err();
+        }
+        vals[found] = A->kw[k];
+        vloc[found] = A->kwloc[k];
+        have[found] = 1;
+    }
+    jm_ctx defctx;                                 /* defaults see only globals */
+    memset(&defctx, 0, sizeof defctx);
+    defctx.E = E; defctx.g = c->g; defctx.scope = c->scope; defctx.view = c->view; defctx.loop = c->loop;
+    defctx.depth = c->depth + 1; defctx.path = c->path;
+    int *src = jm_arena_alloc(E->a, sizeof(int) * (size_t)(np + 1));
+    for (int i = 0; i < np; i++) {
+        const char *pn = decl->params[i].name;
+        if (!have[i]) {
+            if (!decl->params[i].def) {
+                jm_diag_error(E->d, A->call->loc, "extern %s takes %d argument%s, got %d: missing '%s'", decl->name, np,
+                              np == 1 ? "" : "s", A->npos + A->nkw, pn);
+                jm_diag_note(E->d, decl->name_loc, "%s is declared here", decl->name);
+                return jm_v_err();
+            }
+            vals[i] = jm_eval(&defctx, decl->params[i].def);
+            vloc[i] = A->call->loc;
+            if (vals[i].kind == JM_V_ERR) return jm_v_err();
+        }
+        const jm_type *want = &m->externs[xi].params[i];
+        jm_value v = vals[i];
+        char s1[128], s2[128];
+        if (v.kind == JM_V_TENSOR) {
+            src[i] = jm_tensor_node(c, v);
+            if (src[i] < 0) return jm_v_err();
+            const jm_type *got = &m->graphs[c->g].node[src[i]].type;
+            if (!jm_type_equal(got, want)) {
+                jm_diag_error(E->d, vloc[i], "%s: argument '%s' has type %s, expected %s", decl->name, pn,
+                              jm_type_str(got, s1, sizeof s1), jm_type_str(want, s2, sizeof s2));
+                return jm_v_err();
+            }
+        } else if (v.kind == JM_V_INT || v.kind == JM_V_FLOAT || v.kind == JM_V_BOOL) {
+            double x = v.kind == JM_V_FLOAT ? v.f : (double)v.i;
+            if (want->rank != 0) {
+                jm_diag_error(E->d, vloc[i], "%s: argument '%s' is a number, expected a tensor %s", decl->name, pn,
+                              jm_type_str(want, s2, sizeof s2));
+                return jm_v_err();
+            }
+            if (v.kind == JM_V_FLOAT && !jm_dtype_is_float(want->dtype) && x != trunc(x)) {
+                jm_diag_error(E->d, vloc[i], "%s: argument '%s' is %g, expected %s (an integer)", decl->name, pn, x,
+                              jm_type_str(want, s2, sizeof s2));
+                return jm_v_err();
+            }
+            src[i] = jm_const_node(c, x, want->dtype, vloc[i]);
+            if (src[i] < 0) return jm_v_err();
+        } else {
+            jm_diag_error(E->d, vloc[i], "%s: argument '%s' is %s, expected %s", decl->name, pn, jm_vkind_name(v.kind),
+                          jm_type_str(want, s2, sizeof s2));
+            return jm_v_err();
+        }
+    }
+    jm_attr at;
+    memset(&at, 0, sizeof at);
+    at.i[0] = xi;
+    jm_type rt = m->externs[xi].ret;
+    int id = jm_add(c, JM_OP_EXTERN_CALL, src, np, &at, &rt, A->call->loc);
+    if (id >= 0) m->graphs[c->g].node[id].name = decl->name;
+    return jm_v_tensor(c, id);
+}
+
 static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
     jm_elab *E = c->E;
     if (jm_budget(c, A->call->loc)) return jm_v_err();
@@ -551,6 +697,7 @@ static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
                       : decl->kind == JM_D_DATA ? "data set" : "optimizer");
         return jm_v_err();
     }
+    if (decl->kind == JM_D_EXTERN) return jm_call_extern(c, decl, A);
     jm_ctx callee;
     memset(&callee, 0, sizeof callee);
     callee.E = E;
@@ -569,10 +716,6 @@ static jm_value jm_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
     jm_ctx defctx = callee;             /* defaults see only globals */
     defctx.nvars = 0;
     defctx.vars = NULL;
-    if (decl->kind == JM_D_EXTERN) {
-        jm_diag_error(E->d, A->call->loc, "extern functions are not supported yet (%s from \"%s\")", decl->name, decl->path);
-        return jm_v_err();
-    }
     if (jm_bind_args(&callee, decl, A, &defctx, decl->kind == JM_D_MODEL ? "model" : decl->kind == JM_D_ENERGY ? "energy" : "block") != 0)
         return jm_v_err();
     jm_value r;
@@ -675,6 +818,9 @@ static jm_value jm_call_sampler(jm_ctx *c, jm_decl *decl, jm_args *A) {
     at.i[1] = steps;
     at.ni = 2;
     at.k = 1;
+    /* steps read straight from a config constant: the trip count is a knob (i[2] = global + 1) */
+    int knob = jm_knob_global(c, outer.vars[steps_i].v, A->call->loc);
+    if (knob >= 0) { at.i[2] = knob + 1; at.ni = 3; }
     int loop = jm_add(c, JM_OP_LOOP, src, nsrc, &at, NULL, A->call->loc);
     memset(&at, 0, sizeof at);
     return jm_v_tensor(c, jm_add(c, JM_OP_LOOP_OUT, &loop, 1, &at, NULL, A->call->loc));
@@ -938,7 +1084,7 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
     const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
     int gi = jm_module_find_global(m, full);
     if (gi < 0) {
-        jm_global g = { full, kind, t, init, s->name_loc, 1 };
+        jm_global g = { full, kind, t, init, s->name_loc, 1, NULL };
         JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         return m->nglobals - 1;
     }
@@ -1097,13 +1243,51 @@ static double jm_record_num(const jm_decl_record *r, const char *key, double def
     return def;
 }
 
+/* An optimizer argument as a value that remembers the config constant it came from. */
+static jm_value jm_record_knob(const jm_decl_record *r, const char *key, double v) {
+    jm_value x = jm_v_float(v);
+    for (int i = 0; i < r->nargs; i++)
+        if (strcmp(r->args[i].name, key) == 0 && r->args[i].cfg) {
+            if (r->args[i].kind == JM_CV_INT) { x.kind = JM_V_INT; x.i = r->args[i].i; }
+            x.cfg = r->args[i].cfg;
+        }
+    return x;
+}
+
 static int jm_new_state(jm_ctx *c, const char *name, jm_type t, jm_loc loc) {
     jm_module *m = c->E->m;
     int gi = jm_module_find_global(m, name);
     if (gi >= 0) return gi;
-    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_ZEROS, 0, 0 }, loc, 0 };
+    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_ZEROS, 0, 0 }, loc, 0, NULL };
     JM_VEC_PUSH(c->E->a, m->globals, m->nglobals, m->capglobals, g);
     return m->nglobals - 1;
+}
+
+/* The gradient's global L2 norm sqrt(sum_p sum g_p^2), written to state
+   "OPT.grad_norm" (f32) on every step: the runtime logs it and its divergence
+   guard watches it. */
+static void jm_write_grad_norm(jm_ctx *c, const jm_decl_record *opt, const jm_value *grads, jm_loc loc) {
+    int acc = -1;
+    for (int i = 0; i < grads->nitems; i++) {
+        int g = jm_tensor_node(c, grads->items[i]);
+        if (g < 0) return;
+        const jm_type *t = &c->E->m->graphs[c->g].node[g].type;
+        if (t->dtype != JM_F32) return;     /* the norm is kept in f32 */
+        int sq_src[2] = { g, g };
+        int sq = jm_add(c, JM_OP_MUL, sq_src, 2, NULL, NULL, loc);
+        jm_attr all;
+        memset(&all, 0, sizeof all);
+        all.ni = t->rank;
+        for (int k = 0; k < t->rank; k++) all.i[k] = k;
+        int sum = t->rank ? jm_add(c, JM_OP_SUM, &sq, 1, &all, NULL, loc) : sq;
+        int add_src[2] = { acc, sum };
+        acc = acc < 0 ? sum : jm_add(c, JM_OP_ADD, add_src, 2, NULL, NULL, loc);
+        if (acc < 0) return;
+    }
+    if (acc < 0) return;
+    int norm = jm_add(c, JM_OP_SQRT, &acc, 1, NULL, NULL, loc);
+    int gi = jm_new_state(c, jm_arena_printf(c->E->a, "%s.grad_norm", opt->name), jm_type_make(JM_F32, 0, NULL), opt->loc);
+    if (norm >= 0) jm_write_state(c, gi, norm, loc);
 }
 
 /* minimize loss with opt: gradient of loss for every parameter, then the
@@ -1133,6 +1317,7 @@ static void jm_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     }
     jm_value grads = jm_params_grad(c, loss, s->loc);
     if (grads.kind == JM_V_ERR) return;
+    jm_write_grad_norm(c, opt, &grads, s->loc);
     int is_adam = strcmp(opt->kind, "adam") == 0 || strcmp(opt->kind, "adamw") == 0;
     double lr = jm_record_num(opt, "lr", 1e-3), b1 = jm_record_num(opt, "beta1", 0.9), b2 = jm_record_num(opt, "beta2", 0.999);
     double eps = jm_record_num(opt, "eps", 1e-8), wd = jm_record_num(opt, "weight_decay", 0);
@@ -1151,12 +1336,16 @@ static void jm_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     memset(&cast, 0, sizeof cast);
     cast.k = fdt;
     int tf = jm_add(c, JM_OP_CAST, &t, 1, &cast, NULL, loc);
-    /* learning rate with linear warm-up: lr * min(1, t / warmup) */
-    int lrn = jm_const_node(c, lr, fdt, loc);
-    if (warm > 0) {
-        int w = jm_const_node(c, 1.0 / warm, fdt, loc), onef = jm_const_node(c, 1, fdt, loc);
+    /* learning rate with linear warm-up: lr * min(1, t / warmup); lr and warmup
+       given by config constants are knobs (the runtime's schedule sets lr) */
+    int lrn = jm_knob_node(c, jm_record_knob(opt, "lr", lr), fdt, loc);
+    if (lrn < 0) lrn = jm_const_node(c, lr, fdt, loc);
+    int warm_knob = jm_knob_node(c, jm_record_knob(opt, "warmup", warm), fdt, loc);
+    if (warm > 0 || warm_knob >= 0) {
+        /* t / warmup; a knob set to 0 gives t / 0 = inf, min(1, inf) = 1: no warm-up */
+        int w = warm_knob >= 0 ? warm_knob : jm_const_node(c, warm, fdt, loc), onef = jm_const_node(c, 1, fdt, loc);
         int a1[2] = { tf, w };
-        int frac = jm_add(c, JM_OP_MUL, a1, 2, NULL, NULL, loc);
+        int frac = jm_add(c, JM_OP_DIV, a1, 2, NULL, NULL, loc);
         int a2[2] = { frac, onef };
         int mn = jm_add(c, JM_OP_MIN, a2, 2, NULL, NULL, loc);
         int a3[2] = { lrn, mn };
@@ -1457,11 +1646,12 @@ static void jm_collect(jm_elab *E, jm_ast_file *f, int syntax_errors) {
                     continue;
                 }
                 if (jm_define_value(E, ce, &v) != 0) continue;
+                v.cfg = NULL;     /* `b = a` is a constant of its own: a knob named b, not a */
                 jm_gsym s = { ce->name, JM_G_CONFIG, d, v, ce->loc };
                 jm_add_sym(E, ce->name, s, ce->loc);
                 if (v.kind != JM_V_LIST) {
                     jm_config_value cv = { ce->name, v.kind == JM_V_INT ? JM_CV_INT : v.kind == JM_V_FLOAT ? JM_CV_FLOAT
-                                           : v.kind == JM_V_BOOL ? JM_CV_BOOL : JM_CV_STRING, v.i, v.f, v.s, ce->loc };
+                                           : v.kind == JM_V_BOOL ? JM_CV_BOOL : JM_CV_STRING, v.i, v.f, v.s, ce->loc, NULL };
                     JM_VEC_PUSH(E->a, E->m->config, E->m->nconfig, E->m->capconfig, cv);
                 }
             }
@@ -1528,7 +1718,7 @@ static void jm_decl_record_make(jm_elab *E, jm_decl *d, jm_decl_record *r) {
     }
     for (int i = 0; i < d->value->nkw; i++) {
         jm_value v = jm_eval(&c, d->value->kw[i].value);
-        jm_config_value cv = { d->value->kw[i].name, JM_CV_INT, 0, 0, NULL, d->value->kw[i].loc };
+        jm_config_value cv = { d->value->kw[i].name, JM_CV_INT, 0, 0, NULL, d->value->kw[i].loc, v.cfg };
         if (v.kind == JM_V_INT) cv.i = v.i;
         else if (v.kind == JM_V_FLOAT) { cv.kind = JM_CV_FLOAT; cv.f = v.f; }
         else if (v.kind == JM_V_BOOL) { cv.kind = JM_CV_BOOL; cv.i = v.i; }
@@ -1606,6 +1796,25 @@ static void jm_elab_program(jm_elab *E, jm_decl *d) {
         jm_diag_error(E->d, d->name_loc, "program %s has no effect: it has no 'output' and updates no state", d->name);
 }
 
+/* An extern's library (language §4.11): a relative path names the file next to
+   the graph file that declares it when there is one (kept as an absolute path);
+   otherwise the name is left as written for dlopen's search (LD_LIBRARY_PATH,
+   the system directories). Nothing is loaded here. */
+static const char *jm_extern_library(jm_elab *E, jm_decl *d) {
+    const char *lib = d->path;
+    if (!lib[0]) {
+        jm_diag_error(E->d, d->loc, "extern %s: empty library path", d->name);
+        return lib;
+    }
+    if (lib[0] == '/' || d->loc.file < 0 || d->loc.file >= E->d->nsrc) return lib;
+    char *tmp = jm_arena_strdup(E->a, E->d->src[d->loc.file].path);
+    const char *cand = jm_arena_printf(E->a, "%s/%s", dirname(tmp), lib);
+    char real[PATH_MAX];
+    struct stat st;
+    if (realpath(cand, real) && stat(real, &st) == 0 && S_ISREG(st.st_mode)) return jm_arena_strdup(E->a, real);
+    return lib;
+}
+
 static jm_module *jm_elaborate(jm_elab *E) {
     static const char *const data_kinds[] = { "idx", "cifar10", "csv", NULL };
     static const char *const data_keys[] = { "images", "labels", "path", "classes", "scale", "label_column",
@@ -1625,7 +1834,7 @@ static jm_module *jm_elaborate(jm_elab *E) {
             jm_type t;
             jm_init init;
             if (jm_parse_type(&root, d->type, &t) != 0 || jm_eval_init(&root, d->value, &init) != 0) continue;
-            jm_global g = { d->name, JM_GLOBAL_STATE, t, init, d->name_loc, 0 };
+            jm_global g = { d->name, JM_GLOBAL_STATE, t, init, d->name_loc, 0, NULL };
             JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         } else if (d->kind == JM_D_DATA || d->kind == JM_D_OPTIMIZER) {
             jm_decl_record r;
@@ -1641,7 +1850,7 @@ static jm_module *jm_elaborate(jm_elab *E) {
             jm_extern x;
             memset(&x, 0, sizeof x);
             x.name = d->name;
-            x.library = d->path;
+            x.library = jm_extern_library(E, d);
             x.loc = d->loc;
             x.params = jm_arena_alloc(E->a, sizeof(jm_type) * (size_t)(d->nparams + 1));
             int bad = 0;
@@ -1678,26 +1887,85 @@ static void jm_elab_init(jm_elab *E, jm_diags *d, const jm_define *defs, int nde
     E->def_used = jm_arena_alloc(d->arena, sizeof(int) * (size_t)(ndefs + 1));
 }
 
-jm_module *jm_frontend_load(jm_diags *d, const char *path, const jm_define *defs, int ndefs) {
+/* One elaboration of a file (text == NULL) or of text in memory. */
+static jm_module *jm_frontend_once(jm_diags *d, const char *path, const char *text, size_t len, const jm_define *defs, int ndefs,
+                                   const char *const *fixed, int nfixed) {
     jm_elab E;
     jm_elab_init(&E, d, defs, ndefs);
-    if (jm_load_file(&E, path, jm_noloc) != 0) return NULL;
+    E.knobs = 1;
+    E.fixed = fixed;
+    E.nfixed = nfixed;
+    if (!text) {
+        if (jm_load_file(&E, path, jm_noloc) != 0) return NULL;
+    } else {
+        int file = jm_diag_add_source(d, path, jm_arena_strndup(d->arena, text, len), len);
+        const char *k = jm_arena_strdup(d->arena, path);
+        JM_VEC_PUSH(E.a, E.imported, E.nimported, E.capimported, k);
+        E.import_stack = jm_arena_alloc(E.a, sizeof(char *));
+        E.import_stack[E.nimport++] = k;
+        jm_ast_file *f = jm_parse(d, file);
+        jm_collect(&E, f, d->nerr > 0);
+        E.nimport--;
+    }
     if (d->nerr) return NULL;
     return jm_elaborate(&E);
 }
 
+/* Is knob `name` (value now v) also used at compile time? Elaborate again with
+   the constant changed: if anything but the knob's own value changes (or the
+   new value is refused), it is compiled in somewhere. */
+static int jm_knob_is_fixed(const char *path, const char *text, size_t len, const jm_define *defs, int ndefs, const jm_global *knob, uint64_t want) {
+    jm_define *d2 = calloc((size_t)ndefs + 1, sizeof *d2);
+    if (!d2) return 1;
+    int n = 0;
+    for (int i = 0; i < ndefs; i++) if (strcmp(defs[i].name, knob->knob) != 0) d2[n++] = defs[i];
+    char val[64];
+    /* a different value of the same kind: an integer + 1, a number * 1.5 + 0.25 */
+    if (knob->type.dtype == JM_I64) snprintf(val, sizeof val, "%lld", (long long)knob->init.a + 1);
+    else snprintf(val, sizeof val, "%.17g", knob->init.a * 1.5 + 0.25);
+    d2[n].name = knob->knob;
+    d2[n].value = val;
+    n++;
+    jm_arena a;
+    memset(&a, 0, sizeof a);
+    jm_diags dd;
+    FILE *null = fopen("/dev/null", "w");
+    jm_diag_init(&dd, &a, null);
+    jm_module *m2 = jm_frontend_once(&dd, path, text, len, d2, n, NULL, 0);
+    int fixed = !m2 || jm_module_hash(m2, knob->knob) != want;
+    jm_arena_free(&a);
+    if (null) fclose(null);
+    free(d2);
+    return fixed;
+}
+
+/* Elaborates, then finds the knobs that are also compiled in (see jm_knob_global). */
+static jm_module *jm_frontend(jm_diags *d, const char *path, const char *text, size_t len, const jm_define *defs, int ndefs) {
+    jm_module *m = jm_frontend_once(d, path, text, len, defs, ndefs, NULL, 0);
+    if (!m) return NULL;
+    const char **fixed = NULL;
+    int nfixed = 0;
+    for (int i = 0; i < m->nglobals; i++) {
+        const jm_global *g = &m->globals[i];
+        if (!g->knob || !jm_knob_is_fixed(path, text, len, defs, ndefs, g, jm_module_hash(m, g->knob))) continue;
+        const char **grown = realloc(fixed, sizeof(char *) * (size_t)(nfixed + 1));
+        if (!grown) { free(fixed); return NULL; }
+        fixed = grown;
+        fixed[nfixed++] = g->knob;
+    }
+    if (!nfixed) return m;
+    /* elaborate once more with those constants folded (the first module's
+       memory stays in d's arena until the caller frees it) */
+    jm_module *m2 = jm_frontend_once(d, path, text, len, defs, ndefs, fixed, nfixed);
+    free(fixed);
+    return m2;
+}
+
+jm_module *jm_frontend_load(jm_diags *d, const char *path, const jm_define *defs, int ndefs) {
+    return jm_frontend(d, path, NULL, 0, defs, ndefs);
+}
+
 jm_module *jm_frontend_load_text(jm_diags *d, const char *name, const char *text, size_t len,
                                  const jm_define *defs, int ndefs) {
-    jm_elab E;
-    jm_elab_init(&E, d, defs, ndefs);
-    int file = jm_diag_add_source(d, name, jm_arena_strndup(d->arena, text, len), len);
-    const char *k = jm_arena_strdup(d->arena, name);
-    JM_VEC_PUSH(E.a, E.imported, E.nimported, E.capimported, k);
-    E.import_stack = jm_arena_alloc(E.a, sizeof(char *));
-    E.import_stack[E.nimport++] = k;
-    jm_ast_file *f = jm_parse(d, file);
-    jm_collect(&E, f, d->nerr > 0);
-    E.nimport--;
-    if (d->nerr) return NULL;
-    return jm_elaborate(&E);
+    return jm_frontend(d, name, text, len, defs, ndefs);
 }

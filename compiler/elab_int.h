@@ -12,6 +12,7 @@ typedef struct jm_value {
     struct jm_value *items; int nitems;        /* LIST; PARAMS: tensors of the gradients */
     int *globals;                              /* PARAMS: global index of each item */
     int g, node;                               /* TENSOR: graph and node id */
+    const char *cfg;                           /* INT/FLOAT read straight from a config constant: its name (a run-time knob, see jm_knob_node) */
 } jm_value;
 
 typedef struct { const char *name; jm_value v; int buffer; } jm_binding_v;   /* buffer: global index + 1 of a block's buffer */
@@ -54,6 +55,8 @@ struct jm_elab {
     long steps;                                /* statements + calls executed: bounded (see JM_MAX_STEPS) */
     int aborted;                               /* the step budget ran out: stop elaborating */
     int eval_depth;                            /* nesting of jm_eval (see JM_MAX_EVAL_DEPTH) */
+    int knobs;                                 /* config constants used as tensors become run-time knobs (jm_knob_node) */
+    const char *const *fixed; int nfixed;      /* config constants that are also compiled in: always constants */
 };
 
 /* elab.c */

@@ -96,6 +96,15 @@ RULE(unsupported) {
     jm_diag_error(G->d, G->loc, "grad: cannot differentiate through %s (from line %d)", jm_ops[N(G, k)->op].name, N(G, k)->loc.line);
     return -1;
 }
+/* A user's C function has no derivative: the graph must say that its result is a constant. */
+RULE(extern) {
+    const jm_node *nd = N(G, k);
+    int64_t xi = nd->attr.i[0];
+    jm_diag_error(G->d, nd->loc, "extern '%s' has no gradient; wrap its result in detach() to treat it as a constant",
+                  xi >= 0 && xi < G->m->nexterns ? G->m->externs[xi].name : "?");
+    jm_diag_note(G->d, G->loc, "the gradient that reaches it is taken here");
+    return -1;
+}
 RULE(neg) { return neg(G, gy); }
 RULE(exp) { return mul(G, gy, k); }
 RULE(log) { return dvd(G, gy, X0); }

@@ -2,6 +2,7 @@
  * indices with explicit strides. Reductions accumulate in a fixed order. */
 #include "interp.h"
 #include "../runtime/philox.h"
+#include "../runtime/rt_extern.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -433,12 +434,22 @@ static int jm_eval_rows(jm_interp *I, jm_node *n, jm_tensor *const *s, jm_tensor
 
 static int jm_eval_graph(jm_interp *I, int g, jm_frame *F);
 
+/* A loop's trip count: its attribute, or the value of its knob (a config
+   constant the runtime may change), never below 0. */
+static int64_t jm_loop_trips(jm_interp *I, const jm_node *n) {
+    if (n->attr.ni > 2 && n->attr.i[2] > 0) {
+        double v = I->globals[n->attr.i[2] - 1].data[0];
+        return v > 0 ? (int64_t)v : 0;
+    }
+    return n->attr.i[1];
+}
+
 static int jm_eval_loop(jm_interp *I, jm_node *n, jm_frame *F, int id) {
-    if (n->attr.i[1] > 0 && F->iteration > UINT32_MAX / (uint64_t)n->attr.i[1])
-        return jm_fail(I, n, "nested loops run more than 2^32 iterations");
     jm_module *m = I->m;
     int body = (int)n->attr.i[0], k = n->attr.k;
-    int64_t trips = n->attr.i[1];
+    int64_t trips = jm_loop_trips(I, n);
+    if (trips > 0 && F->iteration > UINT32_MAX / (uint64_t)trips)
+        return jm_fail(I, n, "nested loops run more than 2^32 iterations");
     jm_tensor *args = calloc((size_t)n->nsrc, sizeof *args);
     for (int i = 0; i < n->nsrc; i++) {
         const jm_tensor *s = &F->val[n->src[i]];
@@ -557,7 +568,49 @@ JM_KERNEL(grad) {
     return jm_fail(I, n, "internal error: grad(...) at line %d:%d reached the interpreter; run jm_autodiff first",
                    n->loc.line, n->loc.col);
 }
-JM_KERNEL(extern) { return jm_fail(I, n, "extern functions are not supported by the interpreter yet"); }
+/* A user's C function through libffi (runtime/rt_extern.h): the values go out
+   as doubles and are converted to the declared C types and back; the library is
+   loaded at the first call. A failure to load is an error with nothing committed. */
+JM_KERNEL(extern) {
+    jm_module *m = I->m;
+    int xi = (int)n->attr.i[0];
+    if (xi < 0 || xi >= m->nexterns) return jm_fail(I, n, "internal error: extern %d of %d", xi, m->nexterns);
+    if (!I->xfn && !(I->xfn = calloc((size_t)m->nexterns, sizeof *I->xfn))) return jm_fail(I, n, "out of memory");
+    if (!I->xfn[xi]) {
+        const jm_extern *x = &m->externs[xi];
+        jm_textern tx;
+        memset(&tx, 0, sizeof tx);
+        tx.name = x->name;
+        tx.library = x->library;
+        tx.nparams = x->nparams;
+        tx.params = calloc((size_t)x->nparams + 1, sizeof(jm_tdesc));
+        if (!tx.params) return jm_fail(I, n, "out of memory");
+        for (int i = 0; i <= x->nparams; i++) {
+            const jm_type *t = i < x->nparams ? &x->params[i] : &x->ret;
+            jm_tdesc *d = i < x->nparams ? &tx.params[i] : &tx.ret;
+            d->name = "";
+            d->dtype = (int32_t)t->dtype;          /* jm_rt_dtype has jm_dtype's values */
+            d->rank = t->rank;
+            for (int k = 0; k < t->rank; k++) d->dim[k] = t->dim[k];
+        }
+        I->xfn[xi] = jm_xfn_open(&tx, I->err, sizeof I->err);
+        free(tx.params);
+        if (!I->xfn[xi]) return -1;
+    }
+    const void **args = calloc((size_t)n->nsrc + 1, sizeof(void *));
+    int64_t *dts = calloc((size_t)n->nsrc + 1, sizeof(int64_t));
+    int rc = -1;
+    if (!args || !dts) rc = jm_fail(I, n, "out of memory");
+    else {
+        for (int i = 0; i < n->nsrc; i++) { args[i] = F->val[n->src[i]].data; dts[i] = JM_DT_F64; }
+        char err[600];
+        rc = jm_xfn_call(I->xfn[xi], args, dts, o->data, JM_DT_F64, err, sizeof err);
+        if (rc != 0) snprintf(I->err, sizeof I->err, "%s", err);
+    }
+    free(args);
+    free(dts);
+    return rc;
+}
 
 static int jm_eval_node(jm_interp *I, int g, int id, jm_frame *F) {
     jm_module *m = I->m;
@@ -644,6 +697,10 @@ int jm_interp_init(jm_interp *I, jm_module *m, uint64_t seed) {
 }
 
 void jm_interp_free(jm_interp *I) {
+    if (I->xfn)
+        for (int i = 0; i < I->m->nexterns; i++) jm_xfn_close(I->xfn[i]);
+    free(I->xfn);
+    I->xfn = NULL;
     if (I->globals)
         for (int i = 0; i < I->m->nglobals; i++) jm_tensor_free(&I->globals[i]);
     free(I->globals);

@@ -195,7 +195,11 @@ static void jm_dump_attr(const jm_node *n, FILE *out) {
     case JM_OP_PAD: fprintf(out, " {value=%g}", a->f[0]); break;
     case JM_OP_RNG_UNIFORM: case JM_OP_RNG_NORMAL: case JM_OP_RNG_RANDINT: case JM_OP_RNG_BERNOULLI:
         fprintf(out, " {stream=%" PRId64 " a=%g b=%g}", a->i[0], a->f[0], a->f[1]); return;
-    case JM_OP_LOOP: fprintf(out, " {body=g%" PRId64 " trips=%" PRId64 " carried=%d}", a->i[0], a->i[1], a->k); return;
+    case JM_OP_LOOP:
+        fprintf(out, " {body=g%" PRId64 " trips=%" PRId64 " carried=%d", a->i[0], a->i[1], a->k);
+        if (a->ni > 2 && a->i[2] > 0) fprintf(out, " trips_knob=global%" PRId64, a->i[2] - 1);   /* the count is read at run time */
+        fputc('}', out);
+        return;
     case JM_OP_LOOP_OUT: case JM_OP_LOOP_ARG: fprintf(out, " {index=%d}", a->k); return;
     default: break;
     }
@@ -258,11 +262,8 @@ void jm_module_retype(jm_module *m, jm_dtype from, jm_dtype to) {
             if (n->type.dtype == from) n->type.dtype = to;
             if (n->op == JM_OP_CAST && n->attr.k == (int)from) n->attr.k = (int)to;
         }
-    for (int e = 0; e < m->nexterns; e++) {
-        for (int i = 0; i < m->externs[e].nparams; i++)
-            if (m->externs[e].params[i].dtype == from) m->externs[e].params[i].dtype = to;
-        if (m->externs[e].ret.dtype == from) m->externs[e].ret.dtype = to;
-    }
+    /* extern declarations keep their types: they are the C function's ABI, and
+       its calls convert (an f32 parameter still receives floats) */
 }
 
 void jm_graph_replace(jm_module *m, int g, int tmp, const int *map) {
@@ -282,4 +283,58 @@ void jm_graph_replace(jm_module *m, int g, int tmp, const int *map) {
         for (int k = 0; k < pr->nwrites; k++) pr->writes[k].node = map[pr->writes[k].node];
     }
     m->ngraphs--;
+}
+
+static uint64_t jm_hmix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0x100000001b3ULL;
+}
+static uint64_t jm_hstr(uint64_t h, const char *s) {
+    for (; s && *s; s++) h = jm_hmix(h, (unsigned char)*s);
+    return jm_hmix(h, 0xff);
+}
+static uint64_t jm_hdouble(uint64_t h, double d) {
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return jm_hmix(h, u);
+}
+static uint64_t jm_htype(uint64_t h, const jm_type *t) {
+    h = jm_hmix(jm_hmix(h, (uint64_t)t->dtype), (uint64_t)t->rank);
+    for (int i = 0; i < t->rank; i++) h = jm_hmix(h, (uint64_t)t->dim[i]);
+    return h;
+}
+
+uint64_t jm_module_hash(const jm_module *m, const char *knob) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int g = 0; g < m->ngraphs; g++) {
+        const jm_graph *gr = &m->graphs[g];
+        h = jm_hmix(jm_hmix(h, (uint64_t)gr->nnode), (uint64_t)gr->parent);
+        for (int r = 0; r < gr->nresults; r++) h = jm_hmix(h, (uint64_t)gr->results[r]);
+        for (int i = 0; i < gr->nnode; i++) {
+            const jm_node *n = &gr->node[i];
+            h = jm_htype(jm_hmix(h, (uint64_t)n->op), &n->type);
+            for (int k = 0; k < n->nsrc; k++) h = jm_hmix(h, (uint64_t)n->src[k]);
+            h = jm_hmix(jm_hmix(h, (uint64_t)n->attr.ni), (uint64_t)n->attr.k);
+            /* a loop whose trip count is a knob (i[2] != 0): the count is the knob's value */
+            int knob_loop = n->op == JM_OP_LOOP && n->attr.ni > 2 && n->attr.i[2] > 0 && n->attr.i[2] <= m->nglobals && knob
+                            && m->globals[n->attr.i[2] - 1].knob && strcmp(m->globals[n->attr.i[2] - 1].knob, knob) == 0;
+            for (int k = 0; k < n->attr.ni && k < 24; k++) h = jm_hmix(h, knob_loop && k == 1 ? 0 : (uint64_t)n->attr.i[k]);
+            h = jm_hdouble(jm_hdouble(h, n->attr.f[0]), n->attr.f[1]);
+            h = jm_hstr(h, n->name);
+        }
+    }
+    for (int i = 0; i < m->nglobals; i++) {
+        const jm_global *gl = &m->globals[i];
+        h = jm_htype(jm_hmix(jm_hstr(h, gl->name), (uint64_t)gl->kind), &gl->type);
+        h = jm_hmix(h, (uint64_t)gl->init.kind);
+        if (!gl->knob || !knob || strcmp(gl->knob, knob) != 0) h = jm_hdouble(jm_hdouble(h, gl->init.a), gl->init.b);
+    }
+    for (int p = 0; p < m->nprograms; p++) {
+        const jm_program *pr = &m->programs[p];
+        h = jm_hmix(jm_hstr(h, pr->name), (uint64_t)pr->graph);
+        for (int i = 0; i < pr->ninputs; i++) h = jm_hmix(jm_hstr(h, pr->inputs[i].name), (uint64_t)pr->inputs[i].node);
+        for (int i = 0; i < pr->noutputs; i++) h = jm_hmix(jm_hstr(h, pr->outputs[i].name), (uint64_t)pr->outputs[i].node);
+        for (int i = 0; i < pr->nwrites; i++) h = jm_hmix(jm_hmix(h, (uint64_t)pr->writes[i].global), (uint64_t)pr->writes[i].node);
+    }
+    return h;
 }

@@ -63,6 +63,7 @@ typedef struct {
     jm_init init;
     jm_loc loc;
     int from_block;            /* declared by a block (param or buffer), not by a top-level `state` */
+    const char *knob;          /* a run-time knob: the config constant it holds (global "config.NAME", init CONST) */
 } jm_global;
 
 typedef struct { const char *name; int node; jm_loc loc; } jm_binding;
@@ -79,7 +80,7 @@ typedef struct {
 } jm_program;
 
 typedef enum { JM_CV_INT, JM_CV_FLOAT, JM_CV_BOOL, JM_CV_STRING } jm_cv_kind;
-typedef struct { const char *name; jm_cv_kind kind; int64_t i; double f; const char *s; jm_loc loc; } jm_config_value;
+typedef struct { const char *name; jm_cv_kind kind; int64_t i; double f; const char *s; jm_loc loc; const char *cfg; } jm_config_value;   /* cfg: the config constant it was read from, if any */
 
 typedef struct {
     const char *name; jm_loc loc;
@@ -148,4 +149,9 @@ void jm_ir_dump(jm_module *m, const char *program, FILE *out);
 void jm_module_retype(jm_module *m, jm_dtype from, jm_dtype to);
 int jm_module_find_program(const jm_module *m, const char *name);
 int jm_module_find_global(const jm_module *m, const char *name);
+/* A hash of everything a module computes (nodes, types, attributes, globals,
+   programs) except the value held by run-time knob `knob` (a config constant's
+   name): its global's initial value and the trip counts of loops that read a
+   knob. Two elaborations that differ only in that knob's value hash equal. */
+uint64_t jm_module_hash(const jm_module *m, const char *knob);
 #endif

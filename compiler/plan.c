@@ -556,6 +556,15 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
         op = JM_LIB_CONCAT;
         break;
     }
+    case JM_OP_EXTERN_CALL:
+        /* a user's C function: iat = extern index, the result's dtype, each argument's */
+        if (nd->nsrc > 30) { jm_unsupported(C, nd, "an extern function with more than 30 parameters"); return; }
+        at[0] = nd->attr.i[0];
+        at[1] = jm_idx_dtype(nd->type.dtype);
+        for (int k = 0; k < nd->nsrc; k++) at[2 + k] = jm_idx_dtype(PN(C, g, nd->src[k])->type.dtype);
+        nat = 2 + nd->nsrc;
+        op = JM_LIB_EXTERN;
+        break;
     default:
         jm_unsupported(C, nd, "no code generator for this op yet");
         return;
@@ -564,7 +573,7 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
     s->dtype = (int32_t)jm_idx_dtype(nd->type.dtype);
     s->fat[0] = nd->attr.f[0];
     s->fat[1] = nd->attr.f[1];
-    s->cost = jm_type_numel(&nd->type) * 64;
+    s->cost = op == JM_LIB_EXTERN ? 1 : jm_type_numel(&nd->type) * 64;   /* an extern runs on one thread */
     jm_step_bufs(C, s, ids, nid);
     jm_step_ints(C, s, at, nat);
 }
@@ -616,6 +625,12 @@ static void jm_emit_loop(jm_pctx *C, int g, int i) {
     int head = C->nsteps;
     jm_step *ls = jm_new_step(C, JM_STEP_LOOP, 0, jm_where(C, nd));
     ls->n = nd->attr.i[1];
+    if (nd->attr.ni > 2 && nd->attr.i[2] > 0) {
+        /* the trip count is a knob: the runtime reads it from the global (iat[0]) */
+        ls->nint = 1;
+        ls->iat = jm_arena_alloc(C->m->arena, sizeof(int64_t));
+        ls->iat[0] = nd->attr.i[2] - 1;
+    }
     jm_plan_graph(C, body);
     if (C->failed) return;
     /* next carried values: results are copied into the carried buffers at the end
@@ -758,7 +773,6 @@ static void jm_plan_graph(jm_pctx *C, int g) {
             C->vbuf[g][i] = C->carried[g][nd->src[0]][nd->attr.k];
             break;
         }
-        case JM_OP_EXTERN_CALL: jm_unsupported(C, nd, "extern functions are called by the runtime (not available yet)"); break;
         case JM_OP_GRAD: jm_unsupported(C, nd, "internal error: grad reached code generation"); break;
         default:
             if (C->epi_of[g][i] >= 0) jm_emit_conv_epilogue(C, g, i);
@@ -987,7 +1001,7 @@ int jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d) {
         goff[i] = off;
         jm_tglobal *tg = &t->globals[i];
         jm_fill_desc(&tg->t, gl->name, &gl->type, jm_ref_make(JM_REGION_STATE, off));
-        tg->kind = gl->kind == JM_GLOBAL_PARAM ? JM_GKIND_PARAM : JM_GKIND_STATE;
+        tg->kind = gl->kind == JM_GLOBAL_PARAM ? JM_GKIND_PARAM : gl->knob ? JM_GKIND_CONFIG : JM_GKIND_STATE;
         tg->init = gl->init.kind == JM_INIT_ZEROS ? JM_GINIT_ZEROS : gl->init.kind == JM_INIT_CONST ? JM_GINIT_CONST
                  : gl->init.kind == JM_INIT_UNIFORM ? JM_GINIT_UNIFORM : gl->init.kind == JM_INIT_NORMAL ? JM_GINIT_NORMAL : JM_GINIT_NONE;
         tg->a = gl->init.a;
@@ -1002,6 +1016,19 @@ int jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d) {
     for (int p = 0; p < m->nprograms; p++)
         if (jm_plan_program(P, d, p, goff) != 0) rc = -1;
     if (rc) return -1;
+    /* the extern functions, with their declared (C) signatures */
+    t->nexterns = m->nexterns;
+    t->externs = jm_arena_alloc(m->arena, sizeof(jm_textern) * (size_t)(m->nexterns + 1));
+    for (int i = 0; i < m->nexterns; i++) {
+        const jm_extern *x = &m->externs[i];
+        jm_textern *tx = &t->externs[i];
+        tx->name = x->name;
+        tx->library = x->library;
+        tx->nparams = x->nparams;
+        tx->params = jm_arena_alloc(m->arena, sizeof(jm_tdesc) * (size_t)(x->nparams + 1));
+        for (int k = 0; k < x->nparams; k++) jm_fill_desc(&tx->params[k], "", &x->params[k], 0);
+        jm_fill_desc(&tx->ret, "", &x->ret, 0);
+    }
     t->nkernels = P->nkernels;
     t->kernels = jm_arena_alloc(m->arena, sizeof(char *) * (size_t)(P->nkernels + 1));
     for (int k = 0; k < P->nkernels; k++) t->kernels[k] = P->kernels[k].name;
@@ -1035,7 +1062,9 @@ void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out) {
             switch (st->kind) {
             case JM_STEP_KERNEL: fprintf(out, "kernel %s  (%s)\n", t->kernels[st->op], st->where); jm_dump_kernel_ops(P, &P->kernels[st->op], out); break;
             case JM_STEP_LIB:
-                fprintf(out, "%s  (%s)%s%s\n", jm_lib_name(st->op), st->where, st->epi >= 0 ? " + epilogue " : "", st->epi >= 0 ? t->kernels[st->epi] : "");
+                fprintf(out, "%s%s%s  (%s)%s%s\n", jm_lib_name(st->op), st->op == JM_LIB_EXTERN ? " " : "",
+                        st->op == JM_LIB_EXTERN ? t->externs[st->iat[0]].name : "", st->where,
+                        st->epi >= 0 ? " + epilogue " : "", st->epi >= 0 ? t->kernels[st->epi] : "");
                 if (st->epi >= 0) jm_dump_kernel_ops(P, &P->kernels[st->epi], out);
                 break;
             case JM_STEP_COPY: fprintf(out, "copy %" PRId64 " bytes  (%s)\n", st->n, st->where); break;

@@ -316,8 +316,10 @@ static int jm_shape_onehot(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
         jm_diag_error(d, n->loc, "onehot needs an integer tensor and classes >= 1, got %s", JM_T(x, ix));
         return -1;
     }
+    /* f32, or f64 once the module has been retyped (--precision f64) */
+    jm_dtype dt = n->type.dtype == JM_F64 ? JM_F64 : JM_F32;
     n->type = *ix;
-    n->type.dtype = JM_F32;
+    n->type.dtype = dt;
     n->type.dim[n->type.rank++] = n->attr.k;
     return 0;
 }
@@ -517,6 +519,37 @@ static int jm_shape_loop_out(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d)
         return -1;
     }
     n->type = g->node[loop->src[n->attr.k]].type;
+    return 0;
+}
+
+/* A call of extern i[0]: one argument per declared parameter, each of its
+   declared shape and type (a float argument may have the other float type after
+   --precision f64 retyped the graph; the call converts), and the declared
+   result (its float type follows the graph's the same way). */
+static int jm_shape_extern_call(jm_module *m, jm_graph *g, jm_node *n, jm_diags *d) {
+    int64_t xi = n->attr.i[0];
+    if (xi < 0 || xi >= m->nexterns) {
+        jm_diag_error(d, n->loc, "internal error: extern_call of extern %" PRId64 " of %d", xi, m->nexterns);
+        return -1;
+    }
+    const jm_extern *x = &m->externs[xi];
+    if (n->nsrc != x->nparams) {
+        jm_diag_error(d, n->loc, "%s takes %d argument%s, got %d", x->name, x->nparams, x->nparams == 1 ? "" : "s", n->nsrc);
+        return -1;
+    }
+    for (int i = 0; i < n->nsrc; i++) {
+        const jm_type *a = jm_src_type(g, n, i);
+        jm_type want = x->params[i];
+        if (jm_dtype_is_float(a->dtype) && jm_dtype_is_float(want.dtype)) want.dtype = a->dtype;
+        if (!jm_type_equal(a, &want)) {
+            char s1[128], s2[128];
+            jm_diag_error(d, n->loc, "%s: argument %d has type %s, expected %s", x->name, i + 1, JM_T(s1, a), JM_T(s2, &x->params[i]));
+            return -1;
+        }
+    }
+    jm_type r = x->ret;
+    if (jm_dtype_is_float(r.dtype) && jm_dtype_is_float(n->type.dtype)) r.dtype = n->type.dtype;
+    n->type = r;
     return 0;
 }
 

@@ -4,6 +4,10 @@
  * out of range, no memory) sets a shared flag that every thread reads after
  * the barrier, so all of them stop at the same step. */
 #include "rt_exec.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+#include "rt_extern.h"
 #include "philox.h"
 #include <math.h>
 #include <omp.h>
@@ -66,6 +70,10 @@ int jm_rt_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, uint64_t see
 }
 
 void jm_rt_close(jm_rt *rt) {
+    if (rt->xfn)
+        for (int i = 0; i < rt->t->nexterns; i++) jm_xfn_close(rt->xfn[i]);
+    free(rt->xfn);
+    rt->xfn = NULL;
     free(rt->state);
     free(rt->scratch);
     rt->state = rt->scratch = NULL;
@@ -78,20 +86,32 @@ typedef struct {
     const jm_tprogram *pr;
     void ***ptrs;                /* per step: its buffers' addresses */
     uint32_t call;
-    volatile int failed;
+    volatile int64_t failed_at;  /* the step sequence number of the first failure, INT64_MAX while none */
 } jm_exec;
+
+/* Every thread executes the same sequence of steps (loop bodies included), each
+   ending in a barrier, and numbers them in jm_seq. A failure is recorded with
+   the number of the step it happened in; a thread stops before a step only when
+   a failure happened in an EARLIER step. That decision is the same on every
+   thread: an earlier step's failure was written before that step's barrier,
+   while a failure in the current step (which a slow thread might or might not
+   see yet) is acted on at the next step by all. Stopping on any failure seen
+   would let threads disagree and wait at different barriers forever. */
+static _Thread_local int64_t jm_seq;
+
+static int jm_exec_stopped(const jm_exec *x) { return x->failed_at < jm_seq; }
 
 static void jm_exec_fail(jm_exec *x, const jm_step *st, const char *fmt, ...) {
     #pragma omp critical(jm_exec_fail)
     {
-        if (!x->failed) {
+        if (x->failed_at == INT64_MAX) {
             char msg[700];
             va_list ap;
             va_start(ap, fmt);
             vsnprintf(msg, sizeof msg, fmt, ap);
             va_end(ap);
             snprintf(x->rt->err, sizeof x->rt->err, "%s (%s)", msg, st->where && *st->where ? st->where : jm_lib_name(st->op));
-            x->failed = 1;
+            x->failed_at = jm_seq;
         }
     }
 }
@@ -257,17 +277,52 @@ static void jm_exec_lib(jm_exec *x, const jm_step *st, void **p, uint32_t iterat
     case JM_LIB_GATHER: case JM_LIB_SCATTER: case JM_LIB_INDEX_ADD: jm_lib_rows(x, st, p); break;
     case JM_LIB_ONEHOT: jm_lib_onehot(x, st, p); break;
     case JM_LIB_CONCAT: jm_lib_concat(st, p); break;
+    case JM_LIB_EXTERN:
+        /* a user's C function: one call, by one thread (rt_extern.h) */
+        if (omp_get_thread_num() == 0) {
+            char err[600];
+            if (jm_xfn_call(x->rt->xfn[a[0]], (const void *const *)(p + 1), a + 2, p[0], (int)a[1], err, sizeof err) != 0)
+                jm_exec_fail(x, st, "%s", err);
+        }
+        break;
     default: jm_exec_fail(x, st, "unknown runtime operation %d", st->op); break;
     }
     if (rc) jm_exec_fail(x, st, "out of memory for the scratch space of %s", jm_lib_name(st->op));
     #pragma omp barrier
 }
 
+/* One thread's run of the program. Denormal floats are flushed to zero (the
+   SSE/AVX control bits FTZ and DAZ) while it runs, and the thread's previous
+   mode is restored after: a trained network's SGLD gradients are tiny, and
+   denormal arithmetic on x86 costs up to 100x (a JEM iteration on MNIST ran at
+   half speed after the classifier had learnt). Results differ from IEEE only
+   below 1.2e-38. */
+static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration);
+static void jm_exec_thread(jm_exec *x) {
+    jm_seq = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned int csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040u);            /* FTZ (bit 15) | DAZ (bit 6) */
+    jm_exec_steps(x, 0, x->pr->nsteps, 0);
+    _mm_setcsr(csr);
+#else
+    jm_exec_steps(x, 0, x->pr->nsteps, 0);
+#endif
+}
+
+/* A loop's trip count: the step's, or its knob's value (never below 0). */
+static int64_t jm_loop_trips(jm_rt *rt, const jm_step *st) {
+    if (st->nint < 1) return st->n;
+    int64_t v = *(const int64_t *)jm_rt_global(rt, (int)st->iat[0]);
+    return v > 0 ? v : 0;
+}
+
 static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
     const jm_tprogram *pr = x->pr;
     double t0 = x->rt->profile && omp_get_thread_num() == 0 ? omp_get_wtime() : 0;
     for (int s = s0; s < s1; s++) {
-        if (x->failed) return;
+        jm_seq++;
+        if (jm_exec_stopped(x)) return;
         if (t0 != 0 && s > s0) {
             /* thread 0 charges the time since the previous step's barrier to that step */
             double t1 = omp_get_wtime();
@@ -297,20 +352,38 @@ static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
             if (e > b) memcpy((char *)p[0] + b, (char *)p[1] + b, (size_t)(e - b));
             #pragma omp barrier
             break;
-        case JM_STEP_LOOP:
-            for (int64_t t = 0; t < st->n && !x->failed; t++)
-                jm_exec_steps(x, s + 1, s + 1 + st->body, (uint32_t)((uint64_t)iteration * (uint64_t)st->n + (uint64_t)t));
+        case JM_STEP_LOOP: {
+            int64_t trips = jm_loop_trips(x->rt, st);
+            for (int64_t t = 0; t < trips && !jm_exec_stopped(x); t++)
+                jm_exec_steps(x, s + 1, s + 1 + st->body, (uint32_t)((uint64_t)iteration * (uint64_t)trips + (uint64_t)t));
             s += st->body;
             if (t0 != 0) t0 = omp_get_wtime();     /* the body's steps were charged inside */
             break;
+        }
         }
     }
     if (t0 != 0 && s1 > s0 && pr->steps[s1 - 1].kind != JM_STEP_LOOP) x->rt->profile[s1 - 1] += omp_get_wtime() - t0;
 }
 
+/* Loads the extern functions program pr calls that are not loaded yet. */
+static int jm_rt_load_externs(jm_rt *rt, const jm_tprogram *pr) {
+    for (int s = 0; s < pr->nsteps; s++) {
+        const jm_step *st = &pr->steps[s];
+        if (st->kind != JM_STEP_LIB || st->op != JM_LIB_EXTERN) continue;
+        if (!rt->xfn) {
+            rt->xfn = calloc((size_t)rt->t->nexterns + 1, sizeof *rt->xfn);
+            if (!rt->xfn) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
+        }
+        int64_t xi = st->iat[0];
+        if (!rt->xfn[xi] && !(rt->xfn[xi] = jm_xfn_open(&rt->t->externs[xi], rt->err, sizeof rt->err))) return -1;
+    }
+    return 0;
+}
+
 int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
     const jm_tprogram *pr = &rt->t->programs[p];
     rt->err[0] = 0;
+    if (jm_rt_load_externs(rt, pr) != 0) return -1;
     if (pr->scratch_bytes > rt->scratch_cap) {
         free(rt->scratch);
         rt->scratch = jm_rt_aligned(pr->scratch_bytes);
@@ -330,17 +403,17 @@ int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs)
     }
     for (int i = 0; i < pr->ninputs; i++)
         memcpy(JM_ADDR(pr->inputs[i].ref), inputs[i], (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype));
-    jm_exec x = { rt, pr, ptrs, rt->call, 0 };
+    jm_exec x = { rt, pr, ptrs, rt->call, INT64_MAX };
     if (rt->threads > 0) {
         #pragma omp parallel num_threads(rt->threads)
-        jm_exec_steps(&x, 0, pr->nsteps, 0);
+        jm_exec_thread(&x);
     } else {
         #pragma omp parallel
-        jm_exec_steps(&x, 0, pr->nsteps, 0);
+        jm_exec_thread(&x);
     }
     free(ptrs);
     free(flat);
-    if (x.failed) return -1;
+    if (x.failed_at != INT64_MAX) return -1;
     for (int i = 0; i < pr->noutputs; i++)
         memcpy(outputs[i], JM_ADDR(pr->outputs[i].ref), (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype));
     /* Writes commit after the outputs are read: a program sees (and returns) its

@@ -21,6 +21,7 @@ typedef struct {
     uint32_t call;               /* successful program runs so far */
     int threads;                 /* 0: OpenMP's default */
     double *profile;             /* when set: seconds spent per step, accumulated (one per step of the program run) */
+    struct jm_xfn **xfn;         /* per extern of the table: loaded when a program calling it first runs */
     char err[1024];
 } jm_rt;
 
@@ -30,7 +31,9 @@ int  jm_rt_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, uint64_t se
 void jm_rt_close(jm_rt *rt);
 /* Runs program p. inputs[i] points at input i's data (the table's dtype and
    shape, row-major); outputs[i] must have room for output i. Returns 0, or -1
-   with rt->err set and nothing committed. */
+   with rt->err set and nothing committed. The first run of a program that calls
+   extern functions loads their libraries first (an error names the function
+   and the library, and nothing runs). */
 int  jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs);
 /* Where a global lives (in rt->state) */
 static inline void *jm_rt_global(jm_rt *rt, int g) { return rt->state + jm_ref_offset(rt->t->globals[g].t.ref); }

@@ -25,7 +25,7 @@ const char *jm_lib_name(int op) {
     static const char *names[JM_LIB_COUNT] = {
         "?", "matmul", "conv2d", "conv2d_bwd_data", "conv2d_bwd_filter", "avgpool2d", "maxpool2d",
         "avgpool2d_bwd", "maxpool2d_bwd", "rng_uniform", "rng_normal", "rng_randint", "rng_bernoulli",
-        "gather", "scatter", "index_add", "onehot", "concat" };
+        "gather", "scatter", "index_add", "onehot", "concat", "extern" };
     return op > 0 && op < JM_LIB_COUNT ? names[op] : "?";
 }
 
@@ -107,6 +107,15 @@ int jm_table_serialize(const jm_table *t, int64_t **words, int64_t *nwords) {
     }
     jm_w_put(&b, t->nkernels);
     for (int i = 0; i < t->nkernels; i++) jm_w_str(&b, t->kernels[i]);
+    jm_w_put(&b, t->nexterns);
+    for (int i = 0; i < t->nexterns; i++) {
+        const jm_textern *x = &t->externs[i];
+        jm_w_str(&b, x->name);
+        jm_w_str(&b, x->library);
+        jm_w_put(&b, x->nparams);
+        for (int k = 0; k < x->nparams; k++) jm_w_desc(&b, &x->params[k]);
+        jm_w_desc(&b, &x->ret);
+    }
     if (b.oom) { free(b.w); return -1; }
     b.w[2] = b.n;
     *words = b.w;
@@ -185,6 +194,28 @@ static void jm_r_check_ref(jm_reader *r, jm_ref ref, int64_t bytes, int64_t stat
                   (long long)off, (long long)bytes, (long long)size);
 }
 
+/* An EXTERN step: a known extern, one buffer per parameter plus the result,
+   valid element types, and every buffer inside its region at its full size. */
+static void jm_r_check_extern(jm_reader *r, const jm_table *t, const jm_tprogram *pr, int s) {
+    const jm_step *st = &pr->steps[s];
+    if (st->nint < 2 || st->iat[0] < 0 || st->iat[0] >= t->nexterns) {
+        jm_r_fail(r, "program table: step %d of %s names an unknown extern", s, pr->name);
+        return;
+    }
+    const jm_textern *x = &t->externs[st->iat[0]];
+    if (st->nbuf != x->nparams + 1 || st->nint != st->nbuf + 1) {
+        jm_r_fail(r, "program table: step %d of %s calls extern %s with %d buffers", s, pr->name, x->name, st->nbuf);
+        return;
+    }
+    for (int k = 0; k < st->nbuf && !r->failed; k++) {
+        int64_t dt = st->iat[1 + k];
+        if (dt < JM_DT_F32 || dt > JM_DT_BOOL) { jm_r_fail(r, "program table: step %d of %s: bad element type", s, pr->name); return; }
+        jm_tdesc d = k == 0 ? x->ret : x->params[k - 1];
+        d.dtype = (int32_t)dt;
+        jm_r_check_ref(r, st->buf[k], jm_desc_bytes(&d), t->state_bytes, pr->scratch_bytes, "extern argument");
+    }
+}
+
 int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     jm_reader r = { words, nwords, 0, NULL, 0, 0, err, errlen, 0 };
@@ -211,7 +242,7 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
     for (int i = 0; i < t->nglobals && !r.failed; i++) {
         jm_tglobal *g = &t->globals[i];
         jm_r_desc(&r, &g->t);
-        g->kind = (int32_t)jm_r_count(&r, 1, "global kind");
+        g->kind = (int32_t)jm_r_count(&r, JM_GKIND_CONFIG, "global kind");
         g->init = (int32_t)jm_r_count(&r, JM_GINIT_NORMAL, "initialiser");
         g->a = jm_r_f64(&r);
         g->b = jm_r_f64(&r);
@@ -273,6 +304,11 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
             }
             for (int i = 0; i < st->nint && !r.failed; i++) st->iat[i] = jm_r_get(&r);
             if (st->kind == JM_STEP_LIB && (st->op <= 0 || st->op >= JM_LIB_COUNT)) jm_r_fail(&r, "program table: unknown runtime operation %d", st->op);
+            /* a loop counted by a knob: an i64 scalar global */
+            if (st->kind == JM_STEP_LOOP && st->nint > 0 && !r.failed
+                && (st->nint != 1 || st->iat[0] < 0 || st->iat[0] >= t->nglobals || t->globals[st->iat[0]].t.dtype != JM_DT_I64
+                    || t->globals[st->iat[0]].t.rank != 0))
+                jm_r_fail(&r, "program table: loop step %d of %s counts with a bad global", s, pr->name);
             if (st->kind == JM_STEP_COPY) {
                 if (st->nbuf != 2) jm_r_fail(&r, "program table: a copy needs 2 buffers");
                 else for (int i = 0; i < 2; i++) jm_r_check_ref(&r, st->buf[i], st->n, S, X, "copy");
@@ -282,11 +318,28 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
     t->nkernels = (int32_t)jm_r_count(&r, nwords, "kernel");
     t->kernels = jm_r_alloc(&r, sizeof(char *) * (size_t)t->nkernels);
     for (int i = 0; i < t->nkernels && !r.failed; i++) t->kernels[i] = jm_r_str(&r);
+    t->nexterns = (int32_t)jm_r_count(&r, nwords, "extern");
+    t->externs = jm_r_alloc(&r, sizeof(jm_textern) * (size_t)t->nexterns);
+    for (int i = 0; i < t->nexterns && !r.failed; i++) {
+        jm_textern *x = &t->externs[i];
+        x->name = jm_r_str(&r);
+        x->library = jm_r_str(&r);
+        x->nparams = (int32_t)jm_r_count(&r, 4096, "extern parameter");
+        x->params = jm_r_alloc(&r, sizeof(jm_tdesc) * (size_t)x->nparams);
+        for (int k = 0; k < x->nparams && !r.failed; k++) {
+            jm_r_desc(&r, &x->params[k]);
+            if (jm_desc_bytes(&x->params[k]) < 0) jm_r_fail(&r, "program table: extern %s: parameter %d is too large", x->name, k + 1);
+        }
+        jm_r_desc(&r, &x->ret);
+        if (!r.failed && (!x->name[0] || !x->library[0] || jm_desc_bytes(&x->ret) < 0))
+            jm_r_fail(&r, "program table: extern %d is malformed", i);
+    }
     for (int p = 0; p < t->nprograms && !r.failed; p++)
         for (int s = 0; s < t->programs[p].nsteps; s++) {
             jm_step *st = &t->programs[p].steps[s];
             if ((st->kind == JM_STEP_KERNEL && st->op >= t->nkernels) || st->epi >= t->nkernels)
                 jm_r_fail(&r, "program table: step %d of %s names kernel %d of %d", s, t->programs[p].name, st->op, t->nkernels);
+            if (st->kind == JM_STEP_LIB && st->op == JM_LIB_EXTERN) jm_r_check_extern(&r, t, &t->programs[p], s);
         }
     if (!r.failed && r.pos != nwords) jm_r_fail(&r, "program table: %lld trailing words", (long long)(nwords - r.pos));
     if (r.failed) { jm_table_free(t); return -1; }

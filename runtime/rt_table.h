@@ -14,7 +14,8 @@
  *   KERNEL  generated code fn(bufs, begin, end) over items [0, n), split statically
  *   LIB     a runtime kernel (convolution, matmul, pooling, random numbers, rows)
  *   COPY    n bytes from buf[1] to buf[0]
- *   LOOP    runs the next `body` steps n times (nested loops nest their steps)
+ *   LOOP    runs the next `body` steps n times (nested loops nest their steps);
+ *           with nint = 1 the count is the value of global iat[0] (an i64 knob)
  * After the last step the outputs are read, then the state writes are committed
  * (copies from scratch into the globals), so a program sees its state unchanged
  * until it ends. */
@@ -24,7 +25,7 @@
 #include <stdint.h>
 
 #define JM_TABLE_MAGIC   0x63656d6aULL      /* "jmec" */
-#define JM_TABLE_VERSION 1
+#define JM_TABLE_VERSION 2
 #define JM_TABLE_MAX_RANK 6
 
 /* element types: the same values as the compiler's jm_dtype */
@@ -47,12 +48,16 @@ typedef enum { JM_STEP_KERNEL = 1, JM_STEP_LIB, JM_STEP_COPY, JM_STEP_LOOP } jm_
  *   RNG_*         out; iat = numel, stream; fat = parameters; dtype = out's
  *   GATHER/SCATTER/INDEX_ADD  out, a, idx [, rows]; iat = rows of a, row size (elements), k, idx dtype
  *   ONEHOT        out, labels; iat = numel(labels), classes, labels dtype
- *   CONCAT        out, srcs...; iat = outer, then per source its row length in bytes */
+ *   CONCAT        out, srcs...; iat = outer, then per source its row length in bytes
+ *   EXTERN        out, args...; iat = extern index (jm_table.externs), out's dtype, each arg's dtype;
+ *                 called by thread 0 through libffi (rt_extern.h), values converted where a
+ *                 buffer's dtype differs from the declared one */
 typedef enum {
     JM_LIB_MATMUL = 1, JM_LIB_CONV_FWD, JM_LIB_CONV_BWD_DATA, JM_LIB_CONV_BWD_FILTER,
     JM_LIB_AVGPOOL, JM_LIB_MAXPOOL, JM_LIB_AVGPOOL_BWD, JM_LIB_MAXPOOL_BWD,
     JM_LIB_RNG_UNIFORM, JM_LIB_RNG_NORMAL, JM_LIB_RNG_RANDINT, JM_LIB_RNG_BERNOULLI,
     JM_LIB_GATHER, JM_LIB_SCATTER, JM_LIB_INDEX_ADD, JM_LIB_ONEHOT, JM_LIB_CONCAT,
+    JM_LIB_EXTERN,
     JM_LIB_COUNT
 } jm_lib_op;
 const char *jm_lib_name(int op);
@@ -79,7 +84,9 @@ typedef struct {
     jm_ref ref;
 } jm_tdesc;
 
-enum { JM_GKIND_PARAM = 0, JM_GKIND_STATE = 1 };
+/* CONFIG: a run-time knob, "config.NAME", holding config constant NAME (f32 or
+   i64 scalar); the executable's commands may change it (train --set NAME=V) */
+enum { JM_GKIND_PARAM = 0, JM_GKIND_STATE = 1, JM_GKIND_CONFIG = 2 };
 enum { JM_GINIT_NONE, JM_GINIT_ZEROS, JM_GINIT_CONST, JM_GINIT_UNIFORM, JM_GINIT_NORMAL };
 typedef struct {
     jm_tdesc t;                /* ref is in the STATE region */
@@ -98,6 +105,15 @@ typedef struct {
     int64_t scratch_bytes;
 } jm_tprogram;
 
+/* A user's C function (a graph's `extern`): the symbol, the library dlopen
+   loads (an absolute path, or a bare name for its search), and the declared
+   signature (params[i].name is empty, refs unused). */
+typedef struct {
+    const char *name, *library;
+    jm_tdesc *params; int32_t nparams;
+    jm_tdesc ret;
+} jm_textern;
+
 typedef struct {
     uint64_t graph_hash;
     const char *graph;         /* the graph file it was compiled from */
@@ -106,6 +122,7 @@ typedef struct {
     jm_tglobal *globals; int32_t nglobals;
     jm_tprogram *programs; int32_t nprograms;
     const char **kernels; int32_t nkernels;   /* kernel function names, by index */
+    jm_textern *externs; int32_t nexterns;    /* user C functions, by index (LIB EXTERN steps) */
     void *owned;               /* parse: one allocation holding everything */
 } jm_table;
 

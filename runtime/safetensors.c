@@ -1081,8 +1081,17 @@ int jm_st_write(const char *path, const jm_st_file *f, char *err, size_t errlen)
     errno = 0;   /* stdio may fail without setting errno; then EIO is reported */
     for (int k = 0; k < 8; k++) pre[k] = (uint8_t)((uint64_t)h.len >> (8 * k));   /* little-endian */
     int wrote = fwrite(pre, 1, 8, fp) == 8 && fwrite(h.p, 1, h.len, fp) == h.len;
-    for (int k = 0; wrote && k < f->n; k++)
+    for (int k = 0; wrote && k < f->n; k++) {
         wrote = f->t[k].nbytes == 0 || fwrite(f->t[k].data, 1, f->t[k].nbytes, fp) == f->t[k].nbytes;
+        /* Test hook (tests/t_train.c): JEMC_TEST_WRITE_PAUSE_MS pauses halfway
+           through the tensors, with part of the file written, so that a test can
+           kill -9 the process mid-write and check that PATH is intact. */
+        const char *pause = k == f->n / 2 ? getenv("JEMC_TEST_WRITE_PAUSE_MS") : NULL;
+        if (pause && wrote) {
+            fflush(fp);
+            usleep((useconds_t)(atoi(pause) * 1000));
+        }
+    }
     /* fflush moves stdio's buffer to the kernel, fsync the kernel's to the disk; only
        then may the rename make the new contents visible under PATH. */
     wrote = wrote && fflush(fp) == 0 && fsync(fileno(fp)) == 0;

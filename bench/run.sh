@@ -24,13 +24,15 @@ run() {   # label graph defines torch-args
     # shellcheck disable=SC2086
     $JEMC compile "$graph" $defs -o "$OUT/exe" >/dev/null
     /usr/bin/python3 tests/parity/torch_ref.py $targs --batch 64 --dtype float32 --out "$OUT/data" >/dev/null
-    /usr/bin/python3 bench/torch_bench.py $targs --batch 64 --threads "$THREADS" --reps "$REPS" > "$OUT/torch.txt"
-    for prog in logits sgld_grad jem_loss; do
+    /usr/bin/python3 bench/torch_bench.py $targs --batch 64 --threads "$THREADS" --reps "$REPS" --programs "$(echo $PROGS | tr ' ' ',')" > "$OUT/torch.txt"
+    for prog in $PROGS; do
         jt=$("$OUT/exe" exec "$prog" --state "$OUT/data/weights.safetensors" --in "$OUT/data/inputs.safetensors" \
                 --out "$OUT/o.safetensors" --threads "$THREADS" --repeat $((REPS + 1)) 2>&1 | sed -n 's/.*(median \([0-9.]*\), min.*/\1/p')
         tt=$(sed -n "s/^$prog //p" "$OUT/torch.txt")
         printf '%-22s %-10s %12s %12s %10s\n' "$label" "$prog" "$jt" "$tt" "$(echo "$tt $jt" | awk '{printf "%.2f", $1 / $2}')"
     done
 }
+PROGS="logits sgld_grad jem_loss train_step"
 run jem_mnist graphs/jem_mnist.graph "" "--model mnist"
+PROGS="logits sgld_grad jem_loss"
 run "jem_wrn28 widen 2" graphs/jem_wrn28.graph "-D widen=2" "--model wrn --depth 28 --widen 2"

@@ -68,7 +68,28 @@ def main():
         loss = F.cross_entropy(f_x, y) + (-torch.logsumexp(f_x, 1)).mean() - (-torch.logsumexp(f_q, 1)).mean()
         torch.autograd.grad(loss, params)
 
-    progs = {"logits": logits, "sgld_grad": sgld_grad, "jem_loss": jem_loss}
+    # One whole JEM training iteration as the official code does it: draw chains
+    # from a 10,000-entry replay buffer (5% restarted from noise), 20 SGLD steps
+    # (step 1, noise 0.01), write them back, Adam step on CE + E(x) - E(x_q).
+    buf = torch.rand([10000] + shape[1:]) * 2 - 1
+    opt = torch.optim.Adam(params, lr=1e-4)
+
+    def train_step():
+        idx = torch.randint(0, 10000, (a.batch,))
+        restart = (torch.rand(a.batch, *([1] * (len(shape) - 1))) < 0.05).float()
+        x_k = (restart * (torch.rand(shape) * 2 - 1) + (1 - restart) * buf[idx]).requires_grad_(True)
+        for _ in range(20):
+            g = torch.autograd.grad(torch.logsumexp(model(x_k), 1).sum(), [x_k])[0]
+            x_k = (x_k.data + g + 0.01 * torch.randn_like(x_k)).requires_grad_(True)
+        x_q = x_k.detach()
+        buf[idx] = x_q
+        f_x, f_q = model(x), model(x_q)
+        loss = F.cross_entropy(f_x, y) + (-torch.logsumexp(f_x, 1)).mean() - (-torch.logsumexp(f_q, 1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    progs = {"logits": logits, "sgld_grad": sgld_grad, "jem_loss": jem_loss, "train_step": train_step}
     for name in a.programs.split(","):
         print("%s %.3f" % (name, timed(progs[name], 2, a.reps)), flush=True)
 

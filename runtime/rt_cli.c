@@ -1,5 +1,9 @@
 /* rt_cli.c — see rt_cli.h. */
 #include "rt_cli.h"
+#include "rt_state.h"
+#include "rt_knobs.h"
+#include "rt_sample.h"
+#include "rt_train.h"
 #include "safetensors.h"
 #include "names.h"
 #include <errno.h>
@@ -11,150 +15,6 @@
 #include <time.h>
 
 #define JM_RT_VERSION "0.1.0"
-
-static void jm_desc_str(const jm_tdesc *d, char *buf, size_t n) {
-    size_t used = (size_t)snprintf(buf, n, "%s[", jm_rt_dtype_name(d->dtype));
-    for (int i = 0; i < d->rank && used < n; i++) used += (size_t)snprintf(buf + used, n - used, "%s%" PRId64, i ? "," : "", d->dim[i]);
-    if (used < n) snprintf(buf + used, n - used, "]");
-}
-
-/* Converts file tensor st into dst (the table's type), as tensorio.c does for the interpreter. */
-static int jm_convert(const char *path, const char *what, const jm_st_tensor *st, const jm_tdesc *want, void *dst,
-                      char *err, size_t errlen) {
-    char tb[160];
-    jm_desc_str(want, tb, sizeof tb);
-    int ok = st->rank == want->rank;
-    for (int i = 0; ok && i < st->rank; i++) ok = st->shape[i] == want->dim[i];
-    if (!ok) {
-        char got[200];
-        size_t n = (size_t)snprintf(got, sizeof got, "[");
-        for (int i = 0; i < st->rank && n < sizeof got; i++) n += (size_t)snprintf(got + n, sizeof got - n, "%s%" PRId64, i ? "," : "", st->shape[i]);
-        if (n < sizeof got) snprintf(got + n, sizeof got - n, "]");
-        snprintf(err, errlen, "%s: %s '%s' has shape %s, expected %s", path, what, st->name, got, tb);
-        return -1;
-    }
-    int fl = want->dtype == JM_DT_F32 || want->dtype == JM_DT_F64, in = want->dtype == JM_DT_I32 || want->dtype == JM_DT_I64;
-    int kind_ok = fl ? jm_st_dtype_is_float(st->dtype) : in ? jm_st_dtype_is_int(st->dtype) : (st->dtype == JM_ST_BOOL || st->dtype == JM_ST_U8);
-    if (!kind_ok) {
-        snprintf(err, errlen, "%s: %s '%s' has dtype %s, expected %s", path, what, st->name, jm_st_dtype_name(st->dtype), tb);
-        return -1;
-    }
-    int64_t N = jm_rt_desc_numel(want);
-    for (int64_t i = 0; i < N; i++) {
-        double v = jm_st_value(st, i);
-        switch (want->dtype) {
-        case JM_DT_F32: ((float *)dst)[i] = (float)v; break;
-        case JM_DT_F64: ((double *)dst)[i] = v; break;
-        case JM_DT_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
-        case JM_DT_I64:
-            /* exact for 64-bit integer files */
-            ((int64_t *)dst)[i] = st->dtype == JM_ST_I64 ? ((const int64_t *)st->data)[i] : (int64_t)v;
-            break;
-        default: ((unsigned char *)dst)[i] = v != 0; break;
-        }
-    }
-    return 0;
-}
-
-static const char *jm_closest(const char *name, const jm_table *t) {
-    const char **names = malloc(sizeof(char *) * (size_t)(t->nglobals + 1));
-    if (!names) return NULL;
-    for (int g = 0; g < t->nglobals; g++) names[g] = t->globals[g].t.name;
-    const char *best = jm_closest_name(name, names, t->nglobals);
-    free(names);
-    return best;
-}
-
-static int jm_load_state(jm_rt *rt, const char *path, int seed_given, char *err, size_t errlen) {
-    const jm_table *t = rt->t;
-    jm_st_file f;
-    memset(&f, 0, sizeof f);
-    if (jm_st_read(path, &f, err, errlen) != 0) return -1;
-    int rc = 0;
-    for (int i = 0; i < f.n && rc == 0; i++) {
-        int gi = -1;
-        for (int g = 0; g < t->nglobals; g++) if (strcmp(t->globals[g].t.name, f.t[i].name) == 0) gi = g;
-        if (gi < 0) {
-            const char *best = jm_closest(f.t[i].name, t);
-            snprintf(err, errlen, "%s: unexpected tensor '%s': the graph has no parameter or state of that name%s%s%s",
-                     path, f.t[i].name, best ? " (did you mean '" : "", best ? best : "", best ? "'?)" : "");
-            rc = -1;
-            break;
-        }
-        /* convert into a temporary first: a failure leaves the state untouched */
-        size_t bytes = (size_t)jm_rt_desc_numel(&t->globals[gi].t) * jm_rt_dtype_size(t->globals[gi].t.dtype);
-        void *tmp = malloc(bytes ? bytes : 1);
-        if (!tmp) { snprintf(err, errlen, "out of memory"); rc = -1; break; }
-        rc = jm_convert(path, t->globals[gi].kind == JM_GKIND_PARAM ? "parameter" : "state", &f.t[i], &t->globals[gi].t, tmp, err, errlen);
-        if (rc == 0) memcpy(jm_rt_global(rt, gi), tmp, bytes);
-        free(tmp);
-    }
-    const char *call = jm_st_meta_get(&f, "jemc.rng_call"), *seed = jm_st_meta_get(&f, "jemc.rng_seed");
-    if (rc == 0 && call) rt->call = (uint32_t)strtoul(call, NULL, 10);
-    if (rc == 0 && seed && !seed_given) rt->seed = strtoull(seed, NULL, 10);
-    for (int gi = 0; gi < t->nglobals && rc == 0; gi++) {
-        if (t->globals[gi].kind != JM_GKIND_PARAM) continue;
-        int found = 0;
-        for (int i = 0; i < f.n && !found; i++) found = strcmp(f.t[i].name, t->globals[gi].t.name) == 0;
-        if (found) continue;
-        char tb[160];
-        jm_desc_str(&t->globals[gi].t, tb, sizeof tb);
-        snprintf(err, errlen, "%s: missing parameter '%s' (%s)", path, t->globals[gi].t.name, tb);
-        rc = -1;
-    }
-    jm_st_free(&f);
-    return rc;
-}
-
-static jm_st_dtype jm_st_of(int dt) {
-    switch (dt) {
-    case JM_DT_F32: return JM_ST_F32;
-    case JM_DT_F64: return JM_ST_F64;
-    case JM_DT_I32: return JM_ST_I32;
-    case JM_DT_I64: return JM_ST_I64;
-    default: return JM_ST_BOOL;
-    }
-}
-
-/* Writes named tensors (data borrowed) atomically. */
-static int jm_write(const char *path, const jm_tdesc *d, void *const *data, int n, const char *const *meta, int nmeta,
-                    char *err, size_t errlen) {
-    jm_st_file f;
-    memset(&f, 0, sizeof f);
-    f.n = n;
-    f.t = calloc((size_t)(n ? n : 1), sizeof(jm_st_tensor));
-    f.nmeta = nmeta;
-    f.meta = calloc((size_t)(nmeta ? nmeta : 1), sizeof(jm_st_meta));
-    for (int i = 0; i < nmeta; i++) { f.meta[i].key = (char *)meta[2 * i]; f.meta[i].value = (char *)meta[2 * i + 1]; }
-    for (int i = 0; i < n; i++) {
-        jm_st_tensor *s = &f.t[i];
-        s->name = (char *)d[i].name;
-        s->rank = d[i].rank;
-        for (int k = 0; k < s->rank; k++) s->shape[k] = d[i].dim[k];
-        s->dtype = jm_st_of(d[i].dtype);
-        s->nbytes = (size_t)jm_rt_desc_numel(&d[i]) * jm_rt_dtype_size(d[i].dtype);
-        s->data = data[i];
-    }
-    int rc = jm_st_write(path, &f, err, errlen);
-    free(f.t);
-    free(f.meta);
-    return rc;
-}
-
-static int jm_save_state(jm_rt *rt, const char *path, char *err, size_t errlen) {
-    const jm_table *t = rt->t;
-    jm_tdesc *d = malloc(sizeof(jm_tdesc) * (size_t)(t->nglobals + 1));
-    void **data = malloc(sizeof(void *) * (size_t)(t->nglobals + 1));
-    for (int i = 0; i < t->nglobals; i++) { d[i] = t->globals[i].t; data[i] = jm_rt_global(rt, i); }
-    char call[32], seed[32];
-    snprintf(call, sizeof call, "%u", rt->call);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)rt->seed);
-    const char *meta[] = { "jemc.rng_call", call, "jemc.rng_seed", seed };
-    int rc = jm_write(path, d, data, t->nglobals, meta, 2, err, errlen);
-    free(d);
-    free(data);
-    return rc;
-}
 
 static void jm_print_output(const jm_tdesc *d, const void *p) {
     char tb[160];
@@ -241,7 +101,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     double *times = NULL;
     if (jm_rt_open(&rt, t, kernels, o->seed) != 0) { fprintf(stderr, "%s: %s\n", who, rt.err); free(in); free(out); return 1; }
     rt.threads = o->threads;
-    if (o->state && jm_load_state(&rt, o->state, o->seed_given, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    if (o->state && jm_state_load(&rt, o->state, o->seed_given, NULL, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
     if (!o->state) {
         int nparam = 0;
         for (int i = 0; i < t->nglobals; i++) nparam += t->globals[i].kind == JM_GKIND_PARAM;
@@ -258,7 +118,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
             if (!st) { fprintf(stderr, "%s: %s: missing input '%s' of program %s\n", who, o->in, pr->inputs[i].name, pr->name); bad = 1; break; }
             size_t bytes = (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype);
             in[i] = malloc(bytes ? bytes : 1);
-            if (jm_convert(o->in, "input", st, &pr->inputs[i], in[i], err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); bad = 1; }
+            if (jm_state_convert(o->in, "input", st, &pr->inputs[i], in[i], err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); bad = 1; }
         }
         jm_st_free(&f);
         if (bad) goto done;
@@ -291,11 +151,11 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     if (o->out) {
         const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : "jemc " JM_RT_VERSION " cpu",
                                "precision", "f32" };
-        if (jm_write(o->out, pr->outputs, out, pr->noutputs, meta, 4, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+        if (jm_state_write_tensors(o->out, pr->outputs, out, pr->noutputs, meta, 4, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
     } else {
         for (int i = 0; i < pr->noutputs; i++) jm_print_output(&pr->outputs[i], out[i]);
     }
-    if (o->state_out && jm_save_state(&rt, o->state_out, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    if (o->state_out && jm_state_save(&rt, o->state_out, NULL, 0, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
     rc = 0;
 done:
     for (int i = 0; i < pr->ninputs; i++) free(in[i]);
@@ -382,7 +242,22 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
         int64_t np = 0;
         for (int g = 0; g < t.nglobals; g++) if (t.globals[g].kind == JM_GKIND_PARAM) np += jm_rt_desc_numel(&t.globals[g].t);
         printf("%" PRId64 " parameters, %.2f MiB of state\n", np, t.state_bytes / 1048576.0);
+        jm_rt krt;
+        if (jm_rt_open(&krt, &t, kernels, 0) == 0) {
+            printf("settings: ");
+            jm_knob_list(&krt, stdout, " ");
+            printf("  (train/sample --set NAME=V)\n");
+            jm_rt_close(&krt);
+        }
         rc = 0;
+    } else if (strcmp(argv[1], "train") == 0) {
+        rc = jm_train_main(&t, kernels, argc, argv, exe);
+    } else if (strcmp(argv[1], "sample") == 0) {
+        rc = jm_sample_main(&t, kernels, argc, argv, exe);
+    } else if (strcmp(argv[1], "eval") == 0) {
+        rc = jm_eval_main(&t, kernels, argc, argv, exe);
+    } else if (strcmp(argv[1], "plot") == 0) {
+        rc = jm_plot_main(argc, argv, exe);
     } else if (strcmp(argv[1], "exec") == 0) {
         jm_rt_exec_opts o;
         memset(&o, 0, sizeof o);
@@ -413,7 +288,7 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
         }
         if (ok) rc = jm_rt_exec_files(&t, kernels, &o);
     } else {
-        fprintf(stderr, "%s: unknown command '%s' (exec, info; see %s --help)\n", exe, argv[1], exe);
+        fprintf(stderr, "%s: unknown command '%s' (train, sample, eval, plot, exec, info; see %s --help)\n", exe, argv[1], exe);
     }
     jm_table_free(&t);
     return rc;

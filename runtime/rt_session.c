@@ -1,0 +1,135 @@
+/* rt_session.c — see rt_session.h. */
+#include "rt_session.h"
+#include "rt_knobs.h"
+#include "rt_state.h"
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double jm_session_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int jm_session_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, const char *ckpt, uint64_t seed, int seed_given,
+                    const jm_arg_list *sets, int threads, jm_st_file *meta, const char *who) {
+    char err[1024];
+    if (jm_rt_open(rt, t, kernels, seed) != 0) { fprintf(stderr, "%s: %s\n", who, rt->err); return -1; }
+    rt->threads = threads;
+    if (ckpt) {
+        jm_st_file f;
+        memset(&f, 0, sizeof f);
+        if (jm_state_load(rt, ckpt, seed_given, &f, err, sizeof err) != 0) {
+            fprintf(stderr, "%s: %s\n", who, err);
+            jm_rt_close(rt);
+            return -1;
+        }
+        /* a checkpoint of another graph would bind by name and compute nonsense */
+        const char *h = jm_st_meta_get(&f, "jemc.graph_hash");
+        char want[32];
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)t->graph_hash);
+        if (h && strcmp(h, want) != 0) {
+            const char *g = jm_st_meta_get(&f, "jemc.graph");
+            fprintf(stderr, "%s: %s was written by a program compiled from %s (graph hash %s), not this one (%s, hash %s)\n", who, ckpt,
+                    g ? g : "another graph", h, t->graph, want);
+            jm_st_free(&f);
+            jm_rt_close(rt);
+            return -1;
+        }
+        if (meta) *meta = f;
+        else jm_st_free(&f);
+    }
+    for (int i = 0; sets && i < sets->n; i++)
+        if (jm_knob_assign(rt, sets->v[i], err, sizeof err) != 0) {
+            fprintf(stderr, "%s: %s\n", who, err);
+            if (meta && ckpt) jm_st_free(meta);
+            jm_rt_close(rt);
+            return -1;
+        }
+    return 0;
+}
+
+int jm_session_input(const jm_tprogram *pr, const char *name) {
+    for (int i = 0; i < pr->ninputs; i++) if (strcmp(pr->inputs[i].name, name) == 0) return i;
+    return -1;
+}
+
+int jm_session_output(const jm_tprogram *pr, const char *name) {
+    for (int i = 0; i < pr->noutputs; i++) if (strcmp(pr->outputs[i].name, name) == 0) return i;
+    return -1;
+}
+
+int jm_session_program(const jm_table *t, const char *name, int need, const char *who) {
+    int p = jm_table_find_program(t, name);
+    if (p < 0 && need) {
+        fprintf(stderr, "%s: %s has no program '%s'; it has:", who, t->graph, name);
+        for (int i = 0; i < t->nprograms; i++) fprintf(stderr, " %s", t->programs[i].name);
+        fputc('\n', stderr);
+    }
+    return p;
+}
+
+int jm_session_data(const char *path, const char *labels, const char *split, jm_dataset *ds, const char *who) {
+    char file[1024], err[1024];
+    if (jm_data_resolve(path, split, file, sizeof file) != 0) {
+        fprintf(stderr, "%s: %s: no %s data there (looked for %s)\n", who, path, split, file);
+        return -1;
+    }
+    jm_data_opts o = jm_data_defaults();
+    o.labels = labels;
+    if (jm_data_load(file, &o, ds, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+    return 0;
+}
+
+int jm_session_fits(const jm_tprogram *pr, const jm_dataset *ds, const char *who) {
+    int xi = jm_session_input(pr, "x"), yi = jm_session_input(pr, "y");
+    if (xi < 0) { fprintf(stderr, "%s: program %s has no input 'x'\n", who, pr->name); return -1; }
+    const jm_tdesc *x = &pr->inputs[xi];
+    int64_t per = 1;
+    for (int k = 1; k < x->rank; k++) per *= x->dim[k];
+    char tb[160];
+    jm_desc_str(x, tb, sizeof tb);
+    if (x->dtype != JM_DT_F32 || x->rank < 2 || per != (int64_t)ds->c * ds->h * ds->w) {
+        fprintf(stderr, "%s: %s holds %dx%dx%d records, but program %s takes x: %s\n", who, ds->path, ds->c, ds->h, ds->w, pr->name, tb);
+        return -1;
+    }
+    if (yi >= 0) {
+        const jm_tdesc *y = &pr->inputs[yi];
+        if (y->dtype != JM_DT_I64 || y->rank != 1 || y->dim[0] != x->dim[0]) {
+            jm_desc_str(y, tb, sizeof tb);
+            fprintf(stderr, "%s: program %s takes y: %s; labels must be i64[batch]\n", who, pr->name, tb);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+double jm_session_scalar(const jm_tprogram *pr, void *const *out, const char *name) {
+    int i = jm_session_output(pr, name);
+    if (i < 0 || jm_rt_desc_numel(&pr->outputs[i]) != 1) return NAN;
+    switch (pr->outputs[i].dtype) {
+    case JM_DT_F32: return *(const float *)out[i];
+    case JM_DT_F64: return *(const double *)out[i];
+    case JM_DT_I64: return (double)*(const int64_t *)out[i];
+    default: return NAN;
+    }
+}
+
+void **jm_session_outputs(const jm_tprogram *pr) {
+    void **out = calloc((size_t)pr->noutputs + 1, sizeof(void *));
+    for (int i = 0; out && i < pr->noutputs; i++) {
+        size_t bytes = (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype);
+        out[i] = calloc(1, bytes ? bytes : 1);
+    }
+    return out;
+}
+
+void jm_session_free_outputs(const jm_tprogram *pr, void **out) {
+    if (!out) return;
+    for (int i = 0; i < pr->noutputs; i++) free(out[i]);
+    free(out);
+}

@@ -1,0 +1,296 @@
+/* t_train.c — the generated executable's train / sample / eval / plot commands
+ * on a tiny JEM (tests/train/tiny.graph, 8x8 images, 4 classes) and synthetic
+ * IDX data written here: exact resume, checkpoints surviving kill -9 mid-write,
+ * recovery from an injected NaN, giving up cleanly, run-time settings (knobs)
+ * in the executable and the interpreter, bad data files, and a jemc checkpoint
+ * loaded into PyTorch with load_state_dict. */
+#include "helpers.h"
+#include "safetensors.h"
+#include "tap.h"
+#include <signal.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256], exe[320], out[65536];
+static const char *jemc;
+
+static void put_be32(FILE *f, uint32_t v) {
+    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v };
+    fwrite(b, 1, 4, f);
+}
+
+/* n 8x8 images: class c lights quadrant c (plus a little texture), labels c = i % 4 */
+static void write_idx(const char *images, const char *labels, int n, int truncate) {
+    FILE *f = fopen(images, "wb");
+    put_be32(f, 0x803); put_be32(f, (uint32_t)n); put_be32(f, 8); put_be32(f, 8);
+    for (int i = 0; i < n - truncate; i++)
+        for (int p = 0; p < 64; p++) {
+            int r = p / 8, c = p % 8, q = (r >= 4) * 2 + (c >= 4);
+            fputc(q == i % 4 ? 200 + (i * 7 + p) % 56 : (i * 13 + p * 5) % 40, f);
+        }
+    fclose(f);
+    f = fopen(labels, "wb");
+    put_be32(f, 0x801); put_be32(f, (uint32_t)n);
+    for (int i = 0; i < n; i++) fputc(i % 4, f);
+    fclose(f);
+}
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return jt_run(cmd, out, sizeof out);
+}
+
+/* every tensor of two safetensors files byte-identical (names in a) */
+static int same_tensors(const char *a, const char *b, const char *prefix_skip, char *why, size_t n) {
+    jm_st_file fa, fb;
+    char err[512];
+    memset(&fa, 0, sizeof fa);
+    memset(&fb, 0, sizeof fb);
+    if (jm_st_read(a, &fa, err, sizeof err) || jm_st_read(b, &fb, err, sizeof err)) { snprintf(why, n, "%s", err); return 0; }
+    int same = fa.n == fb.n;
+    for (int i = 0; same && i < fa.n; i++) {
+        if (prefix_skip && strncmp(fa.t[i].name, prefix_skip, strlen(prefix_skip)) == 0) continue;
+        const jm_st_tensor *t = jm_st_find(&fb, fa.t[i].name);
+        same = t && t->nbytes == fa.t[i].nbytes && memcmp(t->data, fa.t[i].data, t->nbytes) == 0;
+        if (!same) snprintf(why, n, "tensor %s differs", fa.t[i].name);
+    }
+    jm_st_free(&fa);
+    jm_st_free(&fb);
+    return same;
+}
+
+static const char *meta(const char *path, const char *key, char *buf, size_t n) {
+    jm_st_file f;
+    char err[512];
+    memset(&f, 0, sizeof f);
+    buf[0] = 0;
+    if (jm_st_read(path, &f, err, sizeof err) != 0) return NULL;
+    const char *v = jm_st_meta_get(&f, key);
+    if (v) snprintf(buf, n, "%s", v);
+    jm_st_free(&f);
+    return v ? buf : NULL;
+}
+
+static int all_params_finite(const char *path) {
+    jm_st_file f;
+    char err[512];
+    memset(&f, 0, sizeof f);
+    if (jm_st_read(path, &f, err, sizeof err) != 0) return 0;
+    int fin = 1;
+    for (int i = 0; i < f.n; i++)
+        if (f.t[i].dtype == JM_ST_F32)
+            for (size_t k = 0; k < f.t[i].nbytes / 4; k++) fin &= isfinite(((const float *)f.t[i].data)[k]) != 0;
+    jm_st_free(&f);
+    return fin;
+}
+
+static void test_resume(void) {
+    /* 12 iterations straight vs 6 + resume + 6: bitwise-identical state */
+    int a = run("%s train --data %s/train-images-idx3-ubyte --iters 12 --out %s/straight --seed 3 --no-progress --noise 0.03 --crop 1 --flip", exe, dir, dir);
+    ok(a == 0, "train 12 iterations (exit %d)", a);
+    if (a) tap_diag("%s", out);
+    int b = run("%s train --data %s/train-images-idx3-ubyte --iters 6 --out %s/half --seed 3 --no-progress --noise 0.03 --crop 1 --flip", exe, dir, dir);
+    int c = run("%s train --data %s/train-images-idx3-ubyte --iters 12 --out %s/half --resume %s/half/last.safetensors --no-progress --noise 0.03 --crop 1 --flip",
+                exe, dir, dir, dir);
+    ok(b == 0 && c == 0, "train 6, then resume to 12 (exit %d, %d)", b, c);
+    if (c) tap_diag("%s", out);
+    char why[600] = "", p1[512], p2[512], buf[64];
+    snprintf(p1, sizeof p1, "%s/straight/last.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/half/last.safetensors", dir);
+    ok(same_tensors(p1, p2, NULL, why, sizeof why), "N straight == N/2 + resume + N/2: every parameter, moment, buffer chain and counter bitwise (%s)", why);
+    is_str(meta(p2, "jemc.train.iterations", buf, sizeof buf), "12", "the resumed checkpoint records 12 iterations");
+    is_str(meta(p1, "jemc.rng_call", buf, sizeof buf), meta(p2, "jemc.rng_call", why, sizeof why), "and the same random-number position");
+    /* the metrics of the resumed run continue the file */
+    snprintf(p1, sizeof p1, "%s/half/metrics.jsonl", dir);
+    FILE *f = fopen(p1, "r");
+    int lines = 0, ch;
+    while (f && (ch = fgetc(f)) != EOF) lines += ch == '\n';
+    if (f) fclose(f);
+    ok(lines >= 2, "metrics.jsonl keeps both halves (%d lines)", lines);
+}
+
+static void test_kill9(void) {
+    /* every checkpoint write pauses 1.5 s halfway; kill -9 during the second one */
+    char ck[512], cmd[4096];
+    snprintf(ck, sizeof ck, "%s/k9/last.safetensors", dir);
+    snprintf(cmd, sizeof cmd, "JEMC_TEST_WRITE_PAUSE_MS=1500 %s train --data %s/train-images-idx3-ubyte --iters 100 --ckpt-every 2 --out %s/k9 --no-progress >%s/k9.log 2>&1",
+             exe, dir, dir, dir);
+    pid_t pid = fork();
+    if (pid == 0) { execl("/bin/sh", "sh", "-c", cmd, (char *)NULL); _exit(127); }
+    /* wait for the first checkpoint, then for the second write's temporary file */
+    int seen_tmp = 0;
+    for (int i = 0; i < 400 && !seen_tmp; i++) {
+        usleep(50000);
+        struct stat st;
+        if (stat(ck, &st) != 0) continue;
+        char tmpl[1024];
+        snprintf(tmpl, sizeof tmpl, "ls %s/k9/ | grep -q 'last.safetensors.tmp'", dir);
+        seen_tmp = system(tmpl) == 0;
+    }
+    ok(seen_tmp, "a second checkpoint is being written (temporary file present)");
+    kill(-pid, SIGKILL);
+    jt_run("pkill -9 -f 'k9 --no-progress' ; true", NULL, 0);
+    int st;
+    waitpid(pid, &st, 0);
+    char buf[64];
+    const char *its = meta(ck, "jemc.train.iterations", buf, sizeof buf);
+    ok(its && strcmp(its, "2") == 0, "after kill -9 mid-write, last.safetensors is the complete previous checkpoint (iterations %s)", its ? its : "unreadable");
+    int r = run("%s train --data %s/train-images-idx3-ubyte --iters 4 --out %s/k9 --resume %s --no-progress", exe, dir, dir, ck);
+    ok(r == 0, "and training resumes from it (exit %d)", r);
+}
+
+static void test_guard(void) {
+    int r = run("JEMC_TEST_INJECT_NAN=5 %s train --data %s/train-images-idx3-ubyte --iters 12 --guard-every 3 --out %s/nan --no-progress", exe, dir, dir);
+    ok(r == 0, "a NaN injected at iteration 5: the run recovers and finishes (exit %d)", r);
+    ok(strstr(out, "not finite") && strstr(out, "rolled back from iteration 4 to 3"), "it says what happened and where it rolled back to");
+    if (!strstr(out, "rolled back")) tap_diag("%s", out);
+    char p[512];
+    snprintf(p, sizeof p, "%s/nan/last.safetensors", dir);
+    ok(all_params_finite(p), "the final checkpoint is finite");
+    snprintf(p, sizeof p, "grep -c '\"event\": \"rollback\"' %s/nan/metrics.jsonl", dir);
+    char cnt[64];
+    jt_run(p, cnt, sizeof cnt);
+    ok(atoi(cnt) == 1, "metrics.jsonl logs one rollback event (%d)", atoi(cnt));
+    char buf[64];
+    snprintf(p, sizeof p, "%s/nan/last.safetensors", dir);
+    ok(meta(p, "jemc.train.lr_scale", buf, sizeof buf) && atof(buf) == 0.5, "the learning rate was halved (scale %s)", buf);
+    /* samples that always blow up: sgld_lr = 1e30 -> infinite energies, no rollback helps */
+    r = run("%s train --data %s/train-images-idx3-ubyte --iters 12 --max-rollbacks 2 --set sgld_lr=1e30 --set reinit=1 --out %s/boom --no-progress", exe, dir, dir);
+    ok(r == 3, "a run that keeps diverging gives up with exit 3 (got %d)", r);
+    ok(strstr(out, "giving up after 2 rollbacks") != NULL, "with a clear message");
+    if (!strstr(out, "giving up")) tap_diag("%s", out);
+}
+
+static void test_commands(void) {
+    char ck[512];
+    snprintf(ck, sizeof ck, "%s/straight/last.safetensors", dir);
+    int r = run("%s sample --ckpt %s --n 8 --steps 4 --out %s/s.png --gif %s/s.gif --gif-every 2", exe, ck, dir, dir);
+    ok(r == 0 && strstr(out, "mean energy"), "sample writes a grid and a GIF and reports energies (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    char p[512];
+    snprintf(p, sizeof p, "%s/s.gif", dir);
+    struct stat st;
+    ok(stat(p, &st) == 0 && st.st_size > 100, "the GIF exists");
+    r = run("%s sample --ckpt %s --class all --n 2 --steps 2 --out %s/c.png", exe, ck, dir);
+    ok(r == 0, "sample --class all (a row per class)");
+    r = run("%s sample --ckpt %s --class 9 --out %s/c.png", exe, ck, dir);
+    ok(r != 0 && strstr(out, "classes 0..3"), "sample --class 9 on a 4-class model is refused");
+    r = run("%s sample --ckpt %s --from buffer --steps 0 --out %s/b.png", exe, ck, dir);
+    ok(r == 0, "sample from the checkpoint's replay buffer");
+    r = run("%s eval accuracy --ckpt %s --data %s/train-images-idx3-ubyte --json %s/acc.json", exe, ck, dir, dir);
+    ok(r == 0 && strstr(out, "accuracy"), "eval accuracy (exit %d)", r);
+    r = run("%s plot --metrics %s/straight/metrics.jsonl", exe, dir);
+    ok(r == 0 && strstr(out, "loss.png"), "plot draws the loss curves (exit %d)", r);
+    r = run("%s train --help", exe);
+    ok(r == 0 && strstr(out, "--resume") && strstr(out, "--set"), "train --help lists the options");
+    r = run("%s train --data %s/train-images-idx3-ubyte --set batch=4 --out %s/x", exe, dir, dir);
+    ok(r != 0 && strstr(out, "compiled in") && strstr(out, "sgld_lr"), "--set batch=4: batch shapes the program; the message lists the settings");
+    r = run("%s train --data %s/train-images-idx3-ubyte --set sgld_lrr=2 --out %s/x", exe, dir, dir);
+    ok(r != 0 && strstr(out, "did you mean 'sgld_lr'"), "--set with a typo suggests the setting");
+    r = run("%s train --data %s/train-images-idx3-ubyte --lrr 3", exe, dir);
+    ok(r == 2 && strstr(out, "unknown option '--lrr'"), "an unknown option is an error");
+    r = run("%s train --data %s/bad-images-idx3-ubyte --out %s/x", exe, dir, dir);
+    ok(r == 1 && strstr(out, "bad-images-idx3-ubyte") && strstr(out, "record"), "a truncated IDX file: the error names the file and the record");
+    if (!strstr(out, "record")) tap_diag("%s", out);
+    r = run("%s train --data %s/nothing-here --out %s/x", exe, dir, dir);
+    ok(r == 1 && strstr(out, "nothing-here"), "a missing data file is named");
+    snprintf(p, sizeof p, "%s/straight/metrics.jsonl", dir);
+    r = run("%s train --data %s/train-images-idx3-ubyte --resume %s --out %s/x", exe, dir, p, dir);
+    ok(r == 1, "resuming from a file that is not a checkpoint fails cleanly");
+}
+
+/* knobs: a config constant used as a tensor is a run-time setting; one that
+   shapes the program is compiled in */
+static void test_knobs(void) {
+    char g[512], st[512], in[512];
+    snprintf(g, sizeof g, "%s/k.graph", dir);
+    FILE *f = fopen(g, "w");
+    fprintf(f, "config {\n    n = 3\n    k = 2.0\n    steps = 2\n}\n"
+               "sampler walk(x, steps=steps) {\n    x = x + k\n}\n"
+               "program p(x: f32[n]) {\n    output y = x * k\n    output z = walk(x)\n}\n");
+    fclose(f);
+    int r = run("%s compile %s -o %s/k", jemc, g, dir);
+    ok(r == 0, "compile a graph with knobs");
+    /* a state file that sets config.k = 5 and config.steps = 4 */
+    snprintf(st, sizeof st, "%s/kstate.safetensors", dir);
+    snprintf(in, sizeof in, "%s/kin.safetensors", dir);
+    float kv = 5, xv[3] = { 1, 2, 3 };
+    int64_t sv = 4;
+    jm_st_tensor ts[2] = { { .name = "config.k", .dtype = JM_ST_F32, .rank = 0, .data = &kv, .nbytes = 4 },
+                           { .name = "config.steps", .dtype = JM_ST_I64, .rank = 0, .data = &sv, .nbytes = 8 } };
+    jm_st_file sf = { .n = 2, .t = ts };
+    char err[256];
+    jm_st_write(st, &sf, err, sizeof err);
+    jm_st_tensor ti = { .name = "x", .dtype = JM_ST_F32, .rank = 1, .shape = { 3 }, .data = xv, .nbytes = 12 };
+    jm_st_file fi = { .n = 1, .t = &ti };
+    jm_st_write(in, &fi, err, sizeof err);
+    r = run("%s/k exec p --in %s", dir, in);
+    ok(r == 0 && strstr(out, "y: f32[3] = 2 4 6") && strstr(out, "z: f32[3] = 5 6 7"), "defaults: y = 2x, z = x + 2*2");
+    if (!strstr(out, "= 2 4 6")) tap_diag("%s", out);
+    r = run("%s/k exec p --in %s --state %s", dir, in, st);
+    ok(r == 0 && strstr(out, "y: f32[3] = 5 10 15") && strstr(out, "z: f32[3] = 21 22 23"), "compiled: config.k = 5 and config.steps = 4 from the state file");
+    if (!strstr(out, "5 10 15")) tap_diag("%s", out);
+    r = run("%s run %s p --in %s --state %s", jemc, g, in, st);
+    ok(r == 0 && strstr(out, "5 10 15") && strstr(out, "21 22 23"), "the interpreter reads the same knobs");
+    if (!strstr(out, "5 10 15")) tap_diag("%s", out);
+    r = run("%s/k info", dir);
+    ok(r == 0 && strstr(out, "settings: k=2 steps=2") && !strstr(out, "n=3"), "info lists the settings (k, steps; not n, which shapes x)");
+    if (!strstr(out, "settings")) tap_diag("%s", out);
+}
+
+/* a jemc checkpoint of graphs/jem_mnist.graph loads into the PyTorch model */
+static void test_torch(void) {
+    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) { skip(2, "no PyTorch (/usr/bin/python3 -c 'import torch')"); return; }
+    int r = run("%s compile graphs/jem_mnist.graph -o %s/mnist", jemc, dir);
+    /* 28x28 records for one training iteration */
+    char im[512], lb[512];
+    snprintf(im, sizeof im, "%s/m28-images-idx3-ubyte", dir);
+    snprintf(lb, sizeof lb, "%s/m28-labels-idx1-ubyte", dir);
+    FILE *f = fopen(im, "wb");
+    put_be32(f, 0x803); put_be32(f, 64); put_be32(f, 28); put_be32(f, 28);
+    for (int i = 0; i < 64 * 784; i++) fputc((i * 37) % 256, f);
+    fclose(f);
+    f = fopen(lb, "wb");
+    put_be32(f, 0x801); put_be32(f, 64);
+    for (int i = 0; i < 64; i++) fputc(i % 10, f);
+    fclose(f);
+    if (r == 0) r = run("%s/mnist train --data %s --iters 1 --out %s/m28 --no-progress", dir, im, dir);
+    ok(r == 0, "one JEM iteration of jem_mnist (exit %d)", r);
+    if (r) { tap_diag("%s", out); skip(1, "no checkpoint"); return; }
+    r = run("/usr/bin/python3 tests/train/torch_load.py %s/m28/last.safetensors %s/mnist %s", dir, dir, dir);
+    ok(r == 0 && strstr(out, "load_state_dict(strict=True) ok"), "PyTorch load_state_dict(strict=True) takes the checkpoint and its logits match the executable's");
+    if (r) tap_diag("%s", out);
+}
+
+int main(void) {
+    jemc = jt_env("JEMC", "build/jemc");
+    snprintf(dir, sizeof dir, "/tmp/jemc_train.XXXXXX");
+    if (!mkdtemp(dir)) { skip_all("mkdtemp failed"); return 0; }
+    char im[512], lb[512];
+    snprintf(im, sizeof im, "%s/train-images-idx3-ubyte", dir);
+    snprintf(lb, sizeof lb, "%s/train-labels-idx1-ubyte", dir);
+    write_idx(im, lb, 64, 0);
+    snprintf(im, sizeof im, "%s/bad-images-idx3-ubyte", dir);
+    snprintf(lb, sizeof lb, "%s/bad-labels-idx1-ubyte", dir);
+    write_idx(im, lb, 64, 3);
+    snprintf(exe, sizeof exe, "%s/tiny", dir);
+    int r = run("%s compile tests/train/tiny.graph -o %s", jemc, exe);
+    ok(r == 0, "compile tests/train/tiny.graph");
+    if (r) { tap_diag("%s", out); return tap_done(); }
+    test_resume();
+    test_kill9();
+    test_guard();
+    test_commands();
+    test_knobs();
+    test_torch();
+    char rm[300];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    if (system(rm) != 0) tap_diag("could not remove %s", dir);
+    return tap_done();
+}

@@ -5,7 +5,7 @@
 #   make fuzz       build the libFuzzer front-end harness and run it (FUZZ_SECONDS=60)
 #   make deps       install what is missing (Debian packages), nothing else
 #   make bench      jemc against PyTorch (bench/run.sh) and the kernels against the FMA peak
-#   make demo       train JEM on MNIST on the CPU, then sample digits (tools/demo.sh, ~14 min on 2 cores)
+#   make demo       train JEM on MNIST on the CPU, then sample digits (tools/demo.sh, ~11 min on 2 cores)
 LLVM_CONFIG ?= llvm-config-19
 CC          ?= gcc
 ifeq ($(origin CC),default)

@@ -20,7 +20,7 @@ typedef struct {
     int64_t epochs, iters, pretrain, log_every, ckpt_every, sample_every, seed, data_seed, threads, labels_per_class;
     int64_t max_rollbacks, guard_every, crop;
     int baseline, cond, flip, no_progress, progress;
-    double noise, decay_rate, lr_drop, max_gap;
+    double noise, decay_rate, lr_drop, max_gap, max_seconds;
     const char *decay_epochs;
     jm_arg_list sets;
 } jm_train_opts;
@@ -227,6 +227,7 @@ int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **arg
         { "--program", JM_ARG_STR, &o.program, "NAME", "training program (default train_step)", 0, 0 },
         { "--epochs", JM_ARG_INT, &o.epochs, "N", "epochs (default 1)", 0, 1e9 },
         { "--iters", JM_ARG_INT, &o.iters, "N", "iterations in all (overrides --epochs)", 0, 1e12 },
+        { "--max-seconds", JM_ARG_NUM, &o.max_seconds, "S", "stop (checkpoint, test, samples) once S seconds have passed", 0, 1e9 },
         { "--pretrain", JM_ARG_INT, &o.pretrain, "N", "first N iterations train the classifier only (train_step_ce)", 0, 1e12 },
         { "--baseline", JM_ARG_FLAG, &o.baseline, NULL, "classifier only: train_step_ce throughout", 0, 0 },
         { "--cond", JM_ARG_FLAG, &o.cond, NULL, "class-conditional replay buffer and SGLD (train_step_cond)", 0, 0 },
@@ -400,6 +401,11 @@ int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **arg
         last_loss = loss;
         last_acc = jm_session_scalar(pr, out, "acc");
         double now = jm_session_now();
+        /* a time budget ends the run like its last iteration would */
+        if (o.max_seconds > 0 && now - t_start >= o.max_seconds && pos.it < total) {
+            fprintf(stderr, "%s%s: --max-seconds %g reached at iteration %" PRId64 "\n", tty ? "\n" : "", who, o.max_seconds, pos.it);
+            total = pos.it;
+        }
         int end_epoch = pos.it % ipe == 0, last = pos.it == total;
         if (pos.it % o.log_every == 0 || last) {
             fprintf(metrics, "{\"step\": %" PRId64 ", \"epoch\": %.4f", pos.it, (double)pos.it / (double)ipe);

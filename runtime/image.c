@@ -15,16 +15,19 @@
 
 /* ------------------------------------------------------------------ errors */
 
+int jm_image_verror(char *err, size_t errlen, const char *where, const char *fmt, va_list ap) {
+    if (!err || !errlen) return -1;
+    int k = snprintf(err, errlen, "%s: ", where && *where ? where : "(no path)");
+    if (k >= 0 && (size_t)k < errlen) vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
+    return -1;
+}
+
 /* "PATH: message" into err (which may be NULL); always -1. */
 static int jm_image_fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
-    if (!err || !errlen) return -1;
-    int k = snprintf(err, errlen, "%s: ", path && *path ? path : "(no path)");
-    if (k >= 0 && (size_t)k < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    jm_image_verror(err, errlen, path, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -23,6 +23,7 @@
 #define JM_IMAGE_H
 #include <cairo/cairo.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #define JM_IMAGE_BORDER 2          /* pixels around and between the cells */
@@ -75,4 +76,7 @@ char *jm_image_clean_text(const char *s, char *buf, size_t cap);
 
 /* A cairo image surface written atomically as PNG (also used by plot.c); 0 or -1. */
 int jm_image_save_surface(const char *path, cairo_surface_t *sf, char *err, size_t errlen);
+/* "WHERE: message" into err (which may be NULL), shared by the image and plot
+   writers; always -1. */
+int jm_image_verror(char *err, size_t errlen, const char *where, const char *fmt, va_list ap);
 #endif

@@ -16,14 +16,10 @@
 
 /* "WHERE: message" into err (which may be NULL); always -1. */
 static int jm_plot_fail(char *err, size_t errlen, const char *where, const char *fmt, ...) {
-    if (!err || !errlen) return -1;
-    int k = snprintf(err, errlen, "%s: ", where && *where ? where : "(no path)");
-    if (k >= 0 && (size_t)k < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    jm_image_verror(err, errlen, where, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

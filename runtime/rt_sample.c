@@ -174,41 +174,62 @@ close:
 }
 
 static const char *jm_eval_usage =
-    "usage: EXE eval accuracy --data DIR|FILE [--ckpt CKPT] [--labels FILE] [--json FILE]\n\n"
-    "Test accuracy, mean cross-entropy and mean energy of the graph's `evaluate` program over a data\n"
-    "set (a directory: its test split).";
+    "usage: EXE eval accuracy|calibration|ood --data DIR|FILE [--ckpt CKPT] [options]\n\n"
+    "  accuracy      test accuracy, mean cross-entropy and mean energy of the graph's `evaluate`\n"
+    "  calibration   expected calibration error over --bins equal-width confidence bins and a\n"
+    "                reliability diagram (REPORT/reliability.png, REPORT/calibration.json)\n"
+    "  ood           AUROC of the data (in-distribution) against each --ood-data set (and uniform\n"
+    "                noise with --ood-noise) for log p(x) = -E(x), max p(y|x) and -|d/dx log p(x)|,\n"
+    "                with a histogram per score (REPORT/ood.json, REPORT/ood_*.png)\n"
+    "A directory given as data means its test split.";
 
 int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256];
     snprintf(who, sizeof who, "%s eval", exe);
-    const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL;
-    int64_t threads = 0;
-    jm_arg_list sets;
+    const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL, *report = "report";
+    int64_t threads = 0, bins = 20;
+    int noise = 0;
+    jm_arg_list sets, oods;
     memset(&sets, 0, sizeof sets);
+    memset(&oods, 0, sizeof oods);
     const jm_arg args[] = {
         { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
         { "--data", JM_ARG_STR, &data, "DIR|FILE", "data set (a directory: its test split)", 0, 0 },
         { "--labels", JM_ARG_STR, &labels, "FILE", "IDX labels file", 0, 0 },
-        { "--json", JM_ARG_STR, &json, "FILE", "also write the figures as JSON", 0, 0 },
+        { "--json", JM_ARG_STR, &json, "FILE", "accuracy: also write the figures as JSON", 0, 0 },
+        { "--report", JM_ARG_STR, &report, "DIR", "calibration, ood: the report folder (default report/)", 0, 0 },
+        { "--bins", JM_ARG_INT, &bins, "N", "calibration: confidence bins (default 20, as JEM++)", 1, 1000 },
+        { "--ood-data", JM_ARG_LIST, &oods, "DIR|FILE", "ood: an out-of-distribution set (repeatable)", 0, 0 },
+        { "--ood-noise", JM_ARG_FLAG, &noise, NULL, "ood: also uniform noise shaped like the data", 0, 0 },
         { "--set", JM_ARG_LIST, &sets, "NAME=V", "change a run-time setting", 0, 0 },
         { "--threads", JM_ARG_INT, &threads, "N", "threads", 0, 4096 },
     };
     const char *pos[1];
     int npos, prc = jm_args_parse(who, argc, argv, 2, args, (int)(sizeof args / sizeof args[0]), pos, 1, &npos, jm_eval_usage);
     if (prc != 0) return prc > 0 ? 0 : 2;
-    if (npos != 1 || strcmp(pos[0], "accuracy") != 0) {
-        fprintf(stderr, "%s: which evaluation? `%s eval accuracy --data ...` (see --help)\n", who, exe);
+    const char *what = npos == 1 ? pos[0] : "";
+    if (strcmp(what, "accuracy") != 0 && strcmp(what, "calibration") != 0 && strcmp(what, "ood") != 0) {
+        fprintf(stderr, "%s: which evaluation? accuracy, calibration or ood (see %s eval --help)\n", who, exe);
         return 2;
     }
     if (!data) { fprintf(stderr, "%s: --data is required\n", who); return 2; }
-    jm_dataset ds;
+    if (strcmp(what, "ood") == 0 && !oods.n && !noise) { fprintf(stderr, "%s: ood needs --ood-data FILE or --ood-noise\n", who); return 2; }
+    if (oods.n > 7) { fprintf(stderr, "%s: at most 7 --ood-data sets\n", who); return 2; }
+    jm_dataset ds, ood[8];
     memset(&ds, 0, sizeof ds);
+    memset(ood, 0, sizeof ood);
+    int nood = 0;
     if (jm_session_data(data, labels, "test", &ds, who) != 0) return 1;
     jm_rt rt;
     if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) { jm_data_free(&ds); return 1; }
     double acc, loss, energy;
     int rc = 1;
-    if (jm_train_evaluate(&rt, &ds, &acc, &loss, &energy, who) == 0) {
+    if (strcmp(what, "calibration") == 0) {
+        rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, report, who) == 0 ? 0 : 1;
+    } else if (strcmp(what, "ood") == 0) {
+        nood = jm_evalsuite_load_ood(oods.v, oods.n, noise, &ds, ood, who);
+        rc = nood > 0 && jm_evalsuite_ood(&rt, &ds, ood, nood, report, who) == 0 ? 0 : 1;
+    } else if (jm_train_evaluate(&rt, &ds, &acc, &loss, &energy, who) == 0) {
         printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds.path, ds.n, acc, loss, energy);
         rc = 0;
         if (json) {
@@ -222,6 +243,7 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     }
     jm_rt_close(&rt);
     jm_data_free(&ds);
+    for (int i = 0; i < 8; i++) jm_data_free(&ood[i]);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "philox.h"
 #include "plot.h"
 #include "rt_args.h"
+#include "rt_knobs.h"
 #include "rt_sample.h"
 #include "rt_session.h"
 #include <errno.h>
@@ -207,4 +208,87 @@ int jm_evalsuite_load_ood(const char *const *paths, int n, int noise, const void
         k++;
     }
     return k;
+}
+
+/* Accuracy under a PGD attack (Madry et al.): K steps from the clean input x0
+   along the cross-entropy's input gradient (the `ce_grad` program), L-inf: x +=
+   a * sign(g), then back into the eps-box around x0; L2: x += a * g / |g|, then
+   back into the eps-ball; always clamped to the data range [-1, 1]. eps and a
+   are in the data's units ([-1, 1] images: MNIST's usual L-inf 0.3 on [0, 1]
+   pixels is 0.6 here). With purify > 0 the attacked inputs first run `purify`
+   SGLD steps of the `sample` program (JEM's defence) before `evaluate`
+   classifies them. Returns the accuracy, or NaN after printing why. */
+double jm_evalsuite_pgd(jm_rt *rt, const void *dsv, int l2, double eps, double step, int64_t steps, int64_t purify, const char *who) {
+    const jm_dataset *ds = dsv;
+    int pg = jm_session_program(rt->t, "ce_grad", 1, who), pe = jm_session_program(rt->t, "evaluate", 1, who);
+    int ps = purify > 0 ? jm_session_program(rt->t, "sample", 1, who) : -1;
+    int knob = jm_knob_find(rt->t, "sgld_steps");
+    if (pg < 0 || pe < 0 || (purify > 0 && ps < 0)) return NAN;
+    if (purify > 0 && knob < 0) { fprintf(stderr, "%s: --purify needs the sampler's steps as a run-time setting (sgld_steps)\n", who); return NAN; }
+    const jm_tprogram *prg = &rt->t->programs[pg], *pre = &rt->t->programs[pe];
+    if (jm_session_fits(prg, ds, who) != 0 || jm_session_fits(pre, ds, who) != 0) return NAN;
+    int gx = jm_session_input(prg, "x"), gy = jm_session_input(prg, "y"), ex = jm_session_input(pre, "x"), ey = jm_session_input(pre, "y");
+    int li = jm_session_output(pre, "logits");
+    if (gy < 0 || ey < 0 || li < 0) { fprintf(stderr, "%s: ce_grad and evaluate must take x and y; evaluate must output logits\n", who); return NAN; }
+    int64_t B = prg->inputs[gx].dim[0], per = (int64_t)ds->c * ds->h * ds->w, K = pre->outputs[li].dim[1];
+    float *x0 = malloc(sizeof(float) * (size_t)(B * per)), *x = malloc(sizeof(float) * (size_t)(B * per));
+    int64_t *y = malloc(sizeof(int64_t) * (size_t)B), *idx = malloc(sizeof(int64_t) * (size_t)B);
+    void **og = jm_session_outputs(prg), **oe = jm_session_outputs(pre), **os = ps >= 0 ? jm_session_outputs(&rt->t->programs[ps]) : NULL;
+    double saved = knob >= 0 ? jm_knob_get(rt, knob) : 0;
+    int64_t right = 0;
+    int fail = !x0 || !x || !y || !idx || !og || !oe;
+    for (int64_t b0 = 0; b0 < ds->n && !fail; b0 += B) {
+        int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
+        for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);
+        jm_data_batch(ds, idx, B, NULL, 0, 0, x0, y);
+        memcpy(x, x0, sizeof(float) * (size_t)(B * per));
+        for (int64_t k = 0; k < steps && !fail; k++) {
+            const void *in[2];
+            in[gx] = x;
+            in[gy] = y;
+            if (jm_rt_run(rt, pg, in, og) != 0) { fprintf(stderr, "%s: ce_grad failed: %s\n", who, rt->err); fail = 1; break; }
+            const float *g = og[0];
+            for (int64_t i = 0; i < B; i++) {
+                float *xi = x + i * per;
+                const float *gi = g + i * per, *x0i = x0 + i * per;
+                double gn = 0, dn = 0;
+                if (l2) for (int64_t p = 0; p < per; p++) gn += (double)gi[p] * gi[p];
+                gn = sqrt(gn);
+                for (int64_t p = 0; p < per; p++) {
+                    double v = xi[p] + (l2 ? (gn > 0 ? step * gi[p] / gn : 0) : step * (gi[p] > 0 ? 1 : gi[p] < 0 ? -1 : 0));
+                    if (!l2) v = v < x0i[p] - eps ? x0i[p] - eps : v > x0i[p] + eps ? x0i[p] + eps : v;
+                    xi[p] = (float)v;
+                }
+                if (l2) {
+                    for (int64_t p = 0; p < per; p++) dn += ((double)xi[p] - x0i[p]) * ((double)xi[p] - x0i[p]);
+                    dn = sqrt(dn);
+                    if (dn > eps) for (int64_t p = 0; p < per; p++) xi[p] = (float)(x0i[p] + (xi[p] - x0i[p]) * eps / dn);
+                }
+                for (int64_t p = 0; p < per; p++) xi[p] = xi[p] < -1 ? -1 : xi[p] > 1 ? 1 : xi[p];
+            }
+        }
+        if (!fail && ps >= 0) {
+            jm_knob_put(rt, knob, (double)purify);
+            const void *in[1] = { x };
+            if (jm_rt_run(rt, ps, in, os) != 0) { fprintf(stderr, "%s: sample failed: %s\n", who, rt->err); fail = 1; }
+            else memcpy(x, os[0], sizeof(float) * (size_t)(B * per));
+            jm_knob_put(rt, knob, saved);
+        }
+        if (fail) break;
+        const void *in[2];
+        in[ex] = x;
+        in[ey] = y;
+        if (jm_rt_run(rt, pe, in, oe) != 0) { fprintf(stderr, "%s: evaluate failed: %s\n", who, rt->err); fail = 1; break; }
+        const float *lg = oe[li];
+        for (int64_t i = 0; i < real; i++) {
+            int64_t best = 0;
+            for (int64_t k = 1; k < K; k++) if (lg[i * K + k] > lg[i * K + best]) best = k;
+            right += best == y[i];
+        }
+    }
+    free(x0); free(x); free(y); free(idx);
+    jm_session_free_outputs(prg, og);
+    jm_session_free_outputs(pre, oe);
+    if (ps >= 0) jm_session_free_outputs(&rt->t->programs[ps], os);
+    return fail ? NAN : (double)right / (double)ds->n;
 }

@@ -17,5 +17,6 @@ int jm_evalsuite_calibration(jm_rt *rt, const void *ds, int bins, const char *re
 int jm_evalsuite_ood(jm_rt *rt, const void *in, const void *ood, int nood, const char *report, const char *who);
 /* Loads the OOD sets (and a uniform-noise set shaped like `like` when noise);
    returns how many, or -1. */
+double jm_evalsuite_pgd(jm_rt *rt, const void *ds, int l2, double eps, double step, int64_t steps, int64_t purify, const char *who);
 int jm_evalsuite_load_ood(const char *const *paths, int n, int noise, const void *like, void *out, const char *who);
 #endif

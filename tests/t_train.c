@@ -203,7 +203,7 @@ static void test_commands(void) {
     r = run("%s eval ood --ckpt %s --data %s/train-images-idx3-ubyte", exe, ck, dir);
     ok(r == 2 && strstr(out, "--ood-data"), "eval ood without a set is a usage error");
     r = run("%s eval robustness --data %s/train-images-idx3-ubyte", exe, dir);
-    ok(r == 2 && strstr(out, "accuracy, calibration or ood"), "an unknown evaluation lists the known ones");
+    ok(r == 2 && strstr(out, "accuracy, calibration, ood or robust"), "an unknown evaluation lists the known ones");
     r = run("%s plot --metrics %s/straight/metrics.jsonl", exe, dir);
     ok(r == 0 && strstr(out, "loss.png"), "plot draws the loss curves (exit %d)", r);
     r = run("%s train --help", exe);
@@ -263,6 +263,64 @@ static void test_knobs(void) {
     if (!strstr(out, "settings")) tap_diag("%s", out);
 }
 
+/* PGD on a linear two-class model against the closed form: with logits
+   z = W x, the attack lowers the margin (w_y - w_o).x by eps * |w_y - w_o|_1
+   (L-inf) or eps * |w_y - w_o|_2 (L2), so an example stays right iff its
+   margin exceeds that (no clamping: the inputs sit inside [-1, 1]). */
+static void test_pgd_linear(void) {
+    char g[512], im[512], lb[512], st[512];
+    snprintf(g, sizeof g, "%s/lin.graph", dir);
+    FILE *f = fopen(g, "w");
+    fprintf(f, "config {\n    batch = 4\n}\n"
+               "model f(x: f32[batch, 1, 1, 2]) -> f32[batch, 2] {\n"
+               "    param weight: f32[2, 2] = 0\n"
+               "    return matmul(reshape(x, [batch, 2]), transpose(weight, 0, 1))\n}\n"
+               "program evaluate(x: f32[batch, 1, 1, 2], y: i64[batch]) {\n    output logits = f(x)\n}\n"
+               "program ce_grad(x: f32[batch, 1, 1, 2], y: i64[batch]) {\n    output ce_grad_x = grad(cross_entropy(f(x), y), x)\n}\n");
+    fclose(f);
+    int r = run("%s compile %s -o %s/lin", jemc, g, dir);
+    ok(r == 0, "compile a linear two-class model");
+    if (r) { tap_diag("%s", out); skip(4, "no model"); return; }
+    unsigned char px[8][2] = { { 200, 100 }, { 150, 120 }, { 60, 200 }, { 100, 130 }, { 140, 110 }, { 128, 128 }, { 90, 150 }, { 170, 90 } };
+    int64_t lab[8] = { 0, 0, 1, 1, 0, 1, 1, 0 };
+    snprintf(im, sizeof im, "%s/lin-images-idx3-ubyte", dir);
+    snprintf(lb, sizeof lb, "%s/lin-labels-idx1-ubyte", dir);
+    f = fopen(im, "wb");
+    put_be32(f, 0x803); put_be32(f, 8); put_be32(f, 1); put_be32(f, 2);
+    for (int i = 0; i < 8; i++) fwrite(px[i], 1, 2, f);
+    fclose(f);
+    f = fopen(lb, "wb");
+    put_be32(f, 0x801); put_be32(f, 8);
+    for (int i = 0; i < 8; i++) fputc((int)lab[i], f);
+    fclose(f);
+    float w[4] = { 1, -2, -1, 2 };     /* rows: class 0, class 1 */
+    jm_st_tensor tw = { .name = "weight", .dtype = JM_ST_F32, .rank = 2, .shape = { 2, 2 }, .data = w, .nbytes = 16 };
+    jm_st_file sf = { .n = 1, .t = &tw };
+    char err[256];
+    snprintf(st, sizeof st, "%s/lin.safetensors", dir);
+    jm_st_write(st, &sf, err, sizeof err);
+    const double l1 = 6, l2 = sqrt(20.0);     /* |w_1 - w_0| = |(-2, 4)| */
+    const double eps_pix[3] = { 0.0, 0.02, 0.06 };
+    for (int norm = 0; norm < 2; norm++) {
+        int all = 1;
+        for (int e = 0; e < 3; e++) {
+            int right = 0;
+            for (int i = 0; i < 8; i++) {
+                double x1 = px[i][0] / 255.0 * 2 - 1, x2 = px[i][1] / 255.0 * 2 - 1;
+                double m = (w[0] - w[2]) * x1 + (w[1] - w[3]) * x2;
+                if (lab[i] == 1) m = -m;
+                right += m - 2 * eps_pix[e] * (norm ? l2 : l1) > 0;
+            }
+            r = run("%s/lin eval robust --ckpt %s --data %s --labels %s --norm %s --eps %g --pgd-steps 40 --step-size %g --report %s/linrep",
+                    dir, st, im, lb, norm ? "l2" : "linf", eps_pix[e], eps_pix[e] / 8 + 1e-9, dir);
+            char want[64];
+            snprintf(want, sizeof want, "accuracy %.4f", right / 8.0);
+            if (r != 0 || !strstr(out, want)) { all = 0; tap_diag("%s eps %g: expected %s; got:\n%s", norm ? "l2" : "linf", eps_pix[e], want, out); }
+        }
+        ok(all, "%s PGD on a linear model matches the closed form at eps 0, 0.02, 0.06", norm ? "L2" : "L-inf");
+    }
+}
+
 /* a jemc checkpoint of graphs/jem_mnist.graph loads into the PyTorch model */
 static void test_torch(void) {
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) { skip(2, "no PyTorch (/usr/bin/python3 -c 'import torch')"); return; }
@@ -307,6 +365,7 @@ int main(void) {
     test_guard();
     test_commands();
     test_knobs();
+    test_pgd_linear();
     test_torch();
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);

@@ -36,9 +36,7 @@ static int jm_eval_collect(jm_rt *rt, const jm_dataset *ds, double *conf, unsign
     void **out = jm_session_outputs(pr);
     int rc = x && y && idx && out ? 0 : -1;
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
-        int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
-        for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);
-        jm_data_batch(ds, idx, B, NULL, 0, 0, x, y);
+        int64_t real = jm_session_batch(ds, b0, B, idx, x, y);
         const void *in[2];
         in[xi] = x;
         in[yi] = y;
@@ -74,9 +72,7 @@ static int jm_eval_pxgrad(jm_rt *rt, const jm_dataset *ds, double *score, const 
     void **out = jm_session_outputs(pr);
     int rc = x && y && idx && out ? 0 : -1;
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
-        int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
-        for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);
-        jm_data_batch(ds, idx, B, NULL, 0, 0, x, y);
+        int64_t real = jm_session_batch(ds, b0, B, idx, x, y);
         const void *in[1] = { x };
         if (jm_rt_run(rt, p, in, out) != 0) { fprintf(stderr, "%s: sgld_grad failed: %s\n", who, rt->err); rc = -1; break; }
         const float *g = out[0];
@@ -238,9 +234,7 @@ double jm_evalsuite_pgd(jm_rt *rt, const void *dsv, int l2, double eps, double s
     int64_t right = 0;
     int fail = !x0 || !x || !y || !idx || !og || !oe;
     for (int64_t b0 = 0; b0 < ds->n && !fail; b0 += B) {
-        int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
-        for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);
-        jm_data_batch(ds, idx, B, NULL, 0, 0, x0, y);
+        int64_t real = jm_session_batch(ds, b0, B, idx, x0, y);
         memcpy(x, x0, sizeof(float) * (size_t)(B * per));
         for (int64_t k = 0; k < steps && !fail; k++) {
             const void *in[2];

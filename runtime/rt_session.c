@@ -107,6 +107,13 @@ int jm_session_fits(const jm_tprogram *pr, const jm_dataset *ds, const char *who
     return 0;
 }
 
+int64_t jm_session_batch(const jm_dataset *ds, int64_t b0, int64_t B, int64_t *idx, float *x, int64_t *y) {
+    int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
+    for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);
+    jm_data_batch(ds, idx, B, NULL, 0, 0, x, y);
+    return real;
+}
+
 double jm_session_scalar(const jm_tprogram *pr, void *const *out, const char *name) {
     int i = jm_session_output(pr, name);
     if (i < 0 || jm_rt_desc_numel(&pr->outputs[i]) != 1) return NAN;

@@ -140,9 +140,7 @@ int jm_train_evaluate(jm_rt *rt, const void *dsv, double *acc, double *loss, dou
     double lsum = 0, esum = 0;
     int rc = 0;
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
-        int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
-        for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);   /* padding repeats record b0 */
-        jm_data_batch(ds, idx, B, NULL, 0, 0, x, y);
+        int64_t real = jm_session_batch(ds, b0, B, idx, x, y);
         if (jm_rt_run(rt, p, in, out) != 0) { fprintf(stderr, "%s: evaluate failed: %s\n", who, rt->err); rc = -1; break; }
         const float *lg = out[li];
         for (int64_t i = 0; i < real; i++) {

@@ -1,4 +1,4 @@
-/* rt_sample.c — `EXE sample`, `EXE eval accuracy` and `EXE plot` (see rt_sample.h). */
+/* rt_sample.c — `EXE sample`: SGLD chains to PNG grids, a GIF and a JSON summary (see rt_sample.h). */
 #include "rt_sample.h"
 #include "data.h"
 #include "image.h"
@@ -20,7 +20,28 @@ static const char *jm_sample_usage =
     "Runs SGLD chains with the graph's `sample` program (or `sample_cond` for --class) and writes a\n"
     "PNG grid (--out), optionally a GIF of the chains (--gif). Chains start from uniform noise or,\n"
     "with --from buffer, from the checkpoint's replay buffer. Prints the mean energy of the samples\n"
-    "and of the noise they started from.";
+    "and of the noise they started from.\n\n"
+    "--at 1,5,10,20,50 snapshots the same --n chains (default 8) after each listed number of steps:\n"
+    "a captioned grid row per count, its mean energy printed, in --json and drawn by --plot. A row\n"
+    "of 0 steps shows the starting points; long-run chains are e.g. --from buffer --at 0,100,1000.";
+
+/* Parses --at: step counts >= 0, strictly increasing. Returns how many, or -1. */
+static int jm_sample_parse_at(const char *s, int64_t *at, int cap, const char *who) {
+    int n = 0;
+    const char *q = s;
+    while (*q) {
+        char *end;
+        long long v = strtoll(q, &end, 10);
+        if (end == q || (*end && *end != ',') || v < 0 || v > 10000000 || (n && v <= at[n - 1]) || n == cap) {
+            fprintf(stderr, "%s: --at takes at most %d increasing step counts separated by commas (e.g. 1,5,10,20,50), got '%s'\n", who, cap, s);
+            return -1;
+        }
+        at[n++] = v;
+        q = *end ? end + 1 : end;
+    }
+    if (!n) { fprintf(stderr, "%s: --at needs at least one step count\n", who); return -1; }
+    return n;
+}
 
 /* mean energy of n images through the `energy` program (NaN when absent) */
 static double jm_mean_energy(jm_rt *rt, const float *x, int64_t n, int64_t per) {
@@ -43,20 +64,40 @@ static double jm_mean_energy(jm_rt *rt, const float *x, int64_t n, int64_t per) 
     return cnt ? s / (double)cnt : NAN;
 }
 
+/* JSON has no NaN: a graph without an `energy` program gives null */
+static void jm_sample_json_num(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.6g", v);
+    else fprintf(f, "null");
+}
+
+/* mean energy against the SGLD step count of the --at snapshots */
+static int jm_sample_plot(const char *png, const int64_t *at, const double *e, int nat, const char *from, char *err, size_t errlen) {
+    double xs[64];
+    for (int r = 0; r < nat; r++) xs[r] = (double)at[r];
+    char title[96];
+    snprintf(title, sizeof title, "Mean energy of the chains (from %s)", from);
+    jm_series s = { "mean E(x)", xs, e, nat };
+    jm_plot_opts o = { title, "SGLD steps", "energy", 0, 0, 0 };
+    return jm_plot_lines(png, &o, &s, 1, err, errlen);
+}
+
 int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256], err[1024];
     snprintf(who, sizeof who, "%s sample", exe);
-    const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL;
-    int64_t n = 64, steps = -1, seed = 0, threads = 0, gif_every = 5, nrow = 8, scale = 2;
+    const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL, *at_s = NULL, *json = NULL, *plot = NULL;
+    int64_t n = -1, steps = -1, seed = 0, threads = 0, gif_every = 5, nrow = 8, scale = 2;
     jm_arg_list sets;
     memset(&sets, 0, sizeof sets);
     const jm_arg args[] = {
         { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
         { "--out", JM_ARG_STR, &out, "FILE.png", "the grid (default samples.png)", 0, 0 },
-        { "--n", JM_ARG_INT, &n, "N", "samples (per class with --class all; default 64)", 1, 100000 },
+        { "--n", JM_ARG_INT, &n, "N", "samples (per class with --class all, per row with --at; default 64, 8 with --at)", 1, 100000 },
         { "--steps", JM_ARG_INT, &steps, "K", "SGLD steps (default: the graph's sgld_steps)", 0, 1e7 },
         { "--class", JM_ARG_STR, &cls, "C|all", "class-conditional samples of class C, or a row per class", 0, 0 },
         { "--from", JM_ARG_STR, &from, "noise|buffer", "start from uniform noise (default) or the replay buffer", 0, 0 },
+        { "--at", JM_ARG_STR, &at_s, "K1,K2,...", "a grid row of the same chains after each of these step counts", 0, 0 },
+        { "--json", JM_ARG_STR, &json, "FILE", "a JSON summary: steps, mean energies (per --at row)", 0, 0 },
+        { "--plot", JM_ARG_STR, &plot, "FILE.png", "with --at: mean energy along the chains", 0, 0 },
         { "--gif", JM_ARG_STR, &gif, "FILE.gif", "also an animation of the chains", 0, 0 },
         { "--gif-every", JM_ARG_INT, &gif_every, "K", "SGLD steps between GIF frames (default 5)", 1, 1e6 },
         { "--nrow", JM_ARG_INT, &nrow, "N", "images per grid row (default 8; a class per row with --class all)", 1, 1000 },
@@ -70,6 +111,17 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     if (prc != 0) return prc > 0 ? 0 : 2;
     if (strcmp(from, "noise") != 0 && strcmp(from, "buffer") != 0) { fprintf(stderr, "%s: --from takes noise or buffer, got '%s'\n", who, from); return 2; }
     int all = cls && strcmp(cls, "all") == 0;
+    int64_t at[64];
+    int nat = 0;
+    if (at_s && (nat = jm_sample_parse_at(at_s, at, 64, who)) < 0) return 2;
+    if (nat && all) { fprintf(stderr, "%s: --at and --class all both choose the grid's rows; use --class C with --at\n", who); return 2; }
+    if (plot && !nat) { fprintf(stderr, "%s: --plot draws the energy at the --at step counts; give --at\n", who); return 2; }
+    if (nat && steps >= 0 && steps != at[nat - 1]) {
+        fprintf(stderr, "%s: --at ends at %" PRId64 " steps but --steps is %" PRId64 "; leave out --steps (the last --at count is the chains' length)\n", who, at[nat - 1], steps);
+        return 2;
+    }
+    if (nat) steps = at[nat - 1];
+    if (n < 0) n = nat ? 8 : 64;
     int64_t c_only = -1;
     if (cls && !all) {
         char *end;
@@ -101,10 +153,13 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     int64_t *ys = malloc(sizeof(int64_t) * (size_t)(total + 1));
     int64_t nframes = gif ? steps / gif_every + 1 : 0;
     float *frames = gif ? malloc(sizeof(float) * (size_t)(nframes * total * per)) : NULL;
+    /* --at: snapshot r holds every chain after at[r] steps */
+    float *snaps = nat ? malloc(sizeof(float) * (size_t)(nat * total * per)) : NULL;
+    double at_energy[64];
     float *bx = malloc(sizeof(float) * (size_t)(B * per));
     int64_t *by = malloc(sizeof(int64_t) * (size_t)B);
     void **outs = jm_session_outputs(pr);
-    if (!x || !x0 || !ys || !bx || !by || !outs || (gif && !frames)) { fprintf(stderr, "%s: out of memory\n", who); goto free_all; }
+    if (!x || !x0 || !ys || !bx || !by || !outs || (gif && !frames) || (nat && !snaps)) { fprintf(stderr, "%s: out of memory\n", who); goto free_all; }
     for (int64_t i = 0; i < total; i++) ys[i] = all ? i / n : c_only;
     if (strcmp(from, "buffer") == 0) {
         int g = -1;
@@ -122,7 +177,8 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
             x[i] = -1.0f + 2.0f * (float)jm_philox_uniform((uint32_t)(i % per), (uint32_t)(i / per), 0x5a3d1e, 0, (uint64_t)seed);
     }
     memcpy(x0, x, sizeof(float) * (size_t)(total * per));
-    /* chains in batches of B; for a GIF, K steps in segments of gif_every */
+    /* chains in batches of B, K steps run in segments that end at every GIF frame
+       (each gif_every steps) and every --at count */
     for (int64_t b0 = 0; b0 < total; b0 += B) {
         int64_t real = total - b0 < B ? total - b0 : B;
         for (int64_t i = 0; i < B; i++) {
@@ -130,9 +186,14 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
             by[i] = ys[b0 + (i < real ? i : 0)];
         }
         int64_t done = 0, f = 0;
+        int r = 0;
+        for (; r < nat && at[r] == 0; r++)
+            for (int64_t i = 0; i < real; i++) memcpy(snaps + ((r * total) + b0 + i) * per, bx + i * per, sizeof(float) * (size_t)per);
         if (gif) for (int64_t i = 0; i < real; i++) memcpy(frames + ((f * total) + b0 + i) * per, bx + i * per, sizeof(float) * (size_t)per);
         while (done < steps) {
-            int64_t seg = gif ? (steps - done < gif_every ? steps - done : gif_every) : steps;
+            int64_t seg = steps - done;
+            if (gif && seg > gif_every - done % gif_every) seg = gif_every - done % gif_every;
+            if (r < nat && seg > at[r] - done) seg = at[r] - done;
             if (steps_knob >= 0) jm_knob_put(&rt, steps_knob, (double)seg);
             const void *in[2];
             in[xi] = bx;
@@ -140,13 +201,25 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
             if (jm_rt_run(&rt, p, in, outs) != 0) { fprintf(stderr, "%s: %s failed: %s\n", who, pr->name, rt.err); goto free_all; }
             memcpy(bx, outs[so], sizeof(float) * (size_t)(B * per));
             done += seg;
-            if (gif && ++f < nframes)
+            for (; r < nat && at[r] == done; r++)
+                for (int64_t i = 0; i < real; i++) memcpy(snaps + ((r * total) + b0 + i) * per, bx + i * per, sizeof(float) * (size_t)per);
+            if (gif && done % gif_every == 0 && ++f < nframes)
                 for (int64_t i = 0; i < real; i++) memcpy(frames + ((f * total) + b0 + i) * per, bx + i * per, sizeof(float) * (size_t)per);
         }
         for (int64_t i = 0; i < real; i++) memcpy(x + (b0 + i) * per, bx + i * per, sizeof(float) * (size_t)per);
     }
-    int cols = all ? (int)n : (int)nrow;
-    if (all) {
+    int cols = all || nat ? (int)n : (int)nrow;
+    if (nat) {
+        char **labels = calloc((size_t)nat, sizeof(char *));
+        for (int r = 0; r < nat; r++) {
+            labels[r] = malloc(40);
+            snprintf(labels[r], 40, "%" PRId64 " step%s", at[r], at[r] == 1 ? "" : "s");
+        }
+        int rr = jm_image_grid_png_labeled(out, snaps, (int)(nat * total), (int)C, (int)H, (int)W, cols, -1, 1, (int)scale, (const char *const *)labels, nat, err, sizeof err);
+        for (int r = 0; r < nat; r++) free(labels[r]);
+        free(labels);
+        if (rr != 0) { fprintf(stderr, "%s: %s\n", who, err); goto free_all; }
+    } else if (all) {
         char **labels = calloc((size_t)classes, sizeof(char *));
         for (int c = 0; c < classes; c++) { labels[c] = malloc(24); snprintf(labels[c], 24, "class %d", c); }
         int r = jm_image_grid_png_labeled(out, x, (int)total, (int)C, (int)H, (int)W, cols, -1, 1, (int)scale, (const char *const *)labels, rows_lab, err, sizeof err);
@@ -165,153 +238,35 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     double es = jm_mean_energy(&rt, x, total, per), e0 = jm_mean_energy(&rt, x0, total, per);
     printf("%s: %" PRId64 " samples after %" PRId64 " SGLD steps from %s -> %s%s%s\n", who, total, steps, from, out, gif ? ", " : "", gif ? gif : "");
     if (isfinite(es)) printf("mean energy: samples %.4f, their starting points %.4f\n", es, e0);
+    for (int r = 0; r < nat; r++) {
+        at_energy[r] = jm_mean_energy(&rt, snaps + r * total * per, total, per);
+        if (isfinite(at_energy[r])) printf("  after %7" PRId64 " step%s: mean energy %.4f\n", at[r], at[r] == 1 ? " " : "s", at_energy[r]);
+    }
+    if (plot && jm_sample_plot(plot, at, at_energy, nat, from, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto free_all; }
+    if (json) {
+        FILE *jf = fopen(json, "w");
+        if (!jf) { fprintf(stderr, "%s: cannot write %s\n", who, json); goto free_all; }
+        fprintf(jf, "{\"samples\": %" PRId64 ", \"steps\": %" PRId64 ", \"from\": \"%s\", \"class\": ", total, steps, from);
+        if (cls) fprintf(jf, "\"%s\"", cls);
+        else fprintf(jf, "null");
+        fprintf(jf, ", \"grid\": \"%s\", \"energy\": ", out);
+        jm_sample_json_num(jf, es);
+        fprintf(jf, ", \"energy_start\": ");
+        jm_sample_json_num(jf, e0);
+        fprintf(jf, ", \"at\": [");
+        for (int r = 0; r < nat; r++) {
+            fprintf(jf, "%s{\"steps\": %" PRId64 ", \"energy\": ", r ? ", " : "", at[r]);
+            jm_sample_json_num(jf, at_energy[r]);
+            fprintf(jf, "}");
+        }
+        fprintf(jf, "]}\n");
+        if (fclose(jf) != 0) { fprintf(stderr, "%s: cannot write %s\n", who, json); goto free_all; }
+    }
     rc = 0;
 free_all:
-    free(x); free(x0); free(ys); free(frames); free(bx); free(by);
+    free(x); free(x0); free(ys); free(frames); free(snaps); free(bx); free(by);
     jm_session_free_outputs(pr, outs);
 close:
     jm_rt_close(&rt);
     return rc;
-}
-
-static const char *jm_eval_usage =
-    "usage: EXE eval accuracy|calibration|ood --data DIR|FILE [--ckpt CKPT] [options]\n\n"
-    "  accuracy      test accuracy, mean cross-entropy and mean energy of the graph's `evaluate`\n"
-    "  calibration   expected calibration error over --bins equal-width confidence bins and a\n"
-    "                reliability diagram (REPORT/reliability.png, REPORT/calibration.json)\n"
-    "  ood           AUROC of the data (in-distribution) against each --ood-data set (and uniform\n"
-    "                noise with --ood-noise) for log p(x) = -E(x), max p(y|x) and -|d/dx log p(x)|,\n"
-    "                with a histogram per score (REPORT/ood.json, REPORT/ood_*.png)\n"
-    "  robust        accuracy under PGD attacks (--norm linf|l2, each --eps, --pgd-steps, --step-size;\n"
-    "                eps and step in [0, 1] pixel units, so MNIST's usual L-inf 0.3 is --eps 0.3),\n"
-    "                optionally after --purify K SGLD steps (REPORT/robust.json)\n"
-    "A directory given as data means its test split.";
-
-int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
-    char who[256];
-    snprintf(who, sizeof who, "%s eval", exe);
-    const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL, *report = "report";
-    int64_t threads = 0, bins = 20;
-    int noise = 0;
-    jm_arg_list sets, oods, epss;
-    memset(&sets, 0, sizeof sets);
-    memset(&oods, 0, sizeof oods);
-    memset(&epss, 0, sizeof epss);
-    const char *norm = "linf";
-    int64_t pgd_steps = 20, purify = 0;
-    double step_size = 0;
-    const jm_arg args[] = {
-        { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
-        { "--data", JM_ARG_STR, &data, "DIR|FILE", "data set (a directory: its test split)", 0, 0 },
-        { "--labels", JM_ARG_STR, &labels, "FILE", "IDX labels file", 0, 0 },
-        { "--json", JM_ARG_STR, &json, "FILE", "accuracy: also write the figures as JSON", 0, 0 },
-        { "--report", JM_ARG_STR, &report, "DIR", "calibration, ood: the report folder (default report/)", 0, 0 },
-        { "--bins", JM_ARG_INT, &bins, "N", "calibration: confidence bins (default 20, as JEM++)", 1, 1000 },
-        { "--ood-data", JM_ARG_LIST, &oods, "DIR|FILE", "ood: an out-of-distribution set (repeatable)", 0, 0 },
-        { "--ood-noise", JM_ARG_FLAG, &noise, NULL, "ood: also uniform noise shaped like the data", 0, 0 },
-        { "--norm", JM_ARG_STR, &norm, "linf|l2", "robust: the attack's norm (default linf)", 0, 0 },
-        { "--eps", JM_ARG_LIST, &epss, "E", "robust: attack radius in [0, 1] pixel units (repeatable; default 0.1 and 0.3)", 0, 0 },
-        { "--pgd-steps", JM_ARG_INT, &pgd_steps, "K", "robust: PGD steps (default 20)", 0, 1e6 },
-        { "--step-size", JM_ARG_NUM, &step_size, "A", "robust: PGD step in pixel units (default eps / 4)", 0, 1e3 },
-        { "--purify", JM_ARG_INT, &purify, "K", "robust: K SGLD steps on the attacked inputs before classifying (JEM)", 0, 1e6 },
-        { "--set", JM_ARG_LIST, &sets, "NAME=V", "change a run-time setting", 0, 0 },
-        { "--threads", JM_ARG_INT, &threads, "N", "threads", 0, 4096 },
-    };
-    const char *pos[1];
-    int npos, prc = jm_args_parse(who, argc, argv, 2, args, (int)(sizeof args / sizeof args[0]), pos, 1, &npos, jm_eval_usage);
-    if (prc != 0) return prc > 0 ? 0 : 2;
-    const char *what = npos == 1 ? pos[0] : "";
-    if (strcmp(what, "accuracy") != 0 && strcmp(what, "calibration") != 0 && strcmp(what, "ood") != 0 && strcmp(what, "robust") != 0) {
-        fprintf(stderr, "%s: which evaluation? accuracy, calibration, ood or robust (see %s eval --help)\n", who, exe);
-        return 2;
-    }
-    if (!data) { fprintf(stderr, "%s: --data is required\n", who); return 2; }
-    if (strcmp(what, "ood") == 0 && !oods.n && !noise) { fprintf(stderr, "%s: ood needs --ood-data FILE or --ood-noise\n", who); return 2; }
-    int l2 = strcmp(norm, "l2") == 0;
-    if (!l2 && strcmp(norm, "linf") != 0) { fprintf(stderr, "%s: --norm takes linf or l2, got '%s'\n", who, norm); return 2; }
-    double eps[32];
-    int neps = 0;
-    for (int i = 0; i < epss.n; i++) {
-        char *end;
-        eps[neps] = strtod(epss.v[i], &end);
-        if (!*epss.v[i] || *end || !(eps[neps] >= 0) || eps[neps] > 100) { fprintf(stderr, "%s: --eps takes a number >= 0, got '%s'\n", who, epss.v[i]); return 2; }
-        neps++;
-    }
-    if (!neps) { eps[0] = 0.1; eps[1] = 0.3; neps = 2; }
-    if (oods.n > 7) { fprintf(stderr, "%s: at most 7 --ood-data sets\n", who); return 2; }
-    jm_dataset ds, ood[8];
-    memset(&ds, 0, sizeof ds);
-    memset(ood, 0, sizeof ood);
-    int nood = 0;
-    if (jm_session_data(data, labels, "test", &ds, who) != 0) return 1;
-    jm_rt rt;
-    if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) { jm_data_free(&ds); return 1; }
-    double acc, loss, energy;
-    int rc = 1;
-    if (strcmp(what, "calibration") == 0) {
-        rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, report, who) == 0 ? 0 : 1;
-    } else if (strcmp(what, "ood") == 0) {
-        nood = jm_evalsuite_load_ood(oods.v, oods.n, noise, &ds, ood, who);
-        rc = nood > 0 && jm_evalsuite_ood(&rt, &ds, ood, nood, report, who) == 0 ? 0 : 1;
-    } else if (strcmp(what, "robust") == 0) {
-        rc = 0;
-        char path[1100];
-        snprintf(path, sizeof path, "%s/robust.json", report);
-        mkdir(report, 0777);
-        FILE *f = fopen(path, "w");
-        if (!f) { fprintf(stderr, "%s: cannot write %s\n", who, path); rc = 1; }
-        else fprintf(f, "{\"data\": \"%s\", \"norm\": \"%s\", \"steps\": %" PRId64 ", \"purify\": %" PRId64 ", \"accuracy\": {", ds.path, norm, pgd_steps, purify);
-        printf("%s: PGD %s, %" PRId64 " steps%s\n", ds.path, norm, pgd_steps, purify ? ", purified by SGLD" : "");
-        for (int e = 0; e < neps && rc == 0; e++) {
-            /* the data are in [-1, 1]: pixel units count twice */
-            double a = 2 * (step_size > 0 ? step_size : eps[e] / 4);
-            double r = jm_evalsuite_pgd(&rt, &ds, l2, 2 * eps[e], a, pgd_steps, purify, who);
-            if (isnan(r)) { rc = 1; break; }
-            printf("  eps %-8g accuracy %.4f\n", eps[e], r);
-            fprintf(f, "%s\"%g\": %.6f", e ? ", " : "", eps[e], r);
-        }
-        if (f) { fprintf(f, "}}\n"); fclose(f); }
-    } else if (jm_train_evaluate(&rt, &ds, &acc, &loss, &energy, who) == 0) {
-        printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds.path, ds.n, acc, loss, energy);
-        rc = 0;
-        if (json) {
-            FILE *f = fopen(json, "w");
-            if (!f) { fprintf(stderr, "%s: cannot write %s\n", who, json); rc = 1; }
-            else {
-                fprintf(f, "{\"data\": \"%s\", \"records\": %" PRId64 ", \"accuracy\": %.6f, \"loss\": %.6g, \"energy\": %.6g}\n", ds.path, ds.n, acc, loss, energy);
-                fclose(f);
-            }
-        }
-    }
-    jm_rt_close(&rt);
-    jm_data_free(&ds);
-    for (int i = 0; i < 8; i++) jm_data_free(&ood[i]);
-    return rc;
-}
-
-int jm_plot_main(int argc, char **argv, const char *exe) {
-    char who[256], err[1024];
-    snprintf(who, sizeof who, "%s plot", exe);
-    const char *metrics = "run/metrics.jsonl", *out = NULL;
-    const jm_arg args[] = {
-        { "--metrics", JM_ARG_STR, &metrics, "FILE", "JSON Lines metrics written by train (default run/metrics.jsonl)", 0, 0 },
-        { "--out", JM_ARG_STR, &out, "DIR", "where the PNGs go (default: the metrics file's directory)", 0, 0 },
-    };
-    const char *pos[1];
-    int npos, prc = jm_args_parse(who, argc, argv, 2, args, 2, pos, 0, &npos,
-                                  "usage: EXE plot [--metrics FILE] [--out DIR]\n\nLoss, energy, accuracy, learning-rate and gradient-norm curves (PNG, cairo).");
-    if (prc != 0) return prc > 0 ? 0 : 2;
-    char dir[1024];
-    if (!out) {
-        snprintf(dir, sizeof dir, "%s", metrics);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
-        out = dir;
-    }
-    char *written[JM_PLOT_MAX_WRITTEN] = { 0 };
-    int n = jm_plot_metrics(metrics, out, written, err, sizeof err);
-    if (n < 0) { fprintf(stderr, "%s: %s\n", who, err); return 1; }
-    for (int i = 0; i < n && i < JM_PLOT_MAX_WRITTEN; i++) { printf("%s\n", written[i]); free(written[i]); }
-    return 0;
 }

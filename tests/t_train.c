@@ -167,6 +167,19 @@ static void test_guard(void) {
     if (!strstr(out, "giving up")) tap_diag("%s", out);
 }
 
+/* the height of a PNG in dir (its IHDR), or -1 */
+static int png_height(const char *d, const char *name) {
+    char p[600];
+    unsigned char h[24];
+    snprintf(p, sizeof p, "%s/%s", d, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return -1;
+    size_t got = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (got != sizeof h || memcmp(h + 12, "IHDR", 4) != 0) return -1;
+    return (h[20] << 24) | (h[21] << 16) | (h[22] << 8) | h[23];
+}
+
 static void test_commands(void) {
     char ck[512];
     snprintf(ck, sizeof ck, "%s/straight/last.safetensors", dir);
@@ -183,6 +196,35 @@ static void test_commands(void) {
     ok(r != 0 && strstr(out, "classes 0..3"), "sample --class 9 on a 4-class model is refused");
     r = run("%s sample --ckpt %s --from buffer --steps 0 --out %s/b.png", exe, ck, dir);
     ok(r == 0, "sample from the checkpoint's replay buffer");
+    /* --at: the same chains snapshotted after 0, 2 and 5 steps. The 0-step row is
+       the starting noise and the last row the final samples, so their energies
+       must equal those of the starting points and of the samples exactly. */
+    r = run("%s sample --ckpt %s --n 3 --at 0,2,5 --out %s/at.png --json %s/at.json --plot %s/at_e.png", exe, ck, dir, dir, dir);
+    ok(r == 0 && strstr(out, "after       2 steps: mean energy"), "sample --at prints the mean energy after each step count (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    char js[2048] = "";
+    snprintf(p, sizeof p, "%s/at.json", dir);
+    FILE *jf = fopen(p, "r");
+    if (jf) { size_t got = fread(js, 1, sizeof js - 1, jf); js[got] = 0; fclose(jf); }
+    double e_end = NAN, e_start = NAN, e0 = NAN, e5 = NAN;
+    const char *k;
+    if ((k = strstr(js, "\"energy\": "))) e_end = atof(k + 10);
+    if ((k = strstr(js, "\"energy_start\": "))) e_start = atof(k + 16);
+    if ((k = strstr(js, "{\"steps\": 0, \"energy\": "))) e0 = atof(k + 23);
+    if ((k = strstr(js, "{\"steps\": 5, \"energy\": "))) e5 = atof(k + 23);
+    ok(strstr(js, "\"steps\": 5, \"from\": \"noise\"") && strstr(js, "{\"steps\": 2, ") && isfinite(e0) && e0 == e_start && e5 == e_end && e0 != e5,
+       "at.json: the 0-step row is the starting noise (E %g = %g), the 5-step row the samples (E %g = %g)", e0, e_start, e5, e_end);
+    if (!isfinite(e0)) tap_diag("%s", js);
+    snprintf(p, sizeof p, "%s/at_e.png", dir);
+    ok(stat(p, &st) == 0 && st.st_size > 1000, "--plot draws the energy along the chains");
+    r = run("%s sample --ckpt %s --n 3 --at 0,5 --out %s/at2.png", exe, ck, dir);
+    r |= run("%s sample --ckpt %s --n 3 --at 5 --out %s/at1.png", exe, ck, dir);
+    int h3 = png_height(dir, "at.png"), h2 = png_height(dir, "at2.png"), h1 = png_height(dir, "at1.png");
+    ok(r == 0 && h1 > 0 && h2 > h1 && h3 - h2 == h2 - h1, "a grid row per step count (1, 2, 3 rows: %d, %d, %d pixels)", h1, h2, h3);
+    r = run("%s sample --ckpt %s --at 5,2", exe, ck);
+    ok(r == 2 && strstr(out, "increasing step counts"), "--at must increase");
+    r = run("%s sample --ckpt %s --at 2,5 --steps 20", exe, ck);
+    ok(r == 2 && strstr(out, "leave out --steps"), "--at and a different --steps disagree: refused");
     r = run("%s eval accuracy --ckpt %s --data %s/train-images-idx3-ubyte --json %s/acc.json", exe, ck, dir, dir);
     ok(r == 0 && strstr(out, "accuracy"), "eval accuracy (exit %d)", r);
     r = run("%s eval calibration --ckpt %s --data %s/train-images-idx3-ubyte --bins 10 --report %s/rep", exe, ck, dir, dir);

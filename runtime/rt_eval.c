@@ -1,0 +1,156 @@
+/* rt_eval.c — `EXE eval accuracy|calibration|ood|robust` (the metrics are in
+ * rt_evalsuite.c and metrics.c) and `EXE plot` (see rt_sample.h). */
+#include "rt_sample.h"
+#include "data.h"
+#include "plot.h"
+#include "rt_args.h"
+#include "rt_session.h"
+#include "rt_train.h"
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *jm_eval_usage =
+    "usage: EXE eval accuracy|calibration|ood --data DIR|FILE [--ckpt CKPT] [options]\n\n"
+    "  accuracy      test accuracy, mean cross-entropy and mean energy of the graph's `evaluate`\n"
+    "  calibration   expected calibration error over --bins equal-width confidence bins and a\n"
+    "                reliability diagram (REPORT/reliability.png, REPORT/calibration.json)\n"
+    "  ood           AUROC of the data (in-distribution) against each --ood-data set (and uniform\n"
+    "                noise with --ood-noise) for log p(x) = -E(x), max p(y|x) and -|d/dx log p(x)|,\n"
+    "                with a histogram per score (REPORT/ood.json, REPORT/ood_*.png)\n"
+    "  robust        accuracy under PGD attacks (--norm linf|l2, each --eps, --pgd-steps, --step-size;\n"
+    "                eps and step in [0, 1] pixel units, so MNIST's usual L-inf 0.3 is --eps 0.3),\n"
+    "                optionally after --purify K SGLD steps (REPORT/robust.json)\n"
+    "A directory given as data means its test split.";
+
+int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
+    char who[256];
+    snprintf(who, sizeof who, "%s eval", exe);
+    const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL, *report = "report";
+    int64_t threads = 0, bins = 20;
+    int noise = 0;
+    jm_arg_list sets, oods, epss;
+    memset(&sets, 0, sizeof sets);
+    memset(&oods, 0, sizeof oods);
+    memset(&epss, 0, sizeof epss);
+    const char *norm = "linf";
+    int64_t pgd_steps = 20, purify = 0;
+    double step_size = 0;
+    const jm_arg args[] = {
+        { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
+        { "--data", JM_ARG_STR, &data, "DIR|FILE", "data set (a directory: its test split)", 0, 0 },
+        { "--labels", JM_ARG_STR, &labels, "FILE", "IDX labels file", 0, 0 },
+        { "--json", JM_ARG_STR, &json, "FILE", "accuracy: also write the figures as JSON", 0, 0 },
+        { "--report", JM_ARG_STR, &report, "DIR", "calibration, ood: the report folder (default report/)", 0, 0 },
+        { "--bins", JM_ARG_INT, &bins, "N", "calibration: confidence bins (default 20, as JEM++)", 1, 1000 },
+        { "--ood-data", JM_ARG_LIST, &oods, "DIR|FILE", "ood: an out-of-distribution set (repeatable)", 0, 0 },
+        { "--ood-noise", JM_ARG_FLAG, &noise, NULL, "ood: also uniform noise shaped like the data", 0, 0 },
+        { "--norm", JM_ARG_STR, &norm, "linf|l2", "robust: the attack's norm (default linf)", 0, 0 },
+        { "--eps", JM_ARG_LIST, &epss, "E", "robust: attack radius in [0, 1] pixel units (repeatable; default 0.1 and 0.3)", 0, 0 },
+        { "--pgd-steps", JM_ARG_INT, &pgd_steps, "K", "robust: PGD steps (default 20)", 0, 1e6 },
+        { "--step-size", JM_ARG_NUM, &step_size, "A", "robust: PGD step in pixel units (default eps / 4)", 0, 1e3 },
+        { "--purify", JM_ARG_INT, &purify, "K", "robust: K SGLD steps on the attacked inputs before classifying (JEM)", 0, 1e6 },
+        { "--set", JM_ARG_LIST, &sets, "NAME=V", "change a run-time setting", 0, 0 },
+        { "--threads", JM_ARG_INT, &threads, "N", "threads", 0, 4096 },
+    };
+    const char *pos[1];
+    int npos, prc = jm_args_parse(who, argc, argv, 2, args, (int)(sizeof args / sizeof args[0]), pos, 1, &npos, jm_eval_usage);
+    if (prc != 0) return prc > 0 ? 0 : 2;
+    const char *what = npos == 1 ? pos[0] : "";
+    if (strcmp(what, "accuracy") != 0 && strcmp(what, "calibration") != 0 && strcmp(what, "ood") != 0 && strcmp(what, "robust") != 0) {
+        fprintf(stderr, "%s: which evaluation? accuracy, calibration, ood or robust (see %s eval --help)\n", who, exe);
+        return 2;
+    }
+    if (!data) { fprintf(stderr, "%s: --data is required\n", who); return 2; }
+    if (strcmp(what, "ood") == 0 && !oods.n && !noise) { fprintf(stderr, "%s: ood needs --ood-data FILE or --ood-noise\n", who); return 2; }
+    int l2 = strcmp(norm, "l2") == 0;
+    if (!l2 && strcmp(norm, "linf") != 0) { fprintf(stderr, "%s: --norm takes linf or l2, got '%s'\n", who, norm); return 2; }
+    double eps[32];
+    int neps = 0;
+    for (int i = 0; i < epss.n; i++) {
+        char *end;
+        eps[neps] = strtod(epss.v[i], &end);
+        if (!*epss.v[i] || *end || !(eps[neps] >= 0) || eps[neps] > 100) { fprintf(stderr, "%s: --eps takes a number >= 0, got '%s'\n", who, epss.v[i]); return 2; }
+        neps++;
+    }
+    if (!neps) { eps[0] = 0.1; eps[1] = 0.3; neps = 2; }
+    if (oods.n > 7) { fprintf(stderr, "%s: at most 7 --ood-data sets\n", who); return 2; }
+    jm_dataset ds, ood[8];
+    memset(&ds, 0, sizeof ds);
+    memset(ood, 0, sizeof ood);
+    int nood = 0;
+    if (jm_session_data(data, labels, "test", &ds, who) != 0) return 1;
+    jm_rt rt;
+    if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) { jm_data_free(&ds); return 1; }
+    double acc, loss, energy;
+    int rc = 1;
+    if (strcmp(what, "calibration") == 0) {
+        rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, report, who) == 0 ? 0 : 1;
+    } else if (strcmp(what, "ood") == 0) {
+        nood = jm_evalsuite_load_ood(oods.v, oods.n, noise, &ds, ood, who);
+        rc = nood > 0 && jm_evalsuite_ood(&rt, &ds, ood, nood, report, who) == 0 ? 0 : 1;
+    } else if (strcmp(what, "robust") == 0) {
+        rc = 0;
+        char path[1100];
+        snprintf(path, sizeof path, "%s/robust.json", report);
+        mkdir(report, 0777);
+        FILE *f = fopen(path, "w");
+        if (!f) { fprintf(stderr, "%s: cannot write %s\n", who, path); rc = 1; }
+        else fprintf(f, "{\"data\": \"%s\", \"norm\": \"%s\", \"steps\": %" PRId64 ", \"purify\": %" PRId64 ", \"accuracy\": {", ds.path, norm, pgd_steps, purify);
+        printf("%s: PGD %s, %" PRId64 " steps%s\n", ds.path, norm, pgd_steps, purify ? ", purified by SGLD" : "");
+        for (int e = 0; e < neps && rc == 0; e++) {
+            /* the data are in [-1, 1]: pixel units count twice */
+            double a = 2 * (step_size > 0 ? step_size : eps[e] / 4);
+            double r = jm_evalsuite_pgd(&rt, &ds, l2, 2 * eps[e], a, pgd_steps, purify, who);
+            if (isnan(r)) { rc = 1; break; }
+            printf("  eps %-8g accuracy %.4f\n", eps[e], r);
+            fprintf(f, "%s\"%g\": %.6f", e ? ", " : "", eps[e], r);
+        }
+        if (f) { fprintf(f, "}}\n"); fclose(f); }
+    } else if (jm_train_evaluate(&rt, &ds, &acc, &loss, &energy, who) == 0) {
+        printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds.path, ds.n, acc, loss, energy);
+        rc = 0;
+        if (json) {
+            FILE *f = fopen(json, "w");
+            if (!f) { fprintf(stderr, "%s: cannot write %s\n", who, json); rc = 1; }
+            else {
+                fprintf(f, "{\"data\": \"%s\", \"records\": %" PRId64 ", \"accuracy\": %.6f, \"loss\": %.6g, \"energy\": %.6g}\n", ds.path, ds.n, acc, loss, energy);
+                fclose(f);
+            }
+        }
+    }
+    jm_rt_close(&rt);
+    jm_data_free(&ds);
+    for (int i = 0; i < 8; i++) jm_data_free(&ood[i]);
+    return rc;
+}
+
+int jm_plot_main(int argc, char **argv, const char *exe) {
+    char who[256], err[1024];
+    snprintf(who, sizeof who, "%s plot", exe);
+    const char *metrics = "run/metrics.jsonl", *out = NULL;
+    const jm_arg args[] = {
+        { "--metrics", JM_ARG_STR, &metrics, "FILE", "JSON Lines metrics written by train (default run/metrics.jsonl)", 0, 0 },
+        { "--out", JM_ARG_STR, &out, "DIR", "where the PNGs go (default: the metrics file's directory)", 0, 0 },
+    };
+    const char *pos[1];
+    int npos, prc = jm_args_parse(who, argc, argv, 2, args, 2, pos, 0, &npos,
+                                  "usage: EXE plot [--metrics FILE] [--out DIR]\n\nLoss, energy, accuracy, learning-rate and gradient-norm curves (PNG, cairo).");
+    if (prc != 0) return prc > 0 ? 0 : 2;
+    char dir[1024];
+    if (!out) {
+        snprintf(dir, sizeof dir, "%s", metrics);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        out = dir;
+    }
+    char *written[JM_PLOT_MAX_WRITTEN] = { 0 };
+    int n = jm_plot_metrics(metrics, out, written, err, sizeof err);
+    if (n < 0) { fprintf(stderr, "%s: %s\n", who, err); return 1; }
+    for (int i = 0; i < n && i < JM_PLOT_MAX_WRITTEN; i++) { printf("%s\n", written[i]); free(written[i]); }
+    return 0;
+}

@@ -640,6 +640,45 @@ int jm_data_load(const char *path, const jm_data_opts *o, jm_dataset *ds, char *
     return 0;
 }
 
+int jm_data_conform(jm_dataset *ds, int c, int h, int w, char *err, size_t errlen) {
+    if (ds->c == c && ds->h == h && ds->w == w) return 0;
+    if (c < 1 || h < 1 || w < 1 || (ds->c != c && ds->c != 1 && c != 1)) {
+        snprintf(err, errlen, "%s: cannot turn %dx%dx%d records into %dx%dx%d (only 1 <-> C channels, any size)", ds->path, ds->c, ds->h, ds->w, c, h, w);
+        return -1;
+    }
+    int64_t per = (int64_t)c * h * w, old = (int64_t)ds->c * ds->h * ds->w;
+    float *x = malloc(sizeof(float) * (size_t)(ds->n * per + 1));
+    if (!x) { snprintf(err, errlen, "%s: out of memory", ds->path); return -1; }
+    /* (oy, ox): where the old image's top-left lands; negative when cropping */
+    int oy = (h - ds->h) / 2, ox = (w - ds->w) / 2;
+    for (int64_t i = 0; i < ds->n; i++) {
+        const float *src = ds->x + i * old;
+        float *dst = x + i * per;
+        for (int ch = 0; ch < c; ch++)
+            for (int r = 0; r < h; r++)
+                for (int q = 0; q < w; q++) {
+                    int sr = r - oy, sq = q - ox;
+                    float v = ds->pad_value;
+                    if (sr >= 0 && sr < ds->h && sq >= 0 && sq < ds->w) {
+                        if (ds->c == c) v = src[((int64_t)ch * ds->h + sr) * ds->w + sq];
+                        else if (ds->c == 1) v = src[(int64_t)sr * ds->w + sq];
+                        else {
+                            double m = 0;
+                            for (int k = 0; k < ds->c; k++) m += src[((int64_t)k * ds->h + sr) * ds->w + sq];
+                            v = (float)(m / ds->c);
+                        }
+                    }
+                    dst[((int64_t)ch * h + r) * w + q] = v;
+                }
+    }
+    free(ds->x);
+    ds->x = x;
+    ds->c = c;
+    ds->h = h;
+    ds->w = w;
+    return 0;
+}
+
 void jm_data_free(jm_dataset *ds) {
     if (!ds) return;
     free(ds->x);

@@ -77,6 +77,14 @@ int jm_data_resolve(const char *path, const char *split, char *out, size_t outle
 int  jm_data_load(const char *path, const jm_data_opts *o, jm_dataset *ds, char *err, size_t errlen);
 void jm_data_free(jm_dataset *ds);
 
+/* Reshapes images in place to c x h x w, for scoring a data set with a model made for
+   another shape (say Fashion-MNIST as an out-of-distribution set for CIFAR-10): each
+   image is centred, padded with ds->pad_value where it is smaller and cropped where it
+   is larger; one channel is repeated into c, and c channels become one by their mean.
+   Any other channel change is refused. 0 ok (also when nothing changes); -1 with err
+   (the dataset untouched). */
+int jm_data_conform(jm_dataset *ds, int c, int h, int w, char *err, size_t errlen);
+
 /* Permutation of [0, n) for (seed, epoch): Fisher-Yates driven by Philox, the same on
    every machine. */
 void jm_data_shuffle(int64_t n, uint64_t seed, uint64_t epoch, int64_t *perm);

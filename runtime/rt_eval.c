@@ -24,6 +24,9 @@ static const char *jm_eval_usage =
     "  robust        accuracy under PGD attacks (--norm linf|l2, each --eps, --pgd-steps, --step-size;\n"
     "                eps and step in [0, 1] pixel units, so MNIST's usual L-inf 0.3 is --eps 0.3),\n"
     "                optionally after --purify K SGLD steps (REPORT/robust.json)\n"
+    "  fid, is       not computed: they need Inception-v3's weights, which jemc does not ship\n"
+    "An --ood-data set of another image shape is centred, padded or cropped, and its channels\n"
+    "repeated or averaged, to the data's shape (MNIST as an OOD set for CIFAR-10).\n"
     "A directory given as data means its test split.";
 
 int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
@@ -60,6 +63,13 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     int npos, prc = jm_args_parse(who, argc, argv, 2, args, (int)(sizeof args / sizeof args[0]), pos, 1, &npos, jm_eval_usage);
     if (prc != 0) return prc > 0 ? 0 : 2;
     const char *what = npos == 1 ? pos[0] : "";
+    if (!strcmp(what, "fid") || !strcmp(what, "is") || !strcmp(what, "inception")) {
+        /* IS and FID are defined by one network's features (Inception-v3 as in TTUR /
+           pytorch-fid); any other network gives numbers nobody can compare with. */
+        fprintf(stderr, "%s: %s: the Inception Score and FID need Inception-v3's weights, which jemc does not ship or download; "
+                        "they are not computed (the sample grids and their energies are: `sample --at`)\n", who, what);
+        return 2;
+    }
     if (strcmp(what, "accuracy") != 0 && strcmp(what, "calibration") != 0 && strcmp(what, "ood") != 0 && strcmp(what, "robust") != 0) {
         fprintf(stderr, "%s: which evaluation? accuracy, calibration, ood or robust (see %s eval --help)\n", who, exe);
         return 2;

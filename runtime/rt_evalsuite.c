@@ -197,7 +197,21 @@ int jm_evalsuite_load_ood(const char *const *paths, int n, int noise, const void
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (jm_session_data(paths[i], NULL, "test", &out[k], who) != 0) return -1;
+        jm_dataset *o = &out[k];
         k++;
+        /* no score reads an OOD set's labels, but `evaluate` takes y: CIFAR-100's 100
+           classes must not trip a 10-class model's range check */
+        for (int64_t r = 0; r < o->n; r++) o->y[r] = 0;
+        /* a set of another shape is fitted to the model's input (MNIST digits as an OOD
+           set for a CIFAR-10 model: padded to 32x32, the channel repeated) */
+        if (o->c != like->c || o->h != like->h || o->w != like->w) {
+            char err[1024];
+            int c0 = o->c, h0 = o->h, w0 = o->w;
+            if (jm_data_conform(o, like->c, like->h, like->w, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+            fprintf(stderr, "%s: note: %s has %dx%dx%d images; made %dx%dx%d like the data (centred, %s%s)\n", who, o->path, c0, h0, w0,
+                    o->c, o->h, o->w, h0 <= o->h && w0 <= o->w ? "padded" : "cropped",
+                    c0 == o->c ? "" : c0 == 1 ? ", the channel repeated" : ", the channels averaged");
+        }
     }
     if (noise) {
         if (jm_noise_like(like, like->n, &out[k]) != 0) { fprintf(stderr, "%s: out of memory\n", who); return -1; }

@@ -628,6 +628,38 @@ static void test_real(void) {
     }
 }
 
+/* jm_data_conform: 1x2x2 -> 3x4x4 pads and repeats; 3x4x4 -> 1x2x2 crops the centre
+   and averages the channels; 2 -> 3 channels is refused with the file named. */
+static void test_conform(void) {
+    float px[4] = { 1, 2, 3, 4 };
+    jm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.n = 1; ds.c = 1; ds.h = 2; ds.w = 2; ds.pad_value = -1;
+    ds.x = malloc(sizeof px);
+    memcpy(ds.x, px, sizeof px);
+    snprintf(ds.path, sizeof ds.path, "gray.bin");
+    char err[256];
+    int r = jm_data_conform(&ds, 3, 4, 4, err, sizeof err);
+    ok(r == 0 && ds.c == 3 && ds.h == 4 && ds.w == 4, "1x2x2 -> 3x4x4");
+    int good = r == 0;
+    for (int ch = 0; good && ch < 3; ch++)
+        for (int i = 0; i < 16; i++) {
+            int row = i / 4, col = i % 4;
+            float want = row >= 1 && row <= 2 && col >= 1 && col <= 2 ? px[(row - 1) * 2 + col - 1] : -1;
+            if (ds.x[ch * 16 + i] != want) good = 0;
+        }
+    ok(good, "centred, padded with the pad value, the channel repeated");
+    /* make the channels differ, then back to one channel of 2x2 */
+    for (int i = 0; good && i < 16; i++) { ds.x[16 + i] += 3; ds.x[32 + i] += 6; }
+    r = jm_data_conform(&ds, 1, 2, 2, err, sizeof err);
+    ok(r == 0 && ds.c == 1 && ds.h == 2 && ds.w == 2 && ds.x[0] == 4 && ds.x[1] == 5 && ds.x[2] == 6 && ds.x[3] == 7,
+       "3x4x4 -> 1x2x2: the centre crop, channels averaged (%g %g %g %g)", ds.x[0], ds.x[1], ds.x[2], ds.x[3]);
+    ds.c = 2; ds.h = 1; ds.w = 2;
+    r = jm_data_conform(&ds, 3, 1, 2, err, sizeof err);
+    ok(r == -1 && strstr(err, "gray.bin") && strstr(err, "2x1x2"), "2 -> 3 channels is refused, naming the file: %s", err);
+    jm_data_free(&ds);
+}
+
 int main(void) {
     strcpy(g_dir, "/tmp/jm_data_XXXXXX");
     if (!mkdtemp(g_dir)) skip_all("mkdtemp failed");
@@ -640,6 +672,7 @@ int main(void) {
     test_augment();
     test_resolve();
     test_real();
+    test_conform();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) tap_diag("could not remove %s", g_dir);

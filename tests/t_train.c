@@ -242,6 +242,16 @@ static void test_commands(void) {
     snprintf(p, sizeof p, "%s/rep/ood.json", dir);
     snprintf(q, sizeof q, "%s/rep/ood_logpx.png", dir);
     ok(stat(q, &st) == 0 && stat(p, &st) == 0, "and writes ood.json and the score histograms");
+    /* an OOD set of another shape: 6 CIFAR-10 records (3x32x32) scored by the 1x8x8 model */
+    snprintf(p, sizeof p, "%s/other.bin", dir);
+    FILE *cf = fopen(p, "wb");
+    for (int i = 0; i < 6 * 3073; i++) fputc(i % 3073 == 0 ? i / 3073 : (i * 31) % 251, cf);
+    fclose(cf);
+    r = run("%s eval ood --ckpt %s --data %s/train-images-idx3-ubyte --ood-data %s --report %s/rep", exe, ck, dir, p, dir);
+    ok(r == 0 && strstr(out, "made 1x8x8 like the data") && strstr(out, "AUROC"), "eval ood fits a 3x32x32 set to the 1x8x8 model, with a note (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    r = run("%s eval fid --ckpt %s --data %s/train-images-idx3-ubyte", exe, ck, dir);
+    ok(r == 2 && strstr(out, "Inception-v3"), "eval fid says why it is not computed");
     r = run("%s eval ood --ckpt %s --data %s/train-images-idx3-ubyte", exe, ck, dir);
     ok(r == 2 && strstr(out, "--ood-data"), "eval ood without a set is a usage error");
     r = run("%s eval robustness --data %s/train-images-idx3-ubyte", exe, dir);

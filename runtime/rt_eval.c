@@ -33,7 +33,7 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     char who[256];
     snprintf(who, sizeof who, "%s eval", exe);
     const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL, *report = "report";
-    int64_t threads = 0, bins = 20;
+    int64_t threads = 0, bins = 20, limit = 0;
     int noise = 0;
     jm_arg_list sets, oods, epss;
     memset(&sets, 0, sizeof sets);
@@ -46,6 +46,7 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
         { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
         { "--data", JM_ARG_STR, &data, "DIR|FILE", "data set (a directory: its test split)", 0, 0 },
         { "--labels", JM_ARG_STR, &labels, "FILE", "IDX labels file", 0, 0 },
+        { "--limit", JM_ARG_INT, &limit, "N", "use the first N records of each data set only", 1, 9e18 },
         { "--json", JM_ARG_STR, &json, "FILE", "accuracy: also write the figures as JSON", 0, 0 },
         { "--report", JM_ARG_STR, &report, "DIR", "calibration, ood: the report folder (default report/)", 0, 0 },
         { "--bins", JM_ARG_INT, &bins, "N", "calibration: confidence bins (default 20, as JEM++)", 1, 1000 },
@@ -93,6 +94,7 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     memset(ood, 0, sizeof ood);
     int nood = 0;
     if (jm_session_data(data, labels, "test", &ds, who) != 0) return 1;
+    if (limit > 0 && ds.n > limit) ds.n = limit;
     jm_rt rt;
     if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) { jm_data_free(&ds); return 1; }
     double acc, loss, energy;
@@ -101,6 +103,7 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
         rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, report, who) == 0 ? 0 : 1;
     } else if (strcmp(what, "ood") == 0) {
         nood = jm_evalsuite_load_ood(oods.v, oods.n, noise, &ds, ood, who);
+        for (int i = 0; i < nood; i++) if (limit > 0 && ood[i].n > limit) ood[i].n = limit;
         rc = nood > 0 && jm_evalsuite_ood(&rt, &ds, ood, nood, report, who) == 0 ? 0 : 1;
     } else if (strcmp(what, "robust") == 0) {
         rc = 0;
@@ -109,8 +112,8 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
         mkdir(report, 0777);
         FILE *f = fopen(path, "w");
         if (!f) { fprintf(stderr, "%s: cannot write %s\n", who, path); rc = 1; }
-        else fprintf(f, "{\"data\": \"%s\", \"norm\": \"%s\", \"steps\": %" PRId64 ", \"purify\": %" PRId64 ", \"accuracy\": {", ds.path, norm, pgd_steps, purify);
-        printf("%s: PGD %s, %" PRId64 " steps%s\n", ds.path, norm, pgd_steps, purify ? ", purified by SGLD" : "");
+        else fprintf(f, "{\"data\": \"%s\", \"records\": %" PRId64 ", \"norm\": \"%s\", \"steps\": %" PRId64 ", \"purify\": %" PRId64 ", \"accuracy\": {", ds.path, ds.n, norm, pgd_steps, purify);
+        printf("%s (%" PRId64 " records): PGD %s, %" PRId64 " steps%s\n", ds.path, ds.n, norm, pgd_steps, purify ? ", purified by SGLD" : "");
         for (int e = 0; e < neps && rc == 0; e++) {
             /* the data are in [-1, 1]: pixel units count twice */
             double a = 2 * (step_size > 0 ? step_size : eps[e] / 4);

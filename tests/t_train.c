@@ -227,6 +227,8 @@ static void test_commands(void) {
     ok(r == 2 && strstr(out, "leave out --steps"), "--at and a different --steps disagree: refused");
     r = run("%s eval accuracy --ckpt %s --data %s/train-images-idx3-ubyte --json %s/acc.json", exe, ck, dir, dir);
     ok(r == 0 && strstr(out, "accuracy"), "eval accuracy (exit %d)", r);
+    r = run("%s eval accuracy --ckpt %s --data %s/train-images-idx3-ubyte --limit 10", exe, ck, dir);
+    ok(r == 0 && strstr(out, ": 10 records: accuracy"), "eval --limit 10 scores the first 10 records");
     r = run("%s eval calibration --ckpt %s --data %s/train-images-idx3-ubyte --bins 10 --report %s/rep", exe, ck, dir, dir);
     ok(r == 0 && strstr(out, "expected calibration error"), "eval calibration prints the ECE (exit %d)", r);
     if (r) tap_diag("%s", out);

@@ -164,12 +164,15 @@ int jm_evalsuite_ood(jm_rt *rt, const void *inv, const void *oodv, int nood, con
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "%s: cannot write %s: %s\n", who, path, strerror(errno)); goto done; }
     fprintf(f, "{\"in_distribution\": \"%s\", \"records\": %" PRId64 ", \"auroc\": {", in->path, in->n);
-    printf("AUROC of %s (%" PRId64 " records) against:\n  %-32s %10s %10s %16s\n", in->path, in->n, "out-of-distribution set", names[0], names[1], names[2]);
+    /* the name column is as wide as the longest path, so the figures line up */
+    int wid = 23;
+    for (int o = 0; o < nood && o < 8; o++) if ((int)strlen(ood[o].path) > wid) wid = (int)strlen(ood[o].path);
+    printf("AUROC of %s (%" PRId64 " records) against:\n  %-*s %10s %10s %16s\n", in->path, in->n, wid, "out-of-distribution set", names[0], names[1], names[2]);
     for (int o = 0; o < nood && o < 8; o++) {
         if (jm_ood_scores(rt, &ood[o], so[o], who) != 0) { fclose(f); goto done; }
         double au[3];
         for (int k = 0; k < 3; k++) au[k] = jm_metric_auroc(si[k], in->n, so[o][k], ood[o].n);
-        printf("  %-32s %10.4f %10.4f %16.4f\n", ood[o].path, au[0], au[1], au[2]);
+        printf("  %-*s %10.4f %10.4f %16.4f\n", wid, ood[o].path, au[0], au[1], au[2]);
         fprintf(f, "%s\"%s\": {\"logpx\": %.6f, \"py\": %.6f, \"pxgrad\": %.6f}", o ? ", " : "", ood[o].path, au[0], au[1], au[2]);
     }
     fprintf(f, "}}\n");

@@ -64,6 +64,30 @@ static double jm_mean_energy(jm_rt *rt, const float *x, int64_t n, int64_t per) 
     return cnt ? s / (double)cnt : NAN;
 }
 
+/* Row captions for --class all: "c name" from the lines of `path` (blank lines
+   skipped), else "class c". -1 after printing why (unreadable file, too few names). */
+static int jm_sample_class_names(const char *path, char **labels, int classes, const char *who) {
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (path && !f) { fprintf(stderr, "%s: cannot read --class-names %s\n", who, path); return -1; }
+    char line[256];
+    int c = 0;
+    while (f && c < classes && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0]) continue;
+        labels[c] = malloc(300);
+        snprintf(labels[c], 300, "%d %s", c, line);
+        c++;
+    }
+    if (f) fclose(f);
+    if (path && c < classes) {
+        fprintf(stderr, "%s: %s names %d classes; the model has %d\n", who, path, c, classes);
+        for (int k = 0; k < c; k++) free(labels[k]);
+        return -1;
+    }
+    for (; c < classes; c++) { labels[c] = malloc(24); snprintf(labels[c], 24, "class %d", c); }
+    return 0;
+}
+
 /* JSON has no NaN: a graph without an `energy` program gives null */
 static void jm_sample_json_num(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.6g", v);
@@ -84,7 +108,7 @@ static int jm_sample_plot(const char *png, const int64_t *at, const double *e, i
 int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256], err[1024];
     snprintf(who, sizeof who, "%s sample", exe);
-    const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL, *at_s = NULL, *json = NULL, *plot = NULL;
+    const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL, *at_s = NULL, *json = NULL, *plot = NULL, *names = NULL;
     int64_t n = -1, steps = -1, seed = 0, threads = 0, gif_every = 5, nrow = 8, scale = 2;
     jm_arg_list sets;
     memset(&sets, 0, sizeof sets);
@@ -95,6 +119,7 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         { "--steps", JM_ARG_INT, &steps, "K", "SGLD steps (default: the graph's sgld_steps)", 0, 1e7 },
         { "--class", JM_ARG_STR, &cls, "C|all", "class-conditional samples of class C, or a row per class", 0, 0 },
         { "--from", JM_ARG_STR, &from, "noise|buffer", "start from uniform noise (default) or the replay buffer", 0, 0 },
+        { "--class-names", JM_ARG_STR, &names, "FILE", "with --class all: row captions, a class name per line (CIFAR's batches.meta.txt)", 0, 0 },
         { "--at", JM_ARG_STR, &at_s, "K1,K2,...", "a grid row of the same chains after each of these step counts", 0, 0 },
         { "--json", JM_ARG_STR, &json, "FILE", "a JSON summary: steps, mean energies (per --at row)", 0, 0 },
         { "--plot", JM_ARG_STR, &plot, "FILE.png", "with --at: mean energy along the chains", 0, 0 },
@@ -147,6 +172,10 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         if (c_only >= classes) { fprintf(stderr, "%s: --class %" PRId64 ": the model has classes 0..%d\n", who, c_only, classes - 1); goto close; }
     }
     int64_t total = all ? n * classes : n;
+    /* the row captions of --class all, read before any chain runs */
+    char **labels = all ? calloc((size_t)classes, sizeof(char *)) : NULL;
+    if (all && (!labels || jm_sample_class_names(names, labels, classes, who) != 0)) { free(labels); goto close; }
+    if (names && !all) fprintf(stderr, "%s: note: --class-names only captions the rows of --class all\n", who);
     int rows_lab = all ? classes : 0;
     /* starting points */
     float *x = malloc(sizeof(float) * (size_t)(total * per)), *x0 = malloc(sizeof(float) * (size_t)(total * per));
@@ -210,21 +239,16 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     }
     int cols = all || nat ? (int)n : (int)nrow;
     if (nat) {
-        char **labels = calloc((size_t)nat, sizeof(char *));
+        char steps_cap[64][40];
+        const char *caps[64];
         for (int r = 0; r < nat; r++) {
-            labels[r] = malloc(40);
-            snprintf(labels[r], 40, "%" PRId64 " step%s", at[r], at[r] == 1 ? "" : "s");
+            snprintf(steps_cap[r], sizeof steps_cap[r], "%" PRId64 " step%s", at[r], at[r] == 1 ? "" : "s");
+            caps[r] = steps_cap[r];
         }
-        int rr = jm_image_grid_png_labeled(out, snaps, (int)(nat * total), (int)C, (int)H, (int)W, cols, -1, 1, (int)scale, (const char *const *)labels, nat, err, sizeof err);
-        for (int r = 0; r < nat; r++) free(labels[r]);
-        free(labels);
+        int rr = jm_image_grid_png_labeled(out, snaps, (int)(nat * total), (int)C, (int)H, (int)W, cols, -1, 1, (int)scale, caps, nat, err, sizeof err);
         if (rr != 0) { fprintf(stderr, "%s: %s\n", who, err); goto free_all; }
     } else if (all) {
-        char **labels = calloc((size_t)classes, sizeof(char *));
-        for (int c = 0; c < classes; c++) { labels[c] = malloc(24); snprintf(labels[c], 24, "class %d", c); }
         int r = jm_image_grid_png_labeled(out, x, (int)total, (int)C, (int)H, (int)W, cols, -1, 1, (int)scale, (const char *const *)labels, rows_lab, err, sizeof err);
-        for (int c = 0; c < classes; c++) free(labels[c]);
-        free(labels);
         if (r != 0) { fprintf(stderr, "%s: %s\n", who, err); goto free_all; }
     } else if (jm_image_grid_png(out, x, (int)total, (int)C, (int)H, (int)W, cols, -1, 1, (int)scale, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", who, err);
@@ -264,6 +288,8 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     }
     rc = 0;
 free_all:
+    for (int c = 0; labels && c < classes; c++) free(labels[c]);
+    free(labels);
     free(x); free(x0); free(ys); free(frames); free(snaps); free(bx); free(by);
     jm_session_free_outputs(pr, outs);
 close:

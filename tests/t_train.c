@@ -167,8 +167,8 @@ static void test_guard(void) {
     if (!strstr(out, "giving up")) tap_diag("%s", out);
 }
 
-/* the height of a PNG in dir (its IHDR), or -1 */
-static int png_height(const char *d, const char *name) {
+/* the width (field 0) or height (field 1) of a PNG in dir (its IHDR), or -1 */
+static int png_dim(const char *d, const char *name, int field) {
     char p[600];
     unsigned char h[24];
     snprintf(p, sizeof p, "%s/%s", d, name);
@@ -177,8 +177,11 @@ static int png_height(const char *d, const char *name) {
     size_t got = fread(h, 1, sizeof h, f);
     fclose(f);
     if (got != sizeof h || memcmp(h + 12, "IHDR", 4) != 0) return -1;
-    return (h[20] << 24) | (h[21] << 16) | (h[22] << 8) | h[23];
+    const unsigned char *v = h + 16 + 4 * field;
+    return (v[0] << 24) | (v[1] << 16) | (v[2] << 8) | v[3];
 }
+static int png_height(const char *d, const char *name) { return png_dim(d, name, 1); }
+static int png_width(const char *d, const char *name) { return png_dim(d, name, 0); }
 
 static void test_commands(void) {
     char ck[512];
@@ -192,6 +195,19 @@ static void test_commands(void) {
     ok(stat(p, &st) == 0 && st.st_size > 100, "the GIF exists");
     r = run("%s sample --ckpt %s --class all --n 2 --steps 2 --out %s/c.png", exe, ck, dir);
     ok(r == 0, "sample --class all (a row per class)");
+    /* --class-names: the captions widen the grid; too few names are refused before any chain runs */
+    snprintf(p, sizeof p, "%s/names.txt", dir);
+    FILE *nf = fopen(p, "w");
+    fprintf(nf, "north-west quadrant\nnorth-east quadrant\n\nsouth-west quadrant\nsouth-east quadrant\n");
+    fclose(nf);
+    r = run("%s sample --ckpt %s --class all --n 2 --steps 2 --class-names %s --out %s/cn.png", exe, ck, p, dir);
+    int wn = png_width(dir, "cn.png"), wc = png_width(dir, "c.png");
+    ok(r == 0 && wn > wc && wc > 0, "--class-names captions the rows (grid %d pixels wide, %d with 'class c')", wn, wc);
+    nf = fopen(p, "w");
+    fprintf(nf, "one\ntwo\n");
+    fclose(nf);
+    r = run("%s sample --ckpt %s --class all --class-names %s --out %s/cn.png", exe, ck, p, dir);
+    ok(r == 1 && strstr(out, "names 2 classes; the model has 4"), "--class-names with too few names is refused");
     r = run("%s sample --ckpt %s --class 9 --out %s/c.png", exe, ck, dir);
     ok(r != 0 && strstr(out, "classes 0..3"), "sample --class 9 on a 4-class model is refused");
     r = run("%s sample --ckpt %s --from buffer --steps 0 --out %s/b.png", exe, ck, dir);

@@ -88,6 +88,7 @@ if [ "$STAGE" = all ] || [ "$STAGE" = samples ]; then
         --json "$OUT/samples_fresh.json" --plot "$OUT/samples_fresh_energy.png"
     "$EXE" sample --ckpt "$CK" --from buffer --n 8 --at 0,20,100,200 --out "$OUT/samples_longrun.png" \
         --json "$OUT/samples_longrun.json"
-    "$EXE" sample --ckpt "$CK" --class all --n 8 --steps 50 --from buffer --out "$OUT/samples_class.png"
+    "$EXE" sample --ckpt "$CK" --class all --n 8 --steps 50 --from buffer \
+        --class-names "$DATA/batches.meta.txt" --out "$OUT/samples_class.png"
 fi
 echo "cifar: done; figures and pictures in $OUT/"

@@ -1,6 +1,7 @@
-/* rt_sample.h — the executable's `sample` (SGLD chains to a PNG grid and a
- * GIF), `eval accuracy` (test accuracy, loss, energy) and `plot` (metrics
- * curves) commands. */
+/* rt_sample.h — the executable's `sample` (SGLD chains to PNG grids, a GIF and
+ * a JSON summary; rt_sample.c), `eval` (accuracy, calibration, ood, robust;
+ * rt_eval.c over rt_evalsuite.c) and `plot` (metrics curves; rt_eval.c)
+ * commands. */
 #ifndef JM_RT_SAMPLE_H
 #define JM_RT_SAMPLE_H
 #include "rt_exec.h"

@@ -31,12 +31,14 @@ static int jm_eval_collect(jm_rt *rt, const jm_dataset *ds, double *conf, unsign
     int li = jm_session_output(pr, "logits"), ei = jm_session_output(pr, "energy");
     if (yi < 0 || li < 0 || ei < 0) { fprintf(stderr, "%s: program evaluate needs inputs x, y and outputs logits, energy\n", who); return -1; }
     int64_t B = pr->inputs[xi].dim[0], per = (int64_t)ds->c * ds->h * ds->w, K = pr->outputs[li].dim[1];
-    float *x = malloc(sizeof(float) * (size_t)(B * per));
-    int64_t *y = malloc(sizeof(int64_t) * (size_t)B), *idx = malloc(sizeof(int64_t) * (size_t)B);
+    jm_session_buf bb;
+    int have = jm_session_buf_alloc(&bb, B, per) == 0;
+    float *x = bb.x;
+    int64_t *y = bb.y;
     void **out = jm_session_outputs(pr);
-    int rc = x && y && idx && out ? 0 : -1;
+    int rc = have && out ? 0 : -1;
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
-        int64_t real = jm_session_batch(ds, b0, B, idx, x, y);
+        int64_t real = jm_session_batch(ds, b0, &bb);
         const void *in[2];
         in[xi] = x;
         in[yi] = y;
@@ -54,7 +56,7 @@ static int jm_eval_collect(jm_rt *rt, const jm_dataset *ds, double *conf, unsign
             if (energy) energy[b0 + i] = en[i];
         }
     }
-    free(x); free(y); free(idx);
+    jm_session_buf_free(&bb);
     jm_session_free_outputs(pr, out);
     return rc;
 }
@@ -67,12 +69,13 @@ static int jm_eval_pxgrad(jm_rt *rt, const jm_dataset *ds, double *score, const 
     const jm_tprogram *pr = &rt->t->programs[p];
     if (jm_session_fits(pr, ds, who) != 0) return -1;
     int64_t B = pr->inputs[0].dim[0], per = (int64_t)ds->c * ds->h * ds->w;
-    float *x = malloc(sizeof(float) * (size_t)(B * per));
-    int64_t *y = malloc(sizeof(int64_t) * (size_t)B), *idx = malloc(sizeof(int64_t) * (size_t)B);
+    jm_session_buf bb;
+    int have = jm_session_buf_alloc(&bb, B, per) == 0;
+    float *x = bb.x;
     void **out = jm_session_outputs(pr);
-    int rc = x && y && idx && out ? 0 : -1;
+    int rc = have && out ? 0 : -1;
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
-        int64_t real = jm_session_batch(ds, b0, B, idx, x, y);
+        int64_t real = jm_session_batch(ds, b0, &bb);
         const void *in[1] = { x };
         if (jm_rt_run(rt, p, in, out) != 0) { fprintf(stderr, "%s: sgld_grad failed: %s\n", who, rt->err); rc = -1; break; }
         const float *g = out[0];
@@ -82,7 +85,7 @@ static int jm_eval_pxgrad(jm_rt *rt, const jm_dataset *ds, double *score, const 
             score[b0 + i] = -sqrt(s);
         }
     }
-    free(x); free(y); free(idx);
+    jm_session_buf_free(&bb);
     jm_session_free_outputs(pr, out);
     return rc;
 }
@@ -244,14 +247,16 @@ double jm_evalsuite_pgd(jm_rt *rt, const void *dsv, int l2, double eps, double s
     int li = jm_session_output(pre, "logits");
     if (gy < 0 || ey < 0 || li < 0) { fprintf(stderr, "%s: ce_grad and evaluate must take x and y; evaluate must output logits\n", who); return NAN; }
     int64_t B = prg->inputs[gx].dim[0], per = (int64_t)ds->c * ds->h * ds->w, K = pre->outputs[li].dim[1];
-    float *x0 = malloc(sizeof(float) * (size_t)(B * per)), *x = malloc(sizeof(float) * (size_t)(B * per));
-    int64_t *y = malloc(sizeof(int64_t) * (size_t)B), *idx = malloc(sizeof(int64_t) * (size_t)B);
+    jm_session_buf bb;
+    int have = jm_session_buf_alloc(&bb, B, per) == 0;
+    float *x0 = bb.x, *x = malloc(sizeof(float) * (size_t)(B * per));
+    int64_t *y = bb.y;
     void **og = jm_session_outputs(prg), **oe = jm_session_outputs(pre), **os = ps >= 0 ? jm_session_outputs(&rt->t->programs[ps]) : NULL;
     double saved = knob >= 0 ? jm_knob_get(rt, knob) : 0;
     int64_t right = 0;
-    int fail = !x0 || !x || !y || !idx || !og || !oe;
+    int fail = !have || !x || !og || !oe;
     for (int64_t b0 = 0; b0 < ds->n && !fail; b0 += B) {
-        int64_t real = jm_session_batch(ds, b0, B, idx, x0, y);
+        int64_t real = jm_session_batch(ds, b0, &bb);
         memcpy(x, x0, sizeof(float) * (size_t)(B * per));
         for (int64_t k = 0; k < steps && !fail; k++) {
             const void *in[2];
@@ -297,7 +302,8 @@ double jm_evalsuite_pgd(jm_rt *rt, const void *dsv, int l2, double eps, double s
             right += best == y[i];
         }
     }
-    free(x0); free(x); free(y); free(idx);
+    jm_session_buf_free(&bb);
+    free(x);
     jm_session_free_outputs(prg, og);
     jm_session_free_outputs(pre, oe);
     if (ps >= 0) jm_session_free_outputs(&rt->t->programs[ps], os);

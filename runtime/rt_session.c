@@ -107,10 +107,29 @@ int jm_session_fits(const jm_tprogram *pr, const jm_dataset *ds, const char *who
     return 0;
 }
 
-int64_t jm_session_batch(const jm_dataset *ds, int64_t b0, int64_t B, int64_t *idx, float *x, int64_t *y) {
-    int64_t real = ds->n - b0 < B ? ds->n - b0 : B;
-    for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < real ? i : 0);
-    jm_data_batch(ds, idx, B, NULL, 0, 0, x, y);
+int jm_session_buf_alloc(jm_session_buf *b, int64_t B, int64_t per) {
+    b->B = B;
+    b->per = per;
+    b->x = malloc(sizeof(float) * (size_t)(B * per));
+    b->y = malloc(sizeof(int64_t) * (size_t)B);
+    b->idx = malloc(sizeof(int64_t) * (size_t)B);
+    if (b->x && b->y && b->idx) return 0;
+    jm_session_buf_free(b);
+    return -1;
+}
+
+void jm_session_buf_free(jm_session_buf *b) {
+    free(b->x);
+    free(b->y);
+    free(b->idx);
+    b->x = NULL;
+    b->y = b->idx = NULL;
+}
+
+int64_t jm_session_batch(const jm_dataset *ds, int64_t b0, jm_session_buf *b) {
+    int64_t real = ds->n - b0 < b->B ? ds->n - b0 : b->B;
+    for (int64_t i = 0; i < b->B; i++) b->idx[i] = b0 + (i < real ? i : 0);
+    jm_data_batch(ds, b->idx, b->B, NULL, 0, 0, b->x, b->y);
     return real;
 }
 

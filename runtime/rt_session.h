@@ -24,9 +24,15 @@ int jm_session_data(const char *path, const char *labels, const char *split, jm_
 /* Checks that records of ds fit input x of pr (f32[B, ...], same elements per
    record) and y (i64[B]) when present. */
 int jm_session_fits(const jm_tprogram *pr, const jm_dataset *ds, const char *who);
-/* Records [b0, b0 + B) of ds, unaugmented, into x and y (idx: room for B);
-   past the end the batch is padded with record b0. Returns how many are real. */
-int64_t jm_session_batch(const jm_dataset *ds, int64_t b0, int64_t B, int64_t *idx, float *x, int64_t *y);
+/* Room for one evaluation batch: B records of `per` values (x), their labels (y)
+   and record numbers (idx). */
+typedef struct { int64_t B, per; float *x; int64_t *y, *idx; } jm_session_buf;
+/* 0, or -1 when out of memory (then every pointer is NULL or freed). */
+int jm_session_buf_alloc(jm_session_buf *b, int64_t B, int64_t per);
+void jm_session_buf_free(jm_session_buf *b);
+/* Records [b0, b0 + b->B) of ds, unaugmented, into b->x and b->y; past the end
+   the batch is padded with record b0. Returns how many are real. */
+int64_t jm_session_batch(const jm_dataset *ds, int64_t b0, jm_session_buf *b);
 /* A scalar output as a double (NaN when absent). */
 double jm_session_scalar(const jm_tprogram *pr, void *const *out, const char *name);
 /* Allocates room for every output of pr. */

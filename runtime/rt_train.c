@@ -130,17 +130,20 @@ int jm_train_evaluate(jm_rt *rt, const void *dsv, double *acc, double *loss, dou
     int li = jm_session_output(pr, "logits"), lo = jm_session_output(pr, "loss"), ei = jm_session_output(pr, "energy");
     if (yi < 0 || li < 0) { fprintf(stderr, "%s: program evaluate needs inputs x, y and an output 'logits'\n", who); return -1; }
     int64_t B = pr->inputs[xi].dim[0], per = ds->c * ds->h * ds->w, classes = pr->outputs[li].dim[1];
-    float *x = malloc(sizeof(float) * (size_t)(B * per));
-    int64_t *y = malloc(sizeof(int64_t) * (size_t)B), *idx = malloc(sizeof(int64_t) * (size_t)B);
+    jm_session_buf bb;
+    int have = jm_session_buf_alloc(&bb, B, per) == 0;
+    float *x = bb.x;
+    int64_t *y = bb.y;
     void **out = jm_session_outputs(pr);
     const void *in[2];
     in[xi] = x;
     in[yi] = y;
     int64_t right = 0;
     double lsum = 0, esum = 0;
-    int rc = 0;
+    int rc = have && out ? 0 : -1;
+    if (rc != 0) fprintf(stderr, "%s: out of memory\n", who);
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
-        int64_t real = jm_session_batch(ds, b0, B, idx, x, y);
+        int64_t real = jm_session_batch(ds, b0, &bb);
         if (jm_rt_run(rt, p, in, out) != 0) { fprintf(stderr, "%s: evaluate failed: %s\n", who, rt->err); rc = -1; break; }
         const float *lg = out[li];
         for (int64_t i = 0; i < real; i++) {
@@ -157,7 +160,7 @@ int jm_train_evaluate(jm_rt *rt, const void *dsv, double *acc, double *loss, dou
         *loss = lo >= 0 ? lsum / (double)ds->n : NAN;
         *energy = ei >= 0 ? esum / (double)ds->n : NAN;
     }
-    free(x); free(y); free(idx);
+    jm_session_buf_free(&bb);
     jm_session_free_outputs(pr, out);
     return rc;
 }

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 static const char *jm_eval_usage =
-    "usage: EXE eval accuracy|calibration|ood --data DIR|FILE [--ckpt CKPT] [options]\n\n"
+    "usage: EXE eval accuracy|calibration|ood|robust --data DIR|FILE [--ckpt CKPT] [options]\n\n"
     "  accuracy      test accuracy, mean cross-entropy and mean energy of the graph's `evaluate`\n"
     "  calibration   expected calibration error over --bins equal-width confidence bins and a\n"
     "                reliability diagram (REPORT/reliability.png, REPORT/calibration.json)\n"

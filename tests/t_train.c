@@ -268,6 +268,10 @@ static void test_commands(void) {
     r = run("%s eval ood --ckpt %s --data %s/train-images-idx3-ubyte --ood-data %s --report %s/rep", exe, ck, dir, p, dir);
     ok(r == 0 && strstr(out, "made 1x8x8 like the data") && strstr(out, "AUROC"), "eval ood fits a 3x32x32 set to the 1x8x8 model, with a note (exit %d)", r);
     if (r) tap_diag("%s", out);
+    char many[400] = "";
+    for (int i = 0; i < 33; i++) strcat(many, " --eps 0.1");
+    r = run("%s eval robust --ckpt %s --data %s/train-images-idx3-ubyte%s", exe, ck, dir, many);
+    ok(r == 2 && strstr(out, "--eps given more than 32 times"), "33 --eps radii are refused (the option lists hold 32), not written past the end");
     r = run("%s eval fid --ckpt %s --data %s/train-images-idx3-ubyte", exe, ck, dir);
     ok(r == 2 && strstr(out, "Inception-v3"), "eval fid says why it is not computed");
     r = run("%s eval ood --ckpt %s --data %s/train-images-idx3-ubyte", exe, ck, dir);

@@ -2,6 +2,7 @@
  * minimax fits (public-domain coefficients, Moshier 1984-1992), evaluated with
  * Horner's rule; range reduction by powers of two through the float's bits. */
 #include "mathlib.h"
+#include <stdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -29,8 +30,10 @@ LLVMValueRef jm_math_libm(jm_math *M, const char *name, LLVMValueRef x, LLVMValu
     LLVMTypeRef d = LLVMTypeOf(x);
     LLVMTypeRef args[2] = { d, d };
     LLVMTypeRef ft = LLVMFunctionType(d, args, y ? 2 : 1, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(M->mod, name);
-    if (!fn) fn = LLVMAddFunction(M->mod, name, ft);
+    char full[64];
+    snprintf(full, sizeof full, "%s%s", M->libm_prefix ? M->libm_prefix : "", name);
+    LLVMValueRef fn = LLVMGetNamedFunction(M->mod, full);
+    if (!fn) fn = LLVMAddFunction(M->mod, full, ft);
     LLVMValueRef a[2] = { x, y };
     return LLVMBuildCall2(B, ft, fn, a, y ? 2 : 1, "");
 }

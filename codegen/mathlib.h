@@ -17,6 +17,7 @@ typedef struct {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
     LLVMBuilderRef b;
+    const char *libm_prefix;    /* prepended to C library names: NULL or "" (CPU), "__nv_" (libdevice) */
 } jm_math;
 
 LLVMValueRef jm_math_exp(jm_math *M, LLVMValueRef x);
@@ -27,6 +28,7 @@ LLVMValueRef jm_math_log1p(jm_math *M, LLVMValueRef x);
 LLVMValueRef jm_math_softplus(jm_math *M, LLVMValueRef x);
 /* a call of a one-argument intrinsic such as "llvm.sqrt" or "llvm.fabs" at x's type */
 LLVMValueRef jm_math_intrinsic1(jm_math *M, const char *name, LLVMValueRef x);
-/* a call of a C library function double f(double) (or of two arguments) */
+/* a call of a C library function double f(double) (or of two arguments),
+   named with M->libm_prefix ("__nv_pow" on the GPU) */
 LLVMValueRef jm_math_libm(jm_math *M, const char *name, LLVMValueRef x, LLVMValueRef y);
 #endif

@@ -29,8 +29,6 @@ void jm_cpu_resolve(const jm_cpu_opts *o, char **cpu, char **features);
 int jm_cpu_write(const jm_plan *P, const jm_cpu_opts *o, const int64_t *table, int64_t nwords, const char *stem,
                  const char *kind, char ***paths, char *err, size_t errlen);
 
-/* How many kernels have distinct code (the others reuse one of them). */
-int jm_cpu_count_distinct(const jm_plan *P);
 
 /* Compiles every kernel in memory; *fns[i] is kernel i. The JIT owns the code:
    free it with jm_cpu_jit_free after the last call. NULL with err set on failure. */

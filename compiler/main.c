@@ -16,6 +16,7 @@
 #include "lower.h"
 #include "plan.h"
 #include "cpu_target.h"
+#include "kernel_dedup.h"
 #include "rt_cli.h"
 #include <spawn.h>
 #include <sys/wait.h>
@@ -239,7 +240,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     int nf = jm_cpu_write(plan, &co, words, nwords, stem, exe ? "obj" : kind, &files, err, sizeof err);
     if (jm_time_on) {
         char what[96];
-        snprintf(what, sizeof what, "LLVM codegen (%d kernels, %d distinct)", plan->nkernels, jm_cpu_count_distinct(plan));
+        snprintf(what, sizeof what, "LLVM codegen (%d kernels, %d distinct)", plan->nkernels, jm_kernels_distinct(plan));
         jm_time_phase(what);
     }
     free(words);

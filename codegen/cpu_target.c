@@ -75,6 +75,7 @@ typedef struct {
     LLVMModuleRef mod;
     /* AOT outputs */
     const int64_t *table; int64_t nwords;
+    const jm_cpu_blob *blobs; int nblobs;
     const char *path, *kind;
     char err[512];
     int failed;
@@ -123,6 +124,19 @@ static void jm_build_module(jm_job *J) {
         LLVMValueRef gnk = LLVMAddGlobal(J->mod, i64, "jm_kernel_count");
         LLVMSetInitializer(gnk, LLVMConstInt(i64, (unsigned long long)n, 0));
         LLVMSetGlobalConstant(gnk, 1);
+        for (int b = 0; b < J->nblobs; b++) {
+            const jm_cpu_blob *bl = &J->blobs[b];
+            LLVMValueRef data = LLVMConstStringInContext2(J->ctx, bl->data ? bl->data : "", (size_t)bl->len, 1);
+            LLVMValueRef gb = LLVMAddGlobal(J->mod, LLVMTypeOf(data), bl->name);
+            LLVMSetInitializer(gb, data);
+            LLVMSetGlobalConstant(gb, 1);
+            LLVMSetAlignment(gb, 16);
+            char lname[128];
+            snprintf(lname, sizeof lname, "%s_len", bl->name);
+            LLVMValueRef gl = LLVMAddGlobal(J->mod, i64, lname);
+            LLVMSetInitializer(gl, LLVMConstInt(i64, (unsigned long long)bl->len, 0));
+            LLVMSetGlobalConstant(gl, 1);
+        }
     }
 }
 
@@ -208,7 +222,7 @@ int jm_cpu_write(const jm_plan *P, const jm_cpu_opts *o, const int64_t *table, i
         jm_job *J = &jobs[w];
         J->P = P; J->cpu = cpu; J->features = features; J->opt = o->opt; J->first = first;
         J->worker = w; J->nworkers = nw; J->kind = kind;
-        if (w == 0) { J->table = table; J->nwords = nwords; }
+        if (w == 0) { J->table = table; J->nwords = nwords; J->blobs = o->blobs; J->nblobs = o->nblobs; }
         size_t len = strlen(stem) + 32;
         out[w] = malloc(len);
         snprintf(out[w], len, "%s.%d.%s", stem, w, ext);

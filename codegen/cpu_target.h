@@ -13,10 +13,16 @@
 #include "plan.h"
 #include "rt_kernels.h"
 
+/* Named bytes the executable carries beside the kernels (the GPU image):
+   `const unsigned char NAME[len]` and `const int64_t NAME_len` in the object. */
+typedef struct { const char *name; const void *data; int64_t len; } jm_cpu_blob;
+
 typedef struct {
     const char *cpu;            /* LLVM CPU name ("x86-64-v3", "znver4"); NULL or "native": this machine's */
     int opt;                    /* LLVM optimisation level 0..3 (default 3) */
     int threads;                /* code generation threads (0: one per core, at most 8) */
+    const jm_cpu_blob *blobs;   /* written with the program table (jm_cpu_write) */
+    int nblobs;
 } jm_cpu_opts;
 
 /* The CPU name and feature string the options mean (malloc'd). */

@@ -16,6 +16,7 @@
 #include "lower.h"
 #include "plan.h"
 #include "cpu_target.h"
+#include "gpu_target.h"
 #include "kernel_dedup.h"
 #include "rt_cli.h"
 #include <spawn.h>
@@ -51,8 +52,9 @@ static void jm_usage(FILE *out) {
         "usage:\n"
         "  jemc check   GRAPH [-D name=value]...\n"
         "  jemc info    GRAPH [-D name=value]...\n"
-        "  jemc compile GRAPH -o EXE [--cpu NAME] [--emit=exe|obj|asm|llvm] [-O0..3] [--time] [-D name=value]...\n"
-        "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|fused|plan [-D name=value]...\n"
+        "  jemc compile GRAPH -o EXE [--target cpu|cuda] [--cpu NAME] [--gpu-arch sm_90] [--libdevice BC]\n"
+        "               [--emit=exe|obj|asm|llvm] [-O0..3] [--time] [-D name=value]...\n"
+        "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|fused|plan|ptx [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
         "               [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N] [-D name=value]...\n"
@@ -72,6 +74,7 @@ static void jm_usage(FILE *out) {
 
 typedef struct {
     const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt;
+    const char *gpu_arch, *libdevice;
     int threads, time;
     uint64_t seed;
     int seed_given;
@@ -105,6 +108,8 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
         JM_OPT("--cpu", cpu)
         JM_OPT("--emit", emit)
         JM_OPT("-O", opt)
+        JM_OPT("--gpu-arch", gpu_arch)
+        JM_OPT("--libdevice", libdevice)
 #undef JM_OPT
         if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) { o->opt = a + 2; continue; }
         if (strcmp(a, "--time") == 0) { o->time = 1; continue; }
@@ -168,7 +173,7 @@ static uint64_t jm_sources_hash(const jm_diags *d) {
 }
 
 static void jm_fill_table_info(jm_plan *plan, jm_opts *o, const jm_diags *d, char **cpu_out) {
-    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0 };
+    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0, NULL, 0 };
     char *cpu, *features;
     jm_cpu_resolve(&co, &cpu, &features);
     /* "znver4 (avx512f avx2 fma)": the CPU, then the instruction sets the runtime
@@ -219,6 +224,63 @@ static int jm_spawn(char *const *argv) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The GPU image an executable of --target cuda carries (gpu_target.h): the PTX
+   of every kernel, a cubin when ptxas is here, the kernel names by the table's
+   kernel index (one per line; a kernel that shares code names the first of
+   its kind) and the architecture. */
+typedef struct {
+    char *ptx, *names, arch[16];
+    unsigned char *cubin;
+    size_t cubin_len;
+    jm_cpu_blob blobs[4];
+} jm_gpu_image;
+
+static void jm_gpu_image_free(jm_gpu_image *g) {
+    free(g->ptx);
+    free(g->names);
+    free(g->cubin);
+}
+
+static int jm_gpu_image_build(jm_opts *o, jm_plan *plan, jm_gpu_image *g) {
+    char err[1024];
+    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, NULL };
+    snprintf(g->arch, sizeof g->arch, "%s", go.arch);
+    if (jm_gpu_ptx(plan, &go, &g->ptx, err, sizeof err) != 0) { fprintf(stderr, "jemc compile: %s\n", err); return -1; }
+    jm_time_phase("LLVM NVPTX codegen");
+    char *ptxas = jm_gpu_find_ptxas();
+    if (!ptxas) {
+        fprintf(stderr, "jemc compile: note: CUDA's ptxas was not found, so %s carries PTX only, which the CUDA driver "
+                        "compiles when it first loads it (put ptxas on PATH, or set CUDA_HOME or JEMC_PTXAS)\n", o->output_exe);
+    } else {
+        int arc = jm_gpu_assemble(ptxas, g->ptx, go.arch, &g->cubin, &g->cubin_len, err, sizeof err);
+        free(ptxas);
+        if (arc != 0) { fprintf(stderr, "jemc compile: %s\n", err); jm_gpu_image_free(g); return -1; }
+        jm_time_phase("ptxas");
+    }
+    int *first = jm_kernels_dedup(plan);
+    size_t len = 1;
+    for (int i = 0; i < plan->nkernels; i++) len += strlen(plan->kernels[first[i]].name) + 1;
+    g->names = malloc(len);
+    char *q = g->names;
+    for (int i = 0; i < plan->nkernels; i++) q += sprintf(q, "%s\n", plan->kernels[first[i]].name);
+    free(first);
+    g->blobs[0] = (jm_cpu_blob){ "jm_gpu_ptx", g->ptx, (int64_t)strlen(g->ptx) + 1 };
+    g->blobs[1] = (jm_cpu_blob){ "jm_gpu_cubin", g->cubin, (int64_t)g->cubin_len };
+    g->blobs[2] = (jm_cpu_blob){ "jm_gpu_kernels", g->names, (int64_t)strlen(g->names) + 1 };
+    g->blobs[3] = (jm_cpu_blob){ "jm_gpu_arch", g->arch, (int64_t)strlen(g->arch) + 1 };
+    return 0;
+}
+
+/* --dump=ptx: the PTX of the kernels (of PROGRAM's, when given) */
+static int jm_cmd_dump_ptx(jm_opts *o, jm_plan *plan) {
+    char err[1024], *ptx = NULL;
+    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, o->program };
+    if (jm_gpu_ptx(plan, &go, &ptx, err, sizeof err) != 0) { fprintf(stderr, "jemc compile: %s\n", err); return 1; }
+    fputs(ptx, stdout);
+    free(ptx);
+    return 0;
+}
+
 static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     const char *kind = o->emit ? o->emit : "exe";
     if (strcmp(kind, "exe") != 0 && strcmp(kind, "obj") != 0 && strcmp(kind, "asm") != 0 && strcmp(kind, "llvm") != 0) {
@@ -230,8 +292,15 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     jm_fill_table_info(plan, o, d, &cpu);
     int64_t *words, nwords;
     if (jm_table_serialize(&plan->table, &words, &nwords) != 0) { fprintf(stderr, "jemc compile: out of memory\n"); free(cpu); return 1; }
-    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, strcmp(kind, "exe") == 0 ? 0 : 1 };
+    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, strcmp(kind, "exe") == 0 ? 0 : 1, NULL, 0 };
     char err[1024], stem[PATH_MAX];
+    jm_gpu_image gi;
+    memset(&gi, 0, sizeof gi);
+    if (strcmp(o->target, "cuda") == 0) {
+        if (jm_gpu_image_build(o, plan, &gi) != 0) { free(words); free(cpu); return 1; }
+        co.blobs = gi.blobs;
+        co.nblobs = 4;
+    }
     char **files = NULL;
     int rc = 1;
     int exe = strcmp(kind, "exe") == 0;
@@ -244,6 +313,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
         jm_time_phase(what);
     }
     free(words);
+    jm_gpu_image_free(&gi);
     if (nf < 0) { fprintf(stderr, "jemc compile: %s\n", err); free(cpu); return 1; }
     if (!exe) {
         if (rename(files[0], o->output_exe) != 0) fprintf(stderr, "jemc compile: cannot write %s: %s\n", o->output_exe, strerror(errno));
@@ -295,7 +365,7 @@ done:
 static int jm_cmd_run_cpu(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     char *cpu;
     jm_fill_table_info(plan, o, d, &cpu);
-    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0 };
+    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0, NULL, 0 };
     char err[1024];
     jm_kernel_fn *fns = NULL;
     jm_cpu_jit *jit = jm_cpu_jit_create(plan, &co, &fns, err, sizeof err);
@@ -402,13 +472,32 @@ int main(int argc, char **argv) {
     jm_diag_init(&d, &arena, stderr);
     int rc = 1;
     if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0 &&
-        strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0) {
-        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, fused, plan)\n", o.dump);
+        strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0 && strcmp(o.dump, "ptx") != 0) {
+        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, fused, plan, ptx)\n", o.dump);
         goto out;
     }
     /* the pipeline: front end (parse, elaborate, type-check) -> simplify -> autodiff -> simplify,
        each verified */
-    if (strcmp(o.target, "interp") != 0 && strcmp(o.target, "cpu") != 0) {
+    if (strcmp(cmd, "compile") == 0) {
+        if (strcmp(o.target, "interp") == 0) o.target = "cpu";     /* compile's default */
+        if (strcmp(o.target, "cpu") != 0 && strcmp(o.target, "cuda") != 0) {
+            fprintf(stderr, "jemc compile: --target must be cpu or cuda, got '%s'\n", o.target);
+            goto out;
+        }
+        if (o.dump && strcmp(o.dump, "ptx") == 0) o.target = "cuda";
+        if ((o.gpu_arch || o.libdevice) && strcmp(o.target, "cuda") != 0) {
+            fprintf(stderr, "jemc compile: %s is for --target cuda\n", o.gpu_arch ? "--gpu-arch" : "--libdevice");
+            goto out;
+        }
+        if (o.gpu_arch && !jm_gpu_arch_ok(o.gpu_arch)) {
+            fprintf(stderr, "jemc compile: unknown --gpu-arch '%s' (LLVM 19 knows %s)\n", o.gpu_arch, jm_gpu_arch_list());
+            goto out;
+        }
+    } else if (strcmp(o.target, "cuda") == 0) {
+        fprintf(stderr, "jemc run: --target cuda is not available here; compile with `jemc compile GRAPH --target cuda -o EXE`"
+                        " and run `EXE exec PROGRAM ...`\n");
+        goto out;
+    } else if (strcmp(o.target, "interp") != 0 && strcmp(o.target, "cpu") != 0) {
         fprintf(stderr, "jemc: --target must be interp or cpu, got '%s'\n", o.target);
         goto out;
     }
@@ -450,7 +539,7 @@ int main(int argc, char **argv) {
     /* the code generators' part: lower composites -> simplify -> fusion, schedule, memory plan */
     jm_plan plan;
     int want_plan = (strcmp(cmd, "compile") == 0 && (!o.dump || strcmp(o.dump, "lower") == 0 || strcmp(o.dump, "fused") == 0 ||
-                     strcmp(o.dump, "plan") == 0)) || (strcmp(cmd, "run") == 0 && strcmp(o.target, "cpu") == 0);
+                     strcmp(o.dump, "plan") == 0 || strcmp(o.dump, "ptx") == 0)) || (strcmp(cmd, "run") == 0 && strcmp(o.target, "cpu") == 0);
     if (want_plan) {
         if (jm_lower(m, &d) != 0 || jm_simplify(m, &d, 1) != 0) {
             fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
@@ -475,7 +564,7 @@ int main(int argc, char **argv) {
         jm_info_print(m, stdout);
         rc = 0;
     } else if (strcmp(cmd, "compile") == 0) {
-        rc = o.dump ? 0 : jm_cmd_compile(&o, &plan, &d);
+        rc = o.dump && strcmp(o.dump, "ptx") == 0 ? jm_cmd_dump_ptx(&o, &plan) : o.dump ? 0 : jm_cmd_compile(&o, &plan, &d);
     } else if (strcmp(o.target, "cpu") == 0) {
         if (!o.program || jm_module_find_program(m, o.program) < 0) rc = jm_cmd_run(&o, m);   /* its messages */
         else rc = jm_cmd_run_cpu(&o, &plan, &d);

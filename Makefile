@@ -44,7 +44,7 @@ RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
 .PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean bench demo
-all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o
+all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc
 
 deps:
 	@tools/deps.sh fuzz
@@ -69,6 +69,15 @@ $(B)/libjemrt.a: $(RUNTIME_OBJ)
 # main() of the executables jemc writes (linked by `jemc compile`, next to libjemrt.a)
 $(B)/jemrt_main.o: $(B)/runtime/rt_main.o
 	cp $< $@
+
+# The runtime's GPU library kernels (runtime/gpu/dev_lib.c) as NVPTX bitcode, which
+# `jemc compile --target cuda` links into every GPU executable's PTX module. No CUDA
+# toolkit needed: clang's own NVPTX target, freestanding.
+DEV_CFLAGS := --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc \
+              -isystem $(shell clang-19 -print-resource-dir 2>/dev/null)/include -Wall -Wextra -Werror
+$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c
+	@mkdir -p $(dir $@)
+	clang-19 $(DEV_CFLAGS) -emit-llvm -c $< -o $@
 
 $(B)/jemc: $(B)/compiler/main.o $(B)/libjemc.a $(B)/libjemrt.a
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@

@@ -14,16 +14,21 @@ static LLVMValueRef jm_sreg(LLVMModuleRef mod, LLVMBuilderRef b, const char *nam
     return LLVMBuildZExt(b, v, LLVMInt64TypeInContext(ctx), "");
 }
 
-void jm_gpu_kernel_emit(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *k) {
-    LLVMContextRef ctx = LLVMGetModuleContext(mod);
-    LLVMTypeRef ptr = LLVMPointerTypeInContext(ctx, 0), i64 = LLVMInt64TypeInContext(ctx), vd = LLVMVoidTypeInContext(ctx);
-    jm_kspec flat = *k;
+int64_t jm_gpu_kernel_scale(const jm_plan *P, const jm_kspec *k) {
     int64_t inner = 1;
     if (k->kind == JM_KERNEL_ELEMWISE && k->split > 0) {
         const jm_type *rt = &P->m->graphs[k->graph].node[k->root].type;
         for (int d = k->split; d < rt->rank; d++) inner *= rt->dim[d];
-        flat.split = 0;
     }
+    return inner;
+}
+
+void jm_gpu_kernel_emit(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *k) {
+    LLVMContextRef ctx = LLVMGetModuleContext(mod);
+    LLVMTypeRef ptr = LLVMPointerTypeInContext(ctx, 0), i64 = LLVMInt64TypeInContext(ctx), vd = LLVMVoidTypeInContext(ctx);
+    jm_kspec flat = *k;
+    int64_t inner = jm_gpu_kernel_scale(P, k);
+    flat.split = 0;
     LLVMValueRef body = jm_kbody_emit(mod, P, &flat, "__nv_");
     int np = k->nparam;
     LLVMTypeRef *pt = malloc(sizeof(LLVMTypeRef) * (size_t)(np + 1));

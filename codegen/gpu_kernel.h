@@ -18,6 +18,10 @@
 #include <llvm-c/Core.h>
 #include "plan.h"
 
+/* How many GPU items one of the plan's items of kernel k is (the row length of
+   a row kernel, else 1): the runtime launches n * this many threads' worth. */
+int64_t jm_gpu_kernel_scale(const jm_plan *P, const jm_kspec *k);
+
 /* Adds kernel k of P to mod (an nvptx64 module) as a PTX kernel named k->name. */
 void jm_gpu_kernel_emit(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *k);
 #endif

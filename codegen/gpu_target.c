@@ -121,6 +121,68 @@ static int jm_link_libdevice(LLVMModuleRef mod, const jm_gpu_opts *o, char *err,
     return 0;
 }
 
+const char *jm_gpu_lib_kernel(int op) {
+    switch (op) {
+    case JM_LIB_RNG_NORMAL: return "jm_dev_rng_normal";
+    case JM_LIB_RNG_UNIFORM: case JM_LIB_RNG_RANDINT: case JM_LIB_RNG_BERNOULLI: return "jm_dev_rng";
+    case JM_LIB_AVGPOOL: case JM_LIB_MAXPOOL: return "jm_dev_pool";
+    case JM_LIB_AVGPOOL_BWD: case JM_LIB_MAXPOOL_BWD: return "jm_dev_pool_bwd";
+    case JM_LIB_GATHER: return "jm_dev_gather";
+    case JM_LIB_SCATTER: case JM_LIB_INDEX_ADD: return "jm_dev_scatter";
+    case JM_LIB_ONEHOT: return "jm_dev_onehot";
+    case JM_LIB_CONCAT: return "jm_dev_concat_part";
+    default: return NULL;
+    }
+}
+
+/* Links the runtime's GPU library into mod; its kernels that no step of P
+   launches become internal, and the optimiser drops them (with their need
+   for libdevice). */
+static int jm_link_devlib(LLVMModuleRef mod, const jm_plan *P, const char *path, char *err, size_t errlen) {
+    LLVMMemoryBufferRef mb;
+    char *msg = NULL;
+    if (LLVMCreateMemoryBufferWithContentsOfFile(path, &mb, &msg)) {
+        jm_err(err, errlen, "the runtime's GPU library %s cannot be read (%s); build it with make or set JEMC_RUNTIME_DIR", path, msg);
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    LLVMModuleRef lib;
+    int bad = LLVMParseBitcodeInContext2(LLVMGetModuleContext(mod), mb, &lib);
+    LLVMDisposeMemoryBuffer(mb);
+    if (bad) { jm_err(err, errlen, "%s is not LLVM bitcode", path); return -1; }
+    LLVMSetDataLayout(lib, LLVMGetDataLayoutStr(mod));
+    const char *used[JM_LIB_COUNT + 1];
+    int nused = 0;
+    for (int p = 0; p < P->table.nprograms; p++)
+        for (int s = 0; s < P->table.programs[p].nsteps; s++) {
+            const jm_step *st = &P->table.programs[p].steps[s];
+            const char *k = st->kind == JM_STEP_LIB ? jm_gpu_lib_kernel(st->op) : NULL;
+            int seen = 0;
+            for (int i = 0; k && i < nused; i++) seen |= strcmp(used[i], k) == 0;
+            if (k && !seen) used[nused++] = k;
+        }
+    for (LLVMValueRef f = LLVMGetFirstFunction(lib); f; f = LLVMGetNextFunction(f)) {
+        /* the module's target machine decides the GPU, not the library's build */
+        LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, "target-cpu", 10);
+        LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, "target-features", 15);
+        size_t len;
+        const char *nm = LLVMGetValueName2(f, &len);
+        /* its kernels: clang marks them with nvvm.annotations; the calling
+           convention marks them here too (what the internalising below reads) */
+        if (LLVMIsDeclaration(f) || LLVMGetLinkage(f) != LLVMExternalLinkage || strncmp(nm, "jm_dev_", 7) != 0) continue;
+        int keep = 0;
+        for (int i = 0; i < nused; i++) keep |= strcmp(used[i], nm) == 0;
+        if (keep) LLVMSetFunctionCallConv(f, LLVMPTXKernelCallConv);
+        else LLVMSetLinkage(f, LLVMInternalLinkage);
+    }
+    if (LLVMLinkModules2(mod, lib)) { jm_err(err, errlen, "cannot link %s", path); return -1; }
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef e = LLVMRunPasses(mod, "globaldce", NULL, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) { char *m = LLVMGetErrorMessage(e); jm_err(err, errlen, "globaldce: %s", m); LLVMDisposeErrorMessage(m); return -1; }
+    return 0;
+}
+
 int jm_gpu_ptx(const jm_plan *P, const jm_gpu_opts *o, char **ptx, char *err, size_t errlen) {
     const char *arch = o->arch ? o->arch : "sm_90";
     if (!jm_gpu_arch_ok(arch)) {
@@ -155,6 +217,7 @@ int jm_gpu_ptx(const jm_plan *P, const jm_gpu_opts *o, char **ptx, char *err, si
     }
     free(first);
     int rc = -1;
+    if (o->devlib && jm_link_devlib(mod, P, o->devlib, err, errlen) != 0) goto done;
     if (jm_link_libdevice(mod, o, err, errlen) != 0) goto done;
     if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
         jm_err(err, errlen, "internal error: generated NVPTX IR does not verify: %.300s", msg);
@@ -193,6 +256,8 @@ done:
     LLVMDisposeTargetMachine(tm);
     return rc;
 }
+
+int64_t jm_gpu_scale(const jm_plan *P, int i) { return jm_gpu_kernel_scale(P, &P->kernels[i]); }
 
 /* ---- ptxas ------------------------------------------------------------------- */
 

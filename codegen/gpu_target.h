@@ -12,13 +12,21 @@
 #define JM_GPU_TARGET_H
 #include <stddef.h>
 #include "plan.h"
+#include "rt_table.h"
 
 typedef struct {
     const char *arch;           /* "sm_90" (default), "sm_80", ... */
     int opt;                    /* LLVM optimisation level 0..3 */
     const char *libdevice;      /* libdevice.10.bc; NULL: look in the usual CUDA places */
     const char *program;        /* NULL: every kernel; else only this program's (for --dump=ptx) */
+    const char *devlib;         /* the runtime's GPU library (jemrt_dev.bc, runtime/gpu/dev_lib.c), linked
+                                   in with the library kernels the plan's steps use; NULL: none */
 } jm_gpu_opts;
+
+/* The library kernel (dev_lib.c) a LIB step of operation op launches, or NULL
+   when the step is not a kernel of ours (matmul and convolutions: cuBLAS, cuDNN;
+   extern calls: the host). */
+const char *jm_gpu_lib_kernel(int op);
 
 /* The GPU architectures LLVM 19's NVPTX backend knows, for messages ("sm_50 ... sm_90a"). */
 const char *jm_gpu_arch_list(void);
@@ -28,6 +36,9 @@ int jm_gpu_arch_ok(const char *arch);
 /* The PTX text of every distinct kernel of P (*ptx malloc'd, NUL-terminated).
    0 ok; -1 with err set. */
 int jm_gpu_ptx(const jm_plan *P, const jm_gpu_opts *o, char **ptx, char *err, size_t errlen);
+
+/* jm_gpu_kernel_scale of kernel i of P (for the runtime's launch sizes) */
+int64_t jm_gpu_scale(const jm_plan *P, int i);
 
 /* Where ptxas is: $JEMC_PTXAS (empty: none), then PATH, $CUDA_HOME/bin,
    /usr/local/cuda/bin. NULL when not found. Malloc'd. */

@@ -227,7 +227,7 @@ static int jm_spawn(char *const *argv) {
 /* The GPU image an executable of --target cuda carries (gpu_target.h): the PTX
    of every kernel, a cubin when ptxas is here, the kernel names by the table's
    kernel index (one per line; a kernel that shares code names the first of
-   its kind) and the architecture. */
+   its kind) with its item scale (gpu_kernel.h), and the architecture. */
 typedef struct {
     char *ptx, *names, arch[16];
     unsigned char *cubin;
@@ -242,8 +242,10 @@ static void jm_gpu_image_free(jm_gpu_image *g) {
 }
 
 static int jm_gpu_image_build(jm_opts *o, jm_plan *plan, jm_gpu_image *g) {
-    char err[1024];
-    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, NULL };
+    char err[1024], dir[PATH_MAX], devlib[PATH_MAX + 32];
+    if (jm_self_dir(dir, sizeof dir) != 0) { fprintf(stderr, "jemc compile: cannot find the runtime library (set JEMC_RUNTIME_DIR)\n"); return -1; }
+    snprintf(devlib, sizeof devlib, "%s/jemrt_dev.bc", dir);
+    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, NULL, devlib };
     snprintf(g->arch, sizeof g->arch, "%s", go.arch);
     if (jm_gpu_ptx(plan, &go, &g->ptx, err, sizeof err) != 0) { fprintf(stderr, "jemc compile: %s\n", err); return -1; }
     jm_time_phase("LLVM NVPTX codegen");
@@ -259,10 +261,11 @@ static int jm_gpu_image_build(jm_opts *o, jm_plan *plan, jm_gpu_image *g) {
     }
     int *first = jm_kernels_dedup(plan);
     size_t len = 1;
-    for (int i = 0; i < plan->nkernels; i++) len += strlen(plan->kernels[first[i]].name) + 1;
+    for (int i = 0; i < plan->nkernels; i++) len += strlen(plan->kernels[first[i]].name) + 24;
     g->names = malloc(len);
     char *q = g->names;
-    for (int i = 0; i < plan->nkernels; i++) q += sprintf(q, "%s\n", plan->kernels[first[i]].name);
+    for (int i = 0; i < plan->nkernels; i++)
+        q += sprintf(q, "%s %" PRId64 "\n", plan->kernels[first[i]].name, jm_gpu_scale(plan, i));
     free(first);
     g->blobs[0] = (jm_cpu_blob){ "jm_gpu_ptx", g->ptx, (int64_t)strlen(g->ptx) + 1 };
     g->blobs[1] = (jm_cpu_blob){ "jm_gpu_cubin", g->cubin, (int64_t)g->cubin_len };
@@ -274,7 +277,7 @@ static int jm_gpu_image_build(jm_opts *o, jm_plan *plan, jm_gpu_image *g) {
 /* --dump=ptx: the PTX of the kernels (of PROGRAM's, when given) */
 static int jm_cmd_dump_ptx(jm_opts *o, jm_plan *plan) {
     char err[1024], *ptx = NULL;
-    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, o->program };
+    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, o->program, NULL };
     if (jm_gpu_ptx(plan, &go, &ptx, err, sizeof err) != 0) { fprintf(stderr, "jemc compile: %s\n", err); return 1; }
     fputs(ptx, stdout);
     free(ptx);

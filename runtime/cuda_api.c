@@ -1,0 +1,93 @@
+/* cuda_api.c — see cuda_api.h. */
+#include "cuda_api.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* dlopen the first name that loads; the last failure's reason in why */
+static void *jm_open_first(const char *const *names, char *why, size_t n) {
+    for (int i = 0; names[i]; i++) {
+        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (h) return h;
+        const char *e = dlerror();
+        snprintf(why, n, "%s", e ? e : names[i]);
+    }
+    return NULL;
+}
+
+#define JM_RESOLVE(lib, ret, name, params)                                                         \
+    if (!(api->name = (ret (*) params)dlsym(api->lib, #name))) {                                 \
+        snprintf(err, errlen, "%s has no %s (too old for jemc?)", libname, #name);              \
+        return -1;                                                                               \
+    }
+
+const char *jm_cuda_errstr(const jm_cuda_api *api, jm_CUresult r, char *buf, size_t n) {
+    const char *name = NULL, *text = NULL;
+    if (api->cuGetErrorName) api->cuGetErrorName(r, &name);
+    if (api->cuGetErrorString) api->cuGetErrorString(r, &text);
+    if (name) snprintf(buf, n, "%s (%s)", name, text ? text : "no description");
+    else snprintf(buf, n, "CUDA error %d", r);
+    return buf;
+}
+
+int jm_cuda_api_load_driver(jm_cuda_api *api, char *err, size_t errlen) {
+    memset(api, 0, sizeof *api);
+    const char *env = getenv("JEMC_LIBCUDA");
+    const char *names[] = { env && *env ? env : "libcuda.so.1", NULL };
+    const char *libname = names[0];
+    char why[512] = "";
+    api->lib_cuda = jm_open_first(names, why, sizeof why);
+    if (!api->lib_cuda) {
+        snprintf(err, errlen, "no CUDA driver found (%s): this machine has no NVIDIA GPU driver", why);
+        return -1;
+    }
+#define JM_X(ret, name, params) JM_RESOLVE(lib_cuda, ret, name, params)
+    JM_CU_FUNCS(JM_X)
+#undef JM_X
+    char buf[256];
+    jm_CUresult r = api->cuInit(0);
+    if (r == JM_CUDA_ERROR_NO_DEVICE) { snprintf(err, errlen, "the CUDA driver found no GPU"); return -1; }
+    if (r != JM_CUDA_SUCCESS) { snprintf(err, errlen, "the CUDA driver did not start: %s", jm_cuda_errstr(api, r, buf, sizeof buf)); return -1; }
+    int count = 0;
+    r = api->cuDeviceGetCount(&count);
+    if (r != JM_CUDA_SUCCESS || count < 1) { snprintf(err, errlen, "the CUDA driver found no GPU"); return -1; }
+    return 0;
+}
+
+int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, char *err, size_t errlen) {
+    char why[512] = "";
+    const char *libname;
+    if (need_cublas && !api->lib_cublas) {
+        const char *names[] = { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so", NULL };
+        if (!(api->lib_cublas = jm_open_first(names, why, sizeof why))) {
+            snprintf(err, errlen, "cuBLAS is needed for matrix products and was not found (%s); install it or add its "
+                                  "directory to LD_LIBRARY_PATH", why);
+            return -1;
+        }
+        libname = "cuBLAS";
+#define JM_X(ret, name, params) JM_RESOLVE(lib_cublas, ret, name, params)
+        JM_CUBLAS_FUNCS(JM_X)
+#undef JM_X
+    }
+    if (need_cudnn && !api->lib_cudnn) {
+        const char *names[] = { "libcudnn.so.9", "libcudnn.so.8", "libcudnn.so", NULL };
+        if (!(api->lib_cudnn = jm_open_first(names, why, sizeof why))) {
+            snprintf(err, errlen, "cuDNN is needed for convolutions and was not found (%s); install it or add its "
+                                  "directory to LD_LIBRARY_PATH", why);
+            return -1;
+        }
+        libname = "cuDNN";
+#define JM_X(ret, name, params) JM_RESOLVE(lib_cudnn, ret, name, params)
+        JM_CUDNN_FUNCS(JM_X)
+#undef JM_X
+    }
+    return 0;
+}
+
+void jm_cuda_api_unload(jm_cuda_api *api) {
+    if (api->lib_cudnn) dlclose(api->lib_cudnn);
+    if (api->lib_cublas) dlclose(api->lib_cublas);
+    if (api->lib_cuda) dlclose(api->lib_cuda);
+    memset(api, 0, sizeof *api);
+}

@@ -82,7 +82,7 @@ $(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c
 $(B)/jemc: $(B)/compiler/main.o $(B)/libjemc.a $(B)/libjemrt.a
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a tests/tap.h
+$(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(B)/libjemc.a $(B)/libjemrt.a $(LDLIBS) -o $@
 

@@ -5,13 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* dlopen the first name that loads; the last failure's reason in why */
+/* dlopen the first name that loads, through the loader's search path and then
+   in $CUDA_HOME/lib64 and /usr/local/cuda/lib64 (where NVIDIA's installers put
+   cuBLAS and cuDNN, not always known to the loader); the first failure's
+   reason in why */
 static void *jm_open_first(const char *const *names, char *why, size_t n) {
-    for (int i = 0; names[i]; i++) {
-        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (h) return h;
-        const char *e = dlerror();
-        snprintf(why, n, "%s", e ? e : names[i]);
+    const char *home = getenv("CUDA_HOME");
+    const char *dirs[] = { NULL, home && *home ? home : NULL, "/usr/local/cuda" };
+    why[0] = 0;
+    for (int d = 0; d < 3; d++) {
+        if (d > 0 && !dirs[d]) continue;
+        for (int i = 0; names[i]; i++) {
+            char path[4096];
+            if (d == 0) snprintf(path, sizeof path, "%s", names[i]);
+            else if (strchr(names[i], '/')) continue;
+            else snprintf(path, sizeof path, "%s/lib64/%s", dirs[d], names[i]);
+            void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            if (h) return h;
+            const char *e = dlerror();
+            if (!why[0]) snprintf(why, n, "%s", e ? e : path);
+        }
     }
     return NULL;
 }
@@ -48,6 +61,8 @@ int jm_cuda_api_load_driver(jm_cuda_api *api, char *err, size_t errlen) {
     char buf[256];
     jm_CUresult r = api->cuInit(0);
     if (r == JM_CUDA_ERROR_NO_DEVICE) { snprintf(err, errlen, "the CUDA driver found no GPU"); return -1; }
+    /* 34: CUDA_ERROR_STUB_LIBRARY, the toolkit's link-time stub found instead of a driver */
+    if (r == 34) { snprintf(err, errlen, "%s is CUDA's stub library, not a driver: this machine has no NVIDIA GPU driver", libname); return -1; }
     if (r != JM_CUDA_SUCCESS) { snprintf(err, errlen, "the CUDA driver did not start: %s", jm_cuda_errstr(api, r, buf, sizeof buf)); return -1; }
     int count = 0;
     r = api->cuDeviceGetCount(&count);

@@ -1,5 +1,6 @@
 /* rt_cli.c — see rt_cli.h. */
 #include "rt_cli.h"
+#include "cuda_api.h"
 #include "rt_state.h"
 #include "rt_knobs.h"
 #include "rt_sample.h"
@@ -130,7 +131,11 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     int reps = o->repeat > 0 ? o->repeat : 1;
     times = calloc((size_t)reps + 1, sizeof(double));
     if (!times) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
-    if (o->profile) rt.profile = calloc((size_t)pr->nsteps + 1, sizeof(double));
+    if (o->profile && jm_rt_gpu_wanted()) {
+        fprintf(stderr, "%s: note: --profile times the CPU's steps; on the GPU the steps run as one CUDA graph "
+                        "(use NVIDIA's Nsight Systems, or --device cpu)\n", who);
+    }
+    if (o->profile && !jm_rt_gpu_wanted()) rt.profile = calloc((size_t)pr->nsteps + 1, sizeof(double));
     for (int r = 0; r < reps; r++) {
         double t0 = jm_now();
         if (jm_rt_run(&rt, p, (const void *const *)in, out) != 0) { fprintf(stderr, "%s: program %s failed: %s\n", who, pr->name, rt.err); goto done; }
@@ -147,7 +152,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
         fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run (median %.3f, min %.3f)\n", who, pr->name, reps,
                 first * 1e3, sum / n * 1e3, med * 1e3, ts[0] * 1e3);
     }
-    if (o->profile) jm_print_profile(t, pr, rt.profile, reps);
+    if (o->profile && rt.profile) jm_print_profile(t, pr, rt.profile, reps);
     if (o->out) {
         const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : "jemc " JM_RT_VERSION " cpu",
                                "precision", "f32" };
@@ -168,6 +173,9 @@ done:
     return rc;
 }
 
+static const jm_gpu_image *jm_cli_gpu;
+void jm_rt_cli_set_gpu(const jm_gpu_image *img) { jm_cli_gpu = img; }
+
 static void jm_cli_usage(const char *exe, const jm_table *t, FILE *f) {
     fprintf(f, "%s — compiled by jemc from %s for CPU %s\n\n"
                "usage:\n"
@@ -180,6 +188,9 @@ static void jm_cli_usage(const char *exe, const jm_table *t, FILE *f) {
                "         --profile prints the time of each kind of step and the costliest steps\n"
                "  info   the programs with their inputs and outputs, and the parameters\n",
             exe, t->graph, t->cpu, exe, exe);
+    if (jm_cli_gpu)
+        fprintf(f, "\n  GPU code for %s: the programs run on the GPU; --device cpu (any command) runs them\n"
+                   "  on the CPU instead\n", jm_cli_gpu->arch);
 }
 
 static int jm_parse_u(const char *s, unsigned long long max, unsigned long long *v) {
@@ -217,10 +228,55 @@ static int jm_check_cpu(const char *exe, const char *cpu) {
     return 0;
 }
 
+
+/* --device cpu|cuda, anywhere on the command line (taken out of argv): where the
+   programs run. An executable with a GPU image (jemc compile --target cuda) runs
+   them on the GPU unless told --device cpu; without a usable GPU it says so and
+   stops before doing anything. 0: go on; 1: an error was printed. */
+static int jm_cli_device(const char *exe, int *argc, char **argv) {
+    const char *dev = NULL;
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        int take = 0;
+        if (strcmp(argv[i], "--device") == 0) { v = i + 1 < *argc ? argv[i + 1] : ""; take = i + 1 < *argc ? 2 : 1; }
+        else if (strncmp(argv[i], "--device=", 9) == 0) { v = argv[i] + 9; take = 1; }
+        if (!take) continue;
+        dev = v;
+        for (int k = i; k + take <= *argc; k++) argv[k] = argv[k + take];
+        *argc -= take;
+        i--;
+    }
+    if (dev && strcmp(dev, "cpu") != 0 && strcmp(dev, "cuda") != 0) {
+        fprintf(stderr, "%s: --device must be cpu or cuda, got '%s'\n", exe, dev);
+        return 1;
+    }
+    if (dev && strcmp(dev, "cuda") == 0 && !jm_cli_gpu) {
+        fprintf(stderr, "%s: --device cuda: this executable has no GPU code (compile it with jemc compile --target cuda)\n", exe);
+        return 1;
+    }
+    int gpu = jm_cli_gpu && (!dev || strcmp(dev, "cuda") == 0);
+    jm_rt_use_gpu(gpu ? jm_cli_gpu : NULL);
+    /* commands that run programs check for a GPU now, not after loading data */
+    const char *cmd = *argc > 1 ? argv[1] : "";
+    if (gpu && (strcmp(cmd, "exec") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "sample") == 0 || strcmp(cmd, "eval") == 0)) {
+        jm_cuda_api api;
+        char why[600];
+        int ok = jm_cuda_api_load_driver(&api, why, sizeof why) == 0;
+        jm_cuda_api_unload(&api);
+        if (!ok) {
+            fprintf(stderr, "%s: %s.\n%s runs its programs on an NVIDIA GPU (compiled with --target cuda for %s); "
+                            "--device cpu runs them on this machine's CPU instead.\n", exe, why, exe, jm_cli_gpu->arch);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, jm_kernel_fn *kernels, int64_t nkernels) {
     const char *exe = argc > 0 ? argv[0] : "jem";
     jm_table t;
     char err[512];
+    if (jm_cli_device(exe, &argc, argv) != 0) return 1;
     if (jm_table_parse(words, nwords, &t, err, sizeof err) != 0) { fprintf(stderr, "%s: damaged executable: %s\n", exe, err); return 1; }
     if (t.nkernels != nkernels) { fprintf(stderr, "%s: damaged executable: %d kernels named, %lld present\n", exe, t.nkernels, (long long)nkernels); jm_table_free(&t); return 1; }
     int rc = 1;
@@ -229,7 +285,9 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
         jm_cli_usage(exe, &t, argc < 2 ? stderr : stdout);
         rc = argc < 2 ? 1 : 0;
     } else if (strcmp(argv[1], "--version") == 0) {
-        printf("%s: jemc runtime %s, program table version %d, graph %s, CPU %s\n", exe, JM_RT_VERSION, JM_TABLE_VERSION, t.graph, t.cpu);
+        printf("%s: jemc runtime %s, program table version %d, graph %s, CPU %s", exe, JM_RT_VERSION, JM_TABLE_VERSION, t.graph, t.cpu);
+        if (jm_cli_gpu) printf(", GPU %s (PTX%s)", jm_cli_gpu->arch, jm_cli_gpu->cubin_len > 0 ? " and cubin" : " only");
+        printf("\n");
         rc = 0;
     } else if (strcmp(argv[1], "info") == 0) {
         for (int p = 0; p < t.nprograms; p++) {

@@ -32,5 +32,8 @@ typedef struct {
 int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_opts *o);
 
 /* main() of a generated executable. */
+/* The GPU image the executable carries (rt_main.c, when compiled with --target cuda). */
+#include "rt_cuda.h"
+void jm_rt_cli_set_gpu(const jm_gpu_image *img);
 int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, jm_kernel_fn *kernels, int64_t nkernels);
 #endif

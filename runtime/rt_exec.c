@@ -8,6 +8,7 @@
 #include <xmmintrin.h>
 #endif
 #include "rt_extern.h"
+#include "rt_cuda.h"
 #include "philox.h"
 #include <math.h>
 #include <omp.h>
@@ -33,10 +34,12 @@ static void *jm_rt_aligned(int64_t bytes) {
     return p;
 }
 
+static unsigned char *jm_rt_host_global(jm_rt *rt, int g) { return rt->state + jm_ref_offset(rt->t->globals[g].t.ref); }
+
 static void jm_rt_init_global(jm_rt *rt, int gi) {
     const jm_tglobal *g = &rt->t->globals[gi];
     int64_t N = jm_rt_desc_numel(&g->t);
-    unsigned char *p = jm_rt_global(rt, gi);
+    unsigned char *p = jm_rt_host_global(rt, gi);
     /* the interpreter's rule (interp.c jm_init_global): stream = hash of the name, call 0xFFFFFFFF */
     uint32_t stream = jm_hash32(g->t.name, strlen(g->t.name), 0), call = 0xFFFFFFFFu;
     for (int64_t i = 0; i < N; i++) {
@@ -69,7 +72,35 @@ int jm_rt_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, uint64_t see
     return 0;
 }
 
+static const jm_gpu_image *jm_rt_gpu_image;
+void jm_rt_use_gpu(const void *image) { jm_rt_gpu_image = image; }
+int jm_rt_gpu_wanted(void) { return jm_rt_gpu_image != NULL; }
+
+void *jm_rt_global(jm_rt *rt, int g) {
+    if (rt->gpu && jm_gpu_host_view(rt, g, 1) != 0) fprintf(stderr, "jemc runtime: %s\n", rt->err);
+    return jm_rt_host_global(rt, g);
+}
+const void *jm_rt_global_read(jm_rt *rt, int g) {
+    if (rt->gpu && jm_gpu_host_view(rt, g, 0) != 0) fprintf(stderr, "jemc runtime: %s\n", rt->err);
+    return jm_rt_host_global(rt, g);
+}
+
+int jm_rt_state_get(jm_rt *rt, void *dst) {
+    for (int g = 0; rt->gpu && g < rt->t->nglobals; g++)
+        if (jm_gpu_host_view(rt, g, 0) != 0) return -1;
+    memcpy(dst, rt->state, (size_t)rt->t->state_bytes);
+    return 0;
+}
+
+int jm_rt_state_set(jm_rt *rt, const void *src) {
+    memcpy(rt->state, src, (size_t)rt->t->state_bytes);
+    for (int g = 0; rt->gpu && g < rt->t->nglobals; g++)
+        if (jm_gpu_host_view(rt, g, 1) != 0) return -1;
+    return 0;
+}
+
 void jm_rt_close(jm_rt *rt) {
+    jm_gpu_detach(rt);
     if (rt->xfn)
         for (int i = 0; i < rt->t->nexterns; i++) jm_xfn_close(rt->xfn[i]);
     free(rt->xfn);
@@ -313,7 +344,7 @@ static void jm_exec_thread(jm_exec *x) {
 /* A loop's trip count: the step's, or its knob's value (never below 0). */
 static int64_t jm_loop_trips(jm_rt *rt, const jm_step *st) {
     if (st->nint < 1) return st->n;
-    int64_t v = *(const int64_t *)jm_rt_global(rt, (int)st->iat[0]);
+    int64_t v = *(const int64_t *)jm_rt_host_global(rt, (int)st->iat[0]);
     return v > 0 ? v : 0;
 }
 
@@ -384,6 +415,8 @@ int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs)
     const jm_tprogram *pr = &rt->t->programs[p];
     rt->err[0] = 0;
     if (jm_rt_load_externs(rt, pr) != 0) return -1;
+    if (jm_rt_gpu_image && !rt->gpu && jm_gpu_attach(rt, jm_rt_gpu_image) != 0) return -1;
+    if (rt->gpu) return jm_gpu_run(rt, p, inputs, outputs);
     if (pr->scratch_bytes > rt->scratch_cap) {
         free(rt->scratch);
         rt->scratch = jm_rt_aligned(pr->scratch_bytes);
@@ -420,7 +453,7 @@ int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs)
        state as it was when it started. Sources are scratch, never state (the
        planner copies a state source to scratch first), so order does not matter. */
     for (int i = 0; i < pr->nwrites; i++)
-        memcpy(jm_rt_global(rt, pr->writes[i].global), JM_ADDR(pr->writes[i].src), (size_t)pr->writes[i].bytes);
+        memcpy(jm_rt_host_global(rt, pr->writes[i].global), JM_ADDR(pr->writes[i].src), (size_t)pr->writes[i].bytes);
 #undef JM_ADDR
     rt->call++;
     return 0;

@@ -22,6 +22,7 @@ typedef struct {
     int threads;                 /* 0: OpenMP's default */
     double *profile;             /* when set: seconds spent per step, accumulated (one per step of the program run) */
     struct jm_xfn **xfn;         /* per extern of the table: loaded when a program calling it first runs */
+    struct jm_gpu *gpu;          /* the GPU running the programs (rt_cuda.h), or NULL: the CPU */
     char err[1024];
 } jm_rt;
 
@@ -35,7 +36,21 @@ void jm_rt_close(jm_rt *rt);
    extern functions loads their libraries first (an error names the function
    and the library, and nothing runs). */
 int  jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs);
-/* Where a global lives (in rt->state) */
-static inline void *jm_rt_global(jm_rt *rt, int g) { return rt->state + jm_ref_offset(rt->t->globals[g].t.ref); }
+/* Where a global's host copy lives (in rt->state). With a GPU attached, its
+   value is first brought back from the device when the device has a newer one;
+   jm_rt_global also marks it for the device again before the next run (the
+   caller may write it), jm_rt_global_read does not (read only). */
+void *jm_rt_global(jm_rt *rt, int g);
+const void *jm_rt_global_read(jm_rt *rt, int g);
+/* The whole state as bytes (t->state_bytes): a copy out (for a snapshot), and
+   back in. 0 ok; -1 with rt->err set. */
+int jm_rt_state_get(jm_rt *rt, void *dst);
+int jm_rt_state_set(jm_rt *rt, const void *src);
+
+/* Device choice for every jm_rt of this process (the executable's --device):
+   NULL runs on the CPU; an image (rt_cuda.h) runs programs on the GPU, which
+   the first jm_rt_run attaches. */
+void jm_rt_use_gpu(const void *image);
+int jm_rt_gpu_wanted(void);
 int64_t jm_rt_desc_numel(const jm_tdesc *d);
 #endif

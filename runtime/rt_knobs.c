@@ -16,7 +16,7 @@ int jm_knob_find(const jm_table *t, const char *name) {
 }
 
 double jm_knob_get(jm_rt *rt, int g) {
-    const void *p = jm_rt_global(rt, g);
+    const void *p = jm_rt_global_read(rt, g);
     switch (rt->t->globals[g].t.dtype) {
     case JM_DT_F32: return *(const float *)p;
     case JM_DT_F64: return *(const double *)p;

@@ -6,8 +6,24 @@ extern const int64_t jm_table_words[];
 extern const int64_t jm_table_nwords;
 extern jm_kernel_fn jm_kernel_ptrs[];
 extern const int64_t jm_kernel_count;
+/* the GPU image, present only in executables of `jemc compile --target cuda`
+   (weak: a CPU executable leaves them NULL) */
+extern const char jm_gpu_ptx[] __attribute__((weak));
+extern const unsigned char jm_gpu_cubin[] __attribute__((weak));
+extern const int64_t jm_gpu_cubin_len __attribute__((weak));
+extern const char jm_gpu_kernels[] __attribute__((weak));
+extern const char jm_gpu_arch[] __attribute__((weak));
 
 int main(int argc, char **argv) {
+    static jm_gpu_image img;
+    if (jm_gpu_ptx && jm_gpu_kernels && jm_gpu_arch && &jm_gpu_cubin_len) {
+        img.ptx = jm_gpu_ptx;
+        img.cubin = jm_gpu_cubin_len > 0 ? jm_gpu_cubin : NULL;
+        img.cubin_len = jm_gpu_cubin_len;
+        img.kernels = jm_gpu_kernels;
+        img.arch = jm_gpu_arch;
+        jm_rt_cli_set_gpu(&img);
+    }
     return jm_rt_cli_main(argc, argv, jm_table_words, jm_table_nwords, jm_kernel_ptrs, jm_kernel_count);
 }
 

@@ -195,7 +195,7 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         for (int k = 0; k < t->nglobals; k++) if (strcmp(t->globals[k].t.name, "replay") == 0) g = k;
         if (g < 0 || jm_rt_desc_numel(&t->globals[g].t) < per) { fprintf(stderr, "%s: --from buffer: the graph has no replay buffer 'replay'\n", who); goto free_all; }
         int64_t nb = jm_rt_desc_numel(&t->globals[g].t) / per;
-        const float *rb = jm_rt_global(&rt, g);
+        const float *rb = jm_rt_global_read(&rt, g);
         for (int64_t i = 0; i < total; i++) {
             /* class-conditional buffers keep nb / classes chains per class, class-major */
             int64_t j = cls ? (ys[i] * (nb / (classes ? classes : 1)) + i % (nb / (classes ? classes : 1))) % nb : i % nb;

@@ -141,7 +141,7 @@ int jm_state_save(jm_rt *rt, const char *path, const char *const *extra, int nex
     const jm_table *t = rt->t;
     jm_tdesc *d = malloc(sizeof(jm_tdesc) * (size_t)(t->nglobals + 1));
     void **data = malloc(sizeof(void *) * (size_t)(t->nglobals + 1));
-    for (int i = 0; i < t->nglobals; i++) { d[i] = t->globals[i].t; data[i] = jm_rt_global(rt, i); }
+    for (int i = 0; i < t->nglobals; i++) { d[i] = t->globals[i].t; data[i] = (void *)jm_rt_global_read(rt, i); }
     char call[32], seed[32];
     snprintf(call, sizeof call, "%u", rt->call);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)rt->seed);

@@ -82,7 +82,7 @@ static int jm_params_finite(jm_rt *rt) {
     for (int g = 0; g < rt->t->nglobals; g++) {
         const jm_tglobal *gl = &rt->t->globals[g];
         if (gl->t.dtype != JM_DT_F32) continue;
-        const float *p = jm_rt_global(rt, g);
+        const float *p = jm_rt_global_read(rt, g);
         int64_t n = jm_rt_desc_numel(&gl->t);
         for (int64_t i = 0; i < n; i++) if (!isfinite(p[i])) return 0;
     }
@@ -116,7 +116,7 @@ static void jm_save_buffer_grid(jm_rt *rt, const char *path, const char *who) {
     const jm_tdesc *d = &rt->t->globals[g].t;
     int n = d->dim[0] < 64 ? (int)d->dim[0] : 64;
     char err[1024];
-    if (jm_image_grid_png(path, jm_rt_global(rt, g), n, (int)d->dim[1], (int)d->dim[2], (int)d->dim[3], 8, -1, 1, 2, err, sizeof err) != 0)
+    if (jm_image_grid_png(path, jm_rt_global_read(rt, g), n, (int)d->dim[1], (int)d->dim[2], (int)d->dim[3], 8, -1, 1, 2, err, sizeof err) != 0)
         fprintf(stderr, "%s: %s\n", who, err);
 }
 
@@ -178,7 +178,7 @@ static int jm_train_rollback(jm_rt *rt, jm_snapshot *snap, jm_train_pos *pos, co
     }
     int64_t from = pos->it, rb = pos->rollbacks + 1;
     double scale = pos->lr_scale * o->lr_drop;
-    memcpy(rt->state, snap->state, (size_t)rt->t->state_bytes);
+    if (jm_rt_state_set(rt, snap->state) != 0) { fprintf(stderr, "%s: %s\n", who, rt->err); return -1; }
     rt->call = snap->call;
     *pos = snap->pos;
     pos->rollbacks = rb;
@@ -349,7 +349,7 @@ int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **arg
                 if (jm_train_rollback(&rt, &snap, &pos, &o, metrics, who) != 0) { rc = 3; goto done; }
                 continue;
             }
-            memcpy(snap.state, rt.state, (size_t)t->state_bytes);
+            if (jm_rt_state_get(&rt, snap.state) != 0) { fprintf(stderr, "%s: %s\n", who, rt.err); goto done; }
             snap.call = rt.call;
             snap.pos = pos;
             snap.valid = 1;
@@ -384,7 +384,7 @@ int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **arg
         in[jm_session_input(pr, "y")] = y;
         if (jm_rt_run(&rt, p, in, out) != 0) { fprintf(stderr, "%s: %s failed: %s\n", who, pr->name, rt.err); goto done; }
         double loss = jm_session_scalar(pr, out, "loss"), ed = jm_session_scalar(pr, out, "e_data"), es = jm_session_scalar(pr, out, "e_sample");
-        double gn = gnorm >= 0 ? *(const float *)jm_rt_global(&rt, gnorm) : 0;
+        double gn = gnorm >= 0 ? *(const float *)jm_rt_global_read(&rt, gnorm) : 0;
         const char *why = !isfinite(loss) ? "the loss is not finite" : !isfinite(gn) ? "the gradient is not finite"
                         : (jm_session_output(pr, "e_sample") >= 0 && !isfinite(es)) ? "the samples' energy is not finite"
                         : (isfinite(ed) && isfinite(es) && fabs(ed - es) > o.max_gap) ? "the energy gap exploded" : NULL;

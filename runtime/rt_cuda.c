@@ -1,0 +1,319 @@
+/* rt_cuda.c — see rt_cuda.h: attaching a GPU, device memory, the host copy of
+ * the state, and running a program (eagerly, or captured as a CUDA graph and
+ * replayed). The library steps are in rt_cuda_lib.c. */
+#include "rt_cuda_int.h"
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int jm_gpu_fail(jm_rt *rt, jm_CUresult r, const char *fmt, ...) {
+    char what[512], buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(rt->err, sizeof rt->err, "GPU: %s: %s", what, jm_cuda_errstr(&rt->gpu->api, r, buf, sizeof buf));
+    return -1;
+}
+
+const char *jm_gpu_describe(const jm_rt *rt) { return rt->gpu ? rt->gpu->desc : "no GPU"; }
+
+/* The kernel list: "name scale\n" per table kernel index. */
+static int jm_gpu_kernels(jm_rt *rt, jm_gpu *g, const char *list) {
+    int n = rt->t->nkernels;
+    g->kfn = calloc((size_t)n + 1, sizeof *g->kfn);
+    g->kscale = calloc((size_t)n + 1, sizeof *g->kscale);
+    if (!g->kfn || !g->kscale) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
+    const char *p = list;
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        long long scale;
+        int used = 0;
+        if (!p || sscanf(p, "%255s %lld%n", name, &scale, &used) != 2 || scale < 1) {
+            snprintf(rt->err, sizeof rt->err, "damaged executable: the GPU kernel list ends at kernel %d of %d", i, n);
+            return -1;
+        }
+        p += used;
+        while (*p == '\n') p++;
+        jm_CUresult r = g->api.cuModuleGetFunction(&g->kfn[i], g->mod, name);
+        if (r) return jm_gpu_fail(rt, r, "the GPU module has no kernel %s", name);
+        g->kscale[i] = scale;
+    }
+    for (int k = 0; k < JM_GPU_LIB_N; k++) {
+        /* a library kernel only exists when some step uses it (gpu_target.c) */
+        if (g->api.cuModuleGetFunction(&g->lib[k], g->mod, jm_gpu_lib_names[k]) != JM_CUDA_SUCCESS) g->lib[k] = NULL;
+    }
+    return 0;
+}
+
+static int jm_gpu_load_module(jm_rt *rt, jm_gpu *g, const jm_gpu_image *img) {
+    char log[8192] = "";
+    unsigned int opts[2] = { JM_CU_JIT_ERROR_LOG_BUFFER, JM_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES };
+    void *vals[2] = { log, (void *)(uintptr_t)sizeof log };
+    char want[16];
+    snprintf(want, sizeof want, "sm_%d%d", g->cc_major, g->cc_minor);
+    /* the cubin when it was made for this GPU; otherwise the driver compiles the PTX */
+    if (img->cubin && img->cubin_len > 0 && img->arch && strcmp(img->arch, want) == 0) {
+        if (g->api.cuModuleLoadDataEx(&g->mod, img->cubin, 2, opts, vals) == JM_CUDA_SUCCESS) return 0;
+        fprintf(stderr, "jemc runtime: note: the embedded %s cubin did not load (%s); compiling the PTX instead\n", img->arch, log);
+        log[0] = 0;
+    }
+    jm_CUresult r = g->api.cuModuleLoadDataEx(&g->mod, img->ptx, 2, opts, vals);
+    if (r) {
+        jm_gpu_fail(rt, r, "the driver cannot load this executable's PTX (built for %s; this GPU is %s)", img->arch, want);
+        size_t k = strlen(rt->err);
+        if (log[0] && k + 3 < sizeof rt->err) snprintf(rt->err + k, sizeof rt->err - k, ": %s", log);
+        return -1;
+    }
+    return 0;
+}
+
+int jm_gpu_attach(jm_rt *rt, const jm_gpu_image *img) {
+    const jm_table *t = rt->t;
+    jm_gpu *g = calloc(1, sizeof *g);
+    if (!g) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
+    rt->gpu = g;
+    if (jm_cuda_api_load_driver(&g->api, rt->err, sizeof rt->err) != 0) goto fail;
+    jm_CUresult r;
+    if ((r = g->api.cuDeviceGet(&g->dev, 0)) || (r = g->api.cuDevicePrimaryCtxRetain(&g->ctx, g->dev)) ||
+        (r = g->api.cuCtxSetCurrent(g->ctx))) { jm_gpu_fail(rt, r, "cannot open GPU 0"); goto fail; }
+    g->have_ctx = 1;
+    char name[200] = "?";
+    int drv = 0;
+    g->api.cuDeviceGetName(name, sizeof name, g->dev);
+    g->api.cuDeviceGetAttribute(&g->sms, JM_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, g->dev);
+    g->api.cuDeviceGetAttribute(&g->cc_major, JM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, g->dev);
+    g->api.cuDeviceGetAttribute(&g->cc_minor, JM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, g->dev);
+    g->api.cuDriverGetVersion(&drv);
+    if (g->sms < 1) g->sms = 1;
+    snprintf(g->desc, sizeof g->desc, "%s (sm_%d%d, %d SMs), driver %d.%d", name, g->cc_major, g->cc_minor, g->sms,
+             drv / 1000, (drv % 1000) / 10);
+    if ((r = g->api.cuStreamCreate(&g->stream, JM_CU_STREAM_NON_BLOCKING))) { jm_gpu_fail(rt, r, "cannot make a stream"); goto fail; }
+    if (jm_gpu_load_module(rt, g, img) != 0 || jm_gpu_kernels(rt, g, img->kernels) != 0) goto fail;
+    /* memory: the state, the largest scratch of any program, the counters */
+    int64_t scratch = 64;
+    for (int p = 0; p < t->nprograms; p++) if (t->programs[p].scratch_bytes > scratch) scratch = t->programs[p].scratch_bytes;
+    if ((r = g->api.cuMemAlloc_v2(&g->state, (size_t)(t->state_bytes > 0 ? t->state_bytes : 64)))) {
+        jm_gpu_fail(rt, r, "no room for the state (%.1f MiB) on %s", t->state_bytes / 1048576.0, g->desc);
+        goto fail;
+    }
+    if ((r = g->api.cuMemAlloc_v2(&g->scratch, (size_t)scratch))) {
+        jm_gpu_fail(rt, r, "no room for %.1f MiB of scratch on %s", scratch / 1048576.0, g->desc);
+        goto fail;
+    }
+    if ((r = g->api.cuMemAlloc_v2(&g->words, 256))) { jm_gpu_fail(rt, r, "cannot allocate the run counters"); goto fail; }
+    g->host_stale = calloc((size_t)t->nglobals + 1, 1);
+    g->dev_stale = malloc((size_t)t->nglobals + 1);
+    g->progs = calloc((size_t)t->nprograms + 1, sizeof *g->progs);
+    if (!g->host_stale || !g->dev_stale || !g->progs) { snprintf(rt->err, sizeof rt->err, "out of memory"); goto fail; }
+    /* the host copy (initialised or loaded) goes over before the first run */
+    memset(g->dev_stale, 1, (size_t)t->nglobals + 1);
+    g->tf32 = !(getenv("JEMC_GPU_FP32") && *getenv("JEMC_GPU_FP32") == '1');
+    if (jm_gpu_libs_open(rt) != 0) goto fail;
+    return 0;
+fail:
+    jm_gpu_detach(rt);
+    return -1;
+}
+
+void jm_gpu_detach(jm_rt *rt) {
+    jm_gpu *g = rt->gpu;
+    if (!g) return;
+    if (g->progs) {
+        for (int p = 0; p < rt->t->nprograms; p++) jm_gpu_prog_free(rt, &g->progs[p]);
+        free(g->progs);
+    }
+    jm_gpu_libs_close(rt);
+    if (g->api.cuMemFree_v2) {
+        if (g->state) g->api.cuMemFree_v2(g->state);
+        if (g->scratch) g->api.cuMemFree_v2(g->scratch);
+        if (g->words) g->api.cuMemFree_v2(g->words);
+        if (g->ws) g->api.cuMemFree_v2(g->ws);
+    }
+    if (g->mod) g->api.cuModuleUnload(g->mod);
+    if (g->stream) g->api.cuStreamDestroy_v2(g->stream);
+    if (g->have_ctx) g->api.cuDevicePrimaryCtxRelease_v2(g->dev);
+    jm_cuda_api_unload(&g->api);
+    free(g->kfn); free(g->kscale); free(g->host_stale); free(g->dev_stale);
+    free(g);
+    rt->gpu = NULL;
+}
+
+/* ---- the host copy of the state -------------------------------------------------- */
+
+static int64_t jm_global_bytes(const jm_table *t, int g) {
+    return jm_rt_desc_numel(&t->globals[g].t) * (int64_t)jm_rt_dtype_size(t->globals[g].t.dtype);
+}
+
+int jm_gpu_host_view(jm_rt *rt, int gi, int write) {
+    jm_gpu *g = rt->gpu;
+    if (g->host_stale[gi]) {
+        int64_t off = jm_ref_offset(rt->t->globals[gi].t.ref);
+        jm_CUresult r = g->api.cuStreamSynchronize(g->stream);
+        if (!r) r = g->api.cuMemcpyDtoH_v2(rt->state + off, g->state + (jm_CUdeviceptr)off, (size_t)jm_global_bytes(rt->t, gi));
+        if (r) return jm_gpu_fail(rt, r, "cannot read %s back from the device", rt->t->globals[gi].t.name);
+        g->host_stale[gi] = 0;
+    }
+    if (write) g->dev_stale[gi] = 1;
+    return 0;
+}
+
+/* the host's newer globals go to the device */
+static int jm_gpu_upload(jm_rt *rt) {
+    jm_gpu *g = rt->gpu;
+    for (int gi = 0; gi < rt->t->nglobals; gi++) {
+        if (!g->dev_stale[gi]) continue;
+        int64_t off = jm_ref_offset(rt->t->globals[gi].t.ref);
+        jm_CUresult r = g->api.cuMemcpyHtoDAsync_v2(g->state + (jm_CUdeviceptr)off, rt->state + off, (size_t)jm_global_bytes(rt->t, gi), g->stream);
+        if (r) return jm_gpu_fail(rt, r, "cannot copy %s to the device", rt->t->globals[gi].t.name);
+        g->dev_stale[gi] = 0;
+    }
+    return 0;
+}
+
+/* ---- running a program ----------------------------------------------------------- */
+
+jm_CUdeviceptr jm_gpu_addr(const jm_gpu *g, jm_ref ref) {
+    return (jm_ref_region(ref) == JM_REGION_STATE ? g->state : g->scratch) + (jm_CUdeviceptr)jm_ref_offset(ref);
+}
+
+/* A loop's trip count: the step's, or its knob's value (never below 0). The
+   knob is the host's (knobs are only ever set by the host). */
+int64_t jm_gpu_trips(jm_rt *rt, const jm_step *st) {
+    if (st->nint < 1) return st->n;
+    int64_t v = *(const int64_t *)(rt->state + jm_ref_offset(rt->t->globals[st->iat[0]].t.ref));
+    return v > 0 ? v : 0;
+}
+
+/* launch shape for `total` items of a grid-stride kernel: 256 threads a block,
+   at most 32 blocks per SM (the loop covers the rest) */
+int jm_gpu_launch(jm_rt *rt, jm_CUfunction f, int64_t total, void **params, const char *what) {
+    jm_gpu *g = rt->gpu;
+    if (total <= 0) return 0;
+    int64_t blocks = (total + 255) / 256, cap = (int64_t)g->sms * 32;
+    if (blocks > cap) blocks = cap;
+    jm_CUresult r = g->api.cuLaunchKernel(f, (unsigned)blocks, 1, 1, 256, 1, 1, 0, g->stream, params, NULL);
+    return r ? jm_gpu_fail(rt, r, "launching %s", what) : 0;
+}
+
+/* Issues steps [s0, s1) of program p on the stream (or into the graph being captured). */
+int jm_gpu_issue(jm_rt *rt, int p, int s0, int s1, uint32_t iteration) {
+    jm_gpu *g = rt->gpu;
+    const jm_tprogram *pr = &rt->t->programs[p];
+    for (int s = s0; s < s1; s++) {
+        const jm_step *st = &pr->steps[s];
+        switch (st->kind) {
+        case JM_STEP_KERNEL: {
+            jm_CUdeviceptr a[64];
+            void *params[66];
+            int64_t n = st->n;
+            if (st->nbuf > 64) { snprintf(rt->err, sizeof rt->err, "a kernel with %d buffers (at most 64 on the GPU)", st->nbuf); return -1; }
+            for (int i = 0; i < st->nbuf; i++) { a[i] = jm_gpu_addr(g, st->buf[i]); params[i] = &a[i]; }
+            params[st->nbuf] = &n;
+            if (jm_gpu_launch(rt, g->kfn[st->op], n * g->kscale[st->op], params, rt->t->kernels[st->op]) != 0) return -1;
+            break;
+        }
+        case JM_STEP_COPY: {
+            jm_CUresult r = g->api.cuMemcpyDtoDAsync_v2(jm_gpu_addr(g, st->buf[0]), jm_gpu_addr(g, st->buf[1]), (size_t)st->n, g->stream);
+            if (r) return jm_gpu_fail(rt, r, "copy (%s)", st->where ? st->where : "");
+            break;
+        }
+        case JM_STEP_LOOP: {
+            int64_t trips = jm_gpu_trips(rt, st);
+            for (int64_t t = 0; t < trips; t++)
+                if (jm_gpu_issue(rt, p, s + 1, s + 1 + st->body, (uint32_t)((uint64_t)iteration * (uint64_t)trips + (uint64_t)t)) != 0) return -1;
+            s += st->body;
+            break;
+        }
+        default:
+            if (jm_gpu_lib_step(rt, p, s, iteration) != 0) return -1;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* The trip counts of the program's knob-driven loops, which a captured graph is valid for. */
+static void jm_gpu_trip_key(jm_rt *rt, int p, int64_t *key, int *nkey) {
+    const jm_tprogram *pr = &rt->t->programs[p];
+    int n = 0;
+    for (int s = 0; s < pr->nsteps && n < JM_GPU_MAX_TRIPKEY; s++)
+        if (pr->steps[s].kind == JM_STEP_LOOP && pr->steps[s].nint >= 1) key[n++] = jm_gpu_trips(rt, &pr->steps[s]);
+    *nkey = n;
+}
+
+/* Runs the program's steps: replaying its graph (captured on the first run,
+   and again when a loop's knob changed), or eagerly when it calls the host. */
+static int jm_gpu_steps(jm_rt *rt, int p) {
+    jm_gpu *g = rt->gpu;
+    jm_gpu_prog *gp = &g->progs[p];
+    const jm_tprogram *pr = &rt->t->programs[p];
+    if (!gp->graphable || g->no_graphs) return jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
+    int64_t key[JM_GPU_MAX_TRIPKEY];
+    int nkey;
+    jm_gpu_trip_key(rt, p, key, &nkey);
+    if (gp->graph && (nkey != gp->nkey || memcmp(key, gp->key, sizeof(int64_t) * (size_t)nkey) != 0)) {
+        g->api.cuGraphExecDestroy(gp->graph);
+        gp->graph = NULL;
+    }
+    if (!gp->graph) {
+        jm_CUresult r = g->api.cuStreamBeginCapture_v2(g->stream, JM_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+        if (r) return jm_gpu_fail(rt, r, "cannot capture %s as a CUDA graph", pr->name);
+        int rc = jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
+        jm_CUgraph graph = NULL;
+        r = g->api.cuStreamEndCapture(g->stream, &graph);
+        if (rc != 0) { if (graph) g->api.cuGraphDestroy(graph); return -1; }
+        if (r) return jm_gpu_fail(rt, r, "capturing %s as a CUDA graph", pr->name);
+        r = g->api.cuGraphInstantiateWithFlags(&gp->graph, graph, 0);
+        g->api.cuGraphDestroy(graph);
+        if (r) { gp->graph = NULL; return jm_gpu_fail(rt, r, "instantiating the CUDA graph of %s", pr->name); }
+        memcpy(gp->key, key, sizeof(int64_t) * (size_t)nkey);
+        gp->nkey = nkey;
+    }
+    jm_CUresult r = g->api.cuGraphLaunch(gp->graph, g->stream);
+    return r ? jm_gpu_fail(rt, r, "running the CUDA graph of %s", pr->name) : 0;
+}
+
+int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+    jm_gpu *g = rt->gpu;
+    const jm_tprogram *pr = &rt->t->programs[p];
+    jm_CUresult r;
+    if (jm_gpu_prepare(rt, p) != 0 || jm_gpu_upload(rt) != 0) return -1;
+    for (int i = 0; i < pr->ninputs; i++) {
+        size_t bytes = (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype);
+        if ((r = g->api.cuMemcpyHtoDAsync_v2(jm_gpu_addr(g, pr->inputs[i].ref), inputs[i], bytes, g->stream)))
+            return jm_gpu_fail(rt, r, "copying input %s to the device", pr->inputs[i].name);
+    }
+    /* the run counter (random numbers) and a cleared error word */
+    uint32_t words[8] = { rt->call };
+    if ((r = g->api.cuMemcpyHtoDAsync_v2(g->words, words, sizeof words, g->stream))) return jm_gpu_fail(rt, r, "setting the run counter");
+    if (jm_gpu_steps(rt, p) != 0) { g->api.cuStreamSynchronize(g->stream); return -1; }
+    jm_gpu_err dev_err;
+    if ((r = g->api.cuMemcpyDtoHAsync_v2(&dev_err, g->words + JM_GPU_ERR_OFFSET, sizeof dev_err, g->stream)))
+        return jm_gpu_fail(rt, r, "reading the error word");
+    for (int i = 0; i < pr->noutputs; i++) {
+        size_t bytes = (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype);
+        if ((r = g->api.cuMemcpyDtoHAsync_v2(outputs[i], jm_gpu_addr(g, pr->outputs[i].ref), bytes, g->stream)))
+            return jm_gpu_fail(rt, r, "copying output %s from the device", pr->outputs[i].name);
+    }
+    if ((r = g->api.cuStreamSynchronize(g->stream))) return jm_gpu_fail(rt, r, "running %s", pr->name);
+    if (dev_err.code != 0) {
+        const jm_step *st = dev_err.step >= 0 && dev_err.step < pr->nsteps ? &pr->steps[dev_err.step] : NULL;
+        snprintf(rt->err, sizeof rt->err, "%s %" PRId64 " at position %" PRId64 " is out of range (%s)",
+                 dev_err.code == 2 ? "label" : "row index", dev_err.value, dev_err.pos,
+                 st && st->where && *st->where ? st->where : "a library step");
+        return -1;
+    }
+    /* commit the state writes after the outputs are read (rt_exec.c's rule) */
+    for (int i = 0; i < pr->nwrites; i++) {
+        const jm_twrite *w = &pr->writes[i];
+        jm_CUdeviceptr dst = g->state + (jm_CUdeviceptr)jm_ref_offset(rt->t->globals[w->global].t.ref);
+        if ((r = g->api.cuMemcpyDtoDAsync_v2(dst, jm_gpu_addr(g, w->src), (size_t)w->bytes, g->stream)))
+            return jm_gpu_fail(rt, r, "committing %s", rt->t->globals[w->global].t.name);
+        g->host_stale[w->global] = 1;
+    }
+    rt->call++;
+    return 0;
+}

@@ -86,8 +86,13 @@ $(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(B)/libjemc.a $(B)/libjemrt.a $(LDLIBS) -o $@
 
+# A CPU stand-in for the CUDA driver, cuBLAS and cuDNN (t_cuda tests the GPU runtime's host side with it).
+$(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm
+
 # Tests run from the repository root; they find the compiler as $JEMC.
-test: deps-test all $(TEST_BIN)
+test: deps-test all $(TEST_BIN) $(B)/tests/libfakecuda.so
 	JEMC=$(B)/jemc JM_BUILD=$(B) prove -f --exec '' $(TEST_BIN)
 
 # libFuzzer harness for the front end (lexer, parser, elaboration, type checking).

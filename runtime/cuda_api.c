@@ -23,7 +23,7 @@ static void *jm_open_first(const char *const *names, char *why, size_t n) {
             void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
             if (h) return h;
             const char *e = dlerror();
-            if (!why[0]) snprintf(why, n, "%s", e ? e : path);
+            if (!why[0]) snprintf(why, n, "%.400s", e ? e : path);
         }
     }
     return NULL;
@@ -74,7 +74,9 @@ int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, cha
     char why[512] = "";
     const char *libname;
     if (need_cublas && !api->lib_cublas) {
-        const char *names[] = { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so", NULL };
+        const char *env = getenv("JEMC_LIBCUBLAS");
+        const char *names[] = { env && *env ? env : "libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so", NULL };
+        if (env && *env) names[1] = NULL;
         if (!(api->lib_cublas = jm_open_first(names, why, sizeof why))) {
             snprintf(err, errlen, "cuBLAS is needed for matrix products and was not found (%s); install it or add its "
                                   "directory to LD_LIBRARY_PATH", why);
@@ -86,7 +88,9 @@ int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, cha
 #undef JM_X
     }
     if (need_cudnn && !api->lib_cudnn) {
-        const char *names[] = { "libcudnn.so.9", "libcudnn.so.8", "libcudnn.so", NULL };
+        const char *env = getenv("JEMC_LIBCUDNN");
+        const char *names[] = { env && *env ? env : "libcudnn.so.9", "libcudnn.so.8", "libcudnn.so", NULL };
+        if (env && *env) names[1] = NULL;
         if (!(api->lib_cudnn = jm_open_first(names, why, sizeof why))) {
             snprintf(err, errlen, "cuDNN is needed for convolutions and was not found (%s); install it or add its "
                                   "directory to LD_LIBRARY_PATH", why);

@@ -168,7 +168,9 @@ typedef struct {
    needs (too old). */
 int jm_cuda_api_load_driver(jm_cuda_api *api, char *err, size_t errlen);
 /* Loads cuBLAS and cuDNN (needed only by programs with matrix products or
-   convolutions). 0 ok; -1 with the library and the reason in err. */
+   convolutions): the loader's search path, then $CUDA_HOME/lib64 and
+   /usr/local/cuda/lib64; $JEMC_LIBCUBLAS and $JEMC_LIBCUDNN name other files
+   (tests load a CPU stand-in so). 0 ok; -1 with the library and the reason in err. */
 int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, char *err, size_t errlen);
 void jm_cuda_api_unload(jm_cuda_api *api);
 /* "CUDA_ERROR_OUT_OF_MEMORY (out of memory)" */

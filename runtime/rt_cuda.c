@@ -206,10 +206,11 @@ int jm_gpu_issue(jm_rt *rt, int p, int s0, int s1, uint32_t iteration) {
         const jm_step *st = &pr->steps[s];
         switch (st->kind) {
         case JM_STEP_KERNEL: {
-            jm_CUdeviceptr a[64];
-            void *params[66];
+            /* PTX kernels take at most 4 KiB of parameters: 256 buffers stay well inside */
+            jm_CUdeviceptr a[256];
+            void *params[258];
             int64_t n = st->n;
-            if (st->nbuf > 64) { snprintf(rt->err, sizeof rt->err, "a kernel with %d buffers (at most 64 on the GPU)", st->nbuf); return -1; }
+            if (st->nbuf > 256) { snprintf(rt->err, sizeof rt->err, "a kernel with %d buffers (at most 256 on the GPU)", st->nbuf); return -1; }
             for (int i = 0; i < st->nbuf; i++) { a[i] = jm_gpu_addr(g, st->buf[i]); params[i] = &a[i]; }
             params[st->nbuf] = &n;
             if (jm_gpu_launch(rt, g->kfn[st->op], n * g->kscale[st->op], params, rt->t->kernels[st->op]) != 0) return -1;
@@ -287,7 +288,7 @@ int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs
             return jm_gpu_fail(rt, r, "copying input %s to the device", pr->inputs[i].name);
     }
     /* the run counter (random numbers) and a cleared error word */
-    uint32_t words[8] = { rt->call };
+    uint32_t words[(JM_GPU_ERR_OFFSET + sizeof(jm_gpu_err)) / 4] = { rt->call };
     if ((r = g->api.cuMemcpyHtoDAsync_v2(g->words, words, sizeof words, g->stream))) return jm_gpu_fail(rt, r, "setting the run counter");
     if (jm_gpu_steps(rt, p) != 0) { g->api.cuStreamSynchronize(g->stream); return -1; }
     jm_gpu_err dev_err;

@@ -237,11 +237,11 @@ int jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration) {
         if (ds) return jm_dnn_fail(rt, ds, jm_lib_name(st->op), st);
         if (st->op == JM_LIB_CONV_FWD && st->epi >= 0) {
             /* the fused elementwise epilogue, over every image at once */
-            jm_CUdeviceptr eb[64];
-            void *params[66];
+            jm_CUdeviceptr eb[256];
+            void *params[258];
             int ne = st->nbuf - 3;
             int64_t n = a[0] * st->epi_items;
-            if (ne > 64) { snprintf(rt->err, sizeof rt->err, "an epilogue with %d buffers", ne); return -1; }
+            if (ne > 256) { snprintf(rt->err, sizeof rt->err, "an epilogue with %d buffers", ne); return -1; }
             for (int i = 0; i < ne; i++) { eb[i] = jm_gpu_addr(g, st->buf[3 + i]); params[i] = &eb[i]; }
             params[ne] = &n;
             return jm_gpu_launch(rt, g->kfn[st->epi], n * g->kscale[st->epi], params, rt->t->kernels[st->epi]);

@@ -21,7 +21,11 @@
 #include <stdint.h>
 #include <stddef.h>
 
+/* (tests/fake_cuda.c compiles this file for the host too, with its own JM_KERNEL
+   and PTX register stand-ins, to run these kernels on the CPU) */
+#ifndef JM_KERNEL
 #define JM_KERNEL __attribute__((nvptx_kernel))
+#endif
 #define JM_DEV static inline __attribute__((always_inline))
 
 double __nv_log(double);

@@ -89,7 +89,7 @@ $(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 # A CPU stand-in for the CUDA driver, cuBLAS and cuDNN (t_cuda tests the GPU runtime's host side with it).
 $(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm
+	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm -ldl
 
 # Tests run from the repository root; they find the compiler as $JEMC.
 test: deps-test all $(TEST_BIN) $(B)/tests/libfakecuda.so

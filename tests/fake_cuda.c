@@ -17,6 +17,8 @@
  * its arguments copied as the real driver copies them, and replayed by
  * cuGraphLaunch. Nothing here is a GPU: what the PTX computes is checked by
  * the real suite on a machine with one. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -173,11 +175,34 @@ EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *
 EXPORT CUresult cuMemAllocHost_v2(void **p, size_t b) { *p = malloc(b ? b : 1); return *p ? OK : 2; }
 EXPORT CUresult cuMemFreeHost(void *p) { free(p); return OK; }
 static int mod_dummy;
+/* A jemc executable's fused kernels: its CPU code for the kernel of the same
+   name (found with dlsym: t_train links the executable with -rdynamic), with
+   as many buffers as the PTX entry has parameters less one (the count n). */
+static void register_from_ptx(const char *ptx) {
+    for (const char *e = ptx; (e = strstr(e, ".entry ")); ) {
+        e += 7;
+        const char *paren = strchr(e, '(');
+        if (!paren || paren - e >= 127) break;
+        char name[128];
+        memcpy(name, e, (size_t)(paren - e));
+        name[paren - e] = 0;
+        const char *close = strchr(paren, ')');
+        int np = 0;
+        for (const char *q = paren; q && q < close && (q = strstr(q, ".param")) && q < close; q += 6) np++;
+        jk_fn fn = (jk_fn)dlsym(RTLD_DEFAULT, name);
+        int known = 0;
+        for (int i = 0; i < nfuncs; i++) known |= strcmp(funcs[i].name, name) == 0;
+        if (fn && !known && np > 0 && strncmp(name, "jk_", 3) == 0) fake_cuda_register(name, fn, np - 1);
+        e = close ? close : e;
+    }
+}
 EXPORT CUresult cuModuleLoadDataEx(void **m, const void *image, unsigned int n, unsigned int *o, void **v) {
     (void)n; (void)o; (void)v;
-    /* PTX text (the cubin would be ELF: "\177ELF") */
+    /* PTX text; a cubin (ELF) cannot be read here, and the runtime falls back to the PTX */
     const char *s = image;
-    if (!(strstr(s, ".version") && strstr(s, ".target")) && memcmp(s, "\177ELF", 4) != 0) return 218;   /* INVALID_PTX */
+    if (memcmp(s, "\177ELF", 4) == 0) return 209;    /* CUDA_ERROR_NO_BINARY_FOR_GPU */
+    if (!(strstr(s, ".version") && strstr(s, ".target"))) return 218;   /* INVALID_PTX */
+    register_from_ptx(s);
     *m = &mod_dummy;
     return OK;
 }

@@ -419,6 +419,79 @@ static void test_torch(void) {
     if (r) tap_diag("%s", out);
 }
 
+/* max |a - b| / max(1, max |b|) over every float tensor of two checkpoints */
+static double ckpt_diff(const char *a, const char *b, char *worst, size_t n) {
+    jm_st_file fa, fb;
+    char err[512];
+    memset(&fa, 0, sizeof fa);
+    memset(&fb, 0, sizeof fb);
+    if (jm_st_read(a, &fa, err, sizeof err) || jm_st_read(b, &fb, err, sizeof err)) { snprintf(worst, n, "%s", err); return INFINITY; }
+    double w = fa.n == fb.n ? 0 : INFINITY;
+    for (int i = 0; i < fa.n; i++) {
+        const jm_st_tensor *t = jm_st_find(&fb, fa.t[i].name);
+        if (!t || t->nbytes != fa.t[i].nbytes) { w = INFINITY; snprintf(worst, n, "%s missing", fa.t[i].name); break; }
+        if (t->dtype != JM_ST_F32) { if (memcmp(t->data, fa.t[i].data, t->nbytes)) { w = INFINITY; snprintf(worst, n, "%s", t->name); } continue; }
+        const float *x = (const float *)fa.t[i].data, *y = (const float *)t->data;
+        size_t k = t->nbytes / 4;
+        double scale = 1, e = 0;
+        for (size_t j = 0; j < k; j++) scale = fmax(scale, fabs(y[j]));
+        for (size_t j = 0; j < k; j++) e = fmax(e, fabs((double)x[j] - y[j]) / scale);
+        if (!(e <= w)) { w = e; snprintf(worst, n, "%s", t->name); }
+    }
+    jm_st_free(&fa);
+    jm_st_free(&fb);
+    return w;
+}
+
+/* The commands on the GPU runtime, run against tests/fake_cuda.c (a CPU
+   stand-in for the driver, cuBLAS and cuDNN): training, resuming, the NaN
+   guard's rollback, sampling from the replay buffer and evaluation move the
+   state between host and device correctly. The executable is linked with
+   -rdynamic so the stand-in can run its CPU kernels for the PTX entries. */
+static void test_fake_gpu(void) {
+    char fake[512], cc[400], gexe[400];
+    snprintf(fake, sizeof fake, "%s/tests/libfakecuda.so", jt_env("JM_BUILD", "build"));
+    if (access(fake, R_OK) != 0) { skip(7, "the CPU stand-in for CUDA is not built"); return; }
+    snprintf(cc, sizeof cc, "%s/cc-rdynamic", dir);
+    FILE *f = fopen(cc, "w");
+    if (f) { fprintf(f, "#!/bin/sh\nexec cc -rdynamic \"$@\"\n"); fclose(f); }
+    chmod(cc, 0755);
+    snprintf(gexe, sizeof gexe, "%s/tiny_gpu", dir);
+    int r = run("JEMC_PTXAS= JEMC_CC=%s %s compile tests/train/tiny.graph --target cuda -o %s", cc, jemc, gexe);
+    ok(r == 0, "compile tests/train/tiny.graph --target cuda");
+    if (r) { tap_diag("%s", out); skip(6, "no GPU executable"); return; }
+    char env[1600];
+    snprintf(env, sizeof env, "JEMC_LIBCUDA=%s JEMC_LIBCUBLAS=%s JEMC_LIBCUDNN=%s", fake, fake, fake);
+    r = run("%s %s train --data %s/train-images-idx3-ubyte --iters 12 --out %s/gpu --seed 3 --no-progress --noise 0.03 --crop 1 --flip",
+            env, gexe, dir, dir);
+    ok(r == 0, "train 12 iterations on the (stand-in) GPU (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    char p1[512], p2[512], why[600] = "";
+    snprintf(p1, sizeof p1, "%s/gpu/last.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/straight/last.safetensors", dir);
+    double d = ckpt_diff(p1, p2, why, sizeof why);
+    ok(d < 1e-4, "its checkpoint matches the CPU run's (worst %.2g in %s)", d, why);
+    int b = run("%s %s train --data %s/train-images-idx3-ubyte --iters 6 --out %s/ghalf --seed 3 --no-progress --noise 0.03 --crop 1 --flip",
+                env, gexe, dir, dir);
+    int c = run("%s %s train --data %s/train-images-idx3-ubyte --iters 12 --out %s/ghalf --resume %s/ghalf/last.safetensors --no-progress --noise 0.03 --crop 1 --flip",
+                env, gexe, dir, dir, dir);
+    snprintf(p2, sizeof p2, "%s/ghalf/last.safetensors", dir);
+    why[0] = 0;
+    ok(b == 0 && c == 0 && same_tensors(p1, p2, NULL, why, sizeof why), "on the GPU, 6 + resume + 6 == 12 straight, bitwise (%s)", why);
+    r = run("JEMC_TEST_INJECT_NAN=5 %s %s train --data %s/train-images-idx3-ubyte --iters 12 --guard-every 3 --out %s/gnan --no-progress",
+            env, gexe, dir, dir);
+    snprintf(p2, sizeof p2, "%s/gnan/last.safetensors", dir);
+    ok(r == 0 && strstr(out, "rolled back from iteration 4 to 3") && all_params_finite(p2),
+       "on the GPU, a NaN written into a parameter is caught and rolled back");
+    if (r) tap_diag("%s", out);
+    r = run("%s %s sample --ckpt %s --from buffer --steps 2 --n 8 --out %s/gb.png", env, gexe, p1, dir);
+    static char cpu_out[sizeof out];
+    snprintf(cpu_out, sizeof cpu_out, "%s", out);
+    int r2 = run("%s sample --ckpt %s --from buffer --steps 2 --n 8 --out %s/cb.png", exe, p1, dir);
+    const char *eg = strstr(cpu_out, "mean energy"), *ec = strstr(out, "mean energy");
+    ok(r == 0 && r2 == 0 && eg && ec && strncmp(eg, ec, 24) == 0, "sample --from buffer on the GPU reports the CPU's energies: %.40s", eg ? eg : cpu_out);
+}
+
 int main(void) {
     jemc = jt_env("JEMC", "build/jemc");
     snprintf(dir, sizeof dir, "/tmp/jemc_train.XXXXXX");
@@ -441,6 +514,7 @@ int main(void) {
     test_knobs();
     test_pgd_linear();
     test_torch();
+    test_fake_gpu();
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     if (system(rm) != 0) tap_diag("could not remove %s", dir);

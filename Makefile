@@ -43,7 +43,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-build deps-test test fuzz fuzz-merge clean bench demo
+.PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge clean bench demo
 all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc
 
 deps:
@@ -52,6 +52,10 @@ deps-build:
 	@tools/deps.sh build --check 2>/dev/null || tools/deps.sh build
 deps-test:
 	@tools/deps.sh test --check 2>/dev/null || tools/deps.sh test
+# CUDA's ptxas and libdevice for --target cuda (tools/cuda_tools.sh), unpacked into
+# $(B)/cuda-tools where jemc finds them; without them the GPU tests skip, saying so.
+deps-cuda:
+	@tools/cuda_tools.sh $(B)/cuda-tools || echo "make deps-cuda: could not fetch ptxas and libdevice; the GPU tests will skip" >&2
 
 $(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*.h codegen/*.h tests/*.h)
 	@mkdir -p $(dir $@)
@@ -73,7 +77,7 @@ $(B)/jemrt_main.o: $(B)/runtime/rt_main.o
 # The runtime's GPU library kernels (runtime/gpu/dev_lib.c) as NVPTX bitcode, which
 # `jemc compile --target cuda` links into every GPU executable's PTX module. No CUDA
 # toolkit needed: clang's own NVPTX target, freestanding.
-DEV_CFLAGS := --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc \
+DEV_CFLAGS = --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc \
               -isystem $(shell clang-19 -print-resource-dir 2>/dev/null)/include -Wall -Wextra -Werror
 $(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c
 	@mkdir -p $(dir $@)
@@ -92,7 +96,7 @@ $(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c
 	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm -ldl
 
 # Tests run from the repository root; they find the compiler as $JEMC.
-test: deps-test all $(TEST_BIN) $(B)/tests/libfakecuda.so
+test: deps-test deps-cuda all $(TEST_BIN) $(B)/tests/libfakecuda.so
 	JEMC=$(B)/jemc JM_BUILD=$(B) prove -f --exec '' $(TEST_BIN)
 
 # libFuzzer harness for the front end (lexer, parser, elaboration, type checking).

@@ -63,7 +63,7 @@ static int jm_file_ok(const char *p) { return p && *p && access(p, R_OK) == 0; }
 
 /* libdevice: the option, then $CUDA_HOME, then the usual install places
    (NVIDIA's /usr/local/cuda, Debian's nvidia-cuda-toolkit) */
-static const char *jm_find_libdevice(const char *given, char *buf, size_t n) {
+const char *jm_gpu_find_libdevice(const char *given, const char *tools_dir, char *buf, size_t n) {
     if (given) return jm_file_ok(given) ? given : NULL;
     const char *home = getenv("CUDA_HOME");
     if (home && *home) {
@@ -73,6 +73,10 @@ static const char *jm_find_libdevice(const char *given, char *buf, size_t n) {
     const char *places[] = { "/usr/local/cuda/nvvm/libdevice/libdevice.10.bc",
                              "/usr/lib/nvidia-cuda-toolkit/libdevice/libdevice.10.bc", NULL };
     for (int i = 0; places[i]; i++) if (jm_file_ok(places[i])) return places[i];
+    if (tools_dir) {
+        snprintf(buf, n, "%s/usr/lib/nvidia-cuda-toolkit/libdevice/libdevice.10.bc", tools_dir);
+        if (jm_file_ok(buf)) return buf;
+    }
     return NULL;
 }
 
@@ -87,10 +91,10 @@ static int jm_link_libdevice(LLVMModuleRef mod, const jm_gpu_opts *o, char *err,
     }
     if (!need) return 0;
     char buf[4096];
-    const char *path = jm_find_libdevice(o->libdevice, buf, sizeof buf);
+    const char *path = jm_gpu_find_libdevice(o->libdevice, o->tools_dir, buf, sizeof buf);
     if (!path) {
         jm_err(err, errlen, "a kernel calls %s (double-precision math), which the GPU takes from CUDA's libdevice: %s%s",
-               need, o->libdevice ? "cannot read " : "none found (give --libdevice PATH/libdevice.10.bc)",
+               need, o->libdevice ? "cannot read " : "none found (make deps-cuda fetches it; or give --libdevice PATH/libdevice.10.bc)",
                o->libdevice ? o->libdevice : "");
         return -1;
     }
@@ -263,7 +267,7 @@ int64_t jm_gpu_scale(const jm_plan *P, int i) { return jm_gpu_kernel_scale(P, &P
 
 static int jm_exec_ok(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0; }
 
-char *jm_gpu_find_ptxas(void) {
+char *jm_gpu_find_ptxas(const char *tools_dir) {
     const char *env = getenv("JEMC_PTXAS");
     if (env) return *env && jm_exec_ok(env) ? strdup(env) : NULL;
     char buf[4096];
@@ -283,6 +287,10 @@ char *jm_gpu_find_ptxas(void) {
         if (jm_exec_ok(buf)) return strdup(buf);
     }
     if (jm_exec_ok("/usr/local/cuda/bin/ptxas")) return strdup("/usr/local/cuda/bin/ptxas");
+    if (tools_dir) {
+        snprintf(buf, sizeof buf, "%s/usr/bin/ptxas", tools_dir);
+        if (jm_exec_ok(buf)) return strdup(buf);
+    }
     return NULL;
 }
 

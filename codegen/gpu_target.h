@@ -19,6 +19,7 @@ typedef struct {
     int opt;                    /* LLVM optimisation level 0..3 */
     const char *libdevice;      /* libdevice.10.bc; NULL: look in the usual CUDA places */
     const char *program;        /* NULL: every kernel; else only this program's (for --dump=ptx) */
+    const char *tools_dir;      /* where `make deps-cuda` unpacked ptxas and libdevice (build/cuda-tools), or NULL */
     const char *devlib;         /* the runtime's GPU library (jemrt_dev.bc, runtime/gpu/dev_lib.c), linked
                                    in with the library kernels the plan's steps use; NULL: none */
 } jm_gpu_opts;
@@ -41,8 +42,12 @@ int jm_gpu_ptx(const jm_plan *P, const jm_gpu_opts *o, char **ptx, char *err, si
 int64_t jm_gpu_scale(const jm_plan *P, int i);
 
 /* Where ptxas is: $JEMC_PTXAS (empty: none), then PATH, $CUDA_HOME/bin,
-   /usr/local/cuda/bin. NULL when not found. Malloc'd. */
-char *jm_gpu_find_ptxas(void);
+   /usr/local/cuda/bin, tools_dir/usr/bin. NULL when not found. Malloc'd. */
+char *jm_gpu_find_ptxas(const char *tools_dir);
+/* Where libdevice.10.bc is: `given` (only it, when set), $CUDA_HOME/nvvm/libdevice,
+   /usr/local/cuda/nvvm/libdevice, Debian's /usr/lib/nvidia-cuda-toolkit/libdevice,
+   tools_dir's copy of the latter. NULL when not found (buf holds the path). */
+const char *jm_gpu_find_libdevice(const char *given, const char *tools_dir, char *buf, size_t n);
 /* Assembles ptx for arch with ptxas into *cubin (malloc'd, *len bytes).
    0 ok; -1 with err set (ptxas's own message when it refused the PTX). */
 int jm_gpu_assemble(const char *ptxas, const char *ptx, const char *arch, unsigned char **cubin, size_t *len,

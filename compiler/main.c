@@ -233,30 +233,31 @@ typedef struct {
     unsigned char *cubin;
     size_t cubin_len;
     jm_cpu_blob blobs[4];
-} jm_gpu_image;
+} jm_gpu_build;
 
-static void jm_gpu_image_free(jm_gpu_image *g) {
+static void jm_gpu_build_free(jm_gpu_build *g) {
     free(g->ptx);
     free(g->names);
     free(g->cubin);
 }
 
-static int jm_gpu_image_build(jm_opts *o, jm_plan *plan, jm_gpu_image *g) {
-    char err[1024], dir[PATH_MAX], devlib[PATH_MAX + 32];
+static int jm_gpu_build_image(jm_opts *o, jm_plan *plan, jm_gpu_build *g) {
+    char err[1024], dir[PATH_MAX], devlib[PATH_MAX + 32], tools[PATH_MAX + 32];
     if (jm_self_dir(dir, sizeof dir) != 0) { fprintf(stderr, "jemc compile: cannot find the runtime library (set JEMC_RUNTIME_DIR)\n"); return -1; }
     snprintf(devlib, sizeof devlib, "%s/jemrt_dev.bc", dir);
-    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, NULL, devlib };
+    snprintf(tools, sizeof tools, "%s/cuda-tools", dir);
+    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, NULL, tools, devlib };
     snprintf(g->arch, sizeof g->arch, "%s", go.arch);
     if (jm_gpu_ptx(plan, &go, &g->ptx, err, sizeof err) != 0) { fprintf(stderr, "jemc compile: %s\n", err); return -1; }
     jm_time_phase("LLVM NVPTX codegen");
-    char *ptxas = jm_gpu_find_ptxas();
+    char *ptxas = jm_gpu_find_ptxas(tools);
     if (!ptxas) {
         fprintf(stderr, "jemc compile: note: CUDA's ptxas was not found, so %s carries PTX only, which the CUDA driver "
                         "compiles when it first loads it (put ptxas on PATH, or set CUDA_HOME or JEMC_PTXAS)\n", o->output_exe);
     } else {
         int arc = jm_gpu_assemble(ptxas, g->ptx, go.arch, &g->cubin, &g->cubin_len, err, sizeof err);
         free(ptxas);
-        if (arc != 0) { fprintf(stderr, "jemc compile: %s\n", err); jm_gpu_image_free(g); return -1; }
+        if (arc != 0) { fprintf(stderr, "jemc compile: %s\n", err); jm_gpu_build_free(g); return -1; }
         jm_time_phase("ptxas");
     }
     int *first = jm_kernels_dedup(plan);
@@ -276,8 +277,9 @@ static int jm_gpu_image_build(jm_opts *o, jm_plan *plan, jm_gpu_image *g) {
 
 /* --dump=ptx: the PTX of the kernels (of PROGRAM's, when given) */
 static int jm_cmd_dump_ptx(jm_opts *o, jm_plan *plan) {
-    char err[1024], *ptx = NULL;
-    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, o->program, NULL };
+    char err[1024], *ptx = NULL, dir[PATH_MAX], tools[PATH_MAX + 32];
+    snprintf(tools, sizeof tools, "%s/cuda-tools", jm_self_dir(dir, sizeof dir) == 0 ? dir : ".");
+    jm_gpu_opts go = { o->gpu_arch ? o->gpu_arch : "sm_90", o->opt ? atoi(o->opt) : 3, o->libdevice, o->program, tools, NULL };
     if (jm_gpu_ptx(plan, &go, &ptx, err, sizeof err) != 0) { fprintf(stderr, "jemc compile: %s\n", err); return 1; }
     fputs(ptx, stdout);
     free(ptx);
@@ -297,10 +299,10 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     if (jm_table_serialize(&plan->table, &words, &nwords) != 0) { fprintf(stderr, "jemc compile: out of memory\n"); free(cpu); return 1; }
     jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, strcmp(kind, "exe") == 0 ? 0 : 1, NULL, 0 };
     char err[1024], stem[PATH_MAX];
-    jm_gpu_image gi;
+    jm_gpu_build gi;
     memset(&gi, 0, sizeof gi);
     if (strcmp(o->target, "cuda") == 0) {
-        if (jm_gpu_image_build(o, plan, &gi) != 0) { free(words); free(cpu); return 1; }
+        if (jm_gpu_build_image(o, plan, &gi) != 0) { free(words); free(cpu); return 1; }
         co.blobs = gi.blobs;
         co.nblobs = 4;
     }
@@ -316,7 +318,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
         jm_time_phase(what);
     }
     free(words);
-    jm_gpu_image_free(&gi);
+    jm_gpu_build_free(&gi);
     if (nf < 0) { fprintf(stderr, "jemc compile: %s\n", err); free(cpu); return 1; }
     if (!exe) {
         if (rename(files[0], o->output_exe) != 0) fprintf(stderr, "jemc compile: cannot write %s: %s\n", o->output_exe, strerror(errno));

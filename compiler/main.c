@@ -52,7 +52,8 @@ static void jm_usage(FILE *out) {
         "usage:\n"
         "  jemc check   GRAPH [-D name=value]...\n"
         "  jemc info    GRAPH [-D name=value]...\n"
-        "  jemc compile GRAPH -o EXE [--target cpu|cuda] [--cpu NAME] [--gpu-arch sm_90] [--libdevice BC]\n"
+        "  jemc compile GRAPH -o EXE [--target cpu|cuda] [--cpu NAME] [--gpu-arch sm_90] [--precision tf32|fp32]\n"
+        "               [--libdevice BC]\n"
         "               [--emit=exe|obj|asm|llvm] [-O0..3] [--time] [-D name=value]...\n"
         "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|fused|plan|ptx [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
@@ -74,8 +75,8 @@ static void jm_usage(FILE *out) {
 
 typedef struct {
     const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt;
-    const char *gpu_arch, *libdevice;
-    int threads, time;
+    const char *gpu_arch, *libdevice, *gpu_precision;
+    int threads, time, precision_given;
     uint64_t seed;
     int seed_given;
     jm_define *defs; int ndefs;
@@ -102,6 +103,7 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
         JM_OPT("--out", out)
         JM_OPT("--state-out", state_out)
         JM_OPT("--target", target)
+        if (strcmp(a, "--precision") == 0 || strncmp(a, "--precision=", 12) == 0) o->precision_given = 1;
         JM_OPT("--precision", precision)
         JM_OPT("-o", output_exe)
         JM_OPT("--dump", dump)
@@ -229,10 +231,10 @@ static int jm_spawn(char *const *argv) {
    kernel index (one per line; a kernel that shares code names the first of
    its kind) with its item scale (gpu_kernel.h), and the architecture. */
 typedef struct {
-    char *ptx, *names, arch[16];
+    char *ptx, *names, arch[16], precision[8];
     unsigned char *cubin;
     size_t cubin_len;
-    jm_cpu_blob blobs[4];
+    jm_cpu_blob blobs[5];
 } jm_gpu_build;
 
 static void jm_gpu_build_free(jm_gpu_build *g) {
@@ -272,6 +274,8 @@ static int jm_gpu_build_image(jm_opts *o, jm_plan *plan, jm_gpu_build *g) {
     g->blobs[1] = (jm_cpu_blob){ "jm_gpu_cubin", g->cubin, (int64_t)g->cubin_len };
     g->blobs[2] = (jm_cpu_blob){ "jm_gpu_kernels", g->names, (int64_t)strlen(g->names) + 1 };
     g->blobs[3] = (jm_cpu_blob){ "jm_gpu_arch", g->arch, (int64_t)strlen(g->arch) + 1 };
+    snprintf(g->precision, sizeof g->precision, "%s", o->gpu_precision ? o->gpu_precision : "tf32");
+    g->blobs[4] = (jm_cpu_blob){ "jm_gpu_precision", g->precision, (int64_t)strlen(g->precision) + 1 };
     return 0;
 }
 
@@ -304,7 +308,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     if (strcmp(o->target, "cuda") == 0) {
         if (jm_gpu_build_image(o, plan, &gi) != 0) { free(words); free(cpu); return 1; }
         co.blobs = gi.blobs;
-        co.nblobs = 4;
+        co.nblobs = 5;
     }
     char **files = NULL;
     int rc = 1;
@@ -498,6 +502,25 @@ int main(int argc, char **argv) {
             fprintf(stderr, "jemc compile: unknown --gpu-arch '%s' (LLVM 19 knows %s)\n", o.gpu_arch, jm_gpu_arch_list());
             goto out;
         }
+        /* --precision for the GPU's convolutions and matrix products (the fused
+           kernels compute in the graph's types): fp32, or tf32 tensor cores (the default,
+           as PyTorch's cuDNN default) */
+        int given = strcmp(o.precision, "f32") != 0 || o.precision_given;
+        if (given && strcmp(o.target, "cuda") != 0) {
+            fprintf(stderr, "jemc compile: --precision is for --target cuda (CPU code computes in the graph's types)\n");
+            goto out;
+        }
+        o.gpu_precision = !given ? "tf32" : strcmp(o.precision, "f32") == 0 ? "fp32" : o.precision;
+        if (strcmp(o.gpu_precision, "bf16") == 0) {
+            fprintf(stderr, "jemc compile: --precision bf16 is not implemented yet (bfloat16 compute with float32 master weights); "
+                            "use tf32 or fp32\n");
+            goto out;
+        }
+        if (strcmp(o.gpu_precision, "fp32") != 0 && strcmp(o.gpu_precision, "tf32") != 0) {
+            fprintf(stderr, "jemc compile: --precision must be fp32 or tf32, got '%s'\n", o.gpu_precision);
+            goto out;
+        }
+        o.precision = "f32";
     } else if (strcmp(o.target, "cuda") == 0) {
         fprintf(stderr, "jemc run: --target cuda is not available here; compile with `jemc compile GRAPH --target cuda -o EXE`"
                         " and run `EXE exec PROGRAM ...`\n");

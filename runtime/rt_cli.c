@@ -286,7 +286,7 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
         rc = argc < 2 ? 1 : 0;
     } else if (strcmp(argv[1], "--version") == 0) {
         printf("%s: jemc runtime %s, program table version %d, graph %s, CPU %s", exe, JM_RT_VERSION, JM_TABLE_VERSION, t.graph, t.cpu);
-        if (jm_cli_gpu) printf(", GPU %s (PTX%s)", jm_cli_gpu->arch, jm_cli_gpu->cubin_len > 0 ? " and cubin" : " only");
+        if (jm_cli_gpu) printf(", GPU %s (PTX%s, %s)", jm_cli_gpu->arch, jm_cli_gpu->cubin_len > 0 ? " and cubin" : " only", jm_cli_gpu->precision);
         printf("\n");
         rc = 0;
     } else if (strcmp(argv[1], "info") == 0) {

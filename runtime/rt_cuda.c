@@ -110,7 +110,8 @@ int jm_gpu_attach(jm_rt *rt, const jm_gpu_image *img) {
     if (!g->host_stale || !g->dev_stale || !g->progs) { snprintf(rt->err, sizeof rt->err, "out of memory"); goto fail; }
     /* the host copy (initialised or loaded) goes over before the first run */
     memset(g->dev_stale, 1, (size_t)t->nglobals + 1);
-    g->tf32 = !(getenv("JEMC_GPU_FP32") && *getenv("JEMC_GPU_FP32") == '1');
+    /* JEMC_GPU_FP32=1 forces fp32 (the test suite compares against the CPU so) */
+    g->tf32 = !(img->precision && strcmp(img->precision, "fp32") == 0) && !(getenv("JEMC_GPU_FP32") && *getenv("JEMC_GPU_FP32") == '1');
     if (jm_gpu_libs_open(rt) != 0) goto fail;
     return 0;
 fail:

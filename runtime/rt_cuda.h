@@ -32,6 +32,7 @@ typedef struct {
     int64_t cubin_len;
     const char *kernels;             /* "name scale\n" per table kernel index */
     const char *arch;                /* "sm_90" */
+    const char *precision;           /* convolutions and matrix products: "tf32" (tensor cores) or "fp32" */
 } jm_gpu_image;
 
 /* Attaches a GPU to rt (whose state is initialised): loads the driver, the

@@ -13,6 +13,7 @@ extern const unsigned char jm_gpu_cubin[] __attribute__((weak));
 extern const int64_t jm_gpu_cubin_len __attribute__((weak));
 extern const char jm_gpu_kernels[] __attribute__((weak));
 extern const char jm_gpu_arch[] __attribute__((weak));
+extern const char jm_gpu_precision[] __attribute__((weak));
 
 int main(int argc, char **argv) {
     static jm_gpu_image img;
@@ -22,6 +23,7 @@ int main(int argc, char **argv) {
         img.cubin_len = jm_gpu_cubin_len;
         img.kernels = jm_gpu_kernels;
         img.arch = jm_gpu_arch;
+        img.precision = jm_gpu_precision ? jm_gpu_precision : "tf32";
         jm_rt_cli_set_gpu(&img);
     }
     return jm_rt_cli_main(argc, argv, jm_table_words, jm_table_nwords, jm_kernel_ptrs, jm_kernel_count);

@@ -107,7 +107,7 @@ static void ptxas_and_executables(void) {
         char cmd[1024];
         snprintf(cmd, sizeof cmd, "%s/mnist --version", dir);
         jt_run(cmd, out, sizeof out);
-        ok(strstr(out, "GPU sm_90 (PTX and cubin)") != NULL, "EXE --version names the GPU code: %s", out);
+        ok(strstr(out, "GPU sm_90 (PTX and cubin, tf32)") != NULL, "EXE --version names the GPU code: %s", out);
     }
     free(ptxas);
     int rc = J(out, sizeof out, "compile graphs/mlp_tabular.graph --target cuda --gpu-arch sm_80 -o %s/mlp80 2>&1 | cat", dir);
@@ -118,7 +118,15 @@ static void ptxas_and_executables(void) {
     ok(rc == 0 && strstr(out, "note: CUDA's ptxas was not found") && strstr(out, "PTX only"), "without ptxas the executable carries PTX only, and jemc says so");
     snprintf(cmd, sizeof cmd, "%s/mlp_ptx --version", dir);
     jt_run(cmd, out, sizeof out);
-    ok(strstr(out, "GPU sm_90 (PTX only)") != NULL, "EXE --version says PTX only");
+    ok(strstr(out, "GPU sm_90 (PTX only, tf32)") != NULL, "EXE --version says PTX only");
+    rc = J(out, sizeof out, "compile graphs/mlp_tabular.graph --target cuda --precision fp32 -o %s/mlp32", dir);
+    snprintf(cmd, sizeof cmd, "%s/mlp32 --version", dir);
+    jt_run(cmd, out, sizeof out);
+    ok(rc == 0 && strstr(out, ", fp32)"), "--precision fp32 is recorded in the executable");
+    rc = J(out, sizeof out, "compile graphs/mlp_tabular.graph --target cuda --precision bf16 -o %s/mlpbf", dir);
+    ok(rc == 1 && strstr(out, "bf16 is not implemented yet"), "--precision bf16 is refused, saying it is not implemented");
+    rc = J(out, sizeof out, "compile graphs/mlp_tabular.graph --precision tf32 -o %s/mlpcpu", dir);
+    ok(rc == 1 && strstr(out, "--precision is for --target cuda"), "--precision without --target cuda is refused");
 
     /* no driver: stop at once, with the way out */
     snprintf(cmd, sizeof cmd, "JEMC_LIBCUDA=%s/no/libcuda.so.1 %s/mlp_ptx exec sgld_grad", dir, dir);
@@ -201,7 +209,7 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
     if (fake_register)
         for (int i = 0; i < t->nkernels; i++) fake_register(c.plan.kernels[first[i]].name, c.fns[first[i]], c.plan.kernels[first[i]].nparam);
     free(first);
-    jm_gpu_image img = { ptx, NULL, 0, names, arch };
+    jm_gpu_image img = { ptx, NULL, 0, names, arch, "fp32" };
     for (int p = 0; p < t->nprograms; p++) {
         const jm_tprogram *tp = &t->programs[p];
         int runs = strcmp(tp->name, "train_step") == 0 ? 2 : 1;

@@ -151,6 +151,12 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
         double med = n % 2 ? ts[n / 2] : (ts[n / 2 - 1] + ts[n / 2]) / 2;
         fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run (median %.3f, min %.3f)\n", who, pr->name, reps,
                 first * 1e3, sum / n * 1e3, med * 1e3, ts[0] * 1e3);
+        if (rt.gpu) {
+            double mine, used;
+            jm_gpu_memory(&rt, &mine, &used);
+            fprintf(stderr, "%s: on %s: %.1f MiB of device memory allocated by jemc (state, scratch, workspaces), "
+                            "%.1f MiB in use on the device\n", who, jm_gpu_describe(&rt), mine / 1048576.0, used / 1048576.0);
+        }
     }
     if (o->profile && rt.profile) jm_print_profile(t, pr, rt.profile, reps);
     if (o->out) {

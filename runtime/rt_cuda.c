@@ -20,6 +20,17 @@ int jm_gpu_fail(jm_rt *rt, jm_CUresult r, const char *fmt, ...) {
 
 const char *jm_gpu_describe(const jm_rt *rt) { return rt->gpu ? rt->gpu->desc : "no GPU"; }
 
+void jm_gpu_memory(const jm_rt *rt, double *mine, double *in_use) {
+    const jm_gpu *g = rt->gpu;
+    *mine = *in_use = 0;
+    if (!g) return;
+    int64_t scratch = 64;
+    for (int p = 0; p < rt->t->nprograms; p++) if (rt->t->programs[p].scratch_bytes > scratch) scratch = rt->t->programs[p].scratch_bytes;
+    *mine = (double)rt->t->state_bytes + (double)scratch + (double)g->ws_bytes + 256;
+    size_t fr = 0, tot = 0;
+    if (g->api.cuMemGetInfo_v2(&fr, &tot) == JM_CUDA_SUCCESS) *in_use = (double)(tot - fr);
+}
+
 /* The kernel list: "name scale\n" per table kernel index. */
 static int jm_gpu_kernels(jm_rt *rt, jm_gpu *g, const char *list) {
     int n = rt->t->nkernels;

@@ -46,6 +46,10 @@ int  jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *output
 /* Makes global g's host copy current; `write`: the host may change it, so the
    device copy is refreshed before the next run. 0 ok; -1 with rt->err set. */
 int  jm_gpu_host_view(jm_rt *rt, int g, int write);
+/* Device memory: what jemc allocated itself (state, scratch, workspaces, counters)
+   and what the device reports in use (every process, the context, cuDNN's and
+   cuBLAS's own allocations), in bytes. */
+void jm_gpu_memory(const jm_rt *rt, double *mine, double *in_use);
 /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs), driver 13.0", for messages */
 const char *jm_gpu_describe(const jm_rt *rt);
 #endif

@@ -3,6 +3,7 @@
 #include "cpu_kernel.h"
 #include "kernel_body.h"
 #include "kernel_dedup.h"
+#include "gpu_kernel.h"
 #include <llvm-c/Core.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
@@ -76,6 +77,7 @@ typedef struct {
     /* AOT outputs */
     const int64_t *table; int64_t nwords;
     const jm_cpu_blob *blobs; int nblobs;
+    int gpu_emulation;
     const char *path, *kind;
     char err[512];
     int failed;
@@ -91,7 +93,8 @@ static void jm_build_module(jm_job *J) {
     for (int i = 0; i < J->P->nkernels; i++) {
         if (J->first[i] != i) continue;
         if (slot++ % J->nworkers != J->worker) continue;
-        jm_cpu_kernel_emit(J->mod, J->P, &J->P->kernels[i], J->cpu, J->features, 512);
+        if (J->gpu_emulation) jm_gpu_kernel_emit_host(J->mod, J->P, &J->P->kernels[i]);
+        else jm_cpu_kernel_emit(J->mod, J->P, &J->P->kernels[i], J->cpu, J->features, 512);
     }
     if (J->table) {
         /* worker 0 also carries the program table and the kernel pointer array */
@@ -222,6 +225,7 @@ int jm_cpu_write(const jm_plan *P, const jm_cpu_opts *o, const int64_t *table, i
         jm_job *J = &jobs[w];
         J->P = P; J->cpu = cpu; J->features = features; J->opt = o->opt; J->first = first;
         J->worker = w; J->nworkers = nw; J->kind = kind;
+        J->gpu_emulation = o->gpu_emulation;
         if (w == 0) { J->table = table; J->nwords = nwords; J->blobs = o->blobs; J->nblobs = o->nblobs; }
         size_t len = strlen(stem) + 32;
         out[w] = malloc(len);
@@ -284,6 +288,7 @@ jm_cpu_jit *jm_cpu_jit_create(const jm_plan *P, const jm_cpu_opts *o, jm_kernel_
     memset(&job, 0, sizeof job);
     job.P = P; job.cpu = cpu; job.features = features; job.opt = o->opt; job.first = first;
     job.worker = 0; job.nworkers = 1;
+    job.gpu_emulation = o->gpu_emulation;
     job.ctx = LLVMOrcThreadSafeContextGetContext(tsc);
     jm_build_module(&job);
     if (jm_optimize(&job, tm) != 0) {

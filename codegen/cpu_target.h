@@ -23,6 +23,8 @@ typedef struct {
     int threads;                /* code generation threads (0: one per core, at most 8) */
     const jm_cpu_blob *blobs;   /* written with the program table (jm_cpu_write) */
     int nblobs;
+    int gpu_emulation;          /* tests: each kernel is the GPU entry's code run on the host
+                                   (gpu_kernel.h, jm_gpu_kernel_emit_host), same ABI */
 } jm_cpu_opts;
 
 /* The CPU name and feature string the options mean (malloc'd). */

@@ -24,4 +24,12 @@ int64_t jm_gpu_kernel_scale(const jm_plan *P, const jm_kspec *k);
 
 /* Adds kernel k of P to mod (an nvptx64 module) as a PTX kernel named k->name. */
 void jm_gpu_kernel_emit(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *k);
+
+/* The same kernel for the host, to test the GPU code's logic without a GPU
+   (tests/t_cuda.c through tests/fake_cuda.c): k->name gets the CPU ABI
+   fn(bufs, 0, n), which runs the GPU entry's code -- the flattened items,
+   the item scale, the grid-stride loop -- for every block of an emulated grid
+   of JM_GPU_EMUL_BLOCKS one-thread blocks (the PTX registers become arguments). */
+#define JM_GPU_EMUL_BLOCKS 7
+void jm_gpu_kernel_emit_host(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *k);
 #endif

@@ -51,7 +51,7 @@ static int jc_compile(jc_module *c, const char *text, const char *file, const ch
     }
     c->plan.table.graph = file ? file : "test.graph";
     c->plan.table.cpu = "host";
-    jm_cpu_opts o = { NULL, 3, 1, NULL, 0 };
+    jm_cpu_opts o = { .opt = 3, .threads = 1 };
     char err[1024];
     c->jit = jm_cpu_jit_create(&c->plan, &o, &c->fns, err, sizeof err);
     if (!c->jit) { fprintf(c->u.errf, "%s\n", err); fflush(c->u.errf); return -1; }

@@ -206,8 +206,16 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
     char *names = malloc((size_t)t->nkernels * 300 + 1), *q = names;
     int *first = jm_kernels_dedup(&c.plan);
     for (int i = 0; i < t->nkernels; i++) q += sprintf(q, "%s %lld\n", c.plan.kernels[first[i]].name, (long long)jm_gpu_scale(&c.plan, i));
-    if (fake_register)
-        for (int i = 0; i < t->nkernels; i++) fake_register(c.plan.kernels[first[i]].name, c.fns[first[i]], c.plan.kernels[first[i]].nparam);
+    /* on the stand-in, each PTX entry runs as its host emulation: the GPU entry's
+       own code (flattened rows, item scale, grid-stride loop over 7 blocks) */
+    jm_cpu_jit *emu = NULL;
+    jm_kernel_fn *efns = NULL;
+    if (fake_register) {
+        jm_cpu_opts eo = { .opt = 2, .threads = 1, .gpu_emulation = 1 };
+        emu = jm_cpu_jit_create(&c.plan, &eo, &efns, err, sizeof err);
+        if (!ok(emu != NULL, "%s: the GPU entries compile for the host (emulation)", label)) tap_diag("%s", err);
+        for (int i = 0; emu && i < t->nkernels; i++) fake_register(c.plan.kernels[first[i]].name, efns[i], c.plan.kernels[first[i]].nparam);
+    }
     free(first);
     jm_gpu_image img = { ptx, NULL, 0, names, arch, "fp32" };
     for (int p = 0; p < t->nprograms; p++) {
@@ -263,6 +271,7 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
     }
     free(names);
     free(ptx);
+    if (emu) { jm_cpu_jit_free(emu); free(efns); }
     jc_free(&c);
 }
 
@@ -295,9 +304,10 @@ static void on_gpu(void) {
 }
 
 /* The GPU runtime's host side against tests/fake_cuda.c: the same programs,
-   the same comparisons. Fused kernels there are the CPU's own code and the
-   library kernels dev_lib.c compiled for the host, so those agree exactly;
-   the stand-in's convolutions and products sum in double (tolerance 1e-5). */
+   the same comparisons. Fused kernels there are the GPU entries' own code run
+   on the host (jm_gpu_kernel_emit_host: rows flattened to elements, the item
+   scale, the grid-stride loop), library kernels dev_lib.c compiled for the
+   host; the stand-in's convolutions and products sum in double (tolerance 1e-5). */
 static void on_fake_gpu(void) {
     char lib[600];
     snprintf(lib, sizeof lib, "%s/tests/libfakecuda.so", build);

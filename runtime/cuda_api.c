@@ -104,9 +104,10 @@ int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, cha
     return 0;
 }
 
+/* The libraries stay loaded: once cuInit has run, the driver has threads and
+   exit handlers of its own, and unmapping it under them can crash the process
+   (cuBLAS and cuDNN register exit handlers too). A second load is a reference
+   count, not a second copy. */
 void jm_cuda_api_unload(jm_cuda_api *api) {
-    if (api->lib_cudnn) dlclose(api->lib_cudnn);
-    if (api->lib_cublas) dlclose(api->lib_cublas);
-    if (api->lib_cuda) dlclose(api->lib_cuda);
     memset(api, 0, sizeof *api);
 }

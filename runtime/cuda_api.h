@@ -172,6 +172,7 @@ int jm_cuda_api_load_driver(jm_cuda_api *api, char *err, size_t errlen);
    /usr/local/cuda/lib64; $JEMC_LIBCUBLAS and $JEMC_LIBCUDNN name other files
    (tests load a CPU stand-in so). 0 ok; -1 with the library and the reason in err. */
 int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, char *err, size_t errlen);
+/* Forgets the functions; the libraries stay loaded (cuda_api.c says why). */
 void jm_cuda_api_unload(jm_cuda_api *api);
 /* "CUDA_ERROR_OUT_OF_MEMORY (out of memory)" */
 const char *jm_cuda_errstr(const jm_cuda_api *api, jm_CUresult r, char *buf, size_t n);

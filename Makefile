@@ -79,7 +79,7 @@ $(B)/jemrt_main.o: $(B)/runtime/rt_main.o
 # toolkit needed: clang's own NVPTX target, freestanding.
 DEV_CFLAGS = --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc \
               -isystem $(shell clang-19 -print-resource-dir 2>/dev/null)/include -Wall -Wextra -Werror
-$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c
+$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c runtime/philox_core.h runtime/index_rule.h
 	@mkdir -p $(dir $@)
 	clang-19 $(DEV_CFLAGS) -emit-llvm -c $< -o $@
 
@@ -91,7 +91,7 @@ $(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 	$(CC) $(CFLAGS) -Itests $< $(B)/libjemc.a $(B)/libjemrt.a $(LDLIBS) -o $@
 
 # A CPU stand-in for the CUDA driver, cuBLAS and cuDNN (t_cuda tests the GPU runtime's host side with it).
-$(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c
+$(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/philox_core.h runtime/index_rule.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm -ldl
 

@@ -10,6 +10,7 @@
 #include "rt_extern.h"
 #include "rt_cuda.h"
 #include "philox.h"
+#include "index_rule.h"
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -154,16 +155,6 @@ static void jm_split(int64_t n, int64_t align, int64_t *b, int64_t *e) {
     if (align > 1) { lo -= lo % align; hi = t == T - 1 ? n : hi - hi % align; }
     *b = lo;
     *e = hi;
-}
-
-static int64_t jm_index_at(const void *p, int dt, int64_t i) {
-    switch (dt) {
-    case JM_DT_I32: return ((const int32_t *)p)[i];
-    case JM_DT_I64: return ((const int64_t *)p)[i];
-    case JM_DT_BOOL: return ((const unsigned char *)p)[i];
-    case JM_DT_F32: { float v = ((const float *)p)[i]; return v >= 0 && v < 9e18f ? (int64_t)v : -1; }
-    default: { double v = ((const double *)p)[i]; return v >= 0 && v < 9e18 ? (int64_t)v : -1; }
-    }
 }
 
 /* Every thread checks every index (cheap) and so agrees on failure without a barrier. */

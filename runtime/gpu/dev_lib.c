@@ -20,6 +20,8 @@
  * program (rt_cuda.c). */
 #include <stdint.h>
 #include <stddef.h>
+#include "../philox_core.h"
+#include "../index_rule.h"
 
 /* (tests/fake_cuda.c compiles this file for the host too, with its own JM_KERNEL
    and PTX register stand-ins, to run these kernels on the CPU) */
@@ -60,32 +62,7 @@ JM_DEV void jm_put(void *out, int dt, int64_t i, double v) {
     }
 }
 
-JM_DEV int64_t jm_index_at(const void *p, int dt, int64_t i) {
-    switch (dt) {
-    case DT_I32: return ((const int32_t *)p)[i];
-    case DT_I64: return ((const int64_t *)p)[i];
-    case DT_BOOL: return ((const unsigned char *)p)[i];
-    case DT_F32: { float v = ((const float *)p)[i]; return v >= 0 && v < 9e18f ? (int64_t)v : -1; }
-    default: { double v = ((const double *)p)[i]; return v >= 0 && v < 9e18 ? (int64_t)v : -1; }
-    }
-}
-
-/* ---- random numbers: runtime/philox.h, the same rounds ---------------------- */
-
-typedef struct { uint32_t v[4]; } jm_block;
-JM_DEV jm_block jm_philox(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint64_t seed) {
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1, n3 = (uint32_t)p0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-    }
-    jm_block b = { { c0, c1, c2, c3 } };
-    return b;
-}
-JM_DEV double jm_unit(uint32_t w) { return ((double)w + 0.5) * (1.0 / 4294967296.0); }
+/* ---- random numbers: runtime/philox_core.h, the CPU's own rounds ------------ */
 
 /* op: 0 uniform a + (b-a)u, 1 randint floor(a + (b-a)u) (below b), 2 bernoulli u < a.
    *call is the program-run counter, read from device memory so that a captured
@@ -94,7 +71,7 @@ JM_KERNEL void jm_dev_rng(void *out, int64_t n, int32_t op, int32_t dt, double a
                           uint32_t stream, const uint32_t *call, uint64_t seed) {
     uint32_t c = *call;
     JM_FOR(i, n) {
-        double u = jm_unit(jm_philox((uint32_t)i, iteration, stream, c, seed).v[0]), v;
+        double u = jm_philox_unit(jm_philox4x32((uint32_t)i, iteration, stream, c, seed).v[0]), v;
         if (op == 0) v = a + (b - a) * u;
         else if (op == 1) { v = __nv_floor(a + (b - a) * u); if (v >= b) v = b - 1; }
         else v = u < a;
@@ -107,8 +84,8 @@ JM_KERNEL void jm_dev_rng_normal(void *out, int64_t n, int32_t dt, double a, dou
                                  uint32_t stream, const uint32_t *call, uint64_t seed) {
     uint32_t c = *call;
     JM_FOR(i, n) {
-        jm_block k = jm_philox((uint32_t)i, iteration, stream, c, seed);
-        double u1 = jm_unit(k.v[0]), u2 = jm_unit(k.v[1]);
+        jm_philox_block k = jm_philox4x32((uint32_t)i, iteration, stream, c, seed);
+        double u1 = jm_philox_unit(k.v[0]), u2 = jm_philox_unit(k.v[1]);
         jm_put(out, dt, i, a + b * (__nv_sqrt(-2.0 * __nv_log(u1)) * __nv_cos(6.283185307179586 * u2)));
     }
 }

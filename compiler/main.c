@@ -175,7 +175,7 @@ static uint64_t jm_sources_hash(const jm_diags *d) {
 }
 
 static void jm_fill_table_info(jm_plan *plan, jm_opts *o, const jm_diags *d, char **cpu_out) {
-    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0, NULL, 0 };
+    jm_cpu_opts co = { .cpu = o->cpu, .opt = o->opt ? atoi(o->opt) : 3 };
     char *cpu, *features;
     jm_cpu_resolve(&co, &cpu, &features);
     /* "znver4 (avx512f avx2 fma)": the CPU, then the instruction sets the runtime
@@ -301,7 +301,7 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     jm_fill_table_info(plan, o, d, &cpu);
     int64_t *words, nwords;
     if (jm_table_serialize(&plan->table, &words, &nwords) != 0) { fprintf(stderr, "jemc compile: out of memory\n"); free(cpu); return 1; }
-    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, strcmp(kind, "exe") == 0 ? 0 : 1, NULL, 0 };
+    jm_cpu_opts co = { .cpu = o->cpu, .opt = o->opt ? atoi(o->opt) : 3, .threads = strcmp(kind, "exe") == 0 ? 0 : 1 };
     char err[1024], stem[PATH_MAX];
     jm_gpu_build gi;
     memset(&gi, 0, sizeof gi);
@@ -374,7 +374,7 @@ done:
 static int jm_cmd_run_cpu(jm_opts *o, jm_plan *plan, const jm_diags *d) {
     char *cpu;
     jm_fill_table_info(plan, o, d, &cpu);
-    jm_cpu_opts co = { o->cpu, o->opt ? atoi(o->opt) : 3, 0, NULL, 0 };
+    jm_cpu_opts co = { .cpu = o->cpu, .opt = o->opt ? atoi(o->opt) : 3 };
     char err[1024];
     jm_kernel_fn *fns = NULL;
     jm_cpu_jit *jit = jm_cpu_jit_create(plan, &co, &fns, err, sizeof err);

@@ -75,7 +75,7 @@ static int jm_gpu_load_module(jm_rt *rt, jm_gpu *g, const jm_gpu_image *img) {
     if (r) {
         jm_gpu_fail(rt, r, "the driver cannot load this executable's PTX (built for %s; this GPU is %s)", img->arch, want);
         size_t k = strlen(rt->err);
-        if (log[0] && k + 3 < sizeof rt->err) snprintf(rt->err + k, sizeof rt->err - k, ": %s", log);
+        if (log[0] && k + 3 < sizeof rt->err) snprintf(rt->err + k, sizeof rt->err - k, ": %.400s", log);
         return -1;
     }
     return 0;

@@ -191,7 +191,10 @@ static int jm_gpu_extern(jm_rt *rt, const jm_step *st) {
         snprintf(rt->err, sizeof rt->err, "%s (%s)", err, st->where ? st->where : "");
         goto done;
     }
-    if ((r = g->api.cuMemcpyHtoD_v2(jm_gpu_addr(g, st->buf[0]), host[0], out_bytes))) { jm_gpu_fail(rt, r, "the result of %s", x->name); goto done; }
+    /* on the program's stream, so the steps after it see the result (a pageable
+       copy returns once staged; the stream orders it before later work) */
+    if ((r = g->api.cuMemcpyHtoDAsync_v2(jm_gpu_addr(g, st->buf[0]), host[0], out_bytes, g->stream)) ||
+        (r = g->api.cuStreamSynchronize(g->stream))) { jm_gpu_fail(rt, r, "the result of %s", x->name); goto done; }
     rc = 0;
 done:
     if (host) for (int i = 0; i < st->nbuf; i++) free(host[i]);

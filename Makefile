@@ -37,7 +37,9 @@ RT_LIBS   := -lpng -lgif -lcairo -lffi -ldl
 LDLIBS    = -fopenmp -lm $(RT_LIBS) $(LLVM_LDFLAGS)
 
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c)) $(wildcard codegen/*.c)
-RUNTIME_SRC  := $(filter-out runtime/rt_main.c,$(wildcard runtime/*.c))
+# runtime/ in layers (runtime/README.md): engine/, gpu/ beside it, app/ on top. gpu/dev_lib.c is
+# device code (NVPTX bitcode below), app/rt_main.c the executables' main().
+RUNTIME_SRC  := $(filter-out runtime/app/rt_main.c runtime/gpu/dev_lib.c,$(wildcard runtime/*/*.c))
 TEST_SRC     := $(wildcard tests/t_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
@@ -57,11 +59,11 @@ deps-test:
 deps-cuda:
 	@tools/cuda_tools.sh $(B)/cuda-tools || echo "make deps-cuda: could not fetch ptxas and libdevice; the GPU tests will skip" >&2
 
-$(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*.h codegen/*.h tests/*.h)
+$(B)/%.o: %.c $(wildcard compiler/*.h compiler/*.def runtime/*/*.h codegen/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 # Only codegen/ sees LLVM's headers (it also includes the compiler's and runtime's).
-$(B)/codegen/%.o: codegen/%.c $(wildcard codegen/*.h compiler/*.h compiler/*.def runtime/*.h)
+$(B)/codegen/%.o: codegen/%.c $(wildcard codegen/*.h compiler/*.h compiler/*.def runtime/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -c $< -o $@
 
@@ -71,7 +73,7 @@ $(B)/libjemrt.a: $(RUNTIME_OBJ)
 	ar rcs $@ $^
 
 # main() of the executables jemc writes (linked by `jemc compile`, next to libjemrt.a)
-$(B)/jemrt_main.o: $(B)/runtime/rt_main.o
+$(B)/jemrt_main.o: $(B)/runtime/app/rt_main.o
 	cp $< $@
 
 # The runtime's GPU library kernels (runtime/gpu/dev_lib.c) as NVPTX bitcode, which
@@ -79,7 +81,7 @@ $(B)/jemrt_main.o: $(B)/runtime/rt_main.o
 # toolkit needed: clang's own NVPTX target, freestanding.
 DEV_CFLAGS = --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc \
               -isystem $(shell clang-19 -print-resource-dir 2>/dev/null)/include -Wall -Wextra -Werror
-$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c runtime/philox_core.h runtime/index_rule.h
+$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h
 	@mkdir -p $(dir $@)
 	clang-19 $(DEV_CFLAGS) -emit-llvm -c $< -o $@
 
@@ -91,7 +93,7 @@ $(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 	$(CC) $(CFLAGS) -Itests $< $(B)/libjemc.a $(B)/libjemrt.a $(LDLIBS) -o $@
 
 # A CPU stand-in for the CUDA driver, cuBLAS and cuDNN (t_cuda tests the GPU runtime's host side with it).
-$(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/philox_core.h runtime/index_rule.h
+$(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm -ldl
 
@@ -112,7 +114,7 @@ fuzz-merge: $(B)/fuzz_frontend
 	@mkdir -p tests/fuzz/corpus-min
 	$(B)/fuzz_frontend -merge=1 tests/fuzz/corpus-min tests/fuzz/corpus tests/fuzz/corpus-new
 	rm -rf tests/fuzz/corpus tests/fuzz/corpus-new && mv tests/fuzz/corpus-min tests/fuzz/corpus
-$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) runtime/safetensors.c runtime/rt_table.c runtime/names.c runtime/rt_extern.c
+$(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) runtime/engine/safetensors.c runtime/engine/rt_table.c runtime/engine/names.c runtime/engine/rt_extern.c
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \

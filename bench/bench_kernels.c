@@ -12,8 +12,8 @@
  * Each kernel runs inside one parallel region (as in the executor), repeatedly,
  * for about --seconds; the time per call is the best of 5 such runs (the least
  * disturbed by other work on the machine). */
-#include "rt_gemm_int.h"
-#include "rt_kernels.h"
+#include "engine/rt_gemm_int.h"
+#include "engine/rt_kernels.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>

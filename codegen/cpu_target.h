@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "plan.h"
-#include "rt_kernels.h"
+#include "engine/rt_kernels.h"
 
 /* Named bytes the executable carries beside the kernels (the GPU image):
    `const unsigned char NAME[len]` and `const int64_t NAME_len` in the object. */

@@ -12,7 +12,7 @@
 #define JM_GPU_TARGET_H
 #include <stddef.h>
 #include "plan.h"
-#include "rt_table.h"
+#include "engine/rt_table.h"
 
 typedef struct {
     const char *arch;           /* "sm_90" (default), "sm_80", ... */

@@ -1,6 +1,6 @@
 /* diag.c — see diag.h. */
 #include "diag.h"
-#include "../runtime/names.h"
+#include "engine/names.h"
 #include <errno.h>
 #include <sys/stat.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
  * parameter-name scope, samplers become LOOP nodes whose body is elaborated
  * once, and programs become root graphs over the module's global state. */
 #include "elab_int.h"
-#include "../runtime/philox.h"
+#include "engine/philox.h"
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>

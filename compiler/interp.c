@@ -1,8 +1,8 @@
 /* interp.c — see interp.h. One function per op family; loops over row-major
  * indices with explicit strides. Reductions accumulate in a fixed order. */
 #include "interp.h"
-#include "../runtime/philox.h"
-#include "../runtime/rt_extern.h"
+#include "engine/philox.h"
+#include "engine/rt_extern.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>

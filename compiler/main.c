@@ -18,7 +18,7 @@
 #include "cpu_target.h"
 #include "gpu_target.h"
 #include "kernel_dedup.h"
-#include "rt_cli.h"
+#include "app/rt_cli.h"
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>

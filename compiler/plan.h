@@ -38,7 +38,7 @@
 #ifndef JM_PLAN_H
 #define JM_PLAN_H
 #include "ir.h"
-#include "../runtime/rt_table.h"
+#include "engine/rt_table.h"
 
 #define JM_FUSE_DUP_MAX 8
 #define JM_FUSE_MAX_OPS 200

@@ -1,6 +1,6 @@
 /* tensorio.c — see tensorio.h. */
 #include "tensorio.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 #include "lower.h"
 #include "plan.h"
 #include "cpu_target.h"
-#include "rt_exec.h"
+#include "engine/rt_exec.h"
 
 typedef struct {
     jt_unit u;

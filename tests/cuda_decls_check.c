@@ -5,7 +5,7 @@
 #include <cuda.h>
 #include <cublas_v2.h>
 #include <cudnn.h>
-#include "cuda_api.h"
+#include "gpu/cuda_api.h"
 
 #define JM_SAME(ret, name, params) \
     _Static_assert(__builtin_types_compatible_p(__typeof__(&name), __typeof__(((jm_cuda_api *)0)->name)), #name);

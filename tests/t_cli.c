@@ -5,7 +5,7 @@
  * output file. */
 #include "tap.h"
 #include "helpers.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include <unistd.h>
 
 static char dir[256];

@@ -20,7 +20,7 @@
 #include "lower.h"
 #include "plan.h"
 #include "cpu_target.h"
-#include "rt_exec.h"
+#include "engine/rt_exec.h"
 #include <math.h>
 
 #include "compiled_helpers.h"

@@ -24,8 +24,8 @@
 #include "compiled_helpers.h"
 #include "gpu_target.h"
 #include "kernel_dedup.h"
-#include "rt_cuda.h"
-#include "cuda_api.h"
+#include "gpu/rt_cuda.h"
+#include "gpu/cuda_api.h"
 #include <math.h>
 #include <dlfcn.h>
 #include <unistd.h>

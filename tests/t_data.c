@@ -3,7 +3,7 @@
  * record or line:column), deterministic shuffling, the labelled subset, augmentation,
  * and the real datasets in ../shared/data when present. Files go to a fresh mkdtemp
  * directory. */
-#include "data.h"
+#include "app/data.h"
 #include "tap.h"
 #include <omp.h>
 #include <stdint.h>

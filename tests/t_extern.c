@@ -15,7 +15,7 @@
  *     time, the function and the library at run time), never a crash. */
 #include "tap.h"
 #include "helpers.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdint.h>

@@ -2,8 +2,8 @@
  * and exact pixel values read back with libpng, animated GIFs read back with giflib,
  * captioned grids, plots (size, not blank, gaps), the metrics-file parser and its error
  * messages, and atomic writes. Files go to a fresh mkdtemp directory. */
-#include "image.h"
-#include "plot.h"
+#include "app/image.h"
+#include "app/plot.h"
 #include "tap.h"
 #include <dirent.h>
 #include <errno.h>

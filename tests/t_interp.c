@@ -5,7 +5,7 @@
 #include "helpers.h"
 #include "grad.h"
 #include "simplify.h"
-#include "../runtime/philox.h"
+#include "engine/philox.h"
 #include <math.h>
 
 /* Runs program `prog` of `text` with inputs given as flat double arrays (shapes

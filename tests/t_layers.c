@@ -5,7 +5,7 @@
  * largest expected value. */
 #include "tap.h"
 #include "helpers.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include <math.h>
 #include <unistd.h>
 

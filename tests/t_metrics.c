@@ -1,6 +1,6 @@
 /* t_metrics.c — the evaluation statistics (runtime/metrics.c) on cases with
  * known answers. */
-#include "metrics.h"
+#include "app/metrics.h"
 #include "tap.h"
 #include <math.h>
 

@@ -12,7 +12,7 @@
  * <= 1e-4 * max |torch| (PyTorch accumulates in float, jemc rounds once per op). */
 #include "tap.h"
 #include "helpers.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include <math.h>
 #include <unistd.h>
 

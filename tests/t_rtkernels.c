@@ -13,8 +13,8 @@
  * 1/2/4 and depthwise, 1x1, odd and non-square sizes, batch 1..8; the forward's
  * epilogue must run once per image over that image's items. Pooling checks the
  * first-maximum and NaN rules and that gradients are fully written. */
-#include "rt_gemm_int.h"
-#include "rt_kernels.h"
+#include "engine/rt_gemm_int.h"
+#include "engine/rt_kernels.h"
 #include "tap.h"
 #include <omp.h>
 #include <stdint.h>

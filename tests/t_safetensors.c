@@ -1,7 +1,7 @@
 /* t_safetensors.c — the safetensors reader/writer (runtime/safetensors.c): round trips,
  * exact bytes, malformed headers, atomic replacement and interop with Python's
  * struct+json rendering of the official layout. Files go to a fresh mkdtemp directory. */
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include "tap.h"
 #include <dirent.h>
 #include <errno.h>

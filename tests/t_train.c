@@ -5,7 +5,7 @@
  * in the executable and the interpreter, bad data files, and a jemc checkpoint
  * loaded into PyTorch with load_state_dict. */
 #include "helpers.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include "tap.h"
 #include <signal.h>
 #include <stdint.h>

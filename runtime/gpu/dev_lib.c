@@ -20,8 +20,8 @@
  * program (rt_cuda.c). */
 #include <stdint.h>
 #include <stddef.h>
-#include "../philox_core.h"
-#include "../index_rule.h"
+#include "../engine/philox_core.h"
+#include "../engine/index_rule.h"
 
 /* (tests/fake_cuda.c compiles this file for the host too, with its own JM_KERNEL
    and PTX register stand-ins, to run these kernels on the CPU) */

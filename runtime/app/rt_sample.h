@@ -4,7 +4,7 @@
  * commands. */
 #ifndef JM_RT_SAMPLE_H
 #define JM_RT_SAMPLE_H
-#include "rt_exec.h"
+#include "engine/rt_exec.h"
 
 int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe);
 int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe);

@@ -8,7 +8,7 @@
 #include <xmmintrin.h>
 #endif
 #include "rt_extern.h"
-#include "rt_cuda.h"
+#include "gpu/rt_cuda.h"
 #include "philox.h"
 #include "index_rule.h"
 #include <math.h>

@@ -2,7 +2,7 @@
  * through cuBLAS, convolutions through cuDNN, the other LIB operations through
  * dev_lib.c's kernels, extern calls on the host. */
 #include "rt_cuda_int.h"
-#include "rt_extern.h"
+#include "engine/rt_extern.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

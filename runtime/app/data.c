@@ -8,7 +8,7 @@
  * CSV is parsed line by line into growing arrays. Every error is reported once, by the
  * function that finds it, and propagated as -1; jm_data_load frees what was built. */
 #include "data.h"
-#include "philox.h"
+#include "engine/philox.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>

@@ -2,10 +2,10 @@
 #include "rt_sample.h"
 #include "data.h"
 #include "image.h"
-#include "philox.h"
+#include "engine/philox.h"
 #include "plot.h"
 #include "rt_args.h"
-#include "rt_knobs.h"
+#include "engine/rt_knobs.h"
 #include "rt_session.h"
 #include "rt_train.h"
 #include <inttypes.h>

@@ -10,7 +10,7 @@
  * "OPT.grad_norm"; the learning rate is knob "lr" (config.lr). */
 #ifndef JM_RT_TRAIN_H
 #define JM_RT_TRAIN_H
-#include "rt_exec.h"
+#include "engine/rt_exec.h"
 
 int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe);
 /* Accuracy, mean loss and mean energy of `evaluate` over a data set (the last

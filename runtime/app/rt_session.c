@@ -1,7 +1,7 @@
 /* rt_session.c — see rt_session.h. */
 #include "rt_session.h"
-#include "rt_knobs.h"
-#include "rt_state.h"
+#include "engine/rt_knobs.h"
+#include "engine/rt_state.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

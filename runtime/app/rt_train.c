@@ -3,9 +3,9 @@
 #include "data.h"
 #include "image.h"
 #include "rt_args.h"
-#include "rt_knobs.h"
+#include "engine/rt_knobs.h"
 #include "rt_session.h"
-#include "rt_state.h"
+#include "engine/rt_state.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>

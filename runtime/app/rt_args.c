@@ -1,6 +1,6 @@
 /* rt_args.c — see rt_args.h. */
 #include "rt_args.h"
-#include "names.h"
+#include "engine/names.h"
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>

@@ -1,12 +1,12 @@
 /* rt_cli.c — see rt_cli.h. */
 #include "rt_cli.h"
-#include "cuda_api.h"
-#include "rt_state.h"
-#include "rt_knobs.h"
+#include "gpu/cuda_api.h"
+#include "engine/rt_state.h"
+#include "engine/rt_knobs.h"
 #include "rt_sample.h"
 #include "rt_train.h"
-#include "safetensors.h"
-#include "names.h"
+#include "engine/safetensors.h"
+#include "engine/names.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>

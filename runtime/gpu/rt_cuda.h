@@ -23,7 +23,7 @@
  * written goes to the device before the next program runs. */
 #ifndef JM_RT_CUDA_H
 #define JM_RT_CUDA_H
-#include "rt_exec.h"
+#include "engine/rt_exec.h"
 
 /* What `jemc compile --target cuda` embeds in the executable. */
 typedef struct {

@@ -6,8 +6,8 @@
 #define JM_RT_SESSION_H
 #include "data.h"
 #include "rt_args.h"
-#include "rt_exec.h"
-#include "safetensors.h"
+#include "engine/rt_exec.h"
+#include "engine/safetensors.h"
 
 /* Opens rt; loads `ckpt` when given (keeping its file in *meta when meta is not
    NULL: the caller frees it), checking the graph hash; applies `sets`. Prints

@@ -16,7 +16,7 @@
  * travels in the state file's metadata. */
 #ifndef JM_RT_CLI_H
 #define JM_RT_CLI_H
-#include "rt_exec.h"
+#include "engine/rt_exec.h"
 
 typedef struct {
     const char *program, *state, *in, *out, *state_out;
@@ -33,7 +33,7 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
 
 /* main() of a generated executable. */
 /* The GPU image the executable carries (rt_main.c, when compiled with --target cuda). */
-#include "rt_cuda.h"
+#include "gpu/rt_cuda.h"
 void jm_rt_cli_set_gpu(const jm_gpu_image *img);
 int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, jm_kernel_fn *kernels, int64_t nkernels);
 #endif

@@ -5,10 +5,10 @@
  * summary. */
 #include "data.h"
 #include "metrics.h"
-#include "philox.h"
+#include "engine/philox.h"
 #include "plot.h"
 #include "rt_args.h"
-#include "rt_knobs.h"
+#include "engine/rt_knobs.h"
 #include "rt_sample.h"
 #include "rt_session.h"
 #include <errno.h>

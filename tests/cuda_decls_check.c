@@ -1,5 +1,5 @@
 /* cuda_decls_check.c — compiled (never run) by t_cuda where NVIDIA's headers
- * are installed: runtime/cuda_api.h must declare every function with the type
+ * are installed: runtime/gpu/cuda_api.h must declare every function with the type
  * the real headers give it, and the same constants. A mismatch is a compile
  * error here instead of a crash on a GPU. */
 #include <cuda.h>

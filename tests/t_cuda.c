@@ -10,7 +10,7 @@
  *   3. A --target cuda executable on a machine without a driver (or without a
  *      GPU) stops before doing anything with a sentence saying so, and runs on
  *      the CPU with --device cpu.
- *   4. runtime/cuda_api.h against NVIDIA's headers, where they are installed
+ *   4. runtime/gpu/cuda_api.h against NVIDIA's headers, where they are installed
  *      (tests/cuda_decls_check.c must compile), and cuBLAS/cuDNN export every
  *      function jemc resolves, where those libraries are installed.
  * With a GPU (the same suite on a machine that has one):
@@ -156,12 +156,12 @@ static void ptxas_and_executables(void) {
 static void declarations(void) {
     const char *inc = cuda_include();
     if (!inc) {
-        skip(1, "NVIDIA's headers (cuda.h, cublas_v2.h, cudnn.h) are not installed: runtime/cuda_api.h is not checked against them");
+        skip(1, "NVIDIA's headers (cuda.h, cublas_v2.h, cudnn.h) are not installed: runtime/gpu/cuda_api.h is not checked against them");
     } else {
         char cmd[1024], out[8192];
         snprintf(cmd, sizeof cmd, "cc -std=gnu11 -fsyntax-only -Werror -Wno-enum-compare -Wno-deprecated-declarations -I%s -Iruntime tests/cuda_decls_check.c", inc);
         int rc = jt_run(cmd, out, sizeof out);
-        if (!ok(rc == 0, "runtime/cuda_api.h declares every function and constant as %s's headers do", inc)) tap_diag("%.3000s", out);
+        if (!ok(rc == 0, "runtime/gpu/cuda_api.h declares every function and constant as %s's headers do", inc)) tap_diag("%.3000s", out);
     }
     jm_cuda_api api;
     memset(&api, 0, sizeof api);
@@ -242,7 +242,7 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
         jm_rt cpu, gpu;
         jm_rt_open(&cpu, t, c.fns, 5);
         jm_rt_open(&gpu, t, c.fns, 5);
-        int arc = jm_gpu_attach(&gpu, &img);
+        int arc = jm_rt_attach(&gpu, &jm_device_cuda, &img);
         if (!ok(arc == 0, "%s: %s: the GPU takes the program table", label, tp->name)) { tap_diag("%s", gpu.err); jm_rt_close(&cpu); jm_rt_close(&gpu); continue; }
         int rc_c = 0, rc_g = 0;
         for (int r = 0; r < runs && rc_c == 0 && rc_g == 0; r++) {
@@ -267,7 +267,7 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
             }
             if (!ok(worst <= tol, "%s: %s on the GPU matches the CPU (worst %.2g at %s[%lld]%s)", label, tp->name, worst, where, (long long)at,
                     runs > 1 ? ", two runs" : ""))
-                tap_diag("GPU: %s", jm_gpu_describe(&gpu));
+                tap_diag("GPU: %s", gpu.dev->describe(&gpu));
         }
         jm_rt_close(&cpu);
         jm_rt_close(&gpu);

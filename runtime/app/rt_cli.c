@@ -131,11 +131,11 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     int reps = o->repeat > 0 ? o->repeat : 1;
     times = calloc((size_t)reps + 1, sizeof(double));
     if (!times) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
-    if (o->profile && jm_rt_gpu_wanted()) {
+    if (o->profile && !jm_rt_device_chosen()->can_profile) {
         fprintf(stderr, "%s: note: --profile times the CPU's steps; on the GPU the steps run as one CUDA graph "
                         "(use NVIDIA's Nsight Systems, or --device cpu)\n", who);
     }
-    if (o->profile && !jm_rt_gpu_wanted()) rt.profile = calloc((size_t)pr->nsteps + 1, sizeof(double));
+    if (o->profile && jm_rt_device_chosen()->can_profile) rt.profile = calloc((size_t)pr->nsteps + 1, sizeof(double));
     for (int r = 0; r < reps; r++) {
         double t0 = jm_now();
         if (jm_rt_run(&rt, p, (const void *const *)in, out) != 0) { fprintf(stderr, "%s: program %s failed: %s\n", who, pr->name, rt.err); goto done; }
@@ -151,12 +151,11 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
         double med = n % 2 ? ts[n / 2] : (ts[n / 2 - 1] + ts[n / 2]) / 2;
         fprintf(stderr, "%s: %s: %d runs, first %.3f ms, then %.3f ms per run (median %.3f, min %.3f)\n", who, pr->name, reps,
                 first * 1e3, sum / n * 1e3, med * 1e3, ts[0] * 1e3);
-        if (rt.gpu) {
-            double mine, used;
-            jm_gpu_memory(&rt, &mine, &used);
+        double mine = 0, used = 0;
+        rt.dev->memory(&rt, &mine, &used);
+        if (mine > 0)
             fprintf(stderr, "%s: on %s: %.1f MiB of device memory allocated by jemc (state, scratch, workspaces), "
-                            "%.1f MiB in use on the device\n", who, jm_gpu_describe(&rt), mine / 1048576.0, used / 1048576.0);
-        }
+                            "%.1f MiB in use on the device\n", who, rt.dev->describe(&rt), mine / 1048576.0, used / 1048576.0);
     }
     if (o->profile && rt.profile) jm_print_profile(t, pr, rt.profile, reps);
     if (o->out) {
@@ -261,7 +260,7 @@ static int jm_cli_device(const char *exe, int *argc, char **argv) {
         return 1;
     }
     int gpu = jm_cli_gpu && (!dev || strcmp(dev, "cuda") == 0);
-    jm_rt_use_gpu(gpu ? jm_cli_gpu : NULL);
+    jm_rt_use_device(gpu ? &jm_device_cuda : &jm_device_cpu, gpu ? jm_cli_gpu : NULL);
     /* commands that run programs check for a GPU now, not after loading data */
     const char *cmd = *argc > 1 ? argv[1] : "";
     if (gpu && (strcmp(cmd, "exec") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "sample") == 0 || strcmp(cmd, "eval") == 0)) {

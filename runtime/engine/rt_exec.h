@@ -1,6 +1,7 @@
 /* rt_exec.h — runs the programs of a program table: owns the state region
- * (globals) and a scratch region, runs a program's steps inside one OpenMP
- * parallel region, and commits its state writes when it succeeds.
+ * (globals) with its host copy and a scratch region, and runs a program on a
+ * device (rt_device.h: the CPU's OpenMP executor, rt_cpu.c, by default), which
+ * commits the program's state writes when it succeeds.
  *
  * Random numbers follow the interpreter's rule exactly (runtime/philox.h):
  * counter (element, flat loop iteration, stream, call), key = seed; `call`
@@ -8,10 +9,11 @@
  * compiled program and `jemc run` start from the same state for the same seed. */
 #ifndef JM_RT_EXEC_H
 #define JM_RT_EXEC_H
+#include "rt_device.h"
 #include "rt_kernels.h"
 #include "rt_table.h"
 
-typedef struct {
+struct jm_rt {
     const jm_table *t;
     jm_kernel_fn *kernels;       /* by index, as the table names them */
     unsigned char *state;        /* t->state_bytes, 64-byte aligned */
@@ -22,9 +24,11 @@ typedef struct {
     int threads;                 /* 0: OpenMP's default */
     double *profile;             /* when set: seconds spent per step, accumulated (one per step of the program run) */
     struct jm_xfn **xfn;         /* per extern of the table: loaded when a program calling it first runs */
-    struct jm_gpu *gpu;          /* the GPU running the programs (rt_cuda.h), or NULL: the CPU */
+    const jm_device *dev;        /* the device running the programs: jm_device_cpu until one is open */
+    int dev_open;                /* dev->open succeeded (dev->close is due) */
+    void *dev_data;              /* the open device's own (the CUDA device: its jm_gpu) */
     char err[1024];
-} jm_rt;
+};
 
 /* Allocates the state and initialises every global from its declared
    initialiser with `seed`. 0 ok; -1 with rt->err set. */
@@ -36,10 +40,10 @@ void jm_rt_close(jm_rt *rt);
    extern functions loads their libraries first (an error names the function
    and the library, and nothing runs). */
 int  jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs);
-/* Where a global's host copy lives (in rt->state). With a GPU attached, its
-   value is first brought back from the device when the device has a newer one;
-   jm_rt_global also marks it for the device again before the next run (the
-   caller may write it), jm_rt_global_read does not (read only). */
+/* Where a global's host copy lives (in rt->state). With a device that keeps
+   its own copy, the value is first brought back from the device when the device
+   has a newer one; jm_rt_global also marks it for the device again before the
+   next run (the caller may write it), jm_rt_global_read does not (read only). */
 void *jm_rt_global(jm_rt *rt, int g);
 const void *jm_rt_global_read(jm_rt *rt, int g);
 /* The whole state as bytes (t->state_bytes): a copy out (for a snapshot), and
@@ -47,10 +51,17 @@ const void *jm_rt_global_read(jm_rt *rt, int g);
 int jm_rt_state_get(jm_rt *rt, void *dst);
 int jm_rt_state_set(jm_rt *rt, const void *src);
 
-/* Device choice for every jm_rt of this process (the executable's --device):
-   NULL runs on the CPU; an image (rt_cuda.h) runs programs on the GPU, which
-   the first jm_rt_run attaches. */
-void jm_rt_use_gpu(const void *image);
-int jm_rt_gpu_wanted(void);
+/* The device every jm_rt of this process attaches at its first run (the
+   executable's --device); NULL: the CPU. `config` is the device's own. */
+void jm_rt_use_device(const jm_device *dev, const void *config);
+const jm_device *jm_rt_device_chosen(void);
+/* Attaches dev to rt now (closing the one open). 0 ok; -1 with rt->err set,
+   and rt left on the CPU. */
+int jm_rt_attach(jm_rt *rt, const jm_device *dev, const void *config);
+
+/* For devices: a global's host copy as it is (no sync), and 64-byte-aligned
+   memory (free() releases it). */
+unsigned char *jm_rt_host_global(const jm_rt *rt, int g);
+void *jm_rt_alloc_aligned(int64_t bytes);
 int64_t jm_rt_desc_numel(const jm_tdesc *d);
 #endif

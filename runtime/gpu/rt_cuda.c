@@ -1,6 +1,7 @@
-/* rt_cuda.c — see rt_cuda.h: attaching a GPU, device memory, the host copy of
- * the state, and running a program (eagerly, or captured as a CUDA graph and
- * replayed). The library steps are in rt_cuda_lib.c. */
+/* rt_cuda.c — see rt_cuda.h: the CUDA device's operations (rt_device.h):
+ * attaching a GPU, device memory, the host copy of the state, and running a
+ * program (eagerly, or captured as a CUDA graph and replayed). The library
+ * steps are in rt_cuda_lib.c. */
 #include "rt_cuda_int.h"
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,14 +15,14 @@ int jm_gpu_fail(jm_rt *rt, jm_CUresult r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    snprintf(rt->err, sizeof rt->err, "GPU: %s: %s", what, jm_cuda_errstr(&rt->gpu->api, r, buf, sizeof buf));
+    snprintf(rt->err, sizeof rt->err, "GPU: %s: %s", what, jm_cuda_errstr(&jm_gpu_of(rt)->api, r, buf, sizeof buf));
     return -1;
 }
 
-const char *jm_gpu_describe(const jm_rt *rt) { return rt->gpu ? rt->gpu->desc : "no GPU"; }
+static const char *jm_gpu_describe(const jm_rt *rt) { return jm_gpu_of(rt) ? jm_gpu_of(rt)->desc : "no GPU"; }
 
-void jm_gpu_memory(const jm_rt *rt, double *mine, double *in_use) {
-    const jm_gpu *g = rt->gpu;
+static void jm_gpu_memory(const jm_rt *rt, double *mine, double *in_use) {
+    const jm_gpu *g = jm_gpu_of(rt);
     *mine = *in_use = 0;
     if (!g) return;
     int64_t scratch = 64;
@@ -81,11 +82,13 @@ static int jm_gpu_load_module(jm_rt *rt, jm_gpu *g, const jm_gpu_image *img) {
     return 0;
 }
 
-int jm_gpu_attach(jm_rt *rt, const jm_gpu_image *img) {
+static void jm_gpu_detach(jm_rt *rt);
+static int jm_gpu_attach(jm_rt *rt, const void *config) {
+    const jm_gpu_image *img = config;
     const jm_table *t = rt->t;
     jm_gpu *g = calloc(1, sizeof *g);
     if (!g) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
-    rt->gpu = g;
+    rt->dev_data = g;
     if (jm_cuda_api_load_driver(&g->api, rt->err, sizeof rt->err) != 0) goto fail;
     jm_CUresult r;
     if ((r = g->api.cuDeviceGet(&g->dev, 0)) || (r = g->api.cuDevicePrimaryCtxRetain(&g->ctx, g->dev)) ||
@@ -130,8 +133,8 @@ fail:
     return -1;
 }
 
-void jm_gpu_detach(jm_rt *rt) {
-    jm_gpu *g = rt->gpu;
+static void jm_gpu_detach(jm_rt *rt) {
+    jm_gpu *g = jm_gpu_of(rt);
     if (!g) return;
     if (g->progs) {
         for (int p = 0; p < rt->t->nprograms; p++) jm_gpu_prog_free(rt, &g->progs[p]);
@@ -150,7 +153,7 @@ void jm_gpu_detach(jm_rt *rt) {
     jm_cuda_api_unload(&g->api);
     free(g->kfn); free(g->kscale); free(g->host_stale); free(g->dev_stale);
     free(g);
-    rt->gpu = NULL;
+    rt->dev_data = NULL;
 }
 
 /* ---- the host copy of the state -------------------------------------------------- */
@@ -159,8 +162,8 @@ static int64_t jm_global_bytes(const jm_table *t, int g) {
     return jm_rt_desc_numel(&t->globals[g].t) * (int64_t)jm_rt_dtype_size(t->globals[g].t.dtype);
 }
 
-int jm_gpu_host_view(jm_rt *rt, int gi, int write) {
-    jm_gpu *g = rt->gpu;
+static int jm_gpu_host_view(jm_rt *rt, int gi, int write) {
+    jm_gpu *g = jm_gpu_of(rt);
     if (g->host_stale[gi]) {
         int64_t off = jm_ref_offset(rt->t->globals[gi].t.ref);
         jm_CUresult r = g->api.cuStreamSynchronize(g->stream);
@@ -174,7 +177,7 @@ int jm_gpu_host_view(jm_rt *rt, int gi, int write) {
 
 /* the host's newer globals go to the device */
 static int jm_gpu_upload(jm_rt *rt) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     for (int gi = 0; gi < rt->t->nglobals; gi++) {
         if (!g->dev_stale[gi]) continue;
         int64_t off = jm_ref_offset(rt->t->globals[gi].t.ref);
@@ -202,7 +205,7 @@ int64_t jm_gpu_trips(jm_rt *rt, const jm_step *st) {
 /* launch shape for `total` items of a grid-stride kernel: 256 threads a block,
    at most 32 blocks per SM (the loop covers the rest) */
 int jm_gpu_launch(jm_rt *rt, jm_CUfunction f, int64_t total, void **params, const char *what) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     if (total <= 0) return 0;
     int64_t blocks = (total + 255) / 256, cap = (int64_t)g->sms * 32;
     if (blocks > cap) blocks = cap;
@@ -212,7 +215,7 @@ int jm_gpu_launch(jm_rt *rt, jm_CUfunction f, int64_t total, void **params, cons
 
 /* Issues steps [s0, s1) of program p on the stream (or into the graph being captured). */
 int jm_gpu_issue(jm_rt *rt, int p, int s0, int s1, uint32_t iteration) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     const jm_tprogram *pr = &rt->t->programs[p];
     for (int s = s0; s < s1; s++) {
         const jm_step *st = &pr->steps[s];
@@ -260,7 +263,7 @@ static void jm_gpu_trip_key(jm_rt *rt, int p, int64_t *key, int *nkey) {
 /* Runs the program's steps: replaying its graph (captured on the first run,
    and again when a loop's knob changed), or eagerly when it calls the host. */
 static int jm_gpu_steps(jm_rt *rt, int p) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     jm_gpu_prog *gp = &g->progs[p];
     const jm_tprogram *pr = &rt->t->programs[p];
     if (!gp->graphable || g->no_graphs) return jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
@@ -289,8 +292,8 @@ static int jm_gpu_steps(jm_rt *rt, int p) {
     return r ? jm_gpu_fail(rt, r, "running the CUDA graph of %s", pr->name) : 0;
 }
 
-int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
-    jm_gpu *g = rt->gpu;
+static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+    jm_gpu *g = jm_gpu_of(rt);
     const jm_tprogram *pr = &rt->t->programs[p];
     jm_CUresult r;
     if (jm_gpu_prepare(rt, p) != 0 || jm_gpu_upload(rt) != 0) return -1;
@@ -330,3 +333,33 @@ int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs
     rt->call++;
     return 0;
 }
+
+/* The whole state through the host copy: every global the device has newer
+   comes back first (snapshot); the restored copy goes over before the next run. */
+static int jm_gpu_snapshot(jm_rt *rt, void *dst) {
+    for (int g = 0; g < rt->t->nglobals; g++)
+        if (jm_gpu_host_view(rt, g, 0) != 0) return -1;
+    memcpy(dst, rt->state, (size_t)rt->t->state_bytes);
+    return 0;
+}
+static int jm_gpu_restore(jm_rt *rt, const void *src) {
+    memcpy(rt->state, src, (size_t)rt->t->state_bytes);
+    for (int g = 0; g < rt->t->nglobals; g++) {
+        jm_gpu_of(rt)->host_stale[g] = 0;        /* the host's copy is the one now */
+        if (jm_gpu_host_view(rt, g, 1) != 0) return -1;
+    }
+    return 0;
+}
+
+const jm_device jm_device_cuda = {
+    .name = "cuda",
+    .can_profile = 0,          /* the steps run as one CUDA graph: Nsight Systems times them */
+    .open = jm_gpu_attach,
+    .close = jm_gpu_detach,
+    .run = jm_gpu_run,
+    .sync_global = jm_gpu_host_view,
+    .snapshot = jm_gpu_snapshot,
+    .restore = jm_gpu_restore,
+    .memory = jm_gpu_memory,
+    .describe = jm_gpu_describe,
+};

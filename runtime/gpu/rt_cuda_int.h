@@ -54,6 +54,9 @@ struct jm_gpu {
     int tf32, no_graphs;
 };
 
+/* the open CUDA device's own data */
+static inline struct jm_gpu *jm_gpu_of(const jm_rt *rt) { return (struct jm_gpu *)rt->dev_data; }
+
 int  jm_gpu_fail(jm_rt *rt, jm_CUresult r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 jm_CUdeviceptr jm_gpu_addr(const struct jm_gpu *g, jm_ref ref);
 int64_t jm_gpu_trips(jm_rt *rt, const jm_step *st);

@@ -22,7 +22,7 @@ static int jm_table_has(const jm_table *t, int op0, int op1) {
 }
 
 static int jm_dnn_fail(jm_rt *rt, jm_cudnnStatus s, const char *what, const jm_step *st) {
-    const char *m = rt->gpu->api.cudnnGetErrorString ? rt->gpu->api.cudnnGetErrorString(s) : "?";
+    const char *m = jm_gpu_of(rt)->api.cudnnGetErrorString ? jm_gpu_of(rt)->api.cudnnGetErrorString(s) : "?";
     snprintf(rt->err, sizeof rt->err, "GPU: cuDNN %s failed: %s (%s)", what, m, st && st->where ? st->where : "");
     return -1;
 }
@@ -31,7 +31,7 @@ static int jm_dnn_fail(jm_rt *rt, jm_cudnnStatus s, const char *what, const jm_s
 #define JM_GPU_CUBLAS_WS (32 << 20)
 
 int jm_gpu_libs_open(jm_rt *rt) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     int need_blas = jm_table_has(rt->t, JM_LIB_MATMUL, JM_LIB_MATMUL);
     int need_dnn = jm_table_has(rt->t, JM_LIB_CONV_FWD, JM_LIB_CONV_BWD_FILTER);
     if (jm_cuda_api_load_libs(&g->api, need_blas, need_dnn, rt->err, sizeof rt->err) != 0) return -1;
@@ -57,7 +57,7 @@ int jm_gpu_libs_open(jm_rt *rt) {
 }
 
 void jm_gpu_libs_close(jm_rt *rt) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     if (g->cublas) g->api.cublasDestroy_v2(g->cublas);
     if (g->cudnn) g->api.cudnnDestroy(g->cudnn);
     g->cublas = NULL;
@@ -65,7 +65,7 @@ void jm_gpu_libs_close(jm_rt *rt) {
 }
 
 void jm_gpu_prog_free(jm_rt *rt, jm_gpu_prog *gp) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     if (gp->graph) g->api.cuGraphExecDestroy(gp->graph);
     if (gp->conv)
         for (int s = 0; s < gp->nsteps_conv; s++) {
@@ -82,7 +82,7 @@ void jm_gpu_prog_free(jm_rt *rt, jm_gpu_prog *gp) {
 /* the descriptors of a convolution step (iat: N,C,H,W, O,KH,KW, OH,OW, stride, pad, dilation, groups);
    its algorithm: cuDNN's first heuristic choice that fits, as PyTorch's default does */
 static int jm_gpu_conv_prepare(jm_rt *rt, const jm_step *st, jm_gpu_conv *c) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     const int64_t *a = st->iat;
     int N = (int)a[0], C = (int)a[1], H = (int)a[2], W = (int)a[3], O = (int)a[4], KH = (int)a[5], KW = (int)a[6];
     int OH = (int)a[7], OW = (int)a[8], groups = (int)a[15];
@@ -115,7 +115,7 @@ static int jm_gpu_conv_prepare(jm_rt *rt, const jm_step *st, jm_gpu_conv *c) {
 }
 
 int jm_gpu_prepare(jm_rt *rt, int p) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     jm_gpu_prog *gp = &g->progs[p];
     if (gp->prepared) return 0;
     const jm_tprogram *pr = &rt->t->programs[p];
@@ -171,7 +171,7 @@ int jm_gpu_prepare(jm_rt *rt, int p) {
 
 /* an extern call on the host: the arguments come over, the result goes back */
 static int jm_gpu_extern(jm_rt *rt, const jm_step *st) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     const jm_textern *x = &rt->t->externs[st->iat[0]];
     int nargs = st->nbuf - 1;
     void **host = calloc((size_t)st->nbuf + 1, sizeof(void *));
@@ -204,7 +204,7 @@ done:
 
 #define P(v) ((void *)&(v))
 int jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration) {
-    jm_gpu *g = rt->gpu;
+    jm_gpu *g = jm_gpu_of(rt);
     const jm_step *st = &rt->t->programs[p].steps[s];
     const int64_t *a = st->iat;
     jm_CUdeviceptr b[8] = { 0 };

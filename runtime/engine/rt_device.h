@@ -1,0 +1,50 @@
+/* rt_device.h — the interface between the executor (rt_exec.c) and a device
+ * that runs a program table's programs: a table of operations, one per device.
+ *
+ *   jm_device_cpu   this machine's cores through OpenMP (rt_cpu.c, the engine's own)
+ *   jm_device_cuda  an NVIDIA GPU (runtime/gpu/rt_cuda.c, above the engine)
+ *
+ * The engine calls a device only through this table and never names a device's
+ * functions; the application picks one (jm_rt_use_device, the executable's
+ * --device) or a caller attaches one to a runtime (jm_rt_attach).
+ *
+ * The state always has a host copy, rt->state, where initialisation,
+ * checkpoints and knobs read and write it. A device that keeps its own copy
+ * keeps the two coherent through sync_global (per global, on demand) and
+ * snapshot/restore (the whole state, for the divergence guard).
+ *
+ * Data-parallel training adds collective operations here (allreduce and
+ * broadcast over a group of runtimes: MPI on CPU ranks, NCCL on GPU ranks), as
+ * further fields; a device without them leaves them NULL, so the devices
+ * below, defined with designated initialisers, need no change. */
+#ifndef JM_RT_DEVICE_H
+#define JM_RT_DEVICE_H
+#include <stdint.h>
+
+typedef struct jm_rt jm_rt;
+
+typedef struct jm_device {
+    const char *name;            /* the --device word: "cpu", "cuda" */
+    int can_profile;             /* honours rt->profile (per-step times) */
+    /* Attaches the device to rt, whose state is initialised on the host.
+       `config` is the device's own (the CUDA device: a jm_gpu_image). 0 ok;
+       -1 with rt->err set, and rt as it was. */
+    int (*open)(jm_rt *rt, const void *config);
+    void (*close)(jm_rt *rt);
+    /* Runs program p: see jm_rt_run. */
+    int (*run)(jm_rt *rt, int p, const void *const *inputs, void *const *outputs);
+    /* Makes global g's host copy current; `write`: the host may change it, so
+       the device's copy is refreshed before the next run. 0 or -1 (rt->err). */
+    int (*sync_global)(jm_rt *rt, int g, int write);
+    /* The whole state as t->state_bytes bytes: copied out, and back in. */
+    int (*snapshot)(jm_rt *rt, void *dst);
+    int (*restore)(jm_rt *rt, const void *src);
+    /* Memory: what jemc allocated on the device itself, and what the device
+       reports in use (every process included), in bytes; 0 where unknown. */
+    void (*memory)(const jm_rt *rt, double *mine, double *in_use);
+    /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs), driver 13.0", for messages */
+    const char *(*describe)(const jm_rt *rt);
+} jm_device;
+
+extern const jm_device jm_device_cpu;
+#endif

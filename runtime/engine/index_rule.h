@@ -1,7 +1,7 @@
 /* index_rule.h — how an element of an index tensor (gather/scatter rows,
  * one-hot labels) becomes an index: integers as they are, booleans as 0/1,
  * floats truncated when in [0, 9e18), else -1 (out of range, reported by the
- * caller). Shared by the CPU executor (rt_exec.c) and the GPU library kernels
+ * caller). Shared by the CPU executor (rt_cpu.c) and the GPU library kernels
  * (runtime/gpu/dev_lib.c, freestanding), so both read indices alike.
  * dt: rt_table.h's jm_rt_dtype (0 f32, 1 f64, 2 i32, 3 i64, 4 bool). */
 #ifndef JM_INDEX_RULE_H

@@ -1,5 +1,6 @@
-/* elab_int.h — shared between the elaborator (elab.c) and its built-in
- * functions (builtins.c). Not part of the front end's public interface. */
+/* elab_int.h — shared between the elaborator (elab.c, elab_expr.c,
+ * elab_block.c, elab_state.c) and its built-in functions (builtins.c). Not part
+ * of the front end's public interface. */
 #ifndef JM_ELAB_INT_H
 #define JM_ELAB_INT_H
 #include "elab.h"
@@ -12,7 +13,7 @@ typedef struct jm_value {
     struct jm_value *items; int nitems;        /* LIST; PARAMS: tensors of the gradients */
     int *globals;                              /* PARAMS: global index of each item */
     int g, node;                               /* TENSOR: graph and node id */
-    const char *cfg;                           /* INT/FLOAT read straight from a config constant: its name (a run-time knob, see jm_knob_node) */
+    const char *cfg;                           /* INT/FLOAT read straight from a config constant: its name (a run-time knob, see jm_elab_knob_node) */
 } jm_value;
 
 typedef struct { const char *name; jm_value v; int buffer; } jm_binding_v;   /* buffer: global index + 1 of a block's buffer */
@@ -55,11 +56,20 @@ struct jm_elab {
     long steps;                                /* statements + calls executed: bounded (see JM_MAX_STEPS) */
     int aborted;                               /* the step budget ran out: stop elaborating */
     int eval_depth;                            /* nesting of jm_eval (see JM_MAX_EVAL_DEPTH) */
-    int knobs;                                 /* config constants used as tensors become run-time knobs (jm_knob_node) */
+    int knobs;                                 /* config constants used as tensors become run-time knobs (jm_elab_knob_node) */
     const char *const *fixed; int nfixed;      /* config constants that are also compiled in: always constants */
 };
 
-/* elab.c */
+/* The evaluated arguments of a call (of a declaration or a built-in). */
+typedef struct {
+    jm_ctx *c;
+    jm_expr *call;
+    jm_value *pos; int npos;
+    jm_value *kw; const char **kwname; jm_loc *kwloc; int nkw;
+    int *kw_used;
+} jm_args;
+
+/* elab_expr.c: values, names and expressions */
 jm_value jm_eval(jm_ctx *c, jm_expr *e);
 jm_value jm_v_err(void);
 jm_value jm_v_int(int64_t i);
@@ -75,19 +85,37 @@ const char *jm_vkind_name(jm_vkind k);
 int  jm_want_int(jm_ctx *c, jm_value v, jm_loc loc, const char *what, int64_t *out);
 int  jm_want_number(jm_ctx *c, jm_value v, jm_loc loc, const char *what, double *out);
 int  jm_want_tensor(jm_ctx *c, jm_value v, jm_loc loc, const char *what);   /* node id or -1; numbers are not tensors */
+jm_gsym *jm_elab_find_sym(jm_elab *E, const char *name);                      /* a global name, or NULL */
+jm_binding_v *jm_elab_find_var(jm_ctx *c, const char *name);                  /* a local, innermost first, or NULL */
+void jm_elab_set_var(jm_ctx *c, const char *name, jm_value v);               /* binds (or rebinds) a local */
+jm_value jm_elab_lookup(jm_ctx *c, const char *name, jm_loc loc);            /* a name's value; reports unknown names */
+
+/* elab_block.c: calls of declarations, statements */
 /* The random stream of a draw at loc: a hash of the call path and the site, so
    editing one part of a graph file does not change the numbers drawn elsewhere. */
 uint32_t jm_stream_id(jm_ctx *c, jm_loc loc);
+int  jm_elab_parse_type(jm_ctx *c, jm_type_expr *te, jm_type *out);         /* evaluates a type's dimensions */
+jm_value jm_elab_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A);            /* a block, model, energy, sampler or extern */
+void jm_elab_exec_body(jm_ctx *c, jm_stmt **body, int n);
+
+/* elab_state.c: parameters, state, knobs, outputs, optimizers */
+jm_value jm_elab_state_value(jm_ctx *c, int global, jm_loc loc);             /* a PARAM or STATE node reading the global */
+int  jm_elab_knob_global(jm_ctx *c, jm_value v, jm_loc loc);                 /* v's run-time knob global, or -1 */
+int  jm_elab_knob_node(jm_ctx *c, jm_value v, jm_dtype dt, jm_loc loc);      /* v's knob as a node of dtype dt, or -1 */
+int  jm_elab_eval_init(jm_ctx *c, jm_expr *e, jm_init *out);                 /* an initialiser: number, zeros(), uniform(), normal() */
+int  jm_elab_is_state_name(jm_ctx *c, const char *name);                     /* the global of a state variable not shadowed, or -1 */
+void jm_elab_write_state(jm_ctx *c, int gi, int node, jm_loc loc);           /* a pending write of c->prog */
+void jm_elab_stmt_param(jm_ctx *c, jm_stmt *s);
+void jm_elab_stmt_index_assign(jm_ctx *c, jm_stmt *s);
+void jm_elab_stmt_output(jm_ctx *c, jm_stmt *s);
+void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s);
+void jm_elab_stmt_buffer(jm_ctx *c, jm_stmt *s);
+void jm_elab_stmt_update(jm_ctx *c, jm_stmt *s);
 
 /* builtins.c */
-typedef struct {
-    jm_ctx *c;
-    jm_expr *call;
-    jm_value *pos; int npos;
-    jm_value *kw; const char **kwname; jm_loc *kwloc; int nkw;
-    int *kw_used;
-} jm_args;
 int  jm_builtin_exists(const char *name);
 const char *const *jm_builtin_names(int *n);
 jm_value jm_builtin_call(jm_args *A);
+/* grad(loss, params): one GRAD node per parameter, output as "<name>.<param>". */
+jm_value jm_params_grad(jm_ctx *c, int loss, jm_loc loc);
 #endif

@@ -282,6 +282,23 @@ static void test_commands(void) {
     ok(r == 0 && strstr(out, "loss.png"), "plot draws the loss curves (exit %d)", r);
     r = run("%s train --help", exe);
     ok(r == 0 && strstr(out, "--resume") && strstr(out, "--set"), "train --help lists the options");
+    /* the top-level help: every command with a line, and the way to its own help */
+    const char *const cmds[] = { "train ", "sample ", "eval ", "plot ", "exec ", "info " };
+    const char *const forms[] = { "", " --help", " help" };
+    for (int f = 0; f < 3; f++) {
+        r = run("%s%s", exe, forms[f]);
+        int all = 1;
+        for (int i = 0; i < 6; i++) all &= strstr(out, cmds[i]) != NULL;
+        ok(r == (f == 0 ? 1 : 0) && all && strstr(out, "COMMAND --help"), "`EXE%s` lists every command and the way to its help (exit %d)", forms[f], r);
+    }
+    r = run("%s help exec", exe);
+    ok(r == 0 && strstr(out, "--repeat") && strstr(out, "--state-out"), "help exec shows exec's options");
+    r = run("%s info --help", exe);
+    ok(r == 0 && strstr(out, "usage:") && !strstr(out, "program "), "info --help explains info instead of running it");
+    r = run("%s help train", exe);
+    ok(r == 0 && strstr(out, "--resume"), "help train is train --help");
+    r = run("%s help trian", exe);
+    ok(r == 1 && strstr(out, "no command 'trian'"), "help of an unknown command says so");
     r = run("%s train --data %s/train-images-idx3-ubyte --set batch=4 --out %s/x", exe, dir, dir);
     ok(r != 0 && strstr(out, "compiled in") && strstr(out, "sgld_lr"), "--set batch=4: batch shapes the program; the message lists the settings");
     r = run("%s train --data %s/train-images-idx3-ubyte --set sgld_lrr=2 --out %s/x", exe, dir, dir);

@@ -181,21 +181,56 @@ done:
 static const jm_gpu_image *jm_cli_gpu;
 void jm_rt_cli_set_gpu(const jm_gpu_image *img) { jm_cli_gpu = img; }
 
+/* The executable's commands, one line each: the top-level help lists them
+   all, and `EXE help COMMAND` goes to the command's own --help. `program`:
+   the graph program the command needs (NULL: none), so the help can say when
+   this graph lacks it. */
+typedef struct { const char *name, *line, *program; } jm_cli_command;
+static const jm_cli_command jm_cli_commands[] = {
+    { "train",  "trains train_step over a data set (checkpoints, metrics, resume, divergence guard)", "train_step" },
+    { "sample", "SGLD chains from a checkpoint or from noise: PNG grids, a GIF, energies", "sample" },
+    { "eval",   "accuracy, calibration, OOD detection and robustness of a checkpoint", "evaluate" },
+    { "plot",   "loss, energy, accuracy and learning-rate curves from metrics.jsonl", NULL },
+    { "exec",   "runs one program on safetensors files (as `jemc run`), with timing", NULL },
+    { "info",   "the programs, their inputs and outputs, the parameters, the settings", NULL },
+};
+enum { JM_CLI_NCOMMANDS = (int)(sizeof jm_cli_commands / sizeof jm_cli_commands[0]) };
+
 static void jm_cli_usage(const char *exe, const jm_table *t, FILE *f) {
     fprintf(f, "%s — compiled by jemc from %s for CPU %s\n\n"
-               "usage:\n"
-               "  %s exec PROGRAM [--state S.safetensors] [--in IN.safetensors] [--out OUT.safetensors]\n"
-               "                  [--state-out S2.safetensors] [--seed N] [--threads N] [--repeat N]\n"
-               "  %s info\n\n"
-               "  exec   runs one program: parameters and state from --state (by PyTorch name), inputs\n"
-               "         from --in (by name), every output to --out (printed without it), the new state\n"
-               "         to --state-out; --repeat N runs it N times and prints the time per run;\n"
-               "         --profile prints the time of each kind of step and the costliest steps\n"
-               "  info   the programs with their inputs and outputs, and the parameters\n",
-            exe, t->graph, t->cpu, exe, exe);
+               "usage: %s COMMAND [options]\n\n"
+               "commands:\n", exe, t->graph, t->cpu, exe);
+    for (int i = 0; i < JM_CLI_NCOMMANDS; i++) {
+        const jm_cli_command *c = &jm_cli_commands[i];
+        fprintf(f, "  %-7s %s", c->name, c->line);
+        if (c->program && jm_table_find_program(t, c->program) < 0)
+            fprintf(f, "\n          (this graph has no %s program)", c->program);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n"
+               "  %s COMMAND --help   (or %s help COMMAND) lists a command's options\n"
+               "  %s --version        the runtime, the program table and the code this executable carries\n",
+            exe, exe, exe);
     if (jm_cli_gpu)
         fprintf(f, "\n  GPU code for %s: the programs run on the GPU; --device cpu (any command) runs them\n"
                    "  on the CPU instead\n", jm_cli_gpu->arch);
+    else
+        fprintf(f, "\n  the programs run on this CPU (jemc compile --target cuda makes an executable for NVIDIA GPUs)\n");
+}
+
+static void jm_cli_exec_usage(const char *exe, FILE *f) {
+    fprintf(f, "usage: %s exec PROGRAM [--state S.safetensors] [--in IN.safetensors] [--out OUT.safetensors]\n"
+               "                  [--state-out S2.safetensors] [--seed N] [--threads N] [--repeat N] [--profile]\n\n"
+               "Runs one program: parameters and state from --state (by PyTorch name), inputs from --in\n"
+               "(by name), every output to --out (printed without it), the new state to --state-out.\n"
+               "--repeat N runs it N times and prints the time per run; --profile prints the time of each\n"
+               "kind of step and the costliest steps. `%s info` lists the programs and their tensors.\n", exe, exe);
+}
+
+static void jm_cli_info_usage(const char *exe, FILE *f) {
+    fprintf(f, "usage: %s info\n\n"
+               "The programs with their inputs and outputs (dtype and shape), the parameter count, the\n"
+               "state's size and the run-time settings (train/sample --set NAME=V).\n", exe);
 }
 
 static int jm_parse_u(const char *s, unsigned long long max, unsigned long long *v) {
@@ -263,7 +298,9 @@ static int jm_cli_device(const char *exe, int *argc, char **argv) {
     jm_rt_use_device(gpu ? &jm_device_cuda : &jm_device_cpu, gpu ? jm_cli_gpu : NULL);
     /* commands that run programs check for a GPU now, not after loading data */
     const char *cmd = *argc > 1 ? argv[1] : "";
-    if (gpu && (strcmp(cmd, "exec") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "sample") == 0 || strcmp(cmd, "eval") == 0)) {
+    int asks_help = 0;       /* a command's --help needs no GPU */
+    for (int i = 2; i < *argc; i++) asks_help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+    if (gpu && !asks_help && (strcmp(cmd, "exec") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "sample") == 0 || strcmp(cmd, "eval") == 0)) {
         jm_cuda_api api;
         char why[600];
         int ok = jm_cuda_api_load_driver(&api, why, sizeof why) == 0;
@@ -286,9 +323,30 @@ int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, 
     if (t.nkernels != nkernels) { fprintf(stderr, "%s: damaged executable: %d kernels named, %lld present\n", exe, t.nkernels, (long long)nkernels); jm_table_free(&t); return 1; }
     int rc = 1;
     if (jm_check_cpu(exe, t.cpu) != 0) { jm_table_free(&t); return 1; }
+    /* `EXE help COMMAND` is `EXE COMMAND --help` */
+    char *help_argv[4];
+    if (argc >= 3 && strcmp(argv[1], "help") == 0) {
+        int known = 0;
+        for (int i = 0; i < JM_CLI_NCOMMANDS; i++) known |= strcmp(argv[2], jm_cli_commands[i].name) == 0;
+        if (!known) {
+            fprintf(stderr, "%s: help: no command '%s' (train, sample, eval, plot, exec, info)\n", exe, argv[2]);
+            jm_table_free(&t);
+            return 1;
+        }
+        help_argv[0] = argv[0]; help_argv[1] = argv[2]; help_argv[2] = "--help"; help_argv[3] = NULL;
+        argv = help_argv;
+        argc = 3;
+    }
+    int cmd_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         jm_cli_usage(exe, &t, argc < 2 ? stderr : stdout);
         rc = argc < 2 ? 1 : 0;
+    } else if (cmd_help && strcmp(argv[1], "exec") == 0) {
+        jm_cli_exec_usage(exe, stdout);
+        rc = 0;
+    } else if (cmd_help && strcmp(argv[1], "info") == 0) {
+        jm_cli_info_usage(exe, stdout);
+        rc = 0;
     } else if (strcmp(argv[1], "--version") == 0) {
         printf("%s: jemc runtime %s, program table version %d, graph %s, CPU %s", exe, JM_RT_VERSION, JM_TABLE_VERSION, t.graph, t.cpu);
         if (jm_cli_gpu) printf(", GPU %s (PTX%s, %s)", jm_cli_gpu->arch, jm_cli_gpu->cubin_len > 0 ? " and cubin" : " only", jm_cli_gpu->precision);

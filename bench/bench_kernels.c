@@ -3,7 +3,7 @@
  * the machine's peak. Not run by the tests; see bench/README-kernels.md.
  *
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iruntime bench/bench_kernels.c \
- *       runtime/rt_gemm.c runtime/rt_conv.c runtime/rt_pool.c runtime/rt_workspace.c -lm -o /tmp/bench_kernels
+ *       runtime/engine/rt_gemm.c runtime/engine/rt_conv.c runtime/engine/rt_pool.c runtime/engine/rt_workspace.c -lm -o /tmp/bench_kernels
  *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5] [--set wrn]
  *
  * --set wrn times every convolution shape of WRN-28-2 instead and adds up the

@@ -568,7 +568,7 @@ JM_KERNEL(grad) {
     return jm_fail(I, n, "internal error: grad(...) at line %d:%d reached the interpreter; run jm_autodiff first",
                    n->loc.line, n->loc.col);
 }
-/* A user's C function through libffi (runtime/rt_extern.h): the values go out
+/* A user's C function through libffi (runtime/engine/rt_extern.h): the values go out
    as doubles and are converted to the declared C types and back; the library is
    loaded at the first call. A failure to load is an error with nothing committed. */
 JM_KERNEL(extern) {

@@ -16,7 +16,7 @@ typedef struct {
     uint64_t seed;               /* RNG key */
     uint32_t call;               /* RNG call counter: incremented once per program run */
     int seed_given;              /* the seed came from the command line (a state file's does not override it) */
-    struct jm_xfn **xfn;         /* per extern of the module: loaded at its first call (runtime/rt_extern.h) */
+    struct jm_xfn **xfn;         /* per extern of the module: loaded at its first call (runtime/engine/rt_extern.h) */
     char err[1024];              /* message of the last failure */
 } jm_interp;
 

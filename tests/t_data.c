@@ -1,4 +1,4 @@
-/* t_data.c — the data loaders (runtime/data.c): exact values from small synthetic IDX,
+/* t_data.c — the data loaders (runtime/app/data.c): exact values from small synthetic IDX,
  * CIFAR-10/100 and CSV files, every malformed-input message (naming the file and the
  * record or line:column), deterministic shuffling, the labelled subset, augmentation,
  * and the real datasets in ../shared/data when present. Files go to a fresh mkdtemp

@@ -1,4 +1,4 @@
-/* t_image.c — image output (runtime/image.c) and plots (runtime/plot.c): grid geometry
+/* t_image.c — image output (runtime/app/image.c) and plots (runtime/app/plot.c): grid geometry
  * and exact pixel values read back with libpng, animated GIFs read back with giflib,
  * captioned grids, plots (size, not blank, gaps), the metrics-file parser and its error
  * messages, and atomic writes. Files go to a fresh mkdtemp directory. */

@@ -1,4 +1,4 @@
-/* t_metrics.c — the evaluation statistics (runtime/metrics.c) on cases with
+/* t_metrics.c — the evaluation statistics (runtime/app/metrics.c) on cases with
  * known answers. */
 #include "app/metrics.h"
 #include "tap.h"

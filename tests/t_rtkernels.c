@@ -1,4 +1,4 @@
-/* t_rtkernels.c — the runtime's compute kernels (runtime/rt_kernels.h): matmul,
+/* t_rtkernels.c — the runtime's compute kernels (runtime/engine/rt_kernels.h): matmul,
  * conv2d forward and gradients, pooling, against naive double-precision loops.
  *
  * Every result is checked elementwise with

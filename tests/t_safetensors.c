@@ -1,4 +1,4 @@
-/* t_safetensors.c — the safetensors reader/writer (runtime/safetensors.c): round trips,
+/* t_safetensors.c — the safetensors reader/writer (runtime/engine/safetensors.c): round trips,
  * exact bytes, malformed headers, atomic replacement and interop with Python's
  * struct+json rendering of the official layout. Files go to a fresh mkdtemp directory. */
 #include "engine/safetensors.h"

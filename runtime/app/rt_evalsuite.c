@@ -1,7 +1,7 @@
 /* rt_evalsuite.c — `EXE eval calibration` and `EXE eval ood` (see rt_sample.h):
  * per-example logits and energies from the graph's `evaluate` program, input
- * gradient norms from `sgld_grad`, the statistics of runtime/metrics.c, and
- * the pictures of runtime/plot.c, written into a report folder with a JSON
+ * gradient norms from `sgld_grad`, the statistics of runtime/app/metrics.c, and
+ * the pictures of runtime/app/plot.c, written into a report folder with a JSON
  * summary. */
 #include "data.h"
 #include "metrics.h"

@@ -3,7 +3,7 @@
  * device (rt_device.h: the CPU's OpenMP executor, rt_cpu.c, by default), which
  * commits the program's state writes when it succeeds.
  *
- * Random numbers follow the interpreter's rule exactly (runtime/philox.h):
+ * Random numbers follow the interpreter's rule exactly (runtime/engine/philox.h):
  * counter (element, flat loop iteration, stream, call), key = seed; `call`
  * counts successful program runs. Parameter initialisation likewise, so a
  * compiled program and `jemc run` start from the same state for the same seed. */

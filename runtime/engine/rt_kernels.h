@@ -23,7 +23,7 @@
  * it; epi may be NULL. (Fused elementwise code that reads the convolution's
  * result and writes the final value, possibly in place.)
  *
- * Implementation notes (runtime/rt_gemm.c, rt_conv.c, rt_pool.c, rt_workspace.c):
+ * Implementation notes (runtime/engine/rt_gemm.c, rt_conv.c, rt_pool.c, rt_workspace.c):
  * - When the images are shared out among the threads (at least as many images as
  *   threads, and a multiple of the team size or at least four per thread), each
  *   image's epilogue runs on its thread right after its output is done. Otherwise

@@ -1,6 +1,6 @@
 /* rt_knobs.h — run-time settings: the config constants the compiler turned
  * into knobs (globals "config.NAME" of kind JM_GKIND_CONFIG, f32 or i64
- * scalars; see compiler/elab.c jm_knob_global). Constants that shape the
+ * scalars; see compiler/elab_state.c jm_elab_knob_global). Constants that shape the
  * program (batch, sizes) are compiled in and cannot change here. */
 #ifndef JM_RT_KNOBS_H
 #define JM_RT_KNOBS_H

@@ -62,7 +62,7 @@ JM_DEV void jm_put(void *out, int dt, int64_t i, double v) {
     }
 }
 
-/* ---- random numbers: runtime/philox_core.h, the CPU's own rounds ------------ */
+/* ---- random numbers: runtime/engine/philox_core.h, the CPU's own rounds ------------ */
 
 /* op: 0 uniform a + (b-a)u, 1 randint floor(a + (b-a)u) (below b), 2 bernoulli u < a.
    *call is the program-run counter, read from device memory so that a captured

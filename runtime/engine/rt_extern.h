@@ -1,6 +1,6 @@
 /* rt_extern.h — calling a user's C function (a graph's `extern` declaration)
  * through libffi, for the interpreter (compiler/interp.c) and the executor
- * (rt_exec.c) alike.
+ * (rt_cpu.c) alike.
  *
  * The ABI, from the declared signature `extern "LIB" f(a: T[dims], s: T[]) -> R`:
  *   - a parameter of rank > 0 is passed as `const T *` (row-major, contiguous);

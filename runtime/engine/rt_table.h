@@ -1,7 +1,7 @@
 /* rt_table.h — the program table: everything a compiled jemc module tells its
  * runtime. The compiler builds it (compiler/plan.c), the code generator embeds
  * it in the object file as a flat array of 64-bit words (jm_table_serialize),
- * and the runtime reads it back (jm_table_parse) and executes it (rt_exec.c).
+ * and the runtime reads it back (jm_table_parse) and executes it (rt_exec.c, on a device: rt_device.h).
  *
  * Memory: two regions. STATE holds every global (parameters, optimizer moments,
  * buffers, counters) at fixed offsets, for the life of the process. SCRATCH is

@@ -12,7 +12,7 @@
  * normal random numbers).
  *
  * Every kernel is a grid-stride loop over its items (any launch shape is
- * correct) and computes each result exactly as the CPU runtime does (rt_exec.c,
+ * correct) and computes each result exactly as the CPU runtime does (rt_cpu.c,
  * rt_pool.c): the same Philox numbers, the same pooling window rules, the
  * same order of additions, so CPU and GPU agree bit for bit where the
  * arithmetic is the same. Index checks cannot stop a GPU: a bad index is

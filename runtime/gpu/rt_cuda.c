@@ -322,7 +322,7 @@ static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
                  st && st->where && *st->where ? st->where : "a library step");
         return -1;
     }
-    /* commit the state writes after the outputs are read (rt_exec.c's rule) */
+    /* commit the state writes after the outputs are read (the CPU device's rule, engine/rt_cpu.c) */
     for (int i = 0; i < pr->nwrites; i++) {
         const jm_twrite *w = &pr->writes[i];
         jm_CUdeviceptr dst = g->state + (jm_CUdeviceptr)jm_ref_offset(rt->t->globals[w->global].t.ref);

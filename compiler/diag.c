@@ -47,7 +47,7 @@ int jm_diag_load_file(jm_diags *d, const char *path, const char **why) {
     int err = ferror(f);
     fclose(f);
     if (err) { free(buf); *why = "read error"; return -1; }
-    if (memchr(buf, 0, n)) { free(buf); *why = "file contains a NUL byte (not a text file?)"; return -1; }
+    /* A NUL byte is kept: the lexer reports it with its line and column. */
     char *text = jm_arena_strndup(d->arena, buf, n);
     free(buf);
     return jm_diag_add_source(d, path, text, n);
@@ -66,7 +66,10 @@ static void jm_diag_show_line(jm_diags *d, jm_loc loc) {
     if (!e) e = end;
     int len = (int)(e - p);
     if (len > 0 && p[len - 1] == '\r') len--;
-    fprintf(d->out, "  %.*s\n  ", len, p);
+    /* a NUL byte (reported by the lexer) shows as a space, so the rest of the line still prints */
+    fputs("  ", d->out);
+    for (int i = 0; i < len; i++) fputc(p[i] ? p[i] : ' ', d->out);
+    fputs("\n  ", d->out);
     /* Tabs in the source line are kept under the caret so it lines up. */
     for (int i = 0; i < loc.col - 1 && i < len; i++) fputc(p[i] == '\t' ? '\t' : ' ', d->out);
     fputs("^\n", d->out);

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,11 +174,31 @@ static void jm_lex_string(jm_lexer *L) {
     L->out.tok[L->out.n - 1].text = buf;
 }
 
+/* A NUL byte: reported once, at the first one, and nothing of the file is
+   tokenized (it is most likely not a text file, or one saved as UTF-16, and
+   every token of it would be a follow-on error). Returns 1 when found. */
+static int jm_lex_nul(jm_lexer *L) {
+    const char *nul = memchr(L->s, 0, (size_t)(L->end - L->s));
+    if (!nul) return 0;
+    for (const char *q = L->s; q < nul; q++)
+        if (*q == '\n') { L->line++; L->line_start = q + 1; }
+    size_t more = 0;
+    for (const char *q = nul + 1; q < L->end; q++) more += *q == 0;
+    char also[64] = "";
+    if (more) snprintf(also, sizeof also, " (and %zu more)", more);
+    jm_diag_error(L->d, jm_lex_loc(L, nul),
+                  "NUL byte (0x00) in the file%s: a graph file is plain ASCII or UTF-8 text; "
+                  "is this a binary file, or one saved as UTF-16?", also);
+    L->p = L->end;
+    return 1;
+}
+
 jm_tokens jm_lex(jm_diags *d, int file) {
     jm_lexer L = { .d = d, .file = file, .s = d->src[file].text, .line = 1 };
     L.p = L.s;
     L.end = L.s + d->src[file].len;
     L.line_start = L.s;
+    jm_lex_nul(&L);
     while (L.p < L.end) {
         char c = *L.p;
         const char *at = L.p;

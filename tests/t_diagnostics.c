@@ -8,6 +8,10 @@
  *   1. finishes by itself (no signal, no hang: a child is killed after 30 s),
  *   2. exits with status 1,
  *   3. writes exactly NAME.err to stderr.
+ * Then the written cases (written_cases below): graph texts this test writes to
+ * a temporary file itself, because they hold bytes a checked-in file should not
+ * (a NUL byte). For each, jemc check must exit with the given status and
+ * write exactly the given stderr.
  * Run from the repository root; $JEMC names the compiler (default build/jemc).
  * To re-pin a message after a deliberate change, regenerate NAME.err with jemc
  * and read it before committing. */
@@ -136,6 +140,84 @@ static int run_capture(const char *jemc, char **argv, buf_t *err) {
     return status;
 }
 
+/* A graph text written to a file by the test; "@" in `err` stands for the
+   file's path. len counts the text's bytes (it may hold NUL bytes). */
+typedef struct {
+    const char *name;
+    const char *text;
+    size_t len;
+    int status;
+    const char *err;
+} written_case;
+
+#define TEXT(s) s, sizeof s - 1
+
+static const written_case written_cases[] = {
+    { "nul_byte", TEXT("program p(x: f32[2]) {\n    output y = x\0 * 2\n}\n"), 1,
+      "@:2:17: error: NUL byte (0x00) in the file: a graph file is plain ASCII or UTF-8 text; "
+      "is this a binary file, or one saved as UTF-16?\n"
+      "      output y = x  * 2\n"
+      "                  ^\n"
+      "1 error\n" },
+    /* in a comment too, and the later ones are counted, not reported one by one */
+    { "nul_bytes_in_comment", TEXT("# a\0b\0\nprogram p(x: f32[2]) {\n    output y = x\0\n}\n"), 1,
+      "@:1:4: error: NUL byte (0x00) in the file (and 2 more): a graph file is plain ASCII or UTF-8 text; "
+      "is this a binary file, or one saved as UTF-16?\n"
+      "  # a b \n"
+      "     ^\n"
+      "1 error\n" },
+};
+
+/* Replaces every "@" of pattern by path. */
+static void expand_path(buf_t *out, const char *pattern, const char *path) {
+    buf_add(out, "", 0);
+    for (const char *p = pattern; *p; p++) {
+        if (*p == '@') buf_add(out, path, strlen(path));
+        else buf_add(out, p, 1);
+    }
+}
+
+static void run_written_cases(const char *jemc) {
+    const char *tmp = getenv("TMPDIR");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/jm_diag_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        ok(0, "a temporary directory can be made for the written cases");
+        tap_diag("%s: %s", dir, strerror(errno));
+        return;
+    }
+    for (size_t i = 0; i < sizeof written_cases / sizeof written_cases[0]; i++) {
+        const written_case *c = &written_cases[i];
+        char graph[1200];
+        snprintf(graph, sizeof graph, "%s/%s.graph", dir, c->name);
+        FILE *f = fopen(graph, "wb");
+        int written = f && fwrite(c->text, 1, c->len, f) == c->len;
+        if (f && fclose(f) != 0) written = 0;
+        if (!ok(written, "%s: the graph can be written", c->name)) {
+            tap_diag("%s: %s", graph, strerror(errno));
+            continue;
+        }
+        char *argv[] = { (char *)jemc, "check", graph, NULL };
+        buf_t got = { 0 }, want = { 0 };
+        int status = run_capture(jemc, argv, &got);
+        int finished = status != -1 && WIFEXITED(status);
+        int code = finished ? WEXITSTATUS(status) : -1;
+        if (!ok(code == c->status, "%s: jemc check exits with status %d", c->name, c->status))
+            tap_diag("got %d%s", code, finished ? "" : " (no exit status: killed by a signal?)");
+        expand_path(&want, c->err, graph);
+        int same = got.len == want.len && memcmp(got.data, want.data, got.len) == 0;
+        if (!ok(same, "%s: stderr is as expected", c->name)) {
+            diag_first_difference(got.data, got.len, want.data, want.len);
+            diag_text("got", got.data, got.len);
+            diag_text("expected", want.data, want.len);
+        }
+        free(got.data);
+        free(want.data);
+        unlink(graph);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
     const char *jemc = getenv("JEMC");
     if (!jemc || !*jemc) jemc = "build/jemc";
@@ -223,5 +305,6 @@ int main(void) {
         free(names[i]);
     }
     free(names);
+    run_written_cases(jemc);
     return tap_done();
 }

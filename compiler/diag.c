@@ -75,13 +75,23 @@ static void jm_diag_show_line(jm_diags *d, jm_loc loc) {
     fputs("^\n", d->out);
 }
 
-static void jm_diag_emit(jm_diags *d, jm_loc loc, const char *kind, const char *fmt, va_list ap) {
+static void jm_diag_emit_head(jm_diags *d, jm_loc loc, const char *kind) {
     if (loc.file >= 0 && loc.file < d->nsrc)
         fprintf(d->out, "%s:%d:%d: %s: ", d->src[loc.file].path, loc.line, loc.col, kind);
     else
         fprintf(d->out, "jemc: %s: ", kind);
+}
+
+static void jm_diag_emit(jm_diags *d, jm_loc loc, const char *kind, const char *fmt, va_list ap) {
+    jm_diag_emit_head(d, loc, kind);
     vfprintf(d->out, fmt, ap);
     fputc('\n', d->out);
+    jm_diag_show_line(d, loc);
+}
+
+static void jm_diag_emit_text(jm_diags *d, jm_loc loc, const char *kind, const char *text) {
+    jm_diag_emit_head(d, loc, kind);
+    fprintf(d->out, "%s\n", text);
     jm_diag_show_line(d, loc);
 }
 
@@ -93,6 +103,23 @@ void jm_diag_error(jm_diags *d, jm_loc loc, const char *fmt, ...) {
     jm_diag_emit(d, loc, "error", fmt, ap);
     va_end(ap);
     if (d->nerr == d->max_errors) fprintf(d->out, "jemc: too many errors, stopping\n");
+}
+
+void jm_diag_warning(jm_diags *d, jm_loc loc, const char *fmt, ...) {
+    if (d->nerr > d->max_errors) return;
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    const char *key = loc.file >= 0 && loc.file < d->nsrc
+        ? jm_arena_printf(d->arena, "%s:%d:%d: %s", d->src[loc.file].path, loc.line, loc.col, text)
+        : jm_arena_strdup(d->arena, text);
+    for (int i = 0; i < d->nwarned; i++)
+        if (strcmp(d->warned[i], key) == 0) return;
+    if (d->nwarned >= d->max_errors) return;
+    JM_VEC_PUSH(d->arena, d->warned, d->nwarned, d->capwarned, key);
+    jm_diag_emit_text(d, loc, "warning", text);
 }
 
 void jm_diag_note(jm_diags *d, jm_loc loc, const char *fmt, ...) {

@@ -193,6 +193,52 @@ static int jm_lex_nul(jm_lexer *L) {
     return 1;
 }
 
+static int jm_lex_word_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.'; }
+
+/* `//` starts a comment, as `#` does. Python writes floor division so, and
+   `y = x // 2` would silently become `y = x`. The warning rule: the `//`
+   follows an operand on the same line (an identifier, a number, `)` or `]`,
+   so the line has code before it), and the text after it reads as one more
+   operand: `(`, or a number or name followed by the end of the line, an
+   operator, `)`, `]` or `,` (not by another word: `n = 10 // classes seen`
+   stays a quiet comment, `n = h // stride` and `n = (h+1)//2` warn). A
+   comment on a line of its own never warns. */
+static void jm_lex_floordiv_warn(jm_lexer *L, const char *at) {
+    if (L->out.n == 0) return;
+    const jm_token *prev = &L->out.tok[L->out.n - 1];
+    if (prev->loc.line != L->line) return;
+    if (prev->kind != JM_T_IDENT && prev->kind != JM_T_INT && prev->kind != JM_T_FLOAT &&
+        prev->kind != JM_T_RPAREN && prev->kind != JM_T_RBRACKET) return;
+    const char *q = at + 2;
+    while (q < L->end && (*q == ' ' || *q == '\t')) q++;
+    const char *rhs = q;
+    if (q < L->end && *q == '(') {
+        rhs = NULL;
+    } else if (q < L->end && (isalnum((unsigned char)*q) || *q == '_' || (*q == '.' && q + 1 < L->end && isdigit((unsigned char)q[1])))) {
+        while (q < L->end && jm_lex_word_char(*q)) q++;
+        const char *rhs_end = q;
+        while (q < L->end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q < L->end && *q != '\n' && (*q == 0 || !strchr("+-*/%)],", *q))) return;
+        rhs = jm_arena_strndup(L->d->arena, rhs, (size_t)(rhs_end - rhs));
+    } else {
+        return;
+    }
+    /* name the operands in the hint when they are a single name or number */
+    const char *lhs = "a";
+    if (prev->kind == JM_T_IDENT) lhs = prev->text;
+    else if (prev->kind == JM_T_INT || prev->kind == JM_T_FLOAT) {
+        const char *b = L->line_start + prev->loc.col - 1, *e = b;
+        while (e < at && !(*e == ' ' || *e == '\t' || *e == '/')) e++;
+        lhs = jm_arena_strndup(L->d->arena, b, (size_t)(e - b));
+    }
+    if (!rhs || strlen(rhs) > 32) rhs = "b";
+    if (strlen(lhs) > 32) lhs = "a";
+    jm_diag_warning(L->d, jm_lex_loc(L, at),
+                    "'//' starts a comment here and the rest of the line is ignored; jemc has no floor division: "
+                    "write '%s / %s', or 'int(%s / %s)' for a compile-time whole number (truncated toward zero); "
+                    "'#' starts a comment without this warning", lhs, rhs, lhs, rhs);
+}
+
 jm_tokens jm_lex(jm_diags *d, int file) {
     jm_lexer L = { .d = d, .file = file, .s = d->src[file].text, .line = 1 };
     L.p = L.s;
@@ -214,6 +260,7 @@ jm_tokens jm_lex(jm_diags *d, int file) {
         }
         if (c == ' ' || c == '\t' || c == '\r') { L.p++; continue; }
         if (c == '#' || (c == '/' && L.p + 1 < L.end && L.p[1] == '/')) {
+            if (c == '/') jm_lex_floordiv_warn(&L, at);
             while (L.p < L.end && *L.p != '\n') L.p++;
             continue;
         }

@@ -2,7 +2,8 @@
  *
  * Newlines end statements, except inside ( ) and [ ] (so long argument lists
  * may wrap). ';' also ends a statement. Comments: '#' or '//' to the end of the
- * line, and '/' '*' ... '*' '/' blocks (which do not nest).
+ * line, and '/' '*' ... '*' '/' blocks (which do not nest). A '//' that reads
+ * like Python's floor division (`x // 2`) draws a warning (jm_lex_floordiv_warn).
  * A NUL byte anywhere is one error, at the first, and nothing is tokenized. */
 #ifndef JM_LEX_H
 #define JM_LEX_H

@@ -10,8 +10,8 @@
  *   3. writes exactly NAME.err to stderr.
  * Then the written cases (written_cases below): graph texts this test writes to
  * a temporary file itself, because they hold bytes a checked-in file should not
- * (a NUL byte). For each, jemc check must exit with the given status and
- * write exactly the given stderr.
+ * (a NUL byte), or because jemc must succeed with a warning. For each, jemc
+ * check must exit with the given status and write exactly the given stderr.
  * Run from the repository root; $JEMC names the compiler (default build/jemc).
  * To re-pin a message after a deliberate change, regenerate NAME.err with jemc
  * and read it before committing. */
@@ -166,6 +166,34 @@ static const written_case written_cases[] = {
       "  # a b \n"
       "     ^\n"
       "1 error\n" },
+    /* `//` after an operand, followed by an operand: a warning, and check still
+       succeeds. n is a knob also compiled in, so the front end reads the file
+       twice: the warning is still printed once. */
+    { "floor_division_warns", TEXT("config { n = 4 }\n"
+                                   "program p(x: f32[n]) {\n"
+                                   "    output y = x * n // 2\n"
+                                   "    output z = (x + 1)//2\n"
+                                   "}\n"), 0,
+      "@:3:22: warning: '//' starts a comment here and the rest of the line is ignored; jemc has no floor division: "
+      "write 'n / 2', or 'int(n / 2)' for a compile-time whole number (truncated toward zero); "
+      "'#' starts a comment without this warning\n"
+      "      output y = x * n // 2\n"
+      "                       ^\n"
+      "@:4:23: warning: '//' starts a comment here and the rest of the line is ignored; jemc has no floor division: "
+      "write 'a / 2', or 'int(a / 2)' for a compile-time whole number (truncated toward zero); "
+      "'#' starts a comment without this warning\n"
+      "      output z = (x + 1)//2\n"
+      "                        ^\n" },
+    /* `//` comments that read as words, or stand on a line of their own, are quiet */
+    { "comments_stay_quiet", TEXT("// 2 on a line of its own\n"
+                                  "config { n = 4 // classes seen so far\n"
+                                  "  m = 2 //\n"
+                                  "  k = 3 // see: below\n"
+                                  "}\n"
+                                  "program p(x: f32[n]) {  // n\n"
+                                  "    output y = x * m  // two words\n"
+                                  "}\n"), 0,
+      "" },
 };
 
 /* Replaces every "@" of pattern by path. */

@@ -335,6 +335,7 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     /* the records trained on: all, or N labelled per class */
     tr->n = tr->ds.n;
     tr->pool = malloc(sizeof(int64_t) * (size_t)(tr->ds.n + 1));
+    if (!tr->pool) { fprintf(stderr, "%s: out of memory for %lld record indices\n", who, (long long)tr->ds.n); return jm_trainer_stop(tr, 1); }
     char err[1024];
     if (o->labels_per_class > 0) {
         tr->n = jm_data_labelled_subset(&tr->ds, (int)o->labels_per_class, (uint64_t)o->data_seed, tr->pool, err, sizeof err);

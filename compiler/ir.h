@@ -86,7 +86,7 @@ typedef struct {
     const char *name; jm_loc loc;
     const char *kind;                       /* "idx", "cifar10", "csv", "adam", ... */
     jm_config_value *args; int nargs;
-} jm_decl_record;                           /* data sets and optimizers, kept for the runtime */
+} jm_decl_record;                           /* optimizers (read by `minimize`) and data sets (checked and kept; `train --data` supplies the data) */
 
 typedef struct {
     const char *name, *library; jm_loc loc;

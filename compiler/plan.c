@@ -566,7 +566,7 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
         op = JM_LIB_EXTERN;
         break;
     default:
-        jm_unsupported(C, nd, "no code generator for this op yet");
+        jm_unsupported(C, nd, "this op has no runtime step (a jemc bug: please report it with the graph)");
         return;
     }
     s = jm_new_step(C, JM_STEP_LIB, op, where);

@@ -1,6 +1,6 @@
 /* t_interp.c — the reference interpreter, op by op, on small cases with answers
- * worked out by hand (or in closed form). The interpreter is the oracle for every
- * later backend, so each op's semantics is pinned here. */
+ * worked out by hand (or in closed form). The interpreter is the oracle the CPU
+ * and CUDA backends are tested against, so each op's semantics is pinned here. */
 #include "tap.h"
 #include "helpers.h"
 #include "grad.h"

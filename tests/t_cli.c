@@ -34,6 +34,18 @@ static void expect_fail(const char *name, const char *needle, const char *fmt, .
         tap_diag("command: %s\nexit %d, output:\n%s\nexpected to contain: %s", cmd, rc, out, needle);
 }
 
+/* 1 when none of dir/<fmt % 1..n> exists; names the ones that do */
+static int no_files(const char *fmt, int n) {
+    int none = 1;
+    for (int i = 1; i <= n; i++) {
+        char name[128], path[512];
+        snprintf(name, sizeof name, fmt, i);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if (access(path, F_OK) == 0) { tap_diag("%s exists", path); none = 0; }
+    }
+    return none;
+}
+
 static void write_file(const char *name, const char *text) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -185,7 +197,7 @@ int main(void) {
     const jm_st_dtype bd[] = { JM_ST_F32, JM_ST_F32 };
     write_st("floaty.safetensors", 2, in_n, in_r, in_s, bd, 1);
     expect_fail("float labels for an integer input are refused", "input 'y' has dtype F32, expected i64[2]",
-                "run %s/g.graph fwd --state %s/w.safetensors --in %s/floaty.safetensors", dir, dir, dir);
+                "run %s/g.graph fwd --state %s/w.safetensors --in %s/floaty.safetensors --out %s/bad3.safetensors", dir, dir, dir, dir);
     write_st("onlyx.safetensors", 1, in_n, in_r, in_s, in_d, 1);
     expect_fail("a missing input is named", "missing input 'y' of program fwd",
                 "run %s/g.graph fwd --state %s/w.safetensors --in %s/onlyx.safetensors", dir, dir, dir);
@@ -212,11 +224,10 @@ int main(void) {
     ok(rc == 0 && strstr(out, "sgld_grad_x: f32[2,4] ="), "programs with grad run (autodiff expands them)");
     rc = J(out, sizeof out, "compile graphs/jem_mnist.graph sgld_grad --dump=grad -D batch=2");
     ok(rc == 0 && strstr(out, "conv2d_bwd_data") && !strstr(out, " = grad "), "--dump=grad shows the differentiated graph, with no grad node left");
-    ok(access("bad1.safetensors", F_OK) != 0 && access("bad2.safetensors", F_OK) != 0, "failed runs leave no output file");
-    snprintf(path, sizeof path, "%s/bad1.safetensors", dir);
-    char path2[600];
-    snprintf(path2, sizeof path2, "%s/bad2.safetensors", dir);
-    ok(access(path, F_OK) != 0 && access(path2, F_OK) != 0, "failed runs leave no output file in the target directory");
+    /* the failed runs above named --out files in dir (a bad state file, a truncated one, bad inputs); o.safetensors
+       shows that --out does write there when the run succeeds */
+    snprintf(path, sizeof path, "%s/o.safetensors", dir);
+    ok(access(path, F_OK) == 0 && no_files("bad%d.safetensors", 3), "failed runs leave no output file where --out pointed");
     /* the compiled executable: the same files and messages as jemc run */
     rc = J(out, sizeof out, "compile %s/g.graph -o %s/g", dir, dir);
     if (!ok(rc == 0, "jemc compile -o writes an executable")) tap_diag("%s", out);
@@ -255,14 +266,17 @@ int main(void) {
         { "exec fwd --threads x %s %s", "--threads needs a non-negative integer", "a bad --threads" },
         { "frob %s %s", "unknown command 'frob'", "an unknown command" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const int nbad = (int)(sizeof bad / sizeof bad[0]);
+    for (int i = 0; i < nbad; i++) {
         char args[1024];
         snprintf(args, sizeof args, bad[i].args, dir, dir);
-        snprintf(cmd_buf, sizeof cmd_buf, "%s %s", exe, args);
+        snprintf(cmd_buf, sizeof cmd_buf, "%s %s --out %s/ebad%d.safetensors", exe, args, dir, i + 1);
         rc = jt_run(cmd_buf, out, sizeof out);
         if (!ok(rc == 1 && strstr(out, bad[i].needle), "EXE: %s is refused with a clear message", bad[i].what))
             tap_diag("%s\nexit %d:\n%s", cmd_buf, rc, out);
     }
+    snprintf(path, sizeof path, "%s/eo.safetensors", dir);
+    ok(access(path, F_OK) == 0 && no_files("ebad%d.safetensors", nbad), "EXE: failed runs leave no output file where --out pointed");
     snprintf(cmd_buf, sizeof cmd_buf, "%s info", exe);
     rc = jt_run(cmd_buf, out, sizeof out);
     ok(rc == 0 && strstr(out, "program fwd") && strstr(out, "in  y: i64[2]") && strstr(out, "out loss: f32[]") && strstr(out, "15 parameters"),

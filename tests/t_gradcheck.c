@@ -31,9 +31,9 @@ static double urand(void) {
 
 static int run_prog(jm_module *m, const char *name, jm_tensor *in, jm_tensor *out, char *err) {
     jm_interp I;
-    jm_interp_init(&I, m, 1);
     jm_tensor *o = NULL;
-    int rc = jm_interp_run(&I, jm_module_find_program(m, name), in, &o);
+    int rc = jm_interp_init(&I, m, 1);
+    if (rc == 0) rc = jm_interp_run(&I, jm_module_find_program(m, name), in, &o);
     if (rc == 0) { *out = o[0]; free(o); } else snprintf(err, 1024, "%s", I.err);
     jm_interp_free(&I);
     return rc;
@@ -71,14 +71,20 @@ static void check_case(const jg_case *c) {
     } else {
         int64_t n = jm_type_numel(&in[0].type);
         double *fd = malloc(sizeof(double) * (size_t)n), maxfd = 0, maxg = 0;
+        int64_t failed_at = -1;         /* the element whose perturbed run failed: the case fails */
         for (int64_t k = 0; k < n; k++) {
             double x0 = in[0].data[k], h = 1e-6 * fmax(1, fabs(x0));
             jm_tensor yp, ym;
             in[0].data[k] = x0 + h;
-            run_prog(u.m, "f", in, &yp, err);
+            int rp = run_prog(u.m, "f", in, &yp, err);
             in[0].data[k] = x0 - h;
-            run_prog(u.m, "f", in, &ym, err);
+            int rm = rp == 0 ? run_prog(u.m, "f", in, &ym, err) : -1;
             in[0].data[k] = x0;
+            if (rp != 0 || rm != 0) {
+                if (rp == 0) jm_tensor_free(&yp);
+                failed_at = k;
+                break;
+            }
             fd[k] = (yp.data[0] - ym.data[0]) / (2 * h);
             jm_tensor_free(&yp);
             jm_tensor_free(&ym);
@@ -87,9 +93,12 @@ static void check_case(const jg_case *c) {
         }
         double tol = 1e-6 * fmax(1, maxfd), worst = 0;
         int64_t at = 0;
-        for (int64_t k = 0; k < n; k++)
-            if (fabs(gx.data[k] - fd[k]) > worst) { worst = fabs(gx.data[k] - fd[k]); at = k; }
-        if (!ok(worst <= tol && maxg > 0, "%s: gradient matches finite differences (max err %.2g, tol %.2g)", c->name, worst, tol))
+        for (int64_t k = 0; failed_at < 0 && k < n && !isnan(worst); k++)     /* a NaN on either side is the worst */
+            if (!(fabs(gx.data[k] - fd[k]) <= worst)) { worst = fabs(gx.data[k] - fd[k]); at = k; }
+        if (failed_at >= 0) {
+            ok(0, "%s: gradient matches finite differences", c->name);
+            tap_diag("f at x +- h on element %lld failed: %s", (long long)failed_at, err);
+        } else if (!ok(worst <= tol && maxg > 0, "%s: gradient matches finite differences (max err %.2g, tol %.2g)", c->name, worst, tol))
             tap_diag("element %lld: analytic %.12g, numeric %.12g; max |grad| %g", (long long)at, gx.data[at], fd[at], maxg);
         free(fd);
         jm_tensor_free(&gx);

@@ -309,8 +309,9 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
                 && (st->nint != 1 || st->iat[0] < 0 || st->iat[0] >= t->nglobals || t->globals[st->iat[0]].t.dtype != JM_DT_I64
                     || t->globals[st->iat[0]].t.rank != 0))
                 jm_r_fail(&r, "program table: loop step %d of %s counts with a bad global", s, pr->name);
-            if (st->kind == JM_STEP_COPY) {
-                if (st->nbuf != 2) jm_r_fail(&r, "program table: a copy needs 2 buffers");
+            /* (after a failure st->buf may be NULL: nothing more is checked) */
+            if (st->kind == JM_STEP_COPY && !r.failed) {
+                if (st->nbuf != 2) jm_r_fail(&r, "program table: step %d of %s: a copy needs 2 buffers, has %d", s, pr->name, st->nbuf);
                 else for (int i = 0; i < 2; i++) jm_r_check_ref(&r, st->buf[i], st->n, S, X, "copy");
             }
         }

@@ -2,7 +2,7 @@
 #   make            build/jemc and build/libjemrt.a (installs missing Debian packages first)
 #   make test       build and run the TAP suite with prove
 #   make test SAN=1 the same suite under AddressSanitizer + UBSan (in build-san/)
-#   make fuzz       build the libFuzzer front-end harness and run it (FUZZ_SECONDS=60)
+#   make fuzz       build a libFuzzer harness and run it (FUZZER=frontend|safetensors|data|table, FUZZ_SECONDS=60)
 #   make deps       install what is missing (Debian packages), nothing else
 #   make bench      jemc against PyTorch (bench/run.sh) and the kernels against the FMA peak
 #   make demo       train JEM on MNIST on the CPU, then sample digits (tools/demo.sh, ~11 min on 2 cores)
@@ -45,7 +45,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge clean bench demo
+.PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge fuzz-seeds clean bench demo
 all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc
 
 deps:
@@ -101,24 +101,46 @@ $(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/engin
 test: deps-test deps-cuda all $(TEST_BIN) $(B)/tests/libfakecuda.so
 	JEMC=$(B)/jemc JM_BUILD=$(B) prove -f --exec '' $(TEST_BIN)
 
-# libFuzzer harness for the front end (lexer, parser, elaboration, type checking).
+# libFuzzer harnesses (tests/fuzz/): FUZZER=frontend (the default: lexer, parser, elaboration,
+# the passes) or a file reader: safetensors (checkpoints, --in files), data (IDX, CIFAR, CSV),
+# table (the program table an executable parses at start). Each has its corpus in
+# tests/fuzz/corpus-$(FUZZER) (the front end's: tests/fuzz/corpus); crashers land in tests/fuzz/crashers/.
+#   make fuzz FUZZER=safetensors FUZZ_SECONDS=1800
+FUZZER       ?= frontend
 FUZZ_SECONDS ?= 60
-fuzz: $(B)/fuzz_frontend
-	@mkdir -p tests/fuzz/corpus-new tests/fuzz/crashers
+FUZZ_READERS := safetensors data table
+FUZZ_CORPUS   = $(if $(filter frontend,$(FUZZER)),tests/fuzz/corpus,tests/fuzz/corpus-$(FUZZER))
+FUZZ_PREFIX   = tests/fuzz/crashers/$(if $(filter frontend,$(FUZZER)),,$(FUZZER)-)
+FUZZ_DICT     = $(if $(filter frontend,$(FUZZER)),-dict=tests/fuzz/graph.dict)
+fuzz: $(B)/fuzz_$(FUZZER)
+	@mkdir -p $(FUZZ_CORPUS)-new tests/fuzz/crashers
 	# a 2 MiB stack (a quarter of the usual 8) makes runaway recursion crash here first
-	ulimit -s 2048 && $(B)/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	    -artifact_prefix=tests/fuzz/crashers/ -dict=tests/fuzz/graph.dict \
-	    tests/fuzz/corpus-new tests/fuzz/corpus
+	ulimit -s 2048 && $(B)/fuzz_$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_PREFIX) $(FUZZ_DICT) \
+	    $(FUZZ_CORPUS)-new $(FUZZ_CORPUS)
 # Folds what a fuzzing run found into the kept corpus (smallest set with the same coverage).
-fuzz-merge: $(B)/fuzz_frontend
-	@mkdir -p tests/fuzz/corpus-min
-	$(B)/fuzz_frontend -merge=1 tests/fuzz/corpus-min tests/fuzz/corpus tests/fuzz/corpus-new
-	rm -rf tests/fuzz/corpus tests/fuzz/corpus-new && mv tests/fuzz/corpus-min tests/fuzz/corpus
+fuzz-merge: $(B)/fuzz_$(FUZZER)
+	@mkdir -p $(FUZZ_CORPUS)-min $(FUZZ_CORPUS)-new
+	$(B)/fuzz_$(FUZZER) -merge=1 $(FUZZ_CORPUS)-min $(FUZZ_CORPUS) $(FUZZ_CORPUS)-new
+	rm -rf $(FUZZ_CORPUS) $(FUZZ_CORPUS)-new && mv $(FUZZ_CORPUS)-min $(FUZZ_CORPUS)
 $(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SRC)) runtime/engine/safetensors.c runtime/engine/rt_table.c runtime/engine/names.c runtime/engine/rt_extern.c
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \
 	    $^ -lm -lffi -ldl -o $@
+# The readers' harnesses: the readers and what the runtime does with their results, without
+# OpenMP (fuzz_host_device.h stands in for rt_cpu.c) and without running programs.
+FUZZ_READER_SRC := runtime/engine/safetensors.c runtime/engine/rt_state.c runtime/engine/rt_exec.c runtime/engine/rt_table.c \
+                   runtime/engine/rt_knobs.c runtime/engine/names.c runtime/engine/rt_extern.c runtime/app/data.c
+$(FUZZ_READERS:%=$(B)/fuzz_%): $(B)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_READER_SRC) $(wildcard tests/fuzz/*.h runtime/*/*.h)
+	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
+	@mkdir -p $(dir $@)
+	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Iruntime -Itests/fuzz -fsanitize=fuzzer,address,undefined \
+	    $< $(FUZZ_READER_SRC) -lm -lffi -ldl -o $@
+# Rewrites the readers' seed corpora from files jemc's own writers make (tests/fuzz/gen_seeds.c).
+FUZZ_SEED_GRAPHS := tests/train/tiny.graph graphs/mlp_tabular.graph tests/parity/layers.graph examples/extern_energy/denoise.graph
+fuzz-seeds: all $(B)/tests/fuzz/gen_seeds
+	$(B)/tests/fuzz/gen_seeds $(FUZZ_SEED_GRAPHS)
 
 # Speed (never part of `make test`): jemc against PyTorch side by side, then the
 # runtime's convolution and matmul kernels against the machine's FMA peak.

@@ -1,5 +1,5 @@
 /* t_fuzz_regressions.c — every input the fuzzer ever crashed on (kept in
- * tests/fuzz/regressions/) must now end in diagnostics or success: exit status
+ * tests/fuzz/regressions/; the readers' are in its subdirectories, t_fuzz_readers.c) must now end in diagnostics or success: exit status
  * 0 or 1, never a signal. Also replays the kept corpus through the front end in
  * process, so a crash on any of those inputs fails `make test` (and the ASan run). */
 #include "tap.h"
@@ -9,6 +9,7 @@
 #include "lower.h"
 #include "plan.h"
 #include <dirent.h>
+#include <sys/stat.h>
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -20,6 +21,11 @@ static int list_dir(const char *dir, char ***out) {
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
+        /* subdirectories hold the file readers' crashers (t_fuzz_readers replays them) */
+        char path[1024];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) continue;
         if (n == cap) { cap = cap ? cap * 2 : 64; *out = realloc(*out, sizeof(char *) * (size_t)cap); }
         (*out)[n++] = strdup(e->d_name);
     }

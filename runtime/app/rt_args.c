@@ -51,9 +51,44 @@ static int jm_args_value(const char *who, const jm_arg *a, const char *v) {
     }
 }
 
+int jm_args_set(const char *who, const jm_arg *a, const char *v) {
+    if (a->kind == JM_ARG_LIST) return -1;
+    if (a->kind != JM_ARG_FLAG) return jm_args_value(who, a, v);
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) { fprintf(stderr, "%s: %s is a flag (1 or 0), got '%s'\n", who, a->name, v); return -1; }
+    *(int *)a->dst = v[0] == '1';
+    return 0;
+}
+
+void jm_args_format(const jm_arg *a, char *buf, size_t n) {
+    switch (a->kind) {
+    case JM_ARG_STR: {
+        const char *s = *(const char *const *)a->dst;
+        snprintf(buf, n, "%s", s ? s : "");
+        return;
+    }
+    case JM_ARG_INT: snprintf(buf, n, "%lld", (long long)*(const int64_t *)a->dst); return;
+    case JM_ARG_FLAG: snprintf(buf, n, "%d", *(const int *)a->dst != 0); return;
+    case JM_ARG_NUM: {
+        double x = *(const double *)a->dst;
+        for (int p = 1; p <= 17; p++) {
+            snprintf(buf, n, "%.*g", p, x);
+            if (strtod(buf, NULL) == x) return;
+        }
+        return;
+    }
+    default: snprintf(buf, n, "%s", ""); return;
+    }
+}
+
 int jm_args_parse(const char *who, int argc, char **argv, int first, const jm_arg *t, int nt,
                   const char **pos, int maxpos, int *npos, const char *usage) {
+    return jm_args_parse_given(who, argc, argv, first, t, nt, pos, maxpos, npos, usage, NULL);
+}
+
+int jm_args_parse_given(const char *who, int argc, char **argv, int first, const jm_arg *t, int nt,
+                        const char **pos, int maxpos, int *npos, const char *usage, int *given) {
     *npos = 0;
+    for (int k = 0; given && k < nt; k++) given[k] = 0;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { jm_args_help(stdout, usage, t, nt); return 1; }
@@ -77,6 +112,7 @@ int jm_args_parse(const char *who, int argc, char **argv, int first, const jm_ar
             fprintf(stderr, "%s: unknown option '%s'%s%s%s (see --help)\n", who, flag, best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
             return -1;
         }
+        if (given) given[hit - t] = 1;
         if (hit->kind == JM_ARG_FLAG) {
             if (eq) { fprintf(stderr, "%s: %s takes no value\n", who, hit->name); return -1; }
             *(int *)hit->dst = 1;

@@ -4,10 +4,12 @@
  * session, data, position, the guard's good state, metrics interval, timers)
  * and phases act on it, in this order:
  *
- *   jm_trainer_parse_options  the command line (--help, --data, program choice)
- *   jm_trainer_open           programs and data (open_data), the runtime and a
- *                             resumed position (open_session), buffers, run
- *                             directory, metrics.jsonl and the banner (open_run)
+ *   jm_trainer_parse_options  the command line (--help, --data, --change)
+ *   jm_trainer_open           the runtime and a resumed position and options
+ *                             (open_session, resume_options), the run's options
+ *                             settled (settle: program choice, checkpoint
+ *                             metadata), programs and data (open_data), buffers,
+ *                             run directory, metrics.jsonl and the banner (open_run)
  *   then, per iteration, the phases of jm_trainer_iteration[]:
  *     jm_trainer_keep_good    divergence guard: a good state every --guard-every
  *                             iterations (rolls back when a parameter is not finite)
@@ -32,6 +34,7 @@
 #include "rt_args.h"
 #include "engine/rt_knobs.h"
 #include "rt_session.h"
+#include "engine/names.h"
 #include "engine/rt_state.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -49,8 +52,27 @@ typedef struct {
     int baseline, cond, flip, no_progress, progress;
     double noise, decay_rate, lr_drop, max_gap, max_seconds;
     const char *decay_epochs;
-    jm_arg_list sets;
+    jm_arg_list sets, changes;
 } jm_train_opts;
+
+/* The options of a run: every checkpoint stores them (metadata
+   "jemc.train.option.NAME", NAME without the dashes, the value as
+   jm_args_format writes it: flags 1 or 0, "" for a string not given). On
+   --resume an option not given again takes the stored value; a locked one
+   given with another value is refused (exit 2) unless --change NAME; a new
+   value of an unlocked one applies. The options not here are not stored
+   (this invocation only). */
+#define JM_TRAIN_OPTKEY "jemc.train.option."
+static const struct { const char *name; int locked, path; } jm_run_options[] = {
+    { "--data", 1, 1 }, { "--labels", 1, 1 }, { "--test", 1, 1 }, { "--labels-per-class", 1, 0 },
+    { "--program", 1, 0 }, { "--baseline", 1, 0 }, { "--cond", 1, 0 }, { "--pretrain", 1, 0 },
+    { "--noise", 1, 0 }, { "--crop", 1, 0 }, { "--flip", 1, 0 }, { "--decay-epochs", 1, 0 }, { "--decay-rate", 1, 0 },
+    { "--seed", 1, 0 }, { "--data-seed", 1, 0 },
+    { "--max-rollbacks", 1, 0 }, { "--lr-drop", 1, 0 }, { "--max-energy-gap", 1, 0 }, { "--guard-every", 1, 0 },
+    { "--iters", 0, 0 }, { "--epochs", 0, 0 }, { "--out", 0, 0 },
+    { "--log-every", 0, 0 }, { "--ckpt-every", 0, 0 }, { "--sample-every", 0, 0 },
+};
+enum { JM_TRAIN_NRUN = (int)(sizeof jm_run_options / sizeof jm_run_options[0]), JM_TRAIN_MAXARGS = 48 };
 
 /* The loop's position and the guard's memory: saved in checkpoint metadata. */
 typedef struct {
@@ -80,6 +102,15 @@ typedef struct {
     jm_kernel_fn *kernels;
     char who[256];
     jm_train_opts o;
+    /* the command line: its table, what was given, the defaults (as jm_args_format writes them) */
+    jm_arg args[JM_TRAIN_MAXARGS];
+    int nargs, given[JM_TRAIN_MAXARGS];
+    char defv[JM_TRAIN_MAXARGS][64];
+    char usage[3072];
+    char *restored[JM_TRAIN_NRUN];   /* option values taken from --resume's checkpoint */
+    char *optmeta[2 * JM_TRAIN_NRUN]; /* the run's options as checkpoint metadata: key, value, ... */
+    int noptmeta;
+    const char *program;         /* the training program: --program, or train_step_ce / train_step_cond */
     int p_main, p_ce;            /* training program; train_step_ce for --pretrain, else -1 */
     jm_dataset ds, test;
     int64_t n, *pool;            /* the records trained on: all, or N labelled per class */
@@ -87,7 +118,7 @@ typedef struct {
     jm_rt rt;
     int rt_open;
     int lr_knob, gnorm;          /* knob "lr", state "*.grad_norm" (or -1) */
-    int64_t inject;              /* JEMC_TEST_INJECT_NAN */
+    int64_t inject, inject_after; /* JEMC_TEST_INJECT_NAN, JEMC_TEST_INJECT_NAN_AFTER */
     int tty;                     /* progress bar */
     char sdir[1100];             /* OUT/samples */
     FILE *metrics;
@@ -168,14 +199,17 @@ static int jm_find_global(const jm_table *t, const char *suffix) {
     return -1;
 }
 
-static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, const char *who) {
+/* the state, the position and the run's options (opts: key, value, ... nopts pairs) */
+static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, char *const *opts, int nopts, const char *who) {
     char it[32], base[40], scale[40], rb[32], err[1024];
     snprintf(it, sizeof it, "%" PRId64, pos->it);
     snprintf(base, sizeof base, "%.17g", pos->lr_base);
     snprintf(scale, sizeof scale, "%.17g", pos->lr_scale);
     snprintf(rb, sizeof rb, "%" PRId64, pos->rollbacks);
-    const char *meta[] = { "jemc.train.iterations", it, "jemc.train.lr_base", base, "jemc.train.lr_scale", scale, "jemc.train.rollbacks", rb };
-    if (jm_state_save(rt, path, meta, 4, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+    const char *meta[8 + 2 * JM_TRAIN_NRUN] = { "jemc.train.iterations", it, "jemc.train.lr_base", base, "jemc.train.lr_scale", scale,
+                                               "jemc.train.rollbacks", rb };
+    for (int i = 0; i < 2 * nopts && i < 2 * JM_TRAIN_NRUN; i++) meta[8 + i] = opts[i];
+    if (jm_state_save(rt, path, meta, 4 + nopts, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
     return 0;
 }
 
@@ -253,7 +287,11 @@ static const char *jm_train_usage =
     "learning rate warmed up (in the graph) and cut by --decay-rate at --decay-epochs. Writes\n"
     "OUT/metrics.jsonl, OUT/last.safetensors (atomically, every --ckpt-every iterations and at the\n"
     "end), OUT/samples/*.png. NaN/Inf or an exploding energy gap rolls back to the last good state\n"
-    "with a lower learning rate (--lr-drop), at most --max-rollbacks times.";
+    "with a lower learning rate (--lr-drop), at most --max-rollbacks times.\n\n"
+    "--resume CKPT continues the run CKPT belongs to. Every checkpoint stores the run's options; on\n"
+    "--resume one not given takes the stored value (one line says which). A locked option given with\n"
+    "another value is refused (exit 2) unless --change NAME says the change is intended (--change\n"
+    "without the option: its default; --change all: every option from this command line).";
 
 static jm_train_next jm_trainer_stop(jm_trainer *tr, int rc) {
     tr->rc = rc;
@@ -271,16 +309,137 @@ static void jm_trainer_init(jm_trainer *tr, const jm_table *t, jm_kernel_fn *ker
     tr->rc = 1;
 }
 
+/* ------------------------------------------------------------------ the run's options */
+
+/* the command line's entry for option `name` (run options and --seed are always there) */
+static int jm_trainer_arg(const jm_trainer *tr, const char *name) {
+    for (int k = 0; k < tr->nargs; k++) if (strcmp(tr->args[k].name, name) == 0) return k;
+    return 0;
+}
+
+/* run option `name` ("noise" or "--noise"), or -1 */
+static int jm_run_option(const char *name) {
+    const char *bare = strncmp(name, "--", 2) == 0 ? name + 2 : name;
+    for (int r = 0; r < JM_TRAIN_NRUN; r++) if (strcmp(jm_run_options[r].name + 2, bare) == 0) return r;
+    return -1;
+}
+
+/* the words of --change (given repeatedly or separated by commas): 1 when fn is
+   true of every word; fn gets the word */
+static int jm_trainer_each_change(jm_trainer *tr, int (*fn)(jm_trainer *, const char *, const void *), const void *arg) {
+    for (int i = 0; i < tr->o.changes.n; i++) {
+        const char *s = tr->o.changes.v[i];
+        while (*s) {
+            size_t len = strcspn(s, ",");
+            char word[128];
+            snprintf(word, sizeof word, "%.*s", (int)(len < sizeof word - 1 ? len : sizeof word - 1), s);
+            if (word[0] && !fn(tr, word, arg)) return 0;
+            s += len + (s[len] == ',');
+        }
+    }
+    return 1;
+}
+
+/* a --change word names a locked option or "all" (else a message) */
+static int jm_change_valid(jm_trainer *tr, const char *word, const void *unused) {
+    int r = jm_run_option(word);
+    if (strcmp(word, "all") == 0 || (r >= 0 && jm_run_options[r].locked)) return 1;
+    if (r >= 0) {
+        fprintf(stderr, "%s: --change %s: %s is not locked; a new value applies without --change\n", tr->who, word, jm_run_options[r].name);
+        return 0;
+    }
+    const char *names[JM_TRAIN_NRUN + 1];
+    int n = 0;
+    for (int k = 0; k < JM_TRAIN_NRUN; k++) if (jm_run_options[k].locked) names[n++] = jm_run_options[k].name + 2;
+    names[n++] = "all";
+    const char *best = jm_closest_name(strncmp(word, "--", 2) == 0 ? word + 2 : word, names, n);
+    fprintf(stderr, "%s: --change takes a locked option (", tr->who);
+    for (int k = 0; k < n - 1; k++) fprintf(stderr, "%s%s", k ? ", " : "", names[k]);
+    fprintf(stderr, ") or all, got '%s'%s%s%s\n", word, best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
+    return 0;
+}
+
+/* a --change word is not `name` (a run option's name with its dashes) nor "all" */
+static int jm_change_not(jm_trainer *tr, const char *word, const void *name) {
+    return strcmp(word, "all") != 0 && jm_run_option(word) != jm_run_option(name);
+}
+
+static int jm_trainer_changes(jm_trainer *tr, const char *name) { return !jm_trainer_each_change(tr, jm_change_not, name); }
+
+/* text on a command line: as is, or in single quotes */
+static const char *jm_shell_word(const char *v, char *buf, size_t n) {
+    if (*v && strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./,:=+-@%") == strlen(v)) return v;
+    snprintf(buf, n, "'%s'", v);
+    return buf;
+}
+
+/* option a with value v (as jm_args_format writes it) as the command line says it:
+   "--noise 0.03", "--flip", "no --flip", "no --test" */
+static void jm_option_show(const jm_arg *a, const char *v, char *buf, size_t n) {
+    char q[1024];
+    if (a->kind == JM_ARG_FLAG) snprintf(buf, n, "%s%s", v[0] == '1' ? "" : "no ", a->name);
+    else if (!*v) snprintf(buf, n, "no %s", a->name);
+    else snprintf(buf, n, "%s %s", a->name, jm_shell_word(v, q, sizeof q));
+}
+
+/* the option's value (jm_args_format of a) is the stored one: numbers by value;
+   paths also when they name the same file */
+static int jm_option_same(const jm_arg *a, const char *stored, int path) {
+    char cur[1100];
+    jm_args_format(a, cur, sizeof cur);
+    switch (a->kind) {
+    case JM_ARG_INT: return strtoll(stored, NULL, 10) == *(const int64_t *)a->dst;
+    case JM_ARG_NUM: return strtod(stored, NULL) == *(const double *)a->dst;
+    case JM_ARG_FLAG: return (stored[0] == '1') == (*(const int *)a->dst != 0);
+    default: break;
+    }
+    if (strcmp(cur, stored) == 0) return 1;
+    if (!path || !*cur || !*stored) return 0;
+    char *x = realpath(cur, NULL), *y = realpath(stored, NULL);
+    int same = x && y && strcmp(x, y) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* --help's text: the usage and which options --resume locks, keeps and leaves */
+static void jm_trainer_usage(jm_trainer *tr) {
+    size_t n = sizeof tr->usage, used = (size_t)snprintf(tr->usage, n, "%s", jm_train_usage);
+    static const char *const heads[] = { "\nlocked:", "\nkept (the run's unless given; a new value applies):", "\nnot stored (this invocation only):" };
+    for (int group = 0; group < 3; group++) {
+        int col = (int)strlen(heads[group]) - 1;
+        used += (size_t)snprintf(tr->usage + used, used < n ? n - used : 0, "%s", heads[group]);
+        for (int k = 0; k < tr->nargs; k++) {
+            int r = jm_run_option(tr->args[k].name);
+            int g = r < 0 ? 2 : jm_run_options[r].locked ? 0 : 1;
+            if (g != group) continue;
+            const char *name = tr->args[k].name;
+            int wrap = col + 1 + (int)strlen(name) > 100;
+            used += (size_t)snprintf(tr->usage + used, used < n ? n - used : 0, "%s%s", wrap ? "\n   " : " ", name);
+            col = (wrap ? 3 : col + 1) + (int)strlen(name);
+        }
+    }
+}
+
+/* the command line's table kept (the options' defaults noted) and --help's text */
+static void jm_trainer_table(jm_trainer *tr, const jm_arg *args, int n) {
+    tr->nargs = n;
+    memcpy(tr->args, args, sizeof *args * (size_t)n);
+    for (int k = 0; k < n; k++) jm_args_format(&tr->args[k], tr->defv[k], sizeof tr->defv[k]);
+    jm_trainer_usage(tr);
+}
+
 static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **argv) {
     jm_train_opts *o = &tr->o;
     o->out = "run"; o->program = "train_step"; o->epochs = 1; o->log_every = 20; o->ckpt_every = 500; o->sample_every = 500;
-    o->seed = -1; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4;
+    o->seed = 0; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4;
     const jm_arg args[] = {
         { "--data", JM_ARG_STR, &o->data, "DIR|FILE", "training data: an MNIST/CIFAR directory, IDX, CIFAR binary or CSV file", 0, 0 },
         { "--labels", JM_ARG_STR, &o->labels, "FILE", "IDX labels file (default: derived from the images file name)", 0, 0 },
         { "--test", JM_ARG_STR, &o->test, "DIR|FILE", "test data: accuracy logged after every epoch (a directory: its test split)", 0, 0 },
         { "--out", JM_ARG_STR, &o->out, "DIR", "run directory (default run/)", 0, 0 },
-        { "--resume", JM_ARG_STR, &o->resume, "CKPT", "continue exactly from a checkpoint (state, position, RNG)", 0, 0 },
+        { "--resume", JM_ARG_STR, &o->resume, "CKPT", "continue the run exactly from a checkpoint (state, position, RNG, options)", 0, 0 },
+        { "--change", JM_ARG_LIST, &o->changes, "OPTION", "with --resume: OPTION (a locked one, e.g. noise, or all) comes from this command line", 0, 0 },
         { "--program", JM_ARG_STR, &o->program, "NAME", "training program (default train_step)", 0, 0 },
         { "--epochs", JM_ARG_INT, &o->epochs, "N", "epochs (default 1)", 0, 1e9 },
         { "--iters", JM_ARG_INT, &o->iters, "N", "iterations in all (overrides --epochs)", 0, 1e12 },
@@ -308,14 +467,97 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
         { "--progress", JM_ARG_FLAG, &o->progress, NULL, "progress bar even when stderr is not a terminal", 0, 0 },
         { "--no-progress", JM_ARG_FLAG, &o->no_progress, NULL, "no progress bar", 0, 0 },
     };
-    const int nargs = (int)(sizeof args / sizeof args[0]);
+    _Static_assert(sizeof args / sizeof args[0] <= JM_TRAIN_MAXARGS, "JM_TRAIN_MAXARGS");
+    jm_trainer_table(tr, args, (int)(sizeof args / sizeof args[0]));
     const char *positional[1];
-    int npos, pr_rc = jm_args_parse(tr->who, argc, argv, 2, args, nargs, positional, 0, &npos, jm_train_usage);
+    int npos, pr_rc = jm_args_parse_given(tr->who, argc, argv, 2, tr->args, tr->nargs, positional, 0, &npos, tr->usage, tr->given);
     if (pr_rc != 0) return jm_trainer_stop(tr, pr_rc > 0 ? 0 : 2);
+    if (!o->data && !o->resume) { fprintf(stderr, "%s: --data is required (see --help)\n", tr->who); return jm_trainer_stop(tr, 2); }
+    if (o->changes.n && !o->resume) { fprintf(stderr, "%s: --change only applies with --resume\n", tr->who); return jm_trainer_stop(tr, 2); }
+    if (!jm_trainer_each_change(tr, jm_change_valid, NULL)) return jm_trainer_stop(tr, 2);
+    if (jm_check_decay(o->decay_epochs, tr->who) != 0) return jm_trainer_stop(tr, 2);
+    return JM_TRAIN_GO;
+}
+
+/* run option r takes the value v stored in --resume's checkpoint; -1 after a message */
+static int jm_trainer_restore(jm_trainer *tr, int r, const char *v) {
+    const jm_arg *a = &tr->args[jm_trainer_arg(tr, jm_run_options[r].name)];
+    tr->restored[r] = strdup(v);
+    if (!tr->restored[r]) { fprintf(stderr, "%s: out of memory\n", tr->who); return -1; }
+    if (a->kind == JM_ARG_STR && !*v) { *(const char **)a->dst = NULL; return 0; }
+    if (jm_args_set(tr->who, a, tr->restored[r]) == 0) return 0;
+    fprintf(stderr, "%s: %s: metadata %s%s is not a value of %s\n", tr->who, tr->o.resume, JM_TRAIN_OPTKEY, a->name + 2, a->name);
+    return -1;
+}
+
+/* --resume: the run's options stored in the checkpoint (meta) fill in those not
+   given; a locked one given with another value is refused (exit 2) unless --change */
+static jm_train_next jm_trainer_resume_options(jm_trainer *tr, const jm_st_file *meta) {
+    const char *who = tr->who, *ck = tr->o.resume;
+    int stored = 0;
+    for (int i = 0; i < meta->nmeta && !stored; i++) stored = strncmp(meta->meta[i].key, JM_TRAIN_OPTKEY, strlen(JM_TRAIN_OPTKEY)) == 0;
+    if (!stored) {
+        fprintf(stderr, "%s: note: %s stores no options (written before checkpoints kept them): the run's options are this command line's\n", who, ck);
+        return JM_TRAIN_GO;
+    }
+    /* the run's length is --iters or --epochs: either one given replaces both */
+    int length_given = tr->given[jm_trainer_arg(tr, "--iters")] || tr->given[jm_trainer_arg(tr, "--epochs")];
+    char list[4096] = "", key[64], here[1200], run[1200];
+    size_t used = 0;
+    int conflicts = 0;
+    for (int r = 0; r < JM_TRAIN_NRUN; r++) {
+        const char *name = jm_run_options[r].name;
+        int k = jm_trainer_arg(tr, name);
+        const jm_arg *a = &tr->args[k];
+        snprintf(key, sizeof key, "%s%s", JM_TRAIN_OPTKEY, name + 2);
+        const char *v = jm_st_meta_get(meta, key);
+        if (!v) continue;    /* an option newer than the checkpoint: this command line's */
+        char cur[1100];
+        jm_args_format(a, cur, sizeof cur);
+        int same = jm_option_same(a, v, jm_run_options[r].path);
+        int given = (strcmp(name, "--iters") == 0 || strcmp(name, "--epochs") == 0) ? length_given : tr->given[k];
+        if (jm_run_options[r].locked && jm_trainer_changes(tr, name)) {
+            jm_option_show(a, cur, here, sizeof here);
+            jm_option_show(a, v, run, sizeof run);
+            if (!same) fprintf(stderr, "%s: %s instead of the run's %s (--change %s)\n", who, here, run, name + 2);
+            continue;
+        }
+        if (!given) {
+            if (jm_trainer_restore(tr, r, v) != 0) return jm_trainer_stop(tr, 1);
+            if (strcmp(v, tr->defv[k]) != 0 && used < sizeof list) {
+                jm_option_show(a, v, run, sizeof run);
+                used += (size_t)snprintf(list + used, sizeof list - used, " %s", run);
+            }
+            continue;
+        }
+        if (!jm_run_options[r].locked || same) continue;
+        jm_option_show(a, cur, here, sizeof here);
+        jm_option_show(a, v, run, sizeof run);
+        fprintf(stderr, "%s: this command line has %s, the run in %s has %s; add --change %s to change it, or leave %s out to keep the run's\n",
+                who, here, ck, run, name + 2, name);
+        conflicts++;
+    }
+    if (conflicts) return jm_trainer_stop(tr, 2);
+    if (used) fprintf(stderr, "%s: resuming with%s from %s (the run's options not given here)\n", who, list, ck);
+    else fprintf(stderr, "%s: resuming from %s; the run's options are all given here or at their defaults\n", who, ck);
+    return JM_TRAIN_GO;
+}
+
+/* the options final: --data there, the program chosen, the checkpoints' metadata */
+static jm_train_next jm_trainer_settle(jm_trainer *tr) {
+    const jm_train_opts *o = &tr->o;
     if (!o->data) { fprintf(stderr, "%s: --data is required (see --help)\n", tr->who); return jm_trainer_stop(tr, 2); }
     if (jm_check_decay(o->decay_epochs, tr->who) != 0) return jm_trainer_stop(tr, 2);
-    if (o->baseline) o->program = "train_step_ce";
-    else if (o->cond) o->program = "train_step_cond";
+    tr->program = o->baseline ? "train_step_ce" : o->cond ? "train_step_cond" : o->program;
+    for (int r = 0; r < JM_TRAIN_NRUN; r++) {
+        char key[64], v[1100];
+        snprintf(key, sizeof key, "%s%s", JM_TRAIN_OPTKEY, jm_run_options[r].name + 2);
+        jm_args_format(&tr->args[jm_trainer_arg(tr, jm_run_options[r].name)], v, sizeof v);
+        tr->optmeta[2 * r] = strdup(key);
+        tr->optmeta[2 * r + 1] = strdup(v);
+        if (!tr->optmeta[2 * r] || !tr->optmeta[2 * r + 1]) { fprintf(stderr, "%s: out of memory\n", tr->who); return jm_trainer_stop(tr, 1); }
+        tr->noptmeta = r + 1;
+    }
     return JM_TRAIN_GO;
 }
 
@@ -324,7 +566,7 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     const jm_table *t = tr->t;
     const jm_train_opts *o = &tr->o;
     const char *who = tr->who;
-    tr->p_main = jm_session_program(t, o->program, 1, who);
+    tr->p_main = jm_session_program(t, tr->program, 1, who);
     tr->p_ce = o->pretrain > 0 ? jm_session_program(t, "train_step_ce", 1, who) : -1;
     if (tr->p_main < 0 || (o->pretrain > 0 && tr->p_ce < 0)) return jm_trainer_stop(tr, 2);
     if (jm_session_data(o->data, o->labels, "train", &tr->ds, who) != 0) return jm_trainer_stop(tr, 1);
@@ -357,11 +599,11 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
 
 /* the runtime (from --resume's checkpoint or the initialisers) and the position */
 static jm_train_next jm_trainer_open_session(jm_trainer *tr) {
-    const jm_train_opts *o = &tr->o;
+    jm_train_opts *o = &tr->o;
     jm_st_file meta;
     memset(&meta, 0, sizeof meta);
-    if (jm_session_open(&tr->rt, tr->t, tr->kernels, o->resume, o->seed >= 0 ? (uint64_t)o->seed : 0, o->seed >= 0, &o->sets, (int)o->threads,
-                        &meta, tr->who) != 0)
+    int seed_given = tr->given[jm_trainer_arg(tr, "--seed")];
+    if (jm_session_open(&tr->rt, tr->t, tr->kernels, o->resume, (uint64_t)o->seed, seed_given, &o->sets, (int)o->threads, &meta, tr->who) != 0)
         return jm_trainer_stop(tr, 1);
     tr->rt_open = 1;
     tr->lr_knob = jm_knob_find(tr->t, "lr");
@@ -375,9 +617,12 @@ static jm_train_next jm_trainer_open_session(jm_trainer *tr) {
         /* an explicit --set lr=... restarts the schedule from that value */
         for (int i = 0; i < o->sets.n; i++)
             if (strncmp(o->sets.v[i], "lr=", 3) == 0 && tr->lr_knob >= 0) pos.lr_base = jm_knob_get(&tr->rt, tr->lr_knob);
+        /* the seed: the checkpoint's unless given (then also the run's option) */
+        if (!seed_given) o->seed = (int64_t)tr->rt.seed;
+        jm_train_next next = jm_trainer_resume_options(tr, &meta);
         jm_st_free(&meta);
-        if (pos.it >= tr->total)
-            fprintf(stderr, "%s: note: %s already has %" PRId64 " iterations (asked for %" PRId64 ")\n", tr->who, o->resume, pos.it, tr->total);
+        if (next != JM_TRAIN_GO) return next;
+        tr->rt.seed = (uint64_t)o->seed;
     }
     tr->pos = pos;
     return JM_TRAIN_GO;
@@ -399,6 +644,8 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     tr->gnorm = jm_find_global(t, ".grad_norm");
     const char *inject_env = getenv("JEMC_TEST_INJECT_NAN");
     tr->inject = inject_env ? strtoll(inject_env, NULL, 10) : 0;
+    inject_env = getenv("JEMC_TEST_INJECT_NAN_AFTER");
+    tr->inject_after = inject_env ? strtoll(inject_env, NULL, 10) : 0;
     if (!tr->x || !tr->y || !tr->idx || !tr->perm || !tr->out_main || !tr->snap.state) {
         fprintf(stderr, "%s: out of memory\n", who);
         return jm_trainer_stop(tr, 1);
@@ -418,8 +665,11 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
 }
 
 static jm_train_next jm_trainer_open(jm_trainer *tr) {
-    jm_train_next next = jm_trainer_open_data(tr);
-    if (next == JM_TRAIN_GO) next = jm_trainer_open_session(tr);
+    jm_train_next next = jm_trainer_open_session(tr);
+    if (next == JM_TRAIN_GO) next = jm_trainer_settle(tr);
+    if (next == JM_TRAIN_GO) next = jm_trainer_open_data(tr);
+    if (next == JM_TRAIN_GO && tr->o.resume && tr->pos.it >= tr->total)
+        fprintf(stderr, "%s: note: %s already has %" PRId64 " iterations (asked for %" PRId64 ")\n", tr->who, tr->o.resume, tr->pos.it, tr->total);
     if (next == JM_TRAIN_GO) next = jm_trainer_open_run(tr);
     if (next != JM_TRAIN_GO) return next;
     /* the clock and the first metrics interval */
@@ -515,15 +765,18 @@ static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
     return 0;
 }
 
-/* Test hook (tests/t_train.c): JEMC_TEST_INJECT_NAN=K poisons a parameter
-   with NaN before iteration K (1-based) the first time it is reached, as
-   a diverging run would; the divergence guard must recover. */
-static void jm_trainer_inject_nan(jm_trainer *tr) {
-    if (tr->inject <= 0 || tr->pos.it + 1 != tr->inject) return;
+/* Test hooks (tests/t_train.c, tests/t_guard.c): JEMC_TEST_INJECT_NAN=K poisons a
+   parameter with NaN before iteration K (1-based) the first time it is reached, as
+   a diverging run would; the divergence guard must recover.
+   JEMC_TEST_INJECT_NAN_AFTER=K poisons it after iteration K's program has run: that
+   iteration's loss and gradient stay finite, so only the parameter check keeps the
+   NaN out of a checkpoint. */
+static void jm_trainer_inject_nan(jm_trainer *tr, int64_t *when) {
+    if (*when <= 0 || tr->pos.it + 1 != *when) return;
     const jm_table *t = tr->t;
     for (int g = 0; g < t->nglobals; g++)
         if (t->globals[g].kind == JM_GKIND_PARAM && t->globals[g].t.dtype == JM_DT_F32) { *(float *)jm_rt_global(&tr->rt, g) = NAN; break; }
-    tr->inject = 0;
+    *when = 0;
 }
 
 /* one training step: batch, learning rate, the program (train_step_ce while --pretrain lasts) */
@@ -531,7 +784,7 @@ static jm_train_next jm_trainer_step(jm_trainer *tr) {
     int64_t epoch = tr->pos.it / tr->ipe;
     if (jm_trainer_batch(tr, epoch) != 0) return jm_trainer_stop(tr, 1);
     if (tr->lr_knob >= 0) jm_knob_put(&tr->rt, tr->lr_knob, jm_train_lr(&tr->o, &tr->pos, epoch));
-    jm_trainer_inject_nan(tr);
+    jm_trainer_inject_nan(tr, &tr->inject);
     int use_ce = tr->pos.it < tr->o.pretrain;
     int p = use_ce ? tr->p_ce : tr->p_main;
     const jm_tprogram *pr = tr->pr = &tr->t->programs[p];
@@ -544,6 +797,7 @@ static jm_train_next jm_trainer_step(jm_trainer *tr) {
     tr->e_data = jm_session_scalar(pr, out, "e_data");
     tr->e_sample = jm_session_scalar(pr, out, "e_sample");
     tr->grad_norm = tr->gnorm >= 0 ? *(const float *)jm_rt_global_read(&tr->rt, tr->gnorm) : 0;
+    jm_trainer_inject_nan(tr, &tr->inject_after);
     return JM_TRAIN_GO;
 }
 
@@ -633,7 +887,7 @@ static jm_train_next jm_trainer_checkpoint(jm_trainer *tr) {
     if (next != JM_TRAIN_GO) return next;
     char path[1200];
     snprintf(path, sizeof path, "%s/last.safetensors", tr->o.out);
-    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->who) != 0) return jm_trainer_stop(tr, 1);
+    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->optmeta, tr->noptmeta, tr->who) != 0) return jm_trainer_stop(tr, 1);
     return JM_TRAIN_GO;
 }
 
@@ -657,6 +911,8 @@ static int jm_trainer_close(jm_trainer *tr) {
     if (tr->rt_open) jm_rt_close(&tr->rt);
     jm_data_free(&tr->ds);
     jm_data_free(&tr->test);
+    for (int r = 0; r < JM_TRAIN_NRUN; r++) free(tr->restored[r]);
+    for (int i = 0; i < 2 * JM_TRAIN_NRUN; i++) free(tr->optmeta[i]);
     return tr->rc;
 }
 

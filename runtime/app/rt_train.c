@@ -856,12 +856,18 @@ static jm_train_next jm_trainer_report(jm_trainer *tr) {
     return JM_TRAIN_GO;
 }
 
-/* --test: accuracy and loss at the end of each epoch and of the run */
+/* --test: accuracy and loss at the end of each epoch and of the run. The
+   evaluation leaves the random-number position where training left it: a run
+   that ends mid-epoch (--iters, --max-seconds) evaluates, and resuming it must
+   still give the iterations of the run straight through */
 static jm_train_next jm_trainer_test(jm_trainer *tr) {
     int64_t it = tr->pos.it;
     if (!tr->test.n || (it % tr->ipe != 0 && !jm_trainer_last(tr))) return JM_TRAIN_GO;
     double acc, tl, te;
-    if (jm_train_evaluate(&tr->rt, &tr->test, &acc, &tl, &te, tr->who) != 0) return jm_trainer_stop(tr, 1);
+    uint32_t call = tr->rt.call;
+    int rc = jm_train_evaluate(&tr->rt, &tr->test, &acc, &tl, &te, tr->who);
+    tr->rt.call = call;
+    if (rc != 0) return jm_trainer_stop(tr, 1);
     fprintf(tr->metrics, "{\"step\": %" PRId64 ", \"test_acc\": %.6f, \"test_loss\": %.6g}\n", it, acc, tl);
     fflush(tr->metrics);
     fprintf(stderr, "%s  epoch %.2f: test accuracy %.4f, loss %.4f\n", tr->tty ? "\n" : "", (double)it / (double)tr->ipe, acc, tl);

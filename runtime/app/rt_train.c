@@ -281,7 +281,8 @@ static void jm_progress(FILE *f, int64_t it, int64_t total, int64_t epoch, doubl
 }
 
 static const char *jm_train_usage =
-    "usage: EXE train --data DIR|FILE [options]\n\n"
+    "usage: EXE train --data DIR|FILE [options]\n"
+    "       EXE train --resume CKPT [options]\n\n"
     "Trains the graph's train_step program (JEM: cross-entropy + E(data) - E(samples), SGLD from the\n"
     "replay buffer) over the data set: shuffled each epoch by --data-seed, augmented, with the\n"
     "learning rate warmed up (in the graph) and cut by --decay-rate at --decay-epochs. Writes\n"

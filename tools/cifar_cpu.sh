@@ -56,13 +56,16 @@ if [ "$STAGE" = all ] || [ "$STAGE" = train ]; then
             --log-every 50 --ckpt-every 0 --no-progress --out "$OUT/ce"
     fi
     CE_ITERS=$(iterations "$OUT/ce/last.safetensors")
-    # JEM: as many iterations as JEM_SECONDS allow (--iters is only a ceiling)
+    # JEM: as many iterations as JEM_SECONDS allow (--iters is only a ceiling); the
+    # classifier's run was --baseline with a decay schedule: --change says this one is not
     "$EXE" train --data "$DATA" --test "$OUT/test2k.bin" --resume "$OUT/ce/last.safetensors" \
+        --change baseline,decay-epochs,decay-rate \
         --iters $((CE_ITERS + 100000)) --max-seconds "$JEM_SECONDS" \
         --set lr=0.0001 --set sgld_steps="$SGLD_STEPS" --set px_weight="$PX_WEIGHT" --set energy_reg="$ENERGY_REG" $AUG \
         --log-every 10 --ckpt-every 100 --sample-every 100 --no-progress --out "$OUT/jem"
     JEM_ITERS=$(iterations "$OUT/jem/last.safetensors")
     "$EXE" train --data "$DATA" --test "$OUT/test2k.bin" --resume "$OUT/ce/last.safetensors" --baseline \
+        --change decay-epochs,decay-rate \
         --iters "$JEM_ITERS" --set lr=0.0001 $AUG --log-every 50 --ckpt-every 0 --no-progress --out "$OUT/base"
     "$EXE" plot --metrics "$OUT/jem/metrics.jsonl" --out "$OUT/jem"
 fi

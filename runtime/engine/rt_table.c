@@ -2,6 +2,7 @@
  * words: integers as they are, doubles by their bit pattern, strings as a
  * length word followed by the bytes packed little-endian into words. */
 #include "rt_table.h"
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,9 @@ static void jm_r_fail(jm_reader *r, const char *fmt, ...) {
     va_start(ap, fmt);
     if (r->err) vsnprintf(r->err, r->errlen, fmt, ap);
     va_end(ap);
+    /* one line: a damaged table's names may hold any bytes */
+    for (char *c = r->err; r->err && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
 }
 static int64_t jm_r_get(jm_reader *r) {
     if (r->pos >= r->n) { jm_r_fail(r, "program table: truncated at word %lld", (long long)r->pos); return 0; }
@@ -184,6 +188,28 @@ static int64_t jm_desc_bytes(const jm_tdesc *d) {
         n *= d->dim[i];
     }
     return n * (int64_t)jm_rt_dtype_size(d->dtype);
+}
+
+/* A tensor's reference must be aligned to its elements (the compiler aligns every
+   buffer to 64 bytes; the runtime reads and writes them as typed arrays). */
+static void jm_r_check_align(jm_reader *r, const jm_tdesc *d, const char *what) {
+    int64_t size = (int64_t)jm_rt_dtype_size(d->dtype);
+    if (!r->failed && size > 1 && jm_ref_offset(d->ref) % size != 0)
+        jm_r_fail(r, "program table: %s '%s' at offset %lld is not aligned to its %lld-byte elements", what, d->name,
+                  (long long)jm_ref_offset(d->ref), (long long)size);
+}
+
+/* An integer global's initialiser must give values its type holds (the runtime
+   converts a + (b - a) * uniform or a + b * normal, |normal| < 7, to the type). */
+static int jm_init_fits(const jm_tglobal *g) {
+    if (g->t.dtype != JM_DT_I32 && g->t.dtype != JM_DT_I64) return 1;
+    double lim = g->t.dtype == JM_DT_I32 ? 2147483647.0 : 9.2e18;
+    switch (g->init) {
+    case JM_GINIT_CONST: return fabs(g->a) <= lim;
+    case JM_GINIT_UNIFORM: return fabs(g->a) <= lim && fabs(g->b) <= lim;
+    case JM_GINIT_NORMAL: return fabs(g->a) + 64 * fabs(g->b) <= lim;
+    default: return 1;
+    }
 }
 
 /* A reference must lie in its region with room for `bytes`. */
@@ -248,6 +274,10 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
         g->b = jm_r_f64(&r);
         if (jm_ref_region(g->t.ref) != JM_REGION_STATE) jm_r_fail(&r, "program table: global '%s' is not in the state region", g->t.name);
         jm_r_check_ref(&r, g->t.ref, jm_desc_bytes(&g->t), t->state_bytes, 0, g->t.name);
+        jm_r_check_align(&r, &g->t, "global");
+        if (!r.failed && !jm_init_fits(g))
+            jm_r_fail(&r, "program table: global '%s' (%s): initialiser parameters %g, %g do not fit its type", g->t.name,
+                      jm_rt_dtype_name(g->t.dtype), g->a, g->b);
     }
     t->nprograms = (int32_t)jm_r_count(&r, nwords, "program");
     t->programs = jm_r_alloc(&r, sizeof(jm_tprogram) * (size_t)t->nprograms);
@@ -261,12 +291,14 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
         for (int i = 0; i < pr->ninputs && !r.failed; i++) {
             jm_r_desc(&r, &pr->inputs[i]);
             jm_r_check_ref(&r, pr->inputs[i].ref, jm_desc_bytes(&pr->inputs[i]), S, X, pr->inputs[i].name);
+            jm_r_check_align(&r, &pr->inputs[i], "input");
         }
         pr->noutputs = (int32_t)jm_r_count(&r, nwords, "output");
         pr->outputs = jm_r_alloc(&r, sizeof(jm_tdesc) * (size_t)pr->noutputs);
         for (int i = 0; i < pr->noutputs && !r.failed; i++) {
             jm_r_desc(&r, &pr->outputs[i]);
             jm_r_check_ref(&r, pr->outputs[i].ref, jm_desc_bytes(&pr->outputs[i]), S, X, pr->outputs[i].name);
+            jm_r_check_align(&r, &pr->outputs[i], "output");
         }
         pr->nwrites = (int32_t)jm_r_count(&r, nwords, "write");
         pr->writes = jm_r_alloc(&r, sizeof(jm_twrite) * (size_t)pr->nwrites);

@@ -13,10 +13,26 @@ void jm_desc_str(const jm_tdesc *d, char *buf, size_t n) {
     if (used < n) snprintf(buf + used, n - used, "]");
 }
 
+/* A file's tensor name for a message: control bytes as \xNN (one line whatever the
+   file holds), cut after 96 bytes. */
+typedef struct { char s[96 * 4 + 8]; } jm_qname;
+static const char *jm_state_q(const char *name, jm_qname *q) {
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)name;
+    for (; *p && o < 96 * 4; p++) {
+        if (*p < 0x20 || *p == 0x7f) o += (size_t)snprintf(q->s + o, sizeof q->s - o, "\\x%02x", *p);
+        else q->s[o++] = (char)*p;
+    }
+    if (*p) { memcpy(q->s + o, "...", 3); o += 3; }
+    q->s[o] = 0;
+    return q->s;
+}
+
 /* Converts file tensor st into dst (the table's type), as tensorio.c does for the interpreter. */
 int jm_state_convert(const char *path, const char *what, const jm_st_tensor *st, const jm_tdesc *want, void *dst,
                       char *err, size_t errlen) {
     char tb[160];
+    jm_qname qn;
     jm_desc_str(want, tb, sizeof tb);
     int ok = st->rank == want->rank;
     for (int i = 0; ok && i < st->rank; i++) ok = st->shape[i] == want->dim[i];
@@ -25,13 +41,13 @@ int jm_state_convert(const char *path, const char *what, const jm_st_tensor *st,
         size_t n = (size_t)snprintf(got, sizeof got, "[");
         for (int i = 0; i < st->rank && n < sizeof got; i++) n += (size_t)snprintf(got + n, sizeof got - n, "%s%" PRId64, i ? "," : "", st->shape[i]);
         if (n < sizeof got) snprintf(got + n, sizeof got - n, "]");
-        snprintf(err, errlen, "%s: %s '%s' has shape %s, expected %s", path, what, st->name, got, tb);
+        snprintf(err, errlen, "%s: %s '%s' has shape %s, expected %s", path, what, jm_state_q(st->name, &qn), got, tb);
         return -1;
     }
     int fl = want->dtype == JM_DT_F32 || want->dtype == JM_DT_F64, in = want->dtype == JM_DT_I32 || want->dtype == JM_DT_I64;
     int kind_ok = fl ? jm_st_dtype_is_float(st->dtype) : in ? jm_st_dtype_is_int(st->dtype) : (st->dtype == JM_ST_BOOL || st->dtype == JM_ST_U8);
     if (!kind_ok) {
-        snprintf(err, errlen, "%s: %s '%s' has dtype %s, expected %s", path, what, st->name, jm_st_dtype_name(st->dtype), tb);
+        snprintf(err, errlen, "%s: %s '%s' has dtype %s, expected %s", path, what, jm_state_q(st->name, &qn), jm_st_dtype_name(st->dtype), tb);
         return -1;
     }
     int64_t N = jm_rt_desc_numel(want);
@@ -71,8 +87,9 @@ int jm_state_load(jm_rt *rt, const char *path, int seed_given, jm_st_file *keep,
         for (int g = 0; g < t->nglobals; g++) if (strcmp(t->globals[g].t.name, f.t[i].name) == 0) gi = g;
         if (gi < 0) {
             const char *best = jm_closest(f.t[i].name, t);
+            jm_qname qn;
             snprintf(err, errlen, "%s: unexpected tensor '%s': the graph has no parameter or state of that name%s%s%s",
-                     path, f.t[i].name, best ? " (did you mean '" : "", best ? best : "", best ? "'?)" : "");
+                     path, jm_state_q(f.t[i].name, &qn), best ? " (did you mean '" : "", best ? best : "", best ? "'?)" : "");
             rc = -1;
             break;
         }

@@ -129,13 +129,14 @@ $(B)/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(filter compiler/%,$(COMPILER_SR
 	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Icompiler -Iruntime -fsanitize=fuzzer,address,undefined \
 	    $^ -lm -lffi -ldl -o $@
 # The readers' harnesses: the readers and what the runtime does with their results, without
-# OpenMP (fuzz_host_device.h stands in for rt_cpu.c) and without running programs.
+# OpenMP (fuzz_host_device.h stands in for rt_cpu.c) and without running programs; undefined
+# behaviour stops the run (and leaves a crasher), as a sanitizer error does.
 FUZZ_READER_SRC := runtime/engine/safetensors.c runtime/engine/rt_state.c runtime/engine/rt_exec.c runtime/engine/rt_table.c \
                    runtime/engine/rt_knobs.c runtime/engine/names.c runtime/engine/rt_extern.c runtime/app/data.c
 $(FUZZ_READERS:%=$(B)/fuzz_%): $(B)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_READER_SRC) $(wildcard tests/fuzz/*.h runtime/*/*.h)
 	@tools/deps.sh fuzz --check 2>/dev/null || tools/deps.sh fuzz
 	@mkdir -p $(dir $@)
-	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Iruntime -Itests/fuzz -fsanitize=fuzzer,address,undefined \
+	clang-19 -std=c11 -g -O1 -D_GNU_SOURCE -Iruntime -Itests/fuzz -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    $< $(FUZZ_READER_SRC) -lm -lffi -ldl -o $@
 # Rewrites the readers' seed corpora from files jemc's own writers make (tests/fuzz/gen_seeds.c).
 FUZZ_SEED_GRAPHS := tests/train/tiny.graph graphs/mlp_tabular.graph tests/parity/layers.graph examples/extern_energy/denoise.graph

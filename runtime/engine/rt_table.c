@@ -275,6 +275,9 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
         if (jm_ref_region(g->t.ref) != JM_REGION_STATE) jm_r_fail(&r, "program table: global '%s' is not in the state region", g->t.name);
         jm_r_check_ref(&r, g->t.ref, jm_desc_bytes(&g->t), t->state_bytes, 0, g->t.name);
         jm_r_check_align(&r, &g->t, "global");
+        /* a knob (train --set NAME=V) is read and written as one value */
+        if (!r.failed && g->kind == JM_GKIND_CONFIG && jm_desc_bytes(&g->t) != (int64_t)jm_rt_dtype_size(g->t.dtype))
+            jm_r_fail(&r, "program table: setting '%s' holds %lld bytes, not one value", g->t.name, (long long)jm_desc_bytes(&g->t));
         if (!r.failed && !jm_init_fits(g))
             jm_r_fail(&r, "program table: global '%s' (%s): initialiser parameters %g, %g do not fit its type", g->t.name,
                       jm_rt_dtype_name(g->t.dtype), g->a, g->b);

@@ -96,9 +96,14 @@ $(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 $(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm -ldl
+# An LD_PRELOAD library that records open/write/fsync/rename calls (t_guard checks the
+# checkpoint write protocol with it). Not sanitized: under SAN=1 the test preloads the ASan runtime first.
+$(B)/tests/libioshim.so: tests/io_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 $(WARN) -fPIC -shared -fvisibility=hidden $< -o $@ -ldl
 
 # Tests run from the repository root; they find the compiler as $JEMC.
-test: deps-test deps-cuda all $(TEST_BIN) $(B)/tests/libfakecuda.so
+test: deps-test deps-cuda all $(TEST_BIN) $(B)/tests/libfakecuda.so $(B)/tests/libioshim.so
 	JEMC=$(B)/jemc JM_BUILD=$(B) prove -f --exec '' $(TEST_BIN)
 
 # libFuzzer harnesses (tests/fuzz/): FUZZER=frontend (the default: lexer, parser, elaboration,

@@ -447,7 +447,9 @@ static void test_torch(void) {
     if (r) tap_diag("%s", out);
 }
 
-/* max |a - b| / max(1, max |b|) over every float tensor of two checkpoints */
+/* max over the float tensors of two checkpoints of max |a - b| / max |b|, each
+   tensor at its own scale (Adam's second moments are ~1e-8: a scale of 1 would
+   hide them); other tensors must be byte-identical */
 static double ckpt_diff(const char *a, const char *b, char *worst, size_t n) {
     jm_st_file fa, fb;
     char err[512];
@@ -461,9 +463,12 @@ static double ckpt_diff(const char *a, const char *b, char *worst, size_t n) {
         if (t->dtype != JM_ST_F32) { if (memcmp(t->data, fa.t[i].data, t->nbytes)) { w = INFINITY; snprintf(worst, n, "%s", t->name); } continue; }
         const float *x = (const float *)fa.t[i].data, *y = (const float *)t->data;
         size_t k = t->nbytes / 4;
-        double scale = 1, e = 0;
+        double scale = 1e-30, e = 0;
         for (size_t j = 0; j < k; j++) scale = fmax(scale, fabs(y[j]));
-        for (size_t j = 0; j < k; j++) e = fmax(e, fabs((double)x[j] - y[j]) / scale);
+        for (size_t j = 0; j < k; j++) {
+            double dj = x[j] == y[j] || (isnan(x[j]) && isnan(y[j])) ? 0 : fabs((double)x[j] - y[j]) / scale;
+            e = isnan(dj) ? INFINITY : fmax(e, dj);   /* NaN on one side only */
+        }
         if (!(e <= w)) { w = e; snprintf(worst, n, "%s", t->name); }
     }
     jm_st_free(&fa);
@@ -518,7 +523,9 @@ static void test_fake_gpu(void) {
     snprintf(p1, sizeof p1, "%s/gpu/last.safetensors", dir);
     snprintf(p2, sizeof p2, "%s/straight/last.safetensors", dir);
     double d = ckpt_diff(p1, p2, why, sizeof why);
-    ok(d < 1e-4, "its checkpoint matches the CPU run's (worst %.2g in %s)", d, why);
+    /* worst measured 5.2e-7 (opt.m.linear.bias); 12 steps at lr 1e-3 move the
+       parameters by 1e-2 of their size, so a GPU that drops a state write is far off */
+    ok(d < 1e-5, "its checkpoint matches the CPU run's, every tensor at its own scale (worst %.2g in %s)", d, why);
     int b = run("%s %s train --data %s/train-images-idx3-ubyte --iters 6 --out %s/ghalf --seed 3 --no-progress --noise 0.03 --crop 1 --flip",
                 env, gexe, dir, dir);
     int c = run("%s %s train --data %s/train-images-idx3-ubyte --iters 12 --out %s/ghalf --resume %s/ghalf/last.safetensors --no-progress --noise 0.03 --crop 1 --flip",

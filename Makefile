@@ -162,3 +162,9 @@ clean:
 # A JEM learns MNIST and dreams up digits: pictures and figures in build/demo/
 demo: deps-build
 	tools/demo.sh
+
+# Breaks the code on purpose, in a copy of the tree, and expects the named test to fail each
+# time (tests/mutations/*.patch; never part of `make test`: tens of minutes on 2 cores).
+.PHONY: mutations
+mutations:
+	tests/mutations/run.sh

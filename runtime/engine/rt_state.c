@@ -56,7 +56,15 @@ int jm_state_convert(const char *path, const char *what, const jm_st_tensor *st,
         switch (want->dtype) {
         case JM_DT_F32: ((float *)dst)[i] = (float)v; break;
         case JM_DT_F64: ((double *)dst)[i] = v; break;
-        case JM_DT_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
+        case JM_DT_I32:
+            /* an I64 or U32 file's value may not fit */
+            if (!(v >= -2147483648.0 && v <= 2147483647.0)) {
+                snprintf(err, errlen, "%s: %s '%s': element %" PRId64 " is %.17g, which an i32 cannot hold", path, what,
+                         jm_state_q(st->name, &qn), i, v);
+                return -1;
+            }
+            ((int32_t *)dst)[i] = (int32_t)v;
+            break;
         case JM_DT_I64:
             /* exact for 64-bit integer files */
             ((int64_t *)dst)[i] = st->dtype == JM_ST_I64 ? ((const int64_t *)st->data)[i] : (int64_t)v;

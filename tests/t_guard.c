@@ -15,8 +15,7 @@
  *   4. the write protocol, recorded by tests/io_shim.c (LD_PRELOAD): a temporary
  *      file in the same directory, written, flushed, fsync'ed, renamed over
  *      last.safetensors, then the directory fsync'ed. */
-#include "helpers.h"
-#include "engine/safetensors.h"
+#include "train_helpers.h"
 #include "tap.h"
 #include <fcntl.h>
 #include <limits.h>
@@ -26,55 +25,7 @@
 
 /* path lengths: the run directory, a run's output folder in it, a file in that */
 enum { DIRLEN = 400, OLEN = 600, PLEN = 800 };
-static char dir[DIRLEN], exe[OLEN], data[OLEN], shim[PATH_MAX], preload[2 * PATH_MAX + 4], out[65536];
-static const char *jemc;
-
-static void put_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v };
-    fwrite(b, 1, 4, f);
-}
-
-/* n 8x8 images: class c lights quadrant c (plus a little texture), labels c = i % 4 */
-static void write_idx(const char *images, const char *labels, int n) {
-    FILE *f = fopen(images, "wb");
-    put_be32(f, 0x803); put_be32(f, (uint32_t)n); put_be32(f, 8); put_be32(f, 8);
-    for (int i = 0; i < n; i++)
-        for (int p = 0; p < 64; p++) {
-            int r = p / 8, c = p % 8, q = (r >= 4) * 2 + (c >= 4);
-            fputc(q == i % 4 ? 200 + (i * 7 + p) % 56 : (i * 13 + p * 5) % 40, f);
-        }
-    fclose(f);
-    f = fopen(labels, "wb");
-    put_be32(f, 0x801); put_be32(f, (uint32_t)n);
-    for (int i = 0; i < n; i++) fputc(i % 4, f);
-    fclose(f);
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return jt_run(cmd, out, sizeof out);
-}
-
-/* a whole file (NUL-terminated), or NULL */
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, r;
-    char *b = malloc(cap + 1);
-    while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) { char *nb = realloc(b, 2 * cap + 1); if (!nb) { free(b); b = NULL; break; } b = nb; cap *= 2; }
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    if (len) *len = n;
-    return b;
-}
+static char dir[DIRLEN], exe[OLEN], data[OLEN], shim[PATH_MAX], preload[2 * PATH_MAX + 4];
 
 static uint64_t fnv1a(const char *b, size_t n) {
     uint64_t h = 1469598103934665603ull;
@@ -92,52 +43,6 @@ static int same_bytes(const char *a, const char *b, uint64_t *ha, uint64_t *hb) 
     free(x);
     free(y);
     return same;
-}
-
-/* every tensor of two safetensors files byte-identical */
-static int same_tensors(const char *a, const char *b, char *why, size_t n) {
-    jm_st_file fa, fb;
-    char err[512];
-    memset(&fa, 0, sizeof fa);
-    memset(&fb, 0, sizeof fb);
-    if (jm_st_read(a, &fa, err, sizeof err) || jm_st_read(b, &fb, err, sizeof err)) { snprintf(why, n, "%s", err); jm_st_free(&fa); return 0; }
-    int same = fa.n == fb.n;
-    if (!same) snprintf(why, n, "%d tensors against %d", fa.n, fb.n);
-    for (int i = 0; same && i < fa.n; i++) {
-        const jm_st_tensor *t = jm_st_find(&fb, fa.t[i].name);
-        same = t && t->nbytes == fa.t[i].nbytes && memcmp(t->data, fa.t[i].data, t->nbytes) == 0;
-        if (!same) snprintf(why, n, "tensor %s differs", fa.t[i].name);
-    }
-    jm_st_free(&fa);
-    jm_st_free(&fb);
-    return same;
-}
-
-static const char *meta(const char *path, const char *key, char *buf, size_t n) {
-    jm_st_file f;
-    char err[512];
-    memset(&f, 0, sizeof f);
-    snprintf(buf, n, "(none)");
-    if (jm_st_read(path, &f, err, sizeof err) != 0) { snprintf(buf, n, "(unreadable)"); return buf; }
-    const char *v = jm_st_meta_get(&f, key);
-    if (v) snprintf(buf, n, "%s", v);
-    jm_st_free(&f);
-    return buf;
-}
-
-/* every F32 value of a checkpoint finite (parameters, moments, buffer): 1; 0 if not or unreadable */
-static int all_finite(const char *path, char *why, size_t n) {
-    jm_st_file f;
-    char err[512];
-    memset(&f, 0, sizeof f);
-    if (jm_st_read(path, &f, err, sizeof err) != 0) { snprintf(why, n, "%s", err); return 0; }
-    int fin = 1;
-    for (int i = 0; i < f.n && fin; i++)
-        if (f.t[i].dtype == JM_ST_F32)
-            for (size_t k = 0; k < f.t[i].nbytes / 4 && fin; k++)
-                if (!isfinite(((const float *)f.t[i].data)[k])) { fin = 0; snprintf(why, n, "%s[%zu] is not finite", f.t[i].name, k); }
-    jm_st_free(&f);
-    return fin;
 }
 
 /* ------------------------------------------------------------------ metrics.jsonl */
@@ -243,11 +148,11 @@ static void test_rollback_positions(void) {
     snprintf(p, sizeof p, "%s/straight/last.safetensors", dir);
     snprintf(q, sizeof q, "%s/same/last.safetensors", dir);
     ok(same_tensors(p, q, why, sizeof why), "the final checkpoints: every parameter, moment, replay-buffer chain and counter bitwise the same (%s)", why);
-    meta(p, "jemc.rng_call", b1, sizeof b1);
-    meta(q, "jemc.rng_call", b2, sizeof b2);
+    meta_text(p, "jemc.rng_call", b1, sizeof b1);
+    meta_text(q, "jemc.rng_call", b2, sizeof b2);
     ok(strcmp(b1, b2) == 0 && atol(b1) > 0, "and the same RNG position (jemc.rng_call %s and %s)", b1, b2);
-    meta(q, "jemc.train.iterations", b1, sizeof b1);
-    meta(q, "jemc.train.rollbacks", b2, sizeof b2);
+    meta_text(q, "jemc.train.iterations", b1, sizeof b1);
+    meta_text(q, "jemc.train.rollbacks", b2, sizeof b2);
     ok(strcmp(b1, "14") == 0 && strcmp(b2, "1") == 0, "the checkpoint records 14 iterations and 1 rollback (%s, %s)", b1, b2);
 
     /* the default --lr-drop 0.5: the first iteration after the rollback is computed
@@ -274,8 +179,8 @@ static void test_rollback_positions(void) {
     ok(redo8 && ref8 && line_num(redo8, "loss") != line_num(ref8, "loss"), "iteration 8 then differs: the halved rate was used");
     snprintf(q, sizeof q, "%s/halved/last.safetensors", dir);
     snprintf(p, sizeof p, "%s/straight/last.safetensors", dir);
-    meta(p, "jemc.rng_call", b1, sizeof b1);
-    meta(q, "jemc.rng_call", b2, sizeof b2);
+    meta_text(p, "jemc.rng_call", b1, sizeof b1);
+    meta_text(q, "jemc.rng_call", b2, sizeof b2);
     ok(strcmp(b1, b2) == 0, "after 14 iterations, rollback or not, the RNG is at the same position (jemc.rng_call %s and %s)", b1, b2);
     lines_free(&la);
     lines_free(&lb);
@@ -349,7 +254,7 @@ static void test_nan_param(int have_shim) {
             char w[600];
             if (!all_finite(ver[i], w, sizeof w)) { fin = 0; tap_diag("%s: %s", ver[i], w); }
             size_t used = strlen(its);
-            snprintf(its + used, sizeof its - used, "%s ", meta(ver[i], "jemc.train.iterations", b, sizeof b));
+            snprintf(its + used, sizeof its - used, "%s ", meta_text(ver[i], "jemc.train.iterations", b, sizeof b));
         }
         ok(fin, "every one of the %d checkpoints written is finite (each version renamed over last.safetensors, kept by the shim)", n);
         is_str(its, "3 6 9 12 ", "they are the checkpoints of iterations 3, 6 (after the rollback), 9 and 12");
@@ -361,7 +266,7 @@ static void test_nan_param(int have_shim) {
     r = run("JEMC_TEST_INJECT_NAN_AFTER=6 %s train --data %s --iters 6 --ckpt-every 0 --guard-every 4 --out %s " COMMON, exe, data, o);
     snprintf(p, sizeof p, "%s/last.safetensors", o);
     ok(r == 0 && all_finite(p, why, sizeof why), "poisoned after the last iteration: the final checkpoint is still finite (exit %d; %s)", r, why);
-    ok(strcmp(meta(p, "jemc.train.rollbacks", b, sizeof b), "1") == 0, "written after one rollback and the iterations redone (rollbacks %s)", b);
+    ok(strcmp(meta_text(p, "jemc.train.rollbacks", b, sizeof b), "1") == 0, "written after one rollback and the iterations redone (rollbacks %s)", b);
 }
 
 /* ------------------------------------------------------------------ 3. giving up */
@@ -390,11 +295,11 @@ static void test_give_up(int have_shim) {
     snprintf(q, sizeof q, "%s/six/last.safetensors", dir);
     char why[600] = "", b2[64];
     int same = r == 0 && same_tensors(p, q, why, sizeof why);
-    meta(p, "jemc.rng_call", b, sizeof b);
-    meta(q, "jemc.rng_call", b2, sizeof b2);
+    meta_text(p, "jemc.rng_call", b, sizeof b);
+    meta_text(q, "jemc.rng_call", b2, sizeof b2);
     ok(same && strcmp(b, b2) == 0, "last.safetensors after giving up holds iteration 6's state: every tensor and the RNG position as a run stopped at 6 (%s; rng_call %s, %s)",
        why, b, b2);
-    ok(strcmp(meta(p, "jemc.train.iterations", b, sizeof b), "6") == 0, "it records 6 iterations (%s)", b);
+    ok(strcmp(meta_text(p, "jemc.train.iterations", b, sizeof b), "6") == 0, "it records 6 iterations (%s)", b);
     if (have_shim) {
         static char ver[16][PLEN];
         int n = kept_versions(o, ver, 16);
@@ -560,7 +465,7 @@ int main(void) {
     char lb[OLEN];
     snprintf(data, sizeof data, "%s/train-images-idx3-ubyte", dir);
     snprintf(lb, sizeof lb, "%s/train-labels-idx1-ubyte", dir);
-    write_idx(data, lb, 64);
+    write_idx(data, lb, 64, 0);
     snprintf(exe, sizeof exe, "%s/tiny", dir);
     int r = run("%s compile tests/train/tiny.graph -o %s", jemc, exe);
     ok(r == 0, "compile tests/train/tiny.graph");

@@ -5,50 +5,13 @@
  * checkpoint from before options were stored resumes as before, with a note.
  * On the tiny JEM of t_train.c (tests/train/tiny.graph, 8x8 images, 4 classes)
  * and synthetic IDX data written here. */
-#include "helpers.h"
-#include "engine/safetensors.h"
+#include "train_helpers.h"
 #include "tap.h"
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256], exe[320], data[320], out[65536];
-static const char *jemc;
-
-static void put_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v };
-    fwrite(b, 1, 4, f);
-}
-
-/* n 8x8 images: class c lights quadrant c (plus a little texture), labels c = i % 4 */
-static void write_idx(const char *images, const char *labels, int n) {
-    FILE *f = fopen(images, "wb");
-    put_be32(f, 0x803); put_be32(f, (uint32_t)n); put_be32(f, 8); put_be32(f, 8);
-    for (int i = 0; i < n; i++)
-        for (int p = 0; p < 64; p++) {
-            int r = p / 8, c = p % 8, q = (r >= 4) * 2 + (c >= 4);
-            fputc(q == i % 4 ? 200 + (i * 7 + p) % 56 : (i * 13 + p * 5) % 40, f);
-        }
-    fclose(f);
-    f = fopen(labels, "wb");
-    put_be32(f, 0x801); put_be32(f, (uint32_t)n);
-    for (int i = 0; i < n; i++) fputc(i % 4, f);
-    fclose(f);
-}
-
-/* runs a command; once the executable is compiled, in dir: a run whose --out
-   was not restored (a failure) writes dir/run, not ./run */
-static int in_dir;
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char cmd[4096];
-    int n = in_dir ? snprintf(cmd, sizeof cmd, "cd %s && ", dir) : 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    return jt_run(cmd, out, sizeof out);
-}
+static char dir[256], exe[320], data[320];
 
 /* the checkpoint of run directory d */
 static const char *ck(const char *d) {
@@ -57,51 +20,6 @@ static const char *ck(const char *d) {
     k = (k + 1) % 4;
     snprintf(p[k], sizeof p[k], "%s/%s/last.safetensors", dir, d);
     return p[k];
-}
-
-/* every tensor of two safetensors files byte-identical (and the same names) */
-static int same_tensors(const char *a, const char *b, char *why, size_t n) {
-    jm_st_file fa, fb;
-    char err[512];
-    memset(&fa, 0, sizeof fa);
-    memset(&fb, 0, sizeof fb);
-    if (jm_st_read(a, &fa, err, sizeof err) || jm_st_read(b, &fb, err, sizeof err)) { snprintf(why, n, "%s", err); return 0; }
-    int same = fa.n == fb.n && fa.n > 0;
-    if (!same) snprintf(why, n, "%d tensors against %d", fa.n, fb.n);
-    for (int i = 0; same && i < fa.n; i++) {
-        const jm_st_tensor *t = jm_st_find(&fb, fa.t[i].name);
-        same = t && t->nbytes == fa.t[i].nbytes && memcmp(t->data, fa.t[i].data, t->nbytes) == 0;
-        if (!same) snprintf(why, n, "tensor %s differs", fa.t[i].name);
-    }
-    if (same) snprintf(why, n, "%d tensors", fa.n);
-    jm_st_free(&fa);
-    jm_st_free(&fb);
-    return same;
-}
-
-static const char *meta(const char *path, const char *key, char *buf, size_t n) {
-    jm_st_file f;
-    char err[512];
-    memset(&f, 0, sizeof f);
-    buf[0] = 0;
-    if (jm_st_read(path, &f, err, sizeof err) != 0) return NULL;
-    const char *v = jm_st_meta_get(&f, key);
-    if (v) snprintf(buf, n, "%s", v);
-    jm_st_free(&f);
-    return v ? buf : NULL;
-}
-
-/* the whole file's bytes (malloc'd; *n its length), or NULL */
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = b && fread(b, 1, (size_t)len, f) == (size_t)len ? (size_t)len : 0;
-    fclose(f);
-    return b;
 }
 
 static int exists(const char *d) {
@@ -169,12 +87,12 @@ static void test_refuse_and_change(void) {
     size_t n0 = 0, n1 = 0, m0 = 0, m1 = 0;
     char mpath[512];
     snprintf(mpath, sizeof mpath, "%s/half/metrics.jsonl", dir);
-    unsigned char *before = slurp(ck("half"), &n0), *mbefore = slurp(mpath, &m0);
+    char *before = slurp(ck("half"), &n0), *mbefore = slurp(mpath, &m0);
     int r = run("%s train --iters 9 --resume %s --no-progress --noise 0.05", exe, ck("half"));
     is_int(r, 2, "--resume with --noise 0.05 where the run has 0.03: exit 2");
     ok(strstr(out, "--noise 0.05") && strstr(out, "--noise 0.03") && strstr(out, "--change noise"),
        "the message names the option, both values and --change: %.*s", (int)strcspn(out, "\n"), out);
-    unsigned char *after = slurp(ck("half"), &n1), *mafter = slurp(mpath, &m1);
+    char *after = slurp(ck("half"), &n1), *mafter = slurp(mpath, &m1);
     ok(before && after && n0 == n1 && memcmp(before, after, n0) == 0 && mbefore && mafter && m0 == m1 && memcmp(mbefore, mafter, m0) == 0,
        "nothing written: the checkpoint and metrics.jsonl are byte for byte as they were");
     r = run("%s train --iters 9 --resume %s --out %s/refused --no-progress --data-seed 9 --flip", exe, ck("half"), dir);
@@ -239,12 +157,12 @@ int main(void) {
     char lb[512];
     snprintf(data, sizeof data, "%s/train-images-idx3-ubyte", dir);
     snprintf(lb, sizeof lb, "%s/train-labels-idx1-ubyte", dir);
-    write_idx(data, lb, 64);
+    write_idx(data, lb, 64, 0);
     snprintf(exe, sizeof exe, "%s/tiny", dir);
     int r = run("%s compile tests/train/tiny.graph -o %s", jemc, exe);
     ok(r == 0, "compile tests/train/tiny.graph");
     if (r) { tap_diag("%s", out); return tap_done(); }
-    in_dir = 1;
+    run_in = dir;
     test_resume_without_flags();
     test_resume_everything();
     test_refuse_and_change();

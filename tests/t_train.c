@@ -4,8 +4,7 @@
  * recovery from an injected NaN, giving up cleanly, run-time settings (knobs)
  * in the executable and the interpreter, bad data files, and a jemc checkpoint
  * loaded into PyTorch with load_state_dict. */
-#include "helpers.h"
-#include "engine/safetensors.h"
+#include "train_helpers.h"
 #include "tap.h"
 #include <signal.h>
 #include <stdint.h>
@@ -13,83 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256], exe[320], out[65536];
-static const char *jemc;
-
-static void put_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v };
-    fwrite(b, 1, 4, f);
-}
-
-/* n 8x8 images: class c lights quadrant c (plus a little texture), labels c = i % 4 */
-static void write_idx(const char *images, const char *labels, int n, int truncate) {
-    FILE *f = fopen(images, "wb");
-    put_be32(f, 0x803); put_be32(f, (uint32_t)n); put_be32(f, 8); put_be32(f, 8);
-    for (int i = 0; i < n - truncate; i++)
-        for (int p = 0; p < 64; p++) {
-            int r = p / 8, c = p % 8, q = (r >= 4) * 2 + (c >= 4);
-            fputc(q == i % 4 ? 200 + (i * 7 + p) % 56 : (i * 13 + p * 5) % 40, f);
-        }
-    fclose(f);
-    f = fopen(labels, "wb");
-    put_be32(f, 0x801); put_be32(f, (uint32_t)n);
-    for (int i = 0; i < n; i++) fputc(i % 4, f);
-    fclose(f);
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return jt_run(cmd, out, sizeof out);
-}
-
-/* every tensor of two safetensors files byte-identical (names in a) */
-static int same_tensors(const char *a, const char *b, const char *prefix_skip, char *why, size_t n) {
-    jm_st_file fa, fb;
-    char err[512];
-    memset(&fa, 0, sizeof fa);
-    memset(&fb, 0, sizeof fb);
-    if (jm_st_read(a, &fa, err, sizeof err) || jm_st_read(b, &fb, err, sizeof err)) { snprintf(why, n, "%s", err); return 0; }
-    int same = fa.n == fb.n;
-    for (int i = 0; same && i < fa.n; i++) {
-        if (prefix_skip && strncmp(fa.t[i].name, prefix_skip, strlen(prefix_skip)) == 0) continue;
-        const jm_st_tensor *t = jm_st_find(&fb, fa.t[i].name);
-        same = t && t->nbytes == fa.t[i].nbytes && memcmp(t->data, fa.t[i].data, t->nbytes) == 0;
-        if (!same) snprintf(why, n, "tensor %s differs", fa.t[i].name);
-    }
-    jm_st_free(&fa);
-    jm_st_free(&fb);
-    return same;
-}
-
-static const char *meta(const char *path, const char *key, char *buf, size_t n) {
-    jm_st_file f;
-    char err[512];
-    memset(&f, 0, sizeof f);
-    buf[0] = 0;
-    if (jm_st_read(path, &f, err, sizeof err) != 0) return NULL;
-    const char *v = jm_st_meta_get(&f, key);
-    if (v) snprintf(buf, n, "%s", v);
-    jm_st_free(&f);
-    return v ? buf : NULL;
-}
-
-static int all_params_finite(const char *path) {
-    jm_st_file f;
-    char err[512];
-    memset(&f, 0, sizeof f);
-    if (jm_st_read(path, &f, err, sizeof err) != 0) return 0;
-    int fin = 1;
-    for (int i = 0; i < f.n; i++)
-        if (f.t[i].dtype == JM_ST_F32)
-            for (size_t k = 0; k < f.t[i].nbytes / 4; k++) fin &= isfinite(((const float *)f.t[i].data)[k]) != 0;
-    jm_st_free(&f);
-    return fin;
-}
+static char dir[256], exe[320];
 
 static void test_resume(void) {
     /* 12 iterations straight vs 6 + resume + 6: bitwise-identical state */
@@ -104,7 +27,7 @@ static void test_resume(void) {
     char why[600] = "", p1[512], p2[512], buf[64];
     snprintf(p1, sizeof p1, "%s/straight/last.safetensors", dir);
     snprintf(p2, sizeof p2, "%s/half/last.safetensors", dir);
-    ok(same_tensors(p1, p2, NULL, why, sizeof why), "N straight == N/2 + resume + N/2: every parameter, moment, buffer chain and counter bitwise (%s)", why);
+    ok(same_tensors(p1, p2, why, sizeof why), "N straight == N/2 + resume + N/2: every parameter, moment, buffer chain and counter bitwise (%s)", why);
     is_str(meta(p2, "jemc.train.iterations", buf, sizeof buf), "12", "the resumed checkpoint records 12 iterations");
     const char *rs = meta(p1, "jemc.rng_call", buf, sizeof buf), *rr = meta(p2, "jemc.rng_call", why, sizeof why);
     if (!ok(rs && rr && strcmp(rs, rr) == 0, "and the same random-number position (jemc.rng_call %s)", rr ? rr : "missing"))
@@ -163,7 +86,7 @@ static void test_guard(void) {
     if (!strstr(out, "rolled back")) tap_diag("%s", out);
     char p[512];
     snprintf(p, sizeof p, "%s/nan/last.safetensors", dir);
-    ok(all_params_finite(p), "the final checkpoint is finite");
+    ok(all_finite(p, NULL, 0), "the final checkpoint is finite");
     snprintf(p, sizeof p, "grep -c '\"event\": \"rollback\"' %s/nan/metrics.jsonl", dir);
     char cnt[64];
     jt_run(p, cnt, sizeof cnt);
@@ -177,22 +100,6 @@ static void test_guard(void) {
     ok(strstr(out, "giving up after 2 rollbacks") != NULL, "with a clear message");
     if (!strstr(out, "giving up")) tap_diag("%s", out);
 }
-
-/* the width (field 0) or height (field 1) of a PNG in dir (its IHDR), or -1 */
-static int png_dim(const char *d, const char *name, int field) {
-    char p[600];
-    unsigned char h[24];
-    snprintf(p, sizeof p, "%s/%s", d, name);
-    FILE *f = fopen(p, "rb");
-    if (!f) return -1;
-    size_t got = fread(h, 1, sizeof h, f);
-    fclose(f);
-    if (got != sizeof h || memcmp(h + 12, "IHDR", 4) != 0) return -1;
-    const unsigned char *v = h + 16 + 4 * field;
-    return (v[0] << 24) | (v[1] << 16) | (v[2] << 8) | v[3];
-}
-static int png_height(const char *d, const char *name) { return png_dim(d, name, 1); }
-static int png_width(const char *d, const char *name) { return png_dim(d, name, 0); }
 
 static void test_commands(void) {
     char ck[512];
@@ -532,11 +439,11 @@ static void test_fake_gpu(void) {
                 env, gexe, dir, dir, dir);
     snprintf(p2, sizeof p2, "%s/ghalf/last.safetensors", dir);
     why[0] = 0;
-    ok(b == 0 && c == 0 && same_tensors(p1, p2, NULL, why, sizeof why), "on the GPU, 6 + resume + 6 == 12 straight, bitwise (%s)", why);
+    ok(b == 0 && c == 0 && same_tensors(p1, p2, why, sizeof why), "on the GPU, 6 + resume + 6 == 12 straight, bitwise (%s)", why);
     r = run("JEMC_TEST_INJECT_NAN=5 %s %s train --data %s/train-images-idx3-ubyte --iters 12 --guard-every 3 --out %s/gnan --no-progress",
             env, gexe, dir, dir);
     snprintf(p2, sizeof p2, "%s/gnan/last.safetensors", dir);
-    ok(r == 0 && strstr(out, "rolled back from iteration 4 to 3") && all_params_finite(p2),
+    ok(r == 0 && strstr(out, "rolled back from iteration 4 to 3") && all_finite(p2, NULL, 0),
        "on the GPU, a NaN written into a parameter is caught and rolled back");
     if (r) tap_diag("%s", out);
     r = run("%s %s sample --ckpt %s --from buffer --steps 2 --n 8 --out %s/gb.png --json %s/gb.json", env, gexe, p1, dir, dir);

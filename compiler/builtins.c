@@ -675,6 +675,48 @@ static jm_value jm_b_pad(jm_args *A, int which) {
     return jm_emit(A, JM_OP_PAD, &x, 1, &at, NULL);
 }
 
+/* upsample(x, scale): nearest-neighbour upsampling of an NCHW tensor by an integer
+   factor (F.interpolate(mode="nearest", scale_factor=s)). Not an op of its own: it is
+   the view chain reshape [N,C,H,1,W,1] -> broadcast [N,C,H,s,W,s] -> reshape
+   [N,C,Hs,Ws], so the interpreter, autodiff (a sum over each s x s block) and the
+   fusion pass handle it as they handle any view: it fuses into the kernel that
+   reads it, and its gradient into one reduction (docs/passes.md). */
+static jm_value jm_b_upsample(jm_args *A, int which) {
+    static const char *const names[] = { "x", "scale", NULL };
+    if (jm_check_arity(A, 2, 2, names)) return jm_v_err();
+    int x = jm_tensor_arg(A, 0, "x");
+    double s;
+    if (x < 0 || jm_num_arg(A, 1, "scale", 2, &s)) return jm_v_err();
+    const jm_type *t = jm_node_type(A, x);
+    if (t->rank != 4) {
+        char s1[128];
+        jm_diag_error(jm_D(A), jm_arg_loc(A, 0, "x"), "upsample needs a 4-d tensor [N, C, H, W], got %s", jm_type_str(t, s1, sizeof s1));
+        return jm_v_err();
+    }
+    if (s != floor(s) || s < 1) {
+        jm_diag_error(jm_D(A), jm_arg_loc(A, 1, "scale"), "upsample: scale must be an integer >= 1, got %g", s);
+        return jm_v_err();
+    }
+    /* the result must stay within the 2^40 elements of any shape (and H*s, W*s within int64) */
+    if (s > (double)(1 << 20) || (double)jm_type_numel(t) * s * s > (double)(INT64_C(1) << 40)) {
+        jm_diag_error(jm_D(A), jm_arg_loc(A, 1, "scale"), "upsample: scale %g makes the result too large (more than 2^40 elements)", s);
+        return jm_v_err();
+    }
+    int64_t k = (int64_t)s, n = t->dim[0], c = t->dim[1], h = t->dim[2], w = t->dim[3];
+    if (k == 1) return jm_v_tensor(A->c, x);
+    jm_type t6 = *t, tb, out = *t;
+    t6.rank = 6;
+    int64_t d6[6] = { n, c, h, 1, w, 1 };
+    memcpy(t6.dim, d6, sizeof d6);
+    tb = t6;
+    tb.dim[3] = tb.dim[5] = k;
+    out.dim[2] = h * k;
+    out.dim[3] = w * k;
+    int v = jm_add(A->c, JM_OP_RESHAPE, &x, 1, NULL, &t6, A->call->loc);
+    v = jm_add(A->c, JM_OP_BROADCAST, &v, 1, NULL, &tb, A->call->loc);
+    return jm_emit(A, JM_OP_RESHAPE, &v, 1, NULL, &out);
+}
+
 static jm_value jm_b_onehot(jm_args *A, int which) {
     static const char *const names[] = { "labels", "classes", NULL };
     if (jm_check_arity(A, 2, 2, names)) return jm_v_err();
@@ -797,79 +839,7 @@ static jm_value jm_b_len(jm_args *A, int which) {
 
 /* ---- gradients --------------------------------------------------------------------------- */
 
-/* Does a loop body (or one nested in it) read any parameter? */
-static int jm_body_reads_params(jm_module *m, int body) {
-    jm_graph *b = &m->graphs[body];
-    for (int i = 0; i < b->nnode; i++) {
-        if (b->node[i].op == JM_OP_PARAM) return 1;
-        if (b->node[i].op == JM_OP_LOOP && jm_body_reads_params(m, (int)b->node[i].attr.i[0])) return 1;
-    }
-    return 0;
-}
-
-/* The parameters a loss depends on: PARAM nodes among its ancestors in the current
-   graph. Gradients do not flow through detach() or a sampler's loop, so the walk
-   stops there. Sorted by global index (declaration order). */
-static int jm_loss_params(jm_ctx *c, int loss, jm_loc loc, int **out) {
-    jm_module *m = c->E->m;
-    jm_graph *g = &m->graphs[c->g];
-    char *seen = calloc((size_t)g->nnode + 1, 1);
-    char *used = calloc((size_t)m->nglobals + 1, 1);
-    int *stack = malloc(sizeof(int) * ((size_t)g->nnode + 1));
-    int sp = 0, n = 0;
-    stack[sp++] = loss;
-    seen[loss] = 1;
-    int sampler_line = 0;
-    while (sp) {
-        jm_node *nd = &g->node[stack[--sp]];
-        if (nd->op == JM_OP_PARAM) used[nd->attr.i[0]] = 1;
-        if (nd->op == JM_OP_LOOP && jm_body_reads_params(m, (int)nd->attr.i[0])) sampler_line = nd->loc.line;
-        if (nd->op == JM_OP_STOP_GRAD || nd->op == JM_OP_LOOP) continue;
-        for (int s = 0; s < nd->nsrc; s++)
-            if (!seen[nd->src[s]]) { seen[nd->src[s]] = 1; stack[sp++] = nd->src[s]; }
-    }
-    *out = jm_arena_alloc(c->E->a, sizeof(int) * ((size_t)m->nglobals + 1));
-    for (int i = 0; i < m->nglobals; i++) if (used[i]) (*out)[n++] = i;
-    free(seen); free(used); free(stack);
-    /* the same rule as autodiff's: gradients do not flow through a sampler, so a
-       loss that reaches parameters through one must say so with detach() */
-    if (sampler_line) {
-        jm_diag_error(c->E->d, loc,
-                      "grad(..., params): the loss depends on a sampler's result (line %d), and gradients do not flow "
-                      "through sampler loops; wrap the sampler call in detach() to treat its samples as constants", sampler_line);
-        return -1;
-    }
-    return n;
-}
-
-jm_value jm_params_grad(jm_ctx *c, int loss, jm_loc loc) {
-    jm_module *m = c->E->m;
-    jm_value v = jm_v_err();
-    v.kind = JM_V_PARAMS;
-    int *globals;
-    int n = jm_loss_params(c, loss, loc, &globals);
-    if (n < 0) return jm_v_err();
-    if (n == 0) {
-        jm_diag_error(c->E->d, loc, "grad(..., params): the loss depends on no parameters");
-        return jm_v_err();
-    }
-    v.items = jm_arena_alloc(c->E->a, sizeof(jm_value) * (size_t)n);
-    v.globals = jm_arena_alloc(c->E->a, sizeof(int) * (size_t)n);
-    for (int k = 0; k < n; k++) {
-        int i = globals[k];
-        jm_attr at = jm_attr0();
-        at.i[0] = i;
-        int p = jm_add(c, JM_OP_PARAM, NULL, 0, &at, NULL, loc);
-        if (p < 0) return jm_v_err();
-        m->graphs[c->g].node[p].name = m->globals[i].name;
-        int src[2] = { loss, p };
-        int g = jm_add(c, JM_OP_GRAD, src, 2, NULL, NULL, loc);
-        if (g < 0) return jm_v_err();
-        v.items[v.nitems] = jm_v_tensor(c, g);
-        v.globals[v.nitems++] = i;
-    }
-    return v;
-}
+/* grad(loss, params) is jm_params_grad, in elab_params.c with the parameters' current values. */
 
 static jm_value jm_b_grad(jm_args *A, int which) {
     static const char *const names[] = { "y", "wrt", NULL };
@@ -916,7 +886,7 @@ static const struct { const char *name; jm_builtin_fn fn; int which; } jm_builti
     { "reshape", jm_b_reshape, 0 },             { "flatten", jm_b_flatten, 0 },
     { "permute", jm_b_permute, 0 },             { "transpose", jm_b_transpose, 0 },
     { "concat", jm_b_concat, 0 },               { "pad", jm_b_pad, 0 },
-    { "onehot", jm_b_onehot, 0 },
+    { "onehot", jm_b_onehot, 0 },              { "upsample", jm_b_upsample, 0 },
     { "zeros", jm_b_fill, 0 },                  { "ones", jm_b_fill, 1 },
     { "full", jm_b_fill, 2 },
     { "uniform", jm_b_random, JM_OP_RNG_UNIFORM }, { "normal", jm_b_random, JM_OP_RNG_NORMAL },

@@ -172,6 +172,58 @@ static int jm_load_file(jm_elab *E, const char *path, jm_loc from) {
     return 0;
 }
 
+/* One model name in an optimizer's params=: 0, or -1 after an error. */
+static int jm_params_model(jm_elab *E, jm_expr *e, const char **out) {
+    jm_gsym *s = e->kind == JM_E_NAME ? jm_elab_find_sym(E, e->str) : NULL;
+    if (s && s->kind == JM_G_DECL && s->decl->kind == JM_D_MODEL) { *out = s->decl->name; return 0; }
+    if (e->kind != JM_E_NAME) {
+        const char *got = e->kind == JM_E_INT || e->kind == JM_E_FLOAT ? "a number" : e->kind == JM_E_BOOL ? "a bool"
+                        : e->kind == JM_E_CALL ? "a call" : e->kind == JM_E_LIST ? "a nested list" : "an expression";
+        jm_diag_error(E->d, e->loc, "params= takes a model name, a list of model names or a string scope prefix, got %s", got);
+        return -1;
+    }
+    int n = 0;
+    const char **names = jm_arena_alloc(E->a, sizeof(char *) * (size_t)(E->nsyms + 1));
+    for (int k = 0; k < E->nsyms; k++)
+        if (E->syms[k].kind == JM_G_DECL && E->syms[k].decl->kind == JM_D_MODEL) names[n++] = E->syms[k].name;
+    const char *best = jm_diag_closest(e->str, names, n);
+    static const char *const kinds[] = { "an import", "a config constant", "a block", "a model", "an energy", "a sampler",
+                                         "a program", "a state variable", "a data set", "an optimizer", "an extern" };
+    if (s) jm_diag_error(E->d, e->loc, "'%s' is %s, not a model: params= takes model names or a string scope prefix", e->str,
+                         s->kind == JM_G_CONFIG ? "a config constant" : kinds[s->decl->kind]);
+    else if (best) jm_diag_error(E->d, e->loc, "unknown model '%s' in params=; did you mean '%s'?", e->str, best);
+    else jm_diag_error(E->d, e->loc, "unknown model '%s' in params=", e->str);
+    return -1;
+}
+
+/* An optimizer's params= (language §4.10): a model, a list of models, or a
+   string scope prefix (a string config constant counts as a string). */
+static void jm_optimizer_params(jm_elab *E, jm_decl_record *r, jm_kwarg *kw) {
+    jm_expr *e = kw->value;
+    r->ploc = e->loc;
+    jm_gsym *s = e->kind == JM_E_NAME ? jm_elab_find_sym(E, e->str) : NULL;
+    const char *scope = e->kind == JM_E_STRING ? e->str : s && s->kind == JM_G_CONFIG && s->value.kind == JM_V_STR ? s->value.s : NULL;
+    if (scope) {
+        if (!scope[0] || scope[0] == '.' || scope[strlen(scope) - 1] == '.') {
+            jm_diag_error(E->d, e->loc, "params=\"%s\": a scope prefix is one or more name segments, like \"gen\" or \"gen.fc\"", scope);
+            return;
+        }
+        r->psel = 2;
+        r->pscope = scope;
+        return;
+    }
+    jm_expr **items = e->kind == JM_E_LIST ? e->items : &e;
+    int n = e->kind == JM_E_LIST ? e->nitems : 1;
+    if (n == 0) {
+        jm_diag_error(E->d, e->loc, "params=[]: the list names no model");
+        return;
+    }
+    r->pmodels = jm_arena_alloc(E->a, sizeof(char *) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        if (jm_params_model(E, items[i], &r->pmodels[r->npmodels]) == 0) r->npmodels++;
+    if (r->npmodels == n) r->psel = 1;
+}
+
 static void jm_decl_record_make(jm_elab *E, jm_decl *d, jm_decl_record *r) {
     jm_ctx c = jm_root_ctx(E);
     memset(r, 0, sizeof *r);
@@ -184,6 +236,10 @@ static void jm_decl_record_make(jm_elab *E, jm_decl *d, jm_decl_record *r) {
         return;
     }
     for (int i = 0; i < d->value->nkw; i++) {
+        if (d->kind == JM_D_OPTIMIZER && strcmp(d->value->kw[i].name, "params") == 0) {
+            jm_optimizer_params(E, r, &d->value->kw[i]);
+            continue;
+        }
         jm_value v = jm_eval(&c, d->value->kw[i].value);
         jm_config_value cv = { d->value->kw[i].name, JM_CV_INT, 0, 0, NULL, d->value->kw[i].loc, v.cfg };
         if (v.kind == JM_V_INT) cv.i = v.i;
@@ -241,6 +297,8 @@ static void jm_elab_program(jm_elab *E, jm_decl *d) {
     c.g = m->programs[pi].graph;
     c.prog = &m->programs[pi];
     c.view = c.prog;
+    c.pview = c.prog;
+    E->npnow = 0;                       /* current values of updated parameters are per program */
     if (d->ret) jm_diag_error(E->d, d->ret->loc, "programs have no return type; name their results with 'output'");
     for (int i = 0; i < d->nparams; i++) {
         jm_param *pa = &d->params[i];
@@ -301,7 +359,7 @@ static jm_module *jm_elaborate(jm_elab *E) {
             jm_type t;
             jm_init init;
             if (jm_elab_parse_type(&root, d->type, &t) != 0 || jm_elab_eval_init(&root, d->value, &init) != 0) continue;
-            jm_global g = { d->name, JM_GLOBAL_STATE, t, init, d->name_loc, 0, NULL };
+            jm_global g = { .name = d->name, .kind = JM_GLOBAL_STATE, .type = t, .init = init, .loc = d->name_loc };
             JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         } else if (d->kind == JM_D_DATA || d->kind == JM_D_OPTIMIZER) {
             jm_decl_record r;

@@ -225,6 +225,7 @@ static jm_value jm_call_extern(jm_ctx *c, jm_decl *decl, jm_args *A) {
     jm_ctx defctx;                                 /* defaults see only globals */
     memset(&defctx, 0, sizeof defctx);
     defctx.E = E; defctx.g = c->g; defctx.scope = c->scope; defctx.view = c->view; defctx.loop = c->loop;
+    defctx.pview = c->pview; defctx.models = c->models;
     defctx.depth = c->depth + 1; defctx.path = c->path;
     int *src = jm_arena_alloc(E->a, sizeof(int) * (size_t)(np + 1));
     for (int i = 0; i < np; i++) {
@@ -309,7 +310,11 @@ jm_value jm_elab_call_decl(jm_ctx *c, jm_decl *decl, jm_args *A) {
     callee.scope = c->scope;
     callee.prog = NULL;                 /* blocks compute values; only programs write state and outputs */
     callee.view = c->view;
+    callee.pview = c->pview;
     callee.loop = c->loop;
+    /* parameters created inside a model's call belong to it (optimizer params=) */
+    jm_modelframe frame = { decl->name, c->models };
+    callee.models = decl->kind == JM_D_MODEL ? &frame : c->models;
     callee.depth = c->depth + 1;
     callee.path = jm_path_mix(c, c->path, A->call->loc);
     callee.returns_allowed = 1;
@@ -373,6 +378,7 @@ static jm_value jm_call_sampler(jm_ctx *c, jm_decl *decl, jm_args *A) {
     jm_ctx outer;
     memset(&outer, 0, sizeof outer);
     outer.E = E; outer.g = c->g; outer.scope = c->scope; outer.view = c->view; outer.loop = c->loop;
+    outer.pview = c->pview; outer.models = c->models;
     outer.depth = c->depth + 1;
     if (jm_bind_args(&outer, decl, A, &outer, "sampler") != 0) return jm_v_err();
     jm_value x0 = outer.vars[0].v;
@@ -393,6 +399,7 @@ static jm_value jm_call_sampler(jm_ctx *c, jm_decl *decl, jm_args *A) {
     jm_ctx body;
     memset(&body, 0, sizeof body);
     body.E = E; body.g = L->body; body.scope = c->scope; body.prog = NULL; body.loop = L;
+    body.pview = c->pview; body.models = c->models;      /* parameters updated by minimize: their new values */
     body.depth = c->depth + 1;
     body.path = jm_path_mix(c, c->path, A->call->loc);
     jm_attr at;

@@ -28,6 +28,14 @@ typedef struct jm_loopctx {
 
 typedef struct jm_elab jm_elab;
 
+/* The models whose calls are being elaborated, innermost first: a parameter
+   created now belongs to each of them (optimizer `params=`, §4.10). */
+typedef struct jm_modelframe { const char *name; const struct jm_modelframe *up; } jm_modelframe;
+
+/* A parameter's value after a `minimize` updated it: detach(the new value),
+   made once per update the first time something reads it (elab_params.c). */
+typedef struct { jm_program *prog; int global; int write; int node; } jm_param_now;
+
 typedef struct {
     jm_elab *E;
     int g;                                     /* graph receiving new nodes */
@@ -36,6 +44,8 @@ typedef struct {
     jm_program *prog;                          /* in a program's own body (outputs, state writes), else NULL */
     jm_program *view;                          /* the program whose pending state writes reads see (also in blocks) */
     jm_loopctx *loop;                          /* inside a sampler body, else NULL */
+    jm_program *pview;                         /* the program whose parameter updates reads see (also in samplers) */
+    const jm_modelframe *models;               /* the models being called here, innermost first */
     int depth;                                 /* call depth */
     uint32_t path;                             /* hash of the call sites (and repeat iterations) leading here */
     jm_value *ret; int nret; int returned;
@@ -58,6 +68,7 @@ struct jm_elab {
     int eval_depth;                            /* nesting of jm_eval (see JM_MAX_EVAL_DEPTH) */
     int knobs;                                 /* config constants used as tensors become run-time knobs (jm_elab_knob_node) */
     const char *const *fixed; int nfixed;      /* config constants that are also compiled in: always constants */
+    jm_param_now *pnow; int npnow, cappnow;    /* updated parameters' current values (elab_params.c) */
 };
 
 /* The evaluated arguments of a call (of a declaration or a built-in). */
@@ -112,10 +123,21 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s);
 void jm_elab_stmt_buffer(jm_ctx *c, jm_stmt *s);
 void jm_elab_stmt_update(jm_ctx *c, jm_stmt *s);
 
+/* elab_params.c: parameters as minimize leaves them, and grad(loss, params) */
+/* The value a read of parameter gi gives now: detach(its pending update) after
+   a minimize in this program updated it, else a PARAM node (start value). */
+jm_value jm_elab_param_now(jm_ctx *c, int gi, jm_loc loc);
+/* grad(loss, params) restricted to optimizer opt's parameter set (opt NULL:
+   every parameter). Reports a loss that depends on none of them. */
+jm_value jm_elab_params_grad(jm_ctx *c, int loss, jm_loc loc, const jm_decl_record *opt);
+/* Is parameter gi in optimizer opt's `params=` set? */
+int  jm_elab_opt_has(const jm_module *m, const jm_decl_record *opt, int gi);
+
 /* builtins.c */
 int  jm_builtin_exists(const char *name);
 const char *const *jm_builtin_names(int *n);
 jm_value jm_builtin_call(jm_args *A);
-/* grad(loss, params): one GRAD node per parameter, output as "<name>.<param>". */
+/* grad(loss, params): one GRAD node per parameter, output as "<name>.<param>"
+   (elab_params.c). */
 jm_value jm_params_grad(jm_ctx *c, int loss, jm_loc loc);
 #endif

@@ -39,7 +39,8 @@ int jm_elab_knob_global(jm_ctx *c, jm_value v, jm_loc loc) {
     int gi = jm_module_find_global(m, name);
     if (gi >= 0) return m->globals[gi].knob ? gi : -1;
     jm_type t = jm_type_make(v.kind == JM_V_FLOAT ? JM_F32 : JM_I64, 0, NULL);
-    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_CONST, v.kind == JM_V_FLOAT ? v.f : (double)v.i, 0 }, loc, 0, v.cfg };
+    jm_global g = { .name = name, .kind = JM_GLOBAL_STATE, .type = t, .init = { JM_INIT_CONST, v.kind == JM_V_FLOAT ? v.f : (double)v.i, 0 },
+                    .loc = loc, .knob = v.cfg };
     JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
     return m->nglobals - 1;
 }
@@ -117,7 +118,14 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
     const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
     int gi = jm_module_find_global(m, full);
     if (gi < 0) {
-        jm_global g = { full, kind, t, init, s->name_loc, 1, NULL };
+        jm_global g = { .name = full, .kind = kind, .type = t, .init = init, .loc = s->name_loc, .from_block = 1 };
+        if (kind == JM_GLOBAL_PARAM) {
+            /* it belongs to every model being called now (optimizer params=, §4.10) */
+            for (const jm_modelframe *f = c->models; f; f = f->up) g.nmodels++;
+            g.models = jm_arena_alloc(E->a, sizeof(char *) * (size_t)(g.nmodels + 1));
+            int k = 0;
+            for (const jm_modelframe *f = c->models; f; f = f->up) g.models[k++] = f->name;
+        }
         JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         return m->nglobals - 1;
     }
@@ -139,7 +147,8 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
 
 void jm_elab_stmt_param(jm_ctx *c, jm_stmt *s) {
     int gi = jm_declare_global(c, s, JM_GLOBAL_PARAM);
-    if (gi >= 0) jm_elab_set_var(c, s->name, jm_elab_state_value(c, gi, s->loc));
+    /* after a minimize in this program updated it, its new value (§13.3) */
+    if (gi >= 0) jm_elab_set_var(c, s->name, jm_elab_param_now(c, gi, s->loc));
 }
 
 int jm_elab_is_state_name(jm_ctx *c, const char *name) {
@@ -226,6 +235,8 @@ void jm_elab_stmt_output(jm_ctx *c, jm_stmt *s) {
 
 /* ---- optimizers and minimize ------------------------------------------- */
 
+static jm_value jm_state_now(jm_ctx *c, int gi, jm_loc loc);
+
 static jm_decl_record *jm_find_optimizer(jm_module *m, const char *name) {
     for (int i = 0; i < m->noptimizers; i++)
         if (strcmp(m->optimizers[i].name, name) == 0) return &m->optimizers[i];
@@ -254,7 +265,7 @@ static int jm_new_state(jm_ctx *c, const char *name, jm_type t, jm_loc loc) {
     jm_module *m = c->E->m;
     int gi = jm_module_find_global(m, name);
     if (gi >= 0) return gi;
-    jm_global g = { name, JM_GLOBAL_STATE, t, { JM_INIT_ZEROS, 0, 0 }, loc, 0, NULL };
+    jm_global g = { .name = name, .kind = JM_GLOBAL_STATE, .type = t, .init = { JM_INIT_ZEROS, 0, 0 }, .loc = loc };
     JM_VEC_PUSH(c->E->a, m->globals, m->nglobals, m->capglobals, g);
     return m->nglobals - 1;
 }
@@ -311,7 +322,9 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
         jm_diag_error(E->d, s->value->loc, "the loss must be a floating-point scalar, got %s", jm_type_str(&lt, s1, sizeof s1));
         return;
     }
-    jm_value grads = jm_params_grad(c, loss, s->loc);
+    /* the parameters of opt's set that the loss depends on, at their current
+       values: a second minimize steps from what the first one left (§13.3) */
+    jm_value grads = jm_elab_params_grad(c, loss, s->loc, opt);
     if (grads.kind == JM_V_ERR) return;
     jm_write_grad_norm(c, opt, &grads, s->loc);
     int is_adam = strcmp(opt->kind, "adam") == 0 || strcmp(opt->kind, "adamw") == 0;
@@ -322,7 +335,7 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     /* step counter t (i64 scalar), incremented once per call */
     jm_type st = jm_type_make(JM_I64, 0, NULL);
     int sg = jm_new_state(c, jm_arena_printf(E->a, "%s.step", opt->name), st, opt->loc);
-    int step = jm_elab_state_value(c, sg, loc).node;
+    int step = jm_state_now(c, sg, loc).node;
     int one = jm_const_node(c, 1, JM_I64, loc);
     int t_src[2] = { step, one };
     int t = jm_add(c, JM_OP_ADD, t_src, 2, NULL, NULL, loc);
@@ -361,7 +374,7 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
         int gi = grads.globals[i];
         jm_global *pg = &m->globals[gi];
         jm_type pt = pg->type;
-        jm_value p = jm_elab_state_value(c, gi, loc), g = grads.items[i];
+        jm_value p = jm_elab_param_now(c, gi, loc), g = grads.items[i];
         jm_value lrv = jm_v_tensor(c, lrn);
         if (wd != 0 && strcmp(opt->kind, "adamw") != 0)
             g = jm_binary(c, JM_T_PLUS, g, jm_binary(c, JM_T_STAR, jm_v_float(wd), p, loc), loc);
@@ -369,7 +382,7 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
         if (is_adam) {
             int mg = jm_new_state(c, jm_arena_printf(E->a, "%s.m.%s", opt->name, pg->name), pt, opt->loc);
             int vg = jm_new_state(c, jm_arena_printf(E->a, "%s.v.%s", opt->name, pg->name), pt, opt->loc);
-            jm_value mv = jm_elab_state_value(c, mg, loc), vv = jm_elab_state_value(c, vg, loc);
+            jm_value mv = jm_state_now(c, mg, loc), vv = jm_state_now(c, vg, loc);
             mv = jm_binary(c, JM_T_PLUS, jm_binary(c, JM_T_STAR, jm_v_float(b1), mv, loc),
                            jm_binary(c, JM_T_STAR, jm_v_float(1 - b1), g, loc), loc);
             vv = jm_binary(c, JM_T_PLUS, jm_binary(c, JM_T_STAR, jm_v_float(b2), vv, loc),
@@ -388,7 +401,7 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
             upd = g;
             if (mom != 0) {
                 int bg = jm_new_state(c, jm_arena_printf(E->a, "%s.momentum.%s", opt->name, pg->name), pt, opt->loc);
-                jm_value buf = jm_elab_state_value(c, bg, loc);
+                jm_value buf = jm_state_now(c, bg, loc);
                 buf = jm_binary(c, JM_T_PLUS, jm_binary(c, JM_T_STAR, jm_v_float(mom), buf, loc), g, loc);
                 if (buf.kind == JM_V_ERR) return;
                 jm_elab_write_state(c, bg, buf.node, loc);

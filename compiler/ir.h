@@ -64,6 +64,8 @@ typedef struct {
     jm_loc loc;
     int from_block;            /* declared by a block (param or buffer), not by a top-level `state` */
     const char *knob;          /* a run-time knob: the config constant it holds (global "config.NAME", init CONST) */
+    const char **models; int nmodels;   /* parameters: the models whose calls were being elaborated when it was created */
+    int bounded; double lo, hi;         /* parameters: `in [lo, hi]`, every minimize update is clamped to it */
 } jm_global;
 
 typedef struct { const char *name; int node; jm_loc loc; } jm_binding;
@@ -86,6 +88,9 @@ typedef struct {
     const char *name; jm_loc loc;
     const char *kind;                       /* "idx", "cifar10", "csv", "adam", ... */
     jm_config_value *args; int nargs;
+    /* optimizers: `params=` (language §4.10). psel 0: every parameter; 1: the
+       parameters of the models pmodels; 2: the parameters named pscope or pscope.* */
+    int psel; const char **pmodels; int npmodels; const char *pscope; jm_loc ploc;
 } jm_decl_record;                           /* optimizers (read by `minimize`) and data sets (checked and kept; `train --data` supplies the data) */
 
 typedef struct {

@@ -175,13 +175,16 @@ typedef struct {
     const char *vname, *cname, *rname;
     int64_t vat, cat;
 } jc_worst;
+/* error / tolerance, where a tolerance of 0 (bitwise) makes any error infinitely bad
+   (e / 0 against 0 / 0 = NaN compares false: a bitwise case could not fail) */
+static double jc_ratio(double e, double tol) { return tol > 0 ? e / tol : e > 0 ? INFINITY : 0; }
 static void jc_note_value(jc_worst *w, const char *label, const char *name, double e, double tol, int64_t at) {
-    if (e / tol > w->value / w->vtol || isnan(e)) { w->value = e; w->vtol = tol; w->vname = name; w->vat = at; }
+    if (jc_ratio(e, tol) > jc_ratio(w->value, w->vtol) || isnan(e)) { w->value = e; w->vtol = tol; w->vname = name; w->vat = at; }
     if (getenv("JEMC_TEST_REPORT")) printf("# report %s %s value %.3g\n", label, name, e);
 }
 static void jc_note_change(jc_worst *w, const char *label, const char *name, double e, int64_t at, double rms, double rtol) {
     if (e > w->change) { w->change = e; w->cname = name; w->cat = at; }
-    if (rms / rtol > w->rms / w->rtol || isnan(rms)) { w->rms = rms; w->rtol = rtol; w->rname = name; }
+    if (jc_ratio(rms, rtol) > jc_ratio(w->rms, w->rtol) || isnan(rms)) { w->rms = rms; w->rtol = rtol; w->rname = name; }
     if (getenv("JEMC_TEST_REPORT")) printf("# report %s %s change %.3g rms %.3g\n", label, name, e, rms);
 }
 

@@ -268,6 +268,58 @@ static void jc_memory(const char *file, const char *const *defs, int ndefs) {
     jt_unload(&c.u);
 }
 
+/* Two optimizers in one program, compiled (language §13.3, §4.10): the second
+   loss reads f after the first update; o1 updates only model f, o2 only scope
+   "gen"; u is in neither. The numbers are t_interp's, worked out by hand:
+   x = (1, 2), two runs. Then the same program against the interpreter. */
+static void jc_two_optimizers(void) {
+    static const char text[] =
+        "model f(x: f32[2]) -> f32[] {\n param w: f32[2] = 1\n return sum(w * x)\n}\n"
+        "model g(x: f32[2]) -> f32[] {\n param v: f32[2] = 2\n return sum(v * x)\n}\n"
+        "block other(x) {\n param u: f32[2] = 3\n return sum(u * x)\n}\n"
+        "optimizer o1 = sgd(lr=0.05, params=f)\noptimizer o2 = sgd(lr=0.5, momentum=0.9, params=\"gen\")\n"
+        "program step(x: f32[2]) {\n l1 = f(x) * g(x) as gen + other(x) as o\n minimize l1 with o1\n"
+        " l2 = f(x) * g(x) as gen + other(x) as o\n minimize l2 with o2\n output l1\n output l2\n}\n";
+    static const struct { const char *name; float want[2][2]; } w[] = {
+        { "w", { { 0.7f, 0.4f }, { 0.5875f, 0.175f } } },
+        { "gen.v", { { 1.25f, 0.5f }, { 0.10625f, -1.7875f } } },
+        { "o.u", { { 3, 3 }, { 3, 3 } } },
+        { "o2.momentum.gen.v", { { 1.5f, 3 }, { 2.2875f, 4.575f } } },
+    };
+    static const float l_want[2][2] = { { 27, 18 }, { 12.375f, 11.109375f } };
+    jc_module c;
+    if (!ok(jc_compile(&c, text, NULL, NULL, 0) == 0, "two optimizers: compiles")) {
+        tap_diag("%s", c.u.errors ? c.u.errors : "");
+        jc_free(&c);
+        return;
+    }
+    jm_rt rt;
+    jm_rt_open(&rt, &c.plan.table, c.fns, 5);
+    float x[2] = { 1, 2 }, l1 = 0, l2 = 0;
+    const void *in[1] = { x };
+    void *out[2] = { &l1, &l2 };
+    for (int r = 0; r < 2; r++) {
+        int good = jm_rt_run(&rt, jm_table_find_program(&c.plan.table, "step"), in, out) == 0;
+        double err = fmax(fabs(l1 - l_want[r][0]) / l_want[r][0], fabs(l2 - l_want[r][1]) / l_want[r][1]);
+        for (size_t k = 0; good && k < sizeof w / sizeof w[0]; k++) {
+            int gi = jm_module_find_global(c.u.m, w[k].name);
+            if (gi < 0) { good = 0; tap_diag("no global %s", w[k].name); continue; }
+            const float *v = jm_rt_global_read(&rt, gi);
+            double scale = fmax(fabs(w[k].want[r][0]), fabs(w[k].want[r][1]));
+            for (int i = 0; i < 2; i++) err = fmax(err, fabs(v[i] - w[k].want[r][i]) / scale);
+        }
+        good = good && jm_module_find_global(c.u.m, "o2.momentum.o.u") < 0 && jm_module_find_global(c.u.m, "o2.momentum.w") < 0;
+        ok(good && err <= 1e-6, "two optimizers, compiled, run %d: parameters, momentum and losses as worked out by hand (error %.2g <= 1e-6)",
+           r + 1, err);
+    }
+    jm_rt_close(&rt);
+    jt_unit ui;
+    jm_module *mi = jc_load(&ui, text, NULL, NULL, 0);
+    if (ok(mi != NULL, "two optimizers: loads for the interpreter")) jc_compare("two optimizers", mi, &c, "step", 1, 2, 2, 2e-6, 2);
+    jt_unload(&ui);
+    jc_free(&c);
+}
+
 int main(void) {
     static const jc_case cases[] = {
         { "neg", 0, "f32[5,7]", "f32[5,7]", "-x", -1, 1, 0, 0, 1 },
@@ -318,6 +370,10 @@ int main(void) {
         { "conv_transpose2d", 0, "f32[1,4,3,3]", "f32[1,6,6,6]", "conv_transpose2d(x, k, stride=2, padding=1, output_padding=1, groups=2)",
           -1, 1, "k: f32[4,3,3,3]", 2e-5, 1 },
         { "avg_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "avg_pool2d(x, 2)", -1, 1, 0, 2e-6, 1 },
+        { "upsample (alone: a copy kernel)", 0, "f32[2,3,3,5]", "f32[2,3,6,10]", "upsample(x, 2)", -1, 1, 0, 0, 1 },
+        { "upsample fused into its reader", 0, "f32[2,3,3,5]", "f32[2,3,9,15]", "relu(upsample(exp(x), 3)) * 2.0", -1, 1, 0, 2e-6, 1 },
+        { "upsample between convolutions", 0, "f32[2,3,4,3]", "f32[2,2,8,6]", "conv2d(upsample(conv2d(x, k, padding=1), 2), k2, padding=1)",
+          -1, 1, "k: f32[4,3,3,3], k2: f32[2,4,3,3]", 2e-5, 1 },
         { "max_pool2d", 0, "f32[2,3,6,6]", "f32[2,3,3,3]", "max_pool2d(x, 2)", -1, 1, 0, 0, 1 },
         { "batch_norm (training statistics)", "import \"graphs/lib/norm.graph\"\n", "f32[4,3,2,2]", "f32[4,3,2,2]",
           "batch_norm(x, 3, true) as bn", -1, 1, 0, 2e-5, 1 },
@@ -329,6 +385,7 @@ int main(void) {
           "f32[4]", 0, "outer(x)", -1, 1, 0, 2e-6, 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) jc_op_case(&cases[i]);
+    jc_two_optimizers();
 
     const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3" };
     const char *wrn[] = { "batch=2", "depth=10", "widen=1", "classes=5", "buffer_size=10", "sgld_steps=2" };

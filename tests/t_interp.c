@@ -75,6 +75,51 @@ static const char *G(const char *body) {
     return buf;
 }
 
+/* Runs program 0 of `text` `runs` times on input x (2 doubles), then checks
+   each named global against its expected values (nwant each; NULL want: the
+   global must not exist). */
+typedef struct { const char *name; double want[2]; int n; } jt_gwant;
+static void check_globals(const char *label, const char *text, const double *x, int runs, const jt_gwant *w, int nw) {
+    jt_unit u;
+    jt_load(&u, text);
+    int good = u.m != NULL && jm_autodiff(u.m, &u.d) == 0;
+    if (!good) { fflush(u.errf); tap_diag("%s", u.errors); }
+    if (good) {
+        jm_interp I;
+        jm_interp_init(&I, u.m, 1);
+        jm_tensor in, *o = NULL;
+        jm_tensor_alloc(&in, &u.m->graphs[u.m->programs[0].graph].node[u.m->programs[0].inputs[0].node].type);
+        in.data[0] = x[0]; in.data[1] = x[1];
+        for (int r = 0; r < runs && good; r++) {
+            good = jm_interp_run(&I, 0, &in, &o) == 0;
+            if (!good) tap_diag("run %d: %s", r + 1, I.err);
+            for (int k = 0; o && k < u.m->programs[0].noutputs; k++) jm_tensor_free(&o[k]);
+            free(o);
+            o = NULL;
+        }
+        for (int k = 0; k < nw && good; k++) {
+            int gi = jm_module_find_global(u.m, w[k].name);
+            if (w[k].n == 0) {
+                if (gi >= 0) { good = 0; tap_diag("global %s exists; it should not", w[k].name); }
+                continue;
+            }
+            if (gi < 0) { good = 0; tap_diag("no global %s", w[k].name); continue; }
+            for (int i = 0; i < w[k].n; i++) {
+                /* each tensor at its own scale */
+                double scale = fmax(fabs(w[k].want[0]), fabs(w[k].want[w[k].n - 1]));
+                if (!(fabs(I.globals[gi].data[i] - w[k].want[i]) <= 1e-12 * scale)) {
+                    good = 0;
+                    tap_diag("%s[%d] = %.17g, expected %.17g", w[k].name, i, I.globals[gi].data[i], w[k].want[i]);
+                }
+            }
+        }
+        jm_tensor_free(&in);
+        jm_interp_free(&I);
+    }
+    ok(good, "%s", label);
+    jt_unload(&u);
+}
+
 int main(void) {
     double x16[16];
     for (int i = 0; i < 16; i++) x16[i] = i;
@@ -379,6 +424,43 @@ int main(void) {
             ok(good, "%s", names[k]);
             jt_unload(&u);
         }
+    }
+    /* minimize in sequence (language §13.3) and optimizers over part of the
+       parameters (params=, §4.10). x = (1, 2); f = w.x, g = v.x, o = u.x.
+       Run 1: w = 1, v = 2, u = 3: f = 3, g = 6. l1 = f g + o: o1 (sgd 0.05,
+       f only) steps w by 0.05 g x = (0.3, 0.6): w = (0.7, 0.4), f = 1.5.
+       l2 reads the new f: dl2/dv = f x = (1.5, 3); o2 (sgd 0.5, momentum 0.9,
+       scope "gen") buf = (1.5, 3), v = 2 - 0.5 buf = (1.25, 0.5). (With the
+       old f = 3 it would be (0.5, -1).) u is in neither set: no change, no
+       momentum buffer. Run 2: g = 2.25; w -= 0.05 * 2.25 x: (0.5875, 0.175),
+       f = 0.9375; buf = 0.9 (1.5, 3) + 0.9375 x = (2.2875, 4.575);
+       v = (1.25, 0.5) - 0.5 buf = (0.10625, -1.7875). */
+    {
+        static const char two[] =
+            "model f(x: f64[2]) -> f64[] {\n param w: f64[2] = 1\n return sum(w * x)\n}\n"
+            "model g(x: f64[2]) -> f64[] {\n param v: f64[2] = 2\n return sum(v * x)\n}\n"
+            "block other(x) {\n param u: f64[2] = 3\n return sum(u * x)\n}\n"
+            "optimizer o1 = sgd(lr=0.05, params=f)\noptimizer o2 = sgd(lr=0.5, momentum=0.9, params=\"gen\")\n"
+            "program step(x: f64[2]) {\n l1 = f(x) * g(x) as gen + other(x) as o\n minimize l1 with o1\n"
+            " l2 = f(x) * g(x) as gen + other(x) as o\n minimize l2 with o2\n output l2\n}\n";
+        const double x[2] = { 1, 2 };
+        const jt_gwant w1[] = { { "w", { 0.7, 0.4 }, 2 }, { "gen.v", { 1.25, 0.5 }, 2 }, { "o.u", { 3, 3 }, 2 },
+                                { "o2.momentum.gen.v", { 1.5, 3 }, 2 }, { "o1.step", { 1 }, 1 }, { "o2.step", { 1 }, 1 },
+                                { "o2.momentum.w", { 0 }, 0 }, { "o2.momentum.o.u", { 0 }, 0 } };
+        check_globals("two optimizers: the second loss reads f after the first update; each updates only its set", two, x, 1, w1, 8);
+        const jt_gwant w2[] = { { "w", { 0.5875, 0.175 }, 2 }, { "gen.v", { 0.10625, -1.7875 }, 2 }, { "o.u", { 3, 3 }, 2 },
+                                { "o2.momentum.gen.v", { 2.2875, 4.575 }, 2 }, { "o1.step", { 2 }, 1 }, { "o2.step", { 2 }, 1 } };
+        check_globals("two optimizers, second run: from the committed parameters and momentum", two, x, 2, w2, 6);
+        /* one optimizer twice in a program: the second step starts from the first's
+           parameters, moments and step counter, as two runs of one step do
+           (g = x = (2, -3): each Adam step moves p by lr g / (|g| + eps)) */
+        const double x2[2] = { 2, -3 };
+        const jt_gwant w3[] = { { "m.p", { 1 - 0.2 * 2 / (2 + 1e-8), 1 + 0.2 * 3 / (3 + 1e-8) }, 2 }, { "opt.step", { 2 }, 1 },
+                                { "opt.m.m.p", { 0.19 * 2, -0.19 * 3 }, 2 } };
+        check_globals("a second minimize with the same optimizer takes its next step",
+                      "block lin(x) {\n param p: f64[2] = 1\n return sum(p * x)\n}\noptimizer opt = adam(lr=0.1)\n"
+                      "program step(x: f64[2]) {\n minimize lin(x) as m with opt\n l = lin(x) as m\n minimize l with opt\n output l\n}\n",
+                      x2, 1, w3, 3);
     }
     /* persistent state: writes are committed at the end of a run */
     {

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch reference for tests/parity/layers.graph: conv_transpose2d (groups 2,
 stride 2, output_padding 1), BatchNorm2d in training mode called twice (outputs and
-running statistics) and in eval mode, GroupNorm. Writes DIR/state.safetensors
+running statistics) and in eval mode, GroupNorm, nearest upsampling x2 and x3 and its
+gradient. Writes DIR/state.safetensors
 (initial parameters and buffers), DIR/inputs.safetensors, DIR/expected.safetensors
 (outputs) and DIR/expected_state.safetensors (state after the training program).
 Run with Debian's /usr/bin/python3 (python3-torch)."""
@@ -46,13 +47,21 @@ def main(out):
     state = [("bn." + k, v.clone()) for k, v in bn.state_dict().items()]
     state += [("gn." + k, v.clone()) for k, v in gn.state_dict().items()]
     write(os.path.join(out, "state.safetensors"), state)
-    write(os.path.join(out, "inputs.safetensors"), [("x", x), ("w", w), ("g", g)])
+    u = torch.randn(2, 3, 3, 4, dtype=dt, requires_grad=True)
+    d2 = torch.randn(2, 3, 6, 8, dtype=dt)
+    d3 = torch.randn(2, 3, 9, 12, dtype=dt)
+    write(os.path.join(out, "inputs.safetensors"), [("x", x), ("w", w), ("g", g), ("u", u), ("d2", d2), ("d3", d3)])
+    up = torch.nn.functional.interpolate
+    up2, up3 = up(u, scale_factor=2, mode="nearest"), torch.nn.Upsample(scale_factor=3)(u)
+    loss = (up2 * d2).sum() + (up(u * u, scale_factor=3, mode="nearest") * d3).sum()
+    (up_grad,) = torch.autograd.grad(loss, u)
     bn_eval = bn.eval()(g)
     bn.train()
     convt = torch.nn.functional.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, groups=2)
     bn1 = bn(g)
     bn2 = bn(g * 2.0 + 1.0)
-    expected = [("convt", convt), ("bn1", bn1), ("bn2", bn2), ("gn", gn(g)), ("bn", bn_eval)]
+    expected = [("convt", convt), ("bn1", bn1), ("bn2", bn2), ("gn", gn(g)), ("bn", bn_eval),
+                ("up2", up2), ("up3", up3), ("up_grad", up_grad)]
     write(os.path.join(out, "expected.safetensors"), expected)
     write(os.path.join(out, "expected_state.safetensors"), [("bn." + k, v) for k, v in bn.state_dict().items()])
 

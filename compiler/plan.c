@@ -989,6 +989,18 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
     return 0;
 }
 
+/* Is knob global gl an optimizer's learning rate (`adam(lr=NAME)` with NAME a
+   config constant)? The table says so in the knob's b (rt_table.h): train's
+   schedule and divergence guard scale every such knob. */
+static int jm_is_lr_knob(const jm_module *m, const jm_global *gl) {
+    for (int o = 0; gl->knob && o < m->noptimizers; o++)
+        for (int i = 0; i < m->optimizers[o].nargs; i++) {
+            const jm_config_value *a = &m->optimizers[o].args[i];
+            if (strcmp(a->name, "lr") == 0 && a->cfg && strcmp(a->cfg, gl->knob) == 0) return 1;
+        }
+    return 0;
+}
+
 int jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d) {
     memset(P, 0, sizeof *P);
     P->m = m;
@@ -1005,7 +1017,7 @@ int jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d) {
         tg->init = gl->init.kind == JM_INIT_ZEROS ? JM_GINIT_ZEROS : gl->init.kind == JM_INIT_CONST ? JM_GINIT_CONST
                  : gl->init.kind == JM_INIT_UNIFORM ? JM_GINIT_UNIFORM : gl->init.kind == JM_INIT_NORMAL ? JM_GINIT_NORMAL : JM_GINIT_NONE;
         tg->a = gl->init.a;
-        tg->b = gl->init.b;
+        tg->b = tg->kind == JM_GKIND_CONFIG ? jm_is_lr_knob(m, gl) : gl->init.b;
         off += (jm_bytes(&gl->type) + JM_ALIGN - 1) / JM_ALIGN * JM_ALIGN;
     }
     t->state_bytes = off;

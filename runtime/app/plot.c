@@ -1202,7 +1202,7 @@ static const jm_plot_group jm_plot_groups[] = {
     {"loss.png", "loss", "loss", 0, 1, {"loss"}, {"loss_"}},
     {"energy.png", "energy", "energy", 0, 0, {"e_data", "e_sample"}, {"e_"}},
     {"accuracy.png", "accuracy", "accuracy", 0, 0, {"acc"}, {"acc_", "test_acc"}},
-    {"lr.png", "learning rate", "lr", 0, 0, {"lr"}, {NULL}},
+    {"lr.png", "learning rate", "lr", 0, 0, {"lr"}, {"lr."}},
     {"grad_norm.png", "gradient norm", "grad_norm", 1, 0, {NULL}, {"grad_norm"}},
 };
 #define JM_PLOT_NGROUPS ((int)(sizeof jm_plot_groups / sizeof jm_plot_groups[0]))

@@ -33,6 +33,7 @@
 #include "image.h"
 #include "rt_args.h"
 #include "engine/rt_knobs.h"
+#include "rt_sample.h"
 #include "rt_session.h"
 #include "engine/names.h"
 #include "engine/rt_state.h"
@@ -74,10 +75,15 @@ static const struct { const char *name; int locked, path; } jm_run_options[] = {
 };
 enum { JM_TRAIN_NRUN = (int)(sizeof jm_run_options / sizeof jm_run_options[0]), JM_TRAIN_MAXARGS = 48 };
 
+/* The optimizers' learning rates the schedule sets (the knobs the program
+   table marks, JM_KNOB_IS_LR) and the gradient norms the guard watches (state
+   "OPT.grad_norm"): at most this many of each. */
+enum { JM_TRAIN_MAXLR = 8, JM_TRAIN_MAXGN = 8 };
+
 /* The loop's position and the guard's memory: saved in checkpoint metadata. */
 typedef struct {
     int64_t it;              /* iterations done */
-    double lr_base;          /* config.lr before the schedule and the guard's cuts */
+    double lr_base[JM_TRAIN_MAXLR]; /* each learning-rate knob before the schedule and the guard's cuts */
     double lr_scale;         /* product of the guard's cuts */
     int64_t rollbacks;
 } jm_train_pos;
@@ -93,7 +99,7 @@ typedef struct {
 /* what a phase asks of the loop */
 typedef enum { JM_TRAIN_GO, JM_TRAIN_AGAIN, JM_TRAIN_STOP } jm_train_next;
 
-/* scalar outputs averaged per metrics line; slot JM_TRAIN_MAXM - 2 is the gradient norm */
+/* scalar outputs averaged per metrics line */
 enum { JM_TRAIN_MAXM = 32 };
 
 typedef struct {
@@ -117,7 +123,8 @@ typedef struct {
     int64_t B, per, ipe, total;  /* batch, values per record, iterations per epoch and in all */
     jm_rt rt;
     int rt_open;
-    int lr_knob, gnorm;          /* knob "lr", state "*.grad_norm" (or -1) */
+    int nlr, lr_knob[JM_TRAIN_MAXLR]; /* the optimizers' learning-rate knobs (globals) */
+    int ngn, gn[JM_TRAIN_MAXGN];      /* the states "OPT.grad_norm" */
     int64_t inject, inject_after; /* JEMC_TEST_INJECT_NAN, JEMC_TEST_INJECT_NAN_AFTER */
     int tty;                     /* progress bar */
     char sdir[1100];             /* OUT/samples */
@@ -133,10 +140,12 @@ typedef struct {
     /* this iteration: its program, outputs and what the guard looks at */
     const jm_tprogram *pr;
     void **out;
-    double loss, e_data, e_sample, grad_norm;
+    double loss, e_data, e_sample;
+    double gn_val[JM_TRAIN_MAXGN];   /* this iteration's gradient norms */
+    int gn_on[JM_TRAIN_MAXGN];       /* ... those its program wrote */
     /* the metrics interval and the clock */
-    double sum[JM_TRAIN_MAXM];
-    int cnt[JM_TRAIN_MAXM];
+    double sum[JM_TRAIN_MAXM], gn_sum[JM_TRAIN_MAXGN];
+    int cnt[JM_TRAIN_MAXM], gn_cnt[JM_TRAIN_MAXGN];
     double t_start, t_log, now, last_loss, last_acc;
     int64_t it_log;
     int rc;
@@ -151,9 +160,9 @@ static int jm_mkdir_p(const char *dir, const char *who) {
     return 0;
 }
 
-/* learning rate at epoch e: base * rate^(milestones passed) * guard's scale */
-static double jm_train_lr(const jm_train_opts *o, const jm_train_pos *pos, int64_t epoch) {
-    double lr = pos->lr_base * pos->lr_scale;
+/* learning rate k at epoch e: base * rate^(milestones passed) * guard's scale */
+static double jm_train_lr(const jm_train_opts *o, const jm_train_pos *pos, int k, int64_t epoch) {
+    double lr = pos->lr_base[k] * pos->lr_scale;
     const char *s = o->decay_epochs;
     while (s && *s) {
         char *end;
@@ -199,17 +208,38 @@ static int jm_find_global(const jm_table *t, const char *suffix) {
     return -1;
 }
 
-/* the state, the position and the run's options (opts: key, value, ... nopts pairs) */
-static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, char *const *opts, int nopts, const char *who) {
-    char it[32], base[40], scale[40], rb[32], err[1024];
+/* does program pr write global g? */
+static int jm_trainer_writes(const jm_tprogram *pr, int g) {
+    for (int w = 0; w < pr->nwrites; w++) if (pr->writes[w].global == g) return 1;
+    return 0;
+}
+
+/* the knob's name: "config.glr" -> "glr" */
+static const char *jm_knob_name(const jm_table *t, int g) { return t->globals[g].t.name + 7; }
+
+/* the state, the position and the run's options (opts: key, value, ... nopts
+   pairs); the base of learning-rate knob NAME under jemc.train.lr_base.NAME */
+static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, const int *lr_knob, int nlr, char *const *opts, int nopts,
+                        const char *who) {
+    char it[32], scale[40], rb[32], err[1024], bkey[JM_TRAIN_MAXLR][160], base[JM_TRAIN_MAXLR][40];
     snprintf(it, sizeof it, "%" PRId64, pos->it);
-    snprintf(base, sizeof base, "%.17g", pos->lr_base);
     snprintf(scale, sizeof scale, "%.17g", pos->lr_scale);
     snprintf(rb, sizeof rb, "%" PRId64, pos->rollbacks);
-    const char *meta[8 + 2 * JM_TRAIN_NRUN] = { "jemc.train.iterations", it, "jemc.train.lr_base", base, "jemc.train.lr_scale", scale,
-                                               "jemc.train.rollbacks", rb };
-    for (int i = 0; i < 2 * nopts && i < 2 * JM_TRAIN_NRUN; i++) meta[8 + i] = opts[i];
-    if (jm_state_save(rt, path, meta, 4 + nopts, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+    const char *meta[6 + 2 * JM_TRAIN_MAXLR + 2 * JM_TRAIN_NRUN] = { "jemc.train.iterations", it, "jemc.train.lr_scale", scale,
+                                                                     "jemc.train.rollbacks", rb };
+    int n = 3;
+    for (int k = 0; k < nlr; k++) {
+        snprintf(bkey[k], sizeof bkey[k], "jemc.train.lr_base.%s", jm_knob_name(rt->t, lr_knob[k]));
+        snprintf(base[k], sizeof base[k], "%.17g", pos->lr_base[k]);
+        meta[2 * n] = bkey[k];
+        meta[2 * n + 1] = base[k];
+        n++;
+    }
+    for (int i = 0; i < nopts && i < JM_TRAIN_NRUN; i++, n++) {
+        meta[2 * n] = opts[2 * i];
+        meta[2 * n + 1] = opts[2 * i + 1];
+    }
+    if (jm_state_save(rt, path, meta, n, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
     return 0;
 }
 
@@ -275,8 +305,10 @@ static void jm_progress(FILE *f, int64_t it, int64_t total, int64_t epoch, doubl
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
     double eta = rate > 0 ? (double)(total - it) / rate : 0;
-    fprintf(f, "\r  epoch %" PRId64 " [%s] %" PRId64 "/%" PRId64 " %.2f it/s loss %.4f acc %.3f ETA %d:%02d   ", epoch + 1, bar, it, total,
-            rate, loss, acc, (int)(eta / 60), (int)eta % 60);
+    char acc_s[32] = "";
+    if (isfinite(acc)) snprintf(acc_s, sizeof acc_s, " acc %.3f", acc);     /* unsupervised programs have none */
+    fprintf(f, "\r  epoch %" PRId64 " [%s] %" PRId64 "/%" PRId64 " %.2f it/s loss %.4f%s ETA %d:%02d   ", epoch + 1, bar, it, total,
+            rate, loss, acc_s, (int)(eta / 60), (int)eta % 60);
     fflush(f);
 }
 
@@ -284,11 +316,14 @@ static const char *jm_train_usage =
     "usage: EXE train --data DIR|FILE [options]\n"
     "       EXE train --resume CKPT [options]\n\n"
     "Trains the graph's train_step program (JEM: cross-entropy + E(data) - E(samples), SGLD from the\n"
-    "replay buffer) over the data set: shuffled each epoch by --data-seed, augmented, with the\n"
-    "learning rate warmed up (in the graph) and cut by --decay-rate at --decay-epochs. Writes\n"
-    "OUT/metrics.jsonl, OUT/last.safetensors (atomically, every --ckpt-every iterations and at the\n"
-    "end), OUT/samples/*.png. NaN/Inf or an exploding energy gap rolls back to the last good state\n"
-    "with a lower learning rate (--lr-drop), at most --max-rollbacks times.\n\n"
+    "replay buffer), or --program NAME (VERA: train_step_vera, or train_step_vera_unsup without\n"
+    "labels), over the data set: shuffled each epoch by --data-seed, augmented, with every optimizer's\n"
+    "learning rate (each setting a graph's optimizer takes as lr=: VERA's lr, glr, post_lr) warmed up\n"
+    "(in the graph) and cut by --decay-rate at --decay-epochs. Writes OUT/metrics.jsonl (every scalar\n"
+    "output, each optimizer's gradient norm and learning rate), OUT/last.safetensors (atomically,\n"
+    "every --ckpt-every iterations and at the end), OUT/samples/*.png. A NaN/Inf loss or gradient norm\n"
+    "(any optimizer's) or an exploding energy gap rolls back to the last good state with lower\n"
+    "learning rates (--lr-drop), at most --max-rollbacks times.\n\n"
     "--resume CKPT continues the run CKPT belongs to. Every checkpoint stores the run's options; on\n"
     "--resume one not given takes the stored value (one line says which). A locked option given with\n"
     "another value is refused (exit 2) unless --change NAME says the change is intended (--change\n"
@@ -459,7 +494,7 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
         { "--data-seed", JM_ARG_INT, &o->data_seed, "N", "seed of shuffling and augmentation (default 1)", 0, 0 },
         { "--log-every", JM_ARG_INT, &o->log_every, "N", "iterations per metrics line (default 20)", 1, 1e9 },
         { "--ckpt-every", JM_ARG_INT, &o->ckpt_every, "N", "iterations per checkpoint (default 500; 0: only at the end)", 0, 1e12 },
-        { "--sample-every", JM_ARG_INT, &o->sample_every, "N", "iterations per sample grid of the replay buffer (default 500; 0: never)", 0, 1e12 },
+        { "--sample-every", JM_ARG_INT, &o->sample_every, "N", "iterations per sample grid of the replay buffer or generator (default 500; 0: never)", 0, 1e12 },
         { "--max-rollbacks", JM_ARG_INT, &o->max_rollbacks, "N", "divergence guard: give up after N rollbacks (default 5)", 0, 1e6 },
         { "--lr-drop", JM_ARG_NUM, &o->lr_drop, "F", "divergence guard: learning-rate factor per rollback (default 0.5)", 0, 1 },
         { "--max-energy-gap", JM_ARG_NUM, &o->max_gap, "G", "divergence guard: |E(data) - E(samples)| above G diverges (default 1e4)", 0, 1e300 },
@@ -562,6 +597,18 @@ static jm_train_next jm_trainer_settle(jm_trainer *tr) {
     return JM_TRAIN_GO;
 }
 
+/* A training program takes x and, if it trains on labels, y (unsupervised
+   programs such as train_step_vera_unsup take x alone): nothing else. */
+static int jm_trainer_inputs_ok(const jm_tprogram *pr, const char *who) {
+    for (int i = 0; i < pr->ninputs; i++)
+        if (strcmp(pr->inputs[i].name, "x") != 0 && strcmp(pr->inputs[i].name, "y") != 0) {
+            fprintf(stderr, "%s: program %s takes input '%s'; train gives a training program x (the images) and y (the labels) only\n", who,
+                    pr->name, pr->inputs[i].name);
+            return -1;
+        }
+    return 0;
+}
+
 /* the training programs, the data sets, the records trained on and the run's length */
 static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     const jm_table *t = tr->t;
@@ -570,6 +617,8 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     tr->p_main = jm_session_program(t, tr->program, 1, who);
     tr->p_ce = o->pretrain > 0 ? jm_session_program(t, "train_step_ce", 1, who) : -1;
     if (tr->p_main < 0 || (o->pretrain > 0 && tr->p_ce < 0)) return jm_trainer_stop(tr, 2);
+    if (jm_trainer_inputs_ok(&t->programs[tr->p_main], who) != 0 || (tr->p_ce >= 0 && jm_trainer_inputs_ok(&t->programs[tr->p_ce], who) != 0))
+        return jm_trainer_stop(tr, 2);
     if (jm_session_data(o->data, o->labels, "train", &tr->ds, who) != 0) return jm_trainer_stop(tr, 1);
     if (o->test && jm_session_data(o->test, NULL, "test", &tr->test, who) != 0) return jm_trainer_stop(tr, 1);
     const jm_tprogram *prm = &t->programs[tr->p_main];
@@ -607,17 +656,34 @@ static jm_train_next jm_trainer_open_session(jm_trainer *tr) {
     if (jm_session_open(&tr->rt, tr->t, tr->kernels, o->resume, (uint64_t)o->seed, seed_given, &o->sets, (int)o->threads, &meta, tr->who) != 0)
         return jm_trainer_stop(tr, 1);
     tr->rt_open = 1;
-    tr->lr_knob = jm_knob_find(tr->t, "lr");
-    jm_train_pos pos = { 0, tr->lr_knob >= 0 ? jm_knob_get(&tr->rt, tr->lr_knob) : NAN, 1, 0 };
+    /* the learning rates the schedule and the guard scale: every knob the
+       program table marks as an optimizer's lr (EBM and generator alike) */
+    const jm_table *t = tr->t;
+    tr->nlr = 0;
+    for (int g = 0; g < t->nglobals; g++)
+        if (JM_KNOB_IS_LR(&t->globals[g])) {
+            if (tr->nlr == JM_TRAIN_MAXLR) { fprintf(stderr, "%s: more than %d optimizer learning rates\n", tr->who, JM_TRAIN_MAXLR); return jm_trainer_stop(tr, 1); }
+            tr->lr_knob[tr->nlr++] = g;
+        }
+    jm_train_pos pos = { 0, { 0 }, 1, 0 };
+    for (int k = 0; k < tr->nlr; k++) pos.lr_base[k] = jm_knob_get(&tr->rt, tr->lr_knob[k]);
     if (o->resume) {
         const char *v;
         if ((v = jm_st_meta_get(&meta, "jemc.train.iterations"))) pos.it = strtoll(v, NULL, 10);
-        if ((v = jm_st_meta_get(&meta, "jemc.train.lr_base"))) pos.lr_base = strtod(v, NULL);
+        for (int k = 0; k < tr->nlr; k++) {
+            const char *name = jm_knob_name(t, tr->lr_knob[k]);
+            char key[160];
+            snprintf(key, sizeof key, "jemc.train.lr_base.%s", name);
+            /* checkpoints before several learning rates: jemc.train.lr_base, knob lr's */
+            if ((v = jm_st_meta_get(&meta, key)) || (strcmp(name, "lr") == 0 && (v = jm_st_meta_get(&meta, "jemc.train.lr_base"))))
+                pos.lr_base[k] = strtod(v, NULL);
+            /* an explicit --set NAME=... restarts that rate's schedule from the value */
+            size_t ln = strlen(name);
+            for (int i = 0; i < o->sets.n; i++)
+                if (strncmp(o->sets.v[i], name, ln) == 0 && o->sets.v[i][ln] == '=') pos.lr_base[k] = jm_knob_get(&tr->rt, tr->lr_knob[k]);
+        }
         if ((v = jm_st_meta_get(&meta, "jemc.train.lr_scale"))) pos.lr_scale = strtod(v, NULL);
         if ((v = jm_st_meta_get(&meta, "jemc.train.rollbacks"))) pos.rollbacks = strtoll(v, NULL, 10);
-        /* an explicit --set lr=... restarts the schedule from that value */
-        for (int i = 0; i < o->sets.n; i++)
-            if (strncmp(o->sets.v[i], "lr=", 3) == 0 && tr->lr_knob >= 0) pos.lr_base = jm_knob_get(&tr->rt, tr->lr_knob);
         /* the seed: the checkpoint's unless given (then also the run's option) */
         if (!seed_given) o->seed = (int64_t)tr->rt.seed;
         jm_train_next next = jm_trainer_resume_options(tr, &meta);
@@ -642,7 +708,14 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     tr->out_main = jm_session_outputs(&t->programs[tr->p_main]);
     tr->out_ce = tr->p_ce >= 0 ? jm_session_outputs(&t->programs[tr->p_ce]) : NULL;
     tr->snap.state = malloc((size_t)t->state_bytes + 1);
-    tr->gnorm = jm_find_global(t, ".grad_norm");
+    /* the gradient norms the guard watches: every optimizer's (f32 scalar state OPT.grad_norm) */
+    tr->ngn = 0;
+    for (int g = 0; g < t->nglobals && tr->ngn < JM_TRAIN_MAXGN; g++) {
+        const jm_tglobal *gl = &t->globals[g];
+        size_t l = strlen(gl->t.name);
+        if (gl->kind == JM_GKIND_STATE && gl->t.dtype == JM_DT_F32 && gl->t.rank == 0 && l > 10 && strcmp(gl->t.name + l - 10, ".grad_norm") == 0)
+            tr->gn[tr->ngn++] = g;
+    }
     const char *inject_env = getenv("JEMC_TEST_INJECT_NAN");
     tr->inject = inject_env ? strtoll(inject_env, NULL, 10) : 0;
     inject_env = getenv("JEMC_TEST_INJECT_NAN_AFTER");
@@ -692,8 +765,13 @@ static jm_train_next jm_trainer_rollback(jm_trainer *tr) {
     jm_snapshot *snap = &tr->snap;
     jm_train_pos *pos = &tr->pos;
     if (!snap->valid || pos->rollbacks >= o->max_rollbacks) {
+        /* the hint names the graph's learning rates (VERA: lr, glr, post_lr) */
+        char rates[256] = "";
+        size_t used = 0;
+        for (int k = 0; k < tr->nlr && used < sizeof rates; k++)
+            used += (size_t)snprintf(rates + used, sizeof rates - used, "%s=, ", jm_knob_name(tr->t, tr->lr_knob[k]));
         fprintf(stderr, "%s: giving up after %" PRId64 " rollbacks; the last good checkpoint is %s/last.safetensors "
-                        "(try a lower --set lr= or sgld_lr=, or --max-rollbacks)\n", tr->who, pos->rollbacks, o->out);
+                        "(try a lower --set %ssgld_lr=, or --max-rollbacks)\n", tr->who, pos->rollbacks, o->out, rates);
         fprintf(tr->metrics, "{\"step\": %" PRId64 ", \"event\": \"gave_up\"}\n", pos->it);
         fflush(tr->metrics);
         return jm_trainer_stop(tr, 3);
@@ -733,10 +811,30 @@ static jm_train_next jm_trainer_keep_good(jm_trainer *tr) {
     return JM_TRAIN_GO;
 }
 
-/* this iteration's outputs: NaN/Inf or an exploding energy gap rolls back */
+/* this iteration's outputs: NaN/Inf (the loss, any optimizer's gradient norm
+   this iteration's program wrote, the samples' energy) or an exploding energy
+   gap rolls back */
 static jm_train_next jm_trainer_guard(jm_trainer *tr) {
-    double loss = tr->loss, ed = tr->e_data, es = tr->e_sample, gn = tr->grad_norm;
-    const char *why = !isfinite(loss) ? "the loss is not finite" : !isfinite(gn) ? "the gradient is not finite"
+    double loss = tr->loss, ed = tr->e_data, es = tr->e_sample, gn = 0;
+    int bad_gn = -1, first = -1;
+    for (int k = 0; k < tr->ngn; k++) {
+        if (!tr->gn_on[k]) continue;
+        if (first < 0) first = k;
+        if (bad_gn < 0 && !isfinite(tr->gn_val[k])) bad_gn = k;
+    }
+    if (bad_gn >= 0 || first >= 0) gn = tr->gn_val[bad_gn >= 0 ? bad_gn : first];
+    /* every loss the program outputs: loss, and loss_* (VERA's generator loss loss_g) */
+    const char *bad_loss = NULL;
+    for (int i = 0; i < tr->pr->noutputs && !bad_loss; i++) {
+        const char *name = tr->pr->outputs[i].name;
+        if ((strcmp(name, "loss") == 0 || strncmp(name, "loss_", 5) == 0) && !isfinite(jm_session_scalar(tr->pr, tr->out, name))
+            && jm_rt_desc_numel(&tr->pr->outputs[i]) == 1)
+            bad_loss = name;
+    }
+    char gwhy[200], lwhy[200];
+    snprintf(gwhy, sizeof gwhy, "the gradient is not finite (%s)", bad_gn >= 0 ? tr->t->globals[tr->gn[bad_gn]].t.name : "");
+    snprintf(lwhy, sizeof lwhy, "the loss %s is not finite", bad_loss ? bad_loss : "");
+    const char *why = !isfinite(loss) ? "the loss is not finite" : bad_loss ? lwhy : bad_gn >= 0 ? gwhy
                     : (jm_session_output(tr->pr, "e_sample") >= 0 && !isfinite(es)) ? "the samples' energy is not finite"
                     : (isfinite(ed) && isfinite(es) && fabs(ed - es) > tr->o.max_gap) ? "the energy gap exploded" : NULL;
     if (!why) return JM_TRAIN_GO;
@@ -775,8 +873,14 @@ static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
 static void jm_trainer_inject_nan(jm_trainer *tr, int64_t *when) {
     if (*when <= 0 || tr->pos.it + 1 != *when) return;
     const jm_table *t = tr->t;
+    /* JEMC_TEST_INJECT_NAN_GLOBAL=NAME poisons that f32 global (say, a generator's
+       parameter); the first f32 parameter otherwise */
+    const char *name = getenv("JEMC_TEST_INJECT_NAN_GLOBAL");
     for (int g = 0; g < t->nglobals; g++)
-        if (t->globals[g].kind == JM_GKIND_PARAM && t->globals[g].t.dtype == JM_DT_F32) { *(float *)jm_rt_global(&tr->rt, g) = NAN; break; }
+        if (t->globals[g].t.dtype == JM_DT_F32 && (name ? strcmp(t->globals[g].t.name, name) == 0 : t->globals[g].kind == JM_GKIND_PARAM)) {
+            *(float *)jm_rt_global(&tr->rt, g) = NAN;
+            break;
+        }
     *when = 0;
 }
 
@@ -784,20 +888,24 @@ static void jm_trainer_inject_nan(jm_trainer *tr, int64_t *when) {
 static jm_train_next jm_trainer_step(jm_trainer *tr) {
     int64_t epoch = tr->pos.it / tr->ipe;
     if (jm_trainer_batch(tr, epoch) != 0) return jm_trainer_stop(tr, 1);
-    if (tr->lr_knob >= 0) jm_knob_put(&tr->rt, tr->lr_knob, jm_train_lr(&tr->o, &tr->pos, epoch));
+    for (int k = 0; k < tr->nlr; k++) jm_knob_put(&tr->rt, tr->lr_knob[k], jm_train_lr(&tr->o, &tr->pos, k, epoch));
     jm_trainer_inject_nan(tr, &tr->inject);
     int use_ce = tr->pos.it < tr->o.pretrain;
     int p = use_ce ? tr->p_ce : tr->p_main;
     const jm_tprogram *pr = tr->pr = &tr->t->programs[p];
     void **out = tr->out = use_ce ? tr->out_ce : tr->out_main;
+    /* the inputs: x, and y when the program takes labels (jm_trainer_inputs_ok) */
     const void *in[2];
     in[jm_session_input(pr, "x")] = tr->x;
-    in[jm_session_input(pr, "y")] = tr->y;
+    if (pr->ninputs == 2) in[jm_session_input(pr, "y")] = tr->y;
     if (jm_rt_run(&tr->rt, p, in, out) != 0) { fprintf(stderr, "%s: %s failed: %s\n", tr->who, pr->name, tr->rt.err); return jm_trainer_stop(tr, 1); }
     tr->loss = jm_session_scalar(pr, out, "loss");
     tr->e_data = jm_session_scalar(pr, out, "e_data");
     tr->e_sample = jm_session_scalar(pr, out, "e_sample");
-    tr->grad_norm = tr->gnorm >= 0 ? *(const float *)jm_rt_global_read(&tr->rt, tr->gnorm) : 0;
+    for (int k = 0; k < tr->ngn; k++) {
+        tr->gn_on[k] = jm_trainer_writes(pr, tr->gn[k]);
+        tr->gn_val[k] = tr->gn_on[k] ? *(const float *)jm_rt_global_read(&tr->rt, tr->gn[k]) : 0;
+    }
     jm_trainer_inject_nan(tr, &tr->inject_after);
     return JM_TRAIN_GO;
 }
@@ -806,13 +914,14 @@ static jm_train_next jm_trainer_step(jm_trainer *tr) {
 static jm_train_next jm_trainer_tally(jm_trainer *tr) {
     const jm_tprogram *pr = tr->pr;
     tr->pos.it++;
-    /* accumulate every scalar output (and the gradient norm, the rate) */
-    for (int i = 0; i < pr->noutputs && i < JM_TRAIN_MAXM - 2; i++)
+    /* accumulate every scalar output and every gradient norm the program wrote */
+    for (int i = 0; i < pr->noutputs && i < JM_TRAIN_MAXM; i++)
         if (jm_rt_desc_numel(&pr->outputs[i]) == 1) {
             double v = jm_session_scalar(pr, tr->out, pr->outputs[i].name);
             if (isfinite(v)) { tr->sum[i] += v; tr->cnt[i]++; }
         }
-    tr->sum[JM_TRAIN_MAXM - 2] += tr->grad_norm; tr->cnt[JM_TRAIN_MAXM - 2]++;
+    for (int k = 0; k < tr->ngn; k++)
+        if (tr->gn_on[k]) { tr->gn_sum[k] += tr->gn_val[k]; tr->gn_cnt[k]++; }
     tr->last_loss = tr->loss;
     tr->last_acc = jm_session_scalar(pr, tr->out, "acc");
     tr->now = jm_session_now();
@@ -828,6 +937,25 @@ static int jm_trainer_last(const jm_trainer *tr) { return tr->pos.it == tr->tota
 
 /* ------------------------------------------------------------------ reports and outputs */
 
+/* The optimizers on a metrics line: each gradient norm's mean over the interval
+   ("grad_norm" when the graph has one optimizer, "grad_norm.OPT" for each when
+   it has several) and each learning rate as set now ("lr" for knob lr,
+   "lr.NAME" for another, e.g. VERA's lr.glr and lr.post_lr). */
+static void jm_trainer_report_optimizers(jm_trainer *tr, FILE *m) {
+    for (int k = 0; k < tr->ngn; k++) {
+        if (!tr->gn_cnt[k]) continue;
+        const char *name = tr->t->globals[tr->gn[k]].t.name;
+        int opt_len = (int)strlen(name) - 10;     /* "OPT.grad_norm" less ".grad_norm" */
+        if (tr->ngn == 1) fprintf(m, ", \"grad_norm\": %.9g", tr->gn_sum[k] / tr->gn_cnt[k]);
+        else fprintf(m, ", \"grad_norm.%.*s\": %.9g", opt_len, name, tr->gn_sum[k] / tr->gn_cnt[k]);
+    }
+    for (int k = 0; k < tr->nlr; k++) {
+        const char *name = jm_knob_name(tr->t, tr->lr_knob[k]);
+        if (strcmp(name, "lr") == 0) fprintf(m, ", \"lr\": %.9g", jm_knob_get(&tr->rt, tr->lr_knob[k]));
+        else fprintf(m, ", \"lr.%s\": %.9g", name, jm_knob_get(&tr->rt, tr->lr_knob[k]));
+    }
+}
+
 /* every --log-every iterations: the interval's means to metrics.jsonl (and a line
    to stderr without a progress bar); the progress bar */
 static jm_train_next jm_trainer_report(jm_trainer *tr) {
@@ -838,17 +966,22 @@ static jm_train_next jm_trainer_report(jm_trainer *tr) {
     FILE *m = tr->metrics;
     if (it % tr->o.log_every == 0 || jm_trainer_last(tr)) {
         fprintf(m, "{\"step\": %" PRId64 ", \"epoch\": %.4f", it, (double)it / (double)tr->ipe);
-        for (int i = 0; i < pr->noutputs && i < JM_TRAIN_MAXM - 2; i++)
+        for (int i = 0; i < pr->noutputs && i < JM_TRAIN_MAXM; i++)
             if (cnt[i]) fprintf(m, ", \"%s\": %.9g", pr->outputs[i].name, sum[i] / cnt[i]);
-        if (cnt[JM_TRAIN_MAXM - 2]) fprintf(m, ", \"grad_norm\": %.9g", sum[JM_TRAIN_MAXM - 2] / cnt[JM_TRAIN_MAXM - 2]);
-        if (tr->lr_knob >= 0) fprintf(m, ", \"lr\": %.9g", jm_knob_get(&tr->rt, tr->lr_knob));
+        jm_trainer_report_optimizers(tr, m);
         fprintf(m, ", \"it_per_s\": %.4f, \"seconds\": %.3f}\n", (double)(it - tr->it_log) / (now - tr->t_log), now - tr->t_start);
         fflush(m);
-        if (!tr->tty)
-            fprintf(stderr, "  iteration %" PRId64 "/%" PRId64 " epoch %.2f loss %.4f acc %.3f %.2f it/s\n", it, tr->total, (double)it / (double)tr->ipe,
-                    cnt[0] ? sum[0] / cnt[0] : NAN, tr->last_acc, (double)(it - tr->it_log) / (now - tr->t_log));
+        if (!tr->tty) {
+            char acc_s[32] = "";
+            int li = jm_session_output(pr, "loss");
+            if (isfinite(tr->last_acc)) snprintf(acc_s, sizeof acc_s, " acc %.3f", tr->last_acc);
+            fprintf(stderr, "  iteration %" PRId64 "/%" PRId64 " epoch %.2f loss %.4f%s %.2f it/s\n", it, tr->total, (double)it / (double)tr->ipe,
+                    li >= 0 && li < JM_TRAIN_MAXM && cnt[li] ? sum[li] / cnt[li] : NAN, acc_s, (double)(it - tr->it_log) / (now - tr->t_log));
+        }
         memset(tr->sum, 0, sizeof tr->sum);
         memset(tr->cnt, 0, sizeof tr->cnt);
+        memset(tr->gn_sum, 0, sizeof tr->gn_sum);
+        memset(tr->gn_cnt, 0, sizeof tr->gn_cnt);
         tr->t_log = now;
         tr->it_log = it;
     }
@@ -875,13 +1008,44 @@ static jm_train_next jm_trainer_test(jm_trainer *tr) {
     return JM_TRAIN_GO;
 }
 
-/* OUT/samples/buffer_N.png every --sample-every iterations and at the end (not while pretraining) */
+/* A grid of 64 generator samples (a graph without a replay buffer but with
+   `generate`: VERA), the latents keyed by the run's seed. Like --test it leaves
+   the run as it was: the random-number position and, when `generate` writes
+   state (batch-norm statistics), the state. */
+static void jm_save_generator_grid(jm_trainer *tr, const char *path) {
+    jm_gen_prog g;
+    if (jm_table_find_program(tr->t, "generate") < 0 || jm_sample_gen_open(tr->t, 0, 0, &g, tr->who) != 0) return;
+    int64_t per = g.C * g.H * g.W;
+    float *x = malloc(sizeof(float) * (size_t)(64 * per));
+    unsigned char *keep = g.pr->nwrites ? malloc((size_t)tr->t->state_bytes + 1) : NULL;
+    uint32_t call = tr->rt.call;
+    char err[1024];
+    if (!x || (g.pr->nwrites && (!keep || jm_rt_state_get(&tr->rt, keep) != 0))) fprintf(stderr, "%s: no generator samples (out of memory)\n", tr->who);
+    else {
+        jm_gen_draw d = { 64, NULL, 0, 0, NAN, tr->rt.seed };
+        if (jm_sample_gen_draw(&tr->rt, &g, &d, x, tr->who) == 0
+            && jm_image_grid_png(path, x, 64, (int)g.C, (int)g.H, (int)g.W, 8, -1, 1, 2, err, sizeof err) != 0)
+            fprintf(stderr, "%s: %s\n", tr->who, err);
+        if (keep && jm_rt_state_set(&tr->rt, keep) != 0) fprintf(stderr, "%s: %s\n", tr->who, tr->rt.err);
+    }
+    tr->rt.call = call;
+    free(x);
+    free(keep);
+}
+
+/* OUT/samples/buffer_N.png (the replay buffer) or generator_N.png (a VERA
+   generator) every --sample-every iterations and at the end (not while pretraining) */
 static jm_train_next jm_trainer_samples(jm_trainer *tr) {
     int64_t it = tr->pos.it;
     if (tr->o.sample_every > 0 && (it % tr->o.sample_every == 0 || jm_trainer_last(tr)) && it > tr->o.pretrain) {
         char path[1200];
-        snprintf(path, sizeof path, "%s/buffer_%06" PRId64 ".png", tr->sdir, it);
-        jm_save_buffer_grid(&tr->rt, path, tr->who);
+        if (jm_find_global(tr->t, "replay") >= 0) {
+            snprintf(path, sizeof path, "%s/buffer_%06" PRId64 ".png", tr->sdir, it);
+            jm_save_buffer_grid(&tr->rt, path, tr->who);
+        } else {
+            snprintf(path, sizeof path, "%s/generator_%06" PRId64 ".png", tr->sdir, it);
+            jm_save_generator_grid(tr, path);
+        }
     }
     return JM_TRAIN_GO;
 }
@@ -894,7 +1058,7 @@ static jm_train_next jm_trainer_checkpoint(jm_trainer *tr) {
     if (next != JM_TRAIN_GO) return next;
     char path[1200];
     snprintf(path, sizeof path, "%s/last.safetensors", tr->o.out);
-    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->optmeta, tr->noptmeta, tr->who) != 0) return jm_trainer_stop(tr, 1);
+    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->lr_knob, tr->nlr, tr->optmeta, tr->noptmeta, tr->who) != 0) return jm_trainer_stop(tr, 1);
     return JM_TRAIN_GO;
 }
 

@@ -3,11 +3,14 @@
  * a progress bar, sample grids, atomic checkpoints, exact resume and the
  * divergence guard (docs/runtime.md).
  *
- * Programs it uses, by name: train_step(x, y) (or --program), train_step_ce
+ * Programs it uses, by name: train_step(x, y) (or --program: a program of x
+ * and y, or of x alone such as VERA's train_step_vera_unsup), train_step_ce
  * for --pretrain and --baseline, train_step_cond for --cond, evaluate(x, y)
  * for the test set. Every scalar output of the training program is logged
- * under its name; the optimizer's gradient norm comes from state
- * "OPT.grad_norm"; the learning rate is knob "lr" (config.lr). */
+ * under its name; each optimizer's gradient norm comes from state
+ * "OPT.grad_norm" (the guard watches every one the program writes); the
+ * learning rates are the knobs the program table marks as optimizers' lr
+ * (JM_KNOB_IS_LR: VERA's lr, glr, post_lr), all scheduled alike. */
 #ifndef JM_RT_TRAIN_H
 #define JM_RT_TRAIN_H
 #include "engine/rt_exec.h"

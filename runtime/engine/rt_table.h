@@ -85,7 +85,10 @@ typedef struct {
 } jm_tdesc;
 
 /* CONFIG: a run-time knob, "config.NAME", holding config constant NAME (f32 or
-   i64 scalar); the executable's commands may change it (train --set NAME=V) */
+   i64 scalar); the executable's commands may change it (train --set NAME=V).
+   Its initialiser is CONST with a the value; b is 1 when the knob is an
+   optimizer's learning rate (`adam(lr=NAME)`), which train's schedule and
+   divergence guard scale, else 0 (JM_KNOB_IS_LR). */
 enum { JM_GKIND_PARAM = 0, JM_GKIND_STATE = 1, JM_GKIND_CONFIG = 2 };
 enum { JM_GINIT_NONE, JM_GINIT_ZEROS, JM_GINIT_CONST, JM_GINIT_UNIFORM, JM_GINIT_NORMAL };
 typedef struct {
@@ -93,6 +96,7 @@ typedef struct {
     int32_t kind, init;
     double a, b;
 } jm_tglobal;
+#define JM_KNOB_IS_LR(g) ((g)->kind == JM_GKIND_CONFIG && (g)->b == 1)
 
 typedef struct { int32_t global; jm_ref src; int64_t bytes; } jm_twrite;
 

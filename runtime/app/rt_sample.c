@@ -21,6 +21,11 @@ static const char *jm_sample_usage =
     "PNG grid (--out), optionally a GIF of the chains (--gif). Chains start from uniform noise or,\n"
     "with --from buffer, from the checkpoint's replay buffer. Prints the mean energy of the samples\n"
     "and of the noise they started from.\n\n"
+    "--from generator draws from a VERA generator instead: h ~ N(0, I) (keyed by --seed) through the\n"
+    "graph's `generate` program (G(h) + sigma * eps). --mala-steps N refines them by N MALA steps on\n"
+    "(h, e) with `mala_latent`, the step size (--mala-eta, default 1/noise_dim) adapted toward 57%\n"
+    "acceptance after every step; it prints the mean acceptance and the final step size. --class C\n"
+    "(or all) with --mala-steps N gives class-conditional samples with `mala_latent_cond`.\n\n"
     "--at 1,5,10,20,50 snapshots the same --n chains (default 8) after each listed number of steps:\n"
     "a captioned grid row per count, its mean energy printed, in --json and drawn by --plot. A row\n"
     "of 0 steps shows the starting points; long-run chains are e.g. --from buffer --at 0,100,1000.";
@@ -43,8 +48,7 @@ static int jm_sample_parse_at(const char *s, int64_t *at, int cap, const char *w
     return n;
 }
 
-/* mean energy of n images through the `energy` program (NaN when absent) */
-static double jm_mean_energy(jm_rt *rt, const float *x, int64_t n, int64_t per) {
+double jm_sample_mean_energy(jm_rt *rt, const float *x, int64_t n, int64_t per) {
     int p = jm_table_find_program(rt->t, "energy");
     if (p < 0) return NAN;
     const jm_tprogram *pr = &rt->t->programs[p];
@@ -105,11 +109,133 @@ static int jm_sample_plot(const char *png, const int64_t *at, const double *e, i
     return jm_plot_lines(png, &o, &s, 1, err, errlen);
 }
 
+/* `sample --from generator`: its options */
+typedef struct {
+    const char *ckpt, *out, *cls, *json, *names;
+    int64_t n, seed, threads, nrow, scale, mala_steps;
+    double mala_eta;             /* <= 0: 1/noise_dim */
+    const jm_arg_list *sets;
+} jm_gen_cmd;
+
+/* --class: -1 none, -2 all, else the class; -3 after a message */
+static int64_t jm_sample_class(const char *cls, const char *who) {
+    if (!cls) return -1;
+    if (strcmp(cls, "all") == 0) return -2;
+    char *end;
+    int64_t c = strtoll(cls, &end, 10);
+    if (!*cls || *end || c < 0) { fprintf(stderr, "%s: --class takes a class number or 'all', got '%s'\n", who, cls); return -3; }
+    return c;
+}
+
+/* the model's classes: the width of `logits` (10 without that program) */
+static int jm_sample_classes(const jm_table *t) {
+    int pe = jm_table_find_program(t, "logits");
+    return pe >= 0 && t->programs[pe].noutputs > 0 && t->programs[pe].outputs[0].rank == 2 ? (int)t->programs[pe].outputs[0].dim[1] : 10;
+}
+
+/* the fraction of the n images x that the `logits` program classifies as
+   their class y (NAN without that program): do class-conditional samples
+   look like their class to the model? */
+static double jm_sample_class_match(jm_rt *rt, const float *x, const int64_t *y, int64_t n, int64_t per) {
+    int p = jm_table_find_program(rt->t, "logits");
+    if (p < 0) return NAN;
+    const jm_tprogram *pr = &rt->t->programs[p];
+    if (pr->ninputs != 1 || pr->noutputs < 1 || pr->outputs[0].rank != 2 || jm_rt_desc_numel(&pr->inputs[0]) / pr->inputs[0].dim[0] != per)
+        return NAN;
+    int64_t B = pr->inputs[0].dim[0], K = pr->outputs[0].dim[1], right = 0, seen = 0;
+    void **out = jm_session_outputs(pr);
+    float *buf = malloc(sizeof(float) * (size_t)(B * per));
+    for (int64_t b0 = 0; b0 < n && buf && out; b0 += B) {
+        for (int64_t i = 0; i < B; i++) memcpy(buf + i * per, x + (b0 + i < n ? b0 + i : b0) * per, sizeof(float) * (size_t)per);
+        const void *in[1] = { buf };
+        if (jm_rt_run(rt, p, in, out) != 0) break;
+        const float *lg = out[0];
+        for (int64_t i = 0; i < B && b0 + i < n; i++, seen++) {
+            int64_t best = 0;
+            for (int64_t k = 1; k < K; k++) if (lg[i * K + k] > lg[i * K + best]) best = k;
+            right += best == y[b0 + i];
+        }
+    }
+    free(buf);
+    jm_session_free_outputs(pr, out);
+    return seen == n && n > 0 ? (double)right / (double)n : NAN;
+}
+
+static int jm_sample_generator(const jm_table *t, jm_kernel_fn *kernels, const jm_gen_cmd *o, const char *who) {
+    char err[1024];
+    int64_t c_only = jm_sample_class(o->cls, who);
+    if (c_only == -3) return 2;
+    int all = c_only == -2, cond = c_only != -1;
+    if (cond && o->mala_steps == 0) {
+        fprintf(stderr, "%s: --class with --from generator: class-conditional samples come from MALA toward the class (mala_latent_cond); "
+                        "give --mala-steps N\n", who);
+        return 2;
+    }
+    jm_gen_prog g;
+    if (jm_sample_gen_open(t, o->mala_steps > 0, cond, &g, who) != 0) return 2;
+    int classes = cond ? jm_sample_classes(t) : 0;
+    if (c_only >= classes) { fprintf(stderr, "%s: --class %lld: the model has classes 0..%d\n", who, (long long)c_only, classes - 1); return 2; }
+    jm_rt rt;
+    if (jm_session_open(&rt, t, kernels, o->ckpt, (uint64_t)o->seed, 1, o->sets, (int)o->threads, NULL, who) != 0) return 1;
+    int64_t total = all ? o->n * classes : o->n, per = g.C * g.H * g.W;
+    int rc = 1;
+    char **labels = all ? calloc((size_t)classes, sizeof(char *)) : NULL;
+    float *x = malloc(sizeof(float) * (size_t)(total * per));
+    int64_t *ys = cond ? malloc(sizeof(int64_t) * (size_t)total) : NULL;
+    if (!x || (cond && !ys) || (all && !labels)) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
+    if (all && jm_sample_class_names(o->names, labels, classes, who) != 0) { free(labels); labels = NULL; goto done; }
+    if (o->names && !all) fprintf(stderr, "%s: note: --class-names only captions the rows of --class all\n", who);
+    for (int64_t i = 0; ys && i < total; i++) ys[i] = all ? i / o->n : c_only;
+    double eta0 = o->mala_eta > 0 ? o->mala_eta : 1.0 / (double)g.D;
+    jm_gen_draw d = { total, ys, o->mala_steps, eta0, NAN, (uint64_t)o->seed };
+    if (jm_sample_gen_draw(&rt, &g, &d, x, who) != 0) goto done;
+    int cols = all ? (int)o->n : (int)o->nrow;
+    int r = all ? jm_image_grid_png_labeled(o->out, x, (int)total, (int)g.C, (int)g.H, (int)g.W, cols, -1, 1, (int)o->scale,
+                                            (const char *const *)labels, classes, err, sizeof err)
+                : jm_image_grid_png(o->out, x, (int)total, (int)g.C, (int)g.H, (int)g.W, cols, -1, 1, (int)o->scale, err, sizeof err);
+    if (r != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    double es = jm_sample_mean_energy(&rt, x, total, per);
+    printf("%s: %" PRId64 " samples from the generator%s -> %s\n", who, total, o->mala_steps ? " refined by MALA" : "", o->out);
+    if (o->mala_steps)
+        printf("MALA: %" PRId64 " steps, mean acceptance %.4f, step size %.6g -> %.6g\n", o->mala_steps, d.accept, eta0, d.eta);
+    if (isfinite(es)) printf("mean energy: samples %.4f\n", es);
+    double match = cond ? jm_sample_class_match(&rt, x, ys, total, per) : NAN;
+    if (isfinite(match)) printf("the model classifies %.1f%% of them as their class\n", 100 * match);
+    if (o->json) {
+        FILE *jf = fopen(o->json, "w");
+        if (!jf) { fprintf(stderr, "%s: cannot write %s\n", who, o->json); goto done; }
+        fprintf(jf, "{\"samples\": %" PRId64 ", \"from\": \"generator\", \"mala_steps\": %" PRId64 ", \"class\": ", total, o->mala_steps);
+        if (o->cls) fprintf(jf, "\"%s\"", o->cls);
+        else fprintf(jf, "null");
+        fprintf(jf, ", \"grid\": \"%s\", \"energy\": ", o->out);
+        jm_sample_json_num(jf, es);
+        fprintf(jf, ", \"accept\": ");
+        jm_sample_json_num(jf, d.accept);
+        fprintf(jf, ", \"eta_start\": ");
+        jm_sample_json_num(jf, o->mala_steps ? eta0 : NAN);
+        fprintf(jf, ", \"eta\": ");
+        jm_sample_json_num(jf, o->mala_steps ? d.eta : NAN);
+        fprintf(jf, ", \"class_match\": ");
+        jm_sample_json_num(jf, match);
+        fprintf(jf, "}\n");
+        if (fclose(jf) != 0) { fprintf(stderr, "%s: cannot write %s\n", who, o->json); goto done; }
+    }
+    rc = 0;
+done:
+    for (int c = 0; labels && c < classes; c++) free(labels[c]);
+    free(labels);
+    free(x);
+    free(ys);
+    jm_rt_close(&rt);
+    return rc;
+}
+
 int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256], err[1024];
     snprintf(who, sizeof who, "%s sample", exe);
     const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL, *at_s = NULL, *json = NULL, *plot = NULL, *names = NULL;
-    int64_t n = -1, steps = -1, seed = 0, threads = 0, gif_every = 5, nrow = 8, scale = 2;
+    int64_t n = -1, steps = -1, seed = 0, threads = 0, gif_every = 5, nrow = 8, scale = 2, mala_steps = -1;
+    double mala_eta = -1;
     jm_arg_list sets;
     memset(&sets, 0, sizeof sets);
     const jm_arg args[] = {
@@ -118,7 +244,9 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         { "--n", JM_ARG_INT, &n, "N", "samples (per class with --class all, per row with --at; default 64, 8 with --at)", 1, 100000 },
         { "--steps", JM_ARG_INT, &steps, "K", "SGLD steps (default: the graph's sgld_steps)", 0, 1e7 },
         { "--class", JM_ARG_STR, &cls, "C|all", "class-conditional samples of class C, or a row per class", 0, 0 },
-        { "--from", JM_ARG_STR, &from, "noise|buffer", "start from uniform noise (default) or the replay buffer", 0, 0 },
+        { "--from", JM_ARG_STR, &from, "noise|buffer|generator", "SGLD from uniform noise (default) or the replay buffer; or a VERA generator's samples", 0, 0 },
+        { "--mala-steps", JM_ARG_INT, &mala_steps, "N", "with --from generator: N latent MALA steps (mala_latent; default 0)", 0, 1e7 },
+        { "--mala-eta", JM_ARG_NUM, &mala_eta, "E", "with --mala-steps: the first step size (default 1/noise_dim, as VERA's training)", 1e-300, 1e300 },
         { "--class-names", JM_ARG_STR, &names, "FILE", "with --class all: row captions, a class name per line (CIFAR's batches.meta.txt)", 0, 0 },
         { "--at", JM_ARG_STR, &at_s, "K1,K2,...", "a grid row of the same chains after each of these step counts", 0, 0 },
         { "--json", JM_ARG_STR, &json, "FILE", "a JSON summary: steps, mean energies (per --at row)", 0, 0 },
@@ -134,8 +262,19 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     const char *pos[1];
     int npos, prc = jm_args_parse(who, argc, argv, 2, args, (int)(sizeof args / sizeof args[0]), pos, 0, &npos, jm_sample_usage);
     if (prc != 0) return prc > 0 ? 0 : 2;
-    if (strcmp(from, "noise") != 0 && strcmp(from, "buffer") != 0) { fprintf(stderr, "%s: --from takes noise or buffer, got '%s'\n", who, from); return 2; }
+    if (strcmp(from, "noise") != 0 && strcmp(from, "buffer") != 0 && strcmp(from, "generator") != 0) {
+        fprintf(stderr, "%s: --from takes noise, buffer or generator, got '%s'\n", who, from);
+        return 2;
+    }
     int all = cls && strcmp(cls, "all") == 0;
+    if (strcmp(from, "generator") == 0) {
+        /* the SGLD chains' options have no meaning for the generator */
+        const char *sgld_only = steps >= 0 ? "--steps" : at_s ? "--at" : gif ? "--gif" : plot ? "--plot" : NULL;
+        if (sgld_only) { fprintf(stderr, "%s: %s is for SGLD chains, not --from generator (use --mala-steps)\n", who, sgld_only); return 2; }
+        jm_gen_cmd gc = { ckpt, out, cls, json, names, n < 0 ? 64 : n, seed, threads, nrow, scale, mala_steps < 0 ? 0 : mala_steps, mala_eta, &sets };
+        return jm_sample_generator(t, kernels, &gc, who);
+    }
+    if (mala_steps >= 0 || mala_eta > 0) { fprintf(stderr, "%s: --mala-steps and --mala-eta refine a generator's samples: add --from generator\n", who); return 2; }
     int64_t at[64];
     int nat = 0;
     if (at_s && (nat = jm_sample_parse_at(at_s, at, 64, who)) < 0) return 2;
@@ -259,11 +398,11 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         goto free_all;
     }
     if (steps_knob >= 0) jm_knob_put(&rt, steps_knob, (double)steps);
-    double es = jm_mean_energy(&rt, x, total, per), e0 = jm_mean_energy(&rt, x0, total, per);
+    double es = jm_sample_mean_energy(&rt, x, total, per), e0 = jm_sample_mean_energy(&rt, x0, total, per);
     printf("%s: %" PRId64 " samples after %" PRId64 " SGLD steps from %s -> %s%s%s\n", who, total, steps, from, out, gif ? ", " : "", gif ? gif : "");
     if (isfinite(es)) printf("mean energy: samples %.4f, their starting points %.4f\n", es, e0);
     for (int r = 0; r < nat; r++) {
-        at_energy[r] = jm_mean_energy(&rt, snaps + r * total * per, total, per);
+        at_energy[r] = jm_sample_mean_energy(&rt, snaps + r * total * per, total, per);
         if (isfinite(at_energy[r])) printf("  after %7" PRId64 " step%s: mean energy %.4f\n", at[r], at[r] == 1 ? " " : "s", at_energy[r]);
     }
     if (plot && jm_sample_plot(plot, at, at_energy, nat, from, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto free_all; }

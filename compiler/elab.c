@@ -358,7 +358,7 @@ static jm_module *jm_elaborate(jm_elab *E) {
         if (d->kind == JM_D_STATE) {
             jm_type t;
             jm_init init;
-            if (jm_elab_parse_type(&root, d->type, &t) != 0 || jm_elab_eval_init(&root, d->value, &init) != 0) continue;
+            if (jm_elab_parse_type(&root, d->type, &t) != 0 || jm_elab_eval_init(&root, d->value, &t, &init) != 0) continue;
             jm_global g = { .name = d->name, .kind = JM_GLOBAL_STATE, .type = t, .init = init, .loc = d->name_loc };
             JM_VEC_PUSH(E->a, m->globals, m->nglobals, m->capglobals, g);
         } else if (d->kind == JM_D_DATA || d->kind == JM_D_OPTIMIZER) {

@@ -113,7 +113,7 @@ void jm_elab_exec_body(jm_ctx *c, jm_stmt **body, int n);
 jm_value jm_elab_state_value(jm_ctx *c, int global, jm_loc loc);             /* a PARAM or STATE node reading the global */
 int  jm_elab_knob_global(jm_ctx *c, jm_value v, jm_loc loc);                 /* v's run-time knob global, or -1 */
 int  jm_elab_knob_node(jm_ctx *c, jm_value v, jm_dtype dt, jm_loc loc);      /* v's knob as a node of dtype dt, or -1 */
-int  jm_elab_eval_init(jm_ctx *c, jm_expr *e, jm_init *out);                 /* an initialiser: number, zeros(), uniform(), normal() */
+int  jm_elab_eval_init(jm_ctx *c, jm_expr *e, const jm_type *t, jm_init *out); /* an initialiser of a global of type t: number, zeros(), uniform(), normal(), xavier_uniform() */
 int  jm_elab_is_state_name(jm_ctx *c, const char *name);                     /* the global of a state variable not shadowed, or -1 */
 void jm_elab_write_state(jm_ctx *c, int gi, int node, jm_loc loc);           /* a pending write of c->prog */
 void jm_elab_stmt_param(jm_ctx *c, jm_stmt *s);

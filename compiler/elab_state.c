@@ -7,6 +7,7 @@
  * learning-rate warm-up, Adam/AdamW moments and bias corrections, SGD momentum,
  * and the parameter updates. */
 #include "elab_int.h"
+#include <math.h>
 #include <string.h>
 
 /* ---- reads of state and run-time knobs ---------------------------------- */
@@ -61,7 +62,48 @@ int jm_elab_knob_node(jm_ctx *c, jm_value v, jm_dtype dt, jm_loc loc) {
 
 /* ---- parameters, buffers and state writes ---------------------------------- */
 
-int jm_elab_eval_init(jm_ctx *c, jm_expr *e, jm_init *out) {
+/* xavier_uniform(gain=1) for a global of type t: U(-b, b) with b computed as
+   torch.nn.init.xavier_uniform_ does (std = gain * sqrt(2 / (fan_in + fan_out)),
+   b = sqrt(3) * std, in double), fan_in = dim 1 x receptive field, fan_out = dim 0 x
+   receptive field, the receptive field being the product of dims 2.. (PyTorch's
+   _calculate_fan_in_and_fan_out). It becomes a uniform initialiser, so the values
+   are drawn, keyed and stored exactly as uniform(-b, b)'s (interpreter and
+   compiled code agree bitwise). */
+static int jm_eval_xavier(jm_ctx *c, jm_expr *e, const jm_type *t, jm_init *out) {
+    jm_diags *d = c->E->d;
+    double gain = 1;
+    if (e->nitems + e->nkw > 1 || (e->nkw && strcmp(e->kw[0].name, "gain") != 0)) {
+        jm_diag_error(d, e->loc, "xavier_uniform takes one argument, gain (default 1)");
+        return -1;
+    }
+    jm_expr *g = e->nitems ? e->items[0] : e->nkw ? e->kw[0].value : NULL;
+    if (g && jm_want_number(c, jm_eval(c, g), g->loc, "the gain of xavier_uniform", &gain) != 0) return -1;
+    if (!(gain >= 0) || isinf(gain)) {
+        jm_diag_error(d, g->loc, "xavier_uniform: the gain must be a finite number >= 0, got %g", gain);
+        return -1;
+    }
+    char ts[128];
+    if (!t || t->rank < 2) {
+        if (t) jm_type_str(t, ts, sizeof ts);
+        jm_diag_error(d, e->loc, "xavier_uniform needs a tensor of at least 2 dimensions (fan in and fan out), got %s", t ? ts : "no type");
+        return -1;
+    }
+    double rf = 1;
+    for (int k = 2; k < t->rank; k++) rf *= (double)t->dim[k];
+    double fan_in = (double)t->dim[1] * rf, fan_out = (double)t->dim[0] * rf;
+    if (fan_in + fan_out == 0) {
+        jm_diag_error(d, e->loc, "xavier_uniform: fan_in + fan_out is 0 for %s", jm_type_str(t, ts, sizeof ts));
+        return -1;
+    }
+    double bound = sqrt(3.0) * (gain * sqrt(2.0 / (fan_in + fan_out)));
+    out->kind = bound == 0 ? JM_INIT_ZEROS : JM_INIT_UNIFORM;
+    out->a = -bound;
+    out->b = bound;
+    return 0;
+}
+
+/* An initialiser; t is the declared type (xavier_uniform reads its fans), or NULL. */
+int jm_elab_eval_init(jm_ctx *c, jm_expr *e, const jm_type *t, jm_init *out) {
     jm_elab *E = c->E;
     memset(out, 0, sizeof *out);
     if (!e) return 0;
@@ -73,9 +115,10 @@ int jm_elab_eval_init(jm_ctx *c, jm_expr *e, jm_init *out) {
         return 0;
     }
     const char *f = e->str;
+    if (strcmp(f, "xavier_uniform") == 0) return jm_eval_xavier(c, e, t, out);
     int nargs = strcmp(f, "zeros") == 0 ? 0 : 2;
     if ((strcmp(f, "uniform") != 0 && strcmp(f, "normal") != 0 && strcmp(f, "zeros") != 0) || e->nkw) {
-        jm_diag_error(E->d, e->loc, "an initialiser must be uniform(lo, hi), normal(mean, std), zeros() or a number");
+        jm_diag_error(E->d, e->loc, "an initialiser must be uniform(lo, hi), normal(mean, std), xavier_uniform(gain), zeros() or a number");
         return -1;
     }
     if (e->nitems != nargs) {
@@ -114,7 +157,7 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
         return -1;
     }
     jm_init init;
-    if (jm_elab_eval_init(c, s->value, &init) != 0) return -1;
+    if (jm_elab_eval_init(c, s->value, &t, &init) != 0) return -1;
     const char *full = c->scope[0] ? jm_arena_printf(E->a, "%s.%s", c->scope, s->name) : s->name;
     int gi = jm_module_find_global(m, full);
     if (gi < 0) {
@@ -145,64 +188,8 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
     return gi;
 }
 
-/* The interval every value of initialiser `in` lies in; -1 when unbounded or
-   unknown (normal() with std > 0, or a kind this does not know). */
-static int jm_init_range(const jm_init *in, double *lo, double *hi) {
-    switch (in->kind) {
-    case JM_INIT_NONE: case JM_INIT_ZEROS: *lo = *hi = 0; return 0;
-    case JM_INIT_CONST: *lo = *hi = in->a; return 0;
-    case JM_INIT_UNIFORM: *lo = in->a; *hi = in->b; return 0;
-    case JM_INIT_NORMAL: *lo = *hi = in->a; return in->b == 0 ? 0 : -1;
-    default: return -1;
-    }
-}
-
-/* `param ... in [lo, hi]` (§5.4): compile-time numbers with lo <= hi, and an
-   initialiser whose every value lies in the interval. Stored on the global
-   by the statement that created it; another `param` of the same full name
-   must give the same bounds. */
-static void jm_param_bounds(jm_ctx *c, jm_stmt *s, int gi) {
-    jm_elab *E = c->E;
-    jm_global *g = &E->m->globals[gi];
-    double lo = 0, hi = 0;
-    int has = s->lo != NULL;
-    if (has && (jm_want_number(c, jm_eval(c, s->lo), s->lo->loc, "a parameter's lower bound", &lo) != 0 ||
-                jm_want_number(c, jm_eval(c, s->hi), s->hi->loc, "a parameter's upper bound", &hi) != 0))
-        return;
-    if (has && !(lo <= hi)) {
-        jm_diag_error(E->d, s->lo->loc, "parameter '%s': the bounds in [%g, %g] need lo <= hi", g->name, lo, hi);
-        return;
-    }
-    int first = g->loc.file == s->name_loc.file && g->loc.line == s->name_loc.line && g->loc.col == s->name_loc.col;
-    if (!first) {
-        if (has != g->bounded || (has && (lo != g->lo || hi != g->hi))) {
-            jm_diag_error(E->d, s->name_loc, "parameter '%s' declared with %s here but with %s before", g->name,
-                          has ? jm_arena_printf(E->a, "bounds [%g, %g]", lo, hi) : "no bounds",
-                          g->bounded ? jm_arena_printf(E->a, "bounds [%g, %g]", g->lo, g->hi) : "no bounds");
-            jm_diag_note(E->d, g->loc, "'%s' was first declared here", g->name);
-        }
-        return;
-    }
-    if (!has) return;
-    double a, b;
-    if (jm_init_range(&g->init, &a, &b) != 0 || a < lo || b > hi) {
-        jm_loc at = s->value ? s->value->loc : s->name_loc;
-        if (jm_init_range(&g->init, &a, &b) != 0)
-            jm_diag_error(E->d, at, "parameter '%s': its initial values can fall outside its bounds [%g, %g]", g->name, lo, hi);
-        else
-            jm_diag_error(E->d, at, "parameter '%s': %s outside its bounds [%g, %g]", g->name,
-                          a == b ? jm_arena_printf(E->a, "initial value %g is", a)
-                                 : jm_arena_printf(E->a, "initial values drawn from [%g, %g] can fall", a, b), lo, hi);
-        return;
-    }
-    g->bounded = 1;
-    g->lo = lo;
-    g->hi = hi;
-}
-
 void jm_elab_stmt_param(jm_ctx *c, jm_stmt *s) {
     int gi = jm_declare_global(c, s, JM_GLOBAL_PARAM);
-    if (gi >= 0) jm_param_bounds(c, s, gi);
     /* after a minimize in this program updated it, its new value (§13.3) */
     if (gi >= 0) jm_elab_set_var(c, s->name, jm_elab_param_now(c, gi, s->loc));
 }
@@ -353,21 +340,6 @@ static void jm_write_grad_norm(jm_ctx *c, const jm_decl_record *opt, const jm_va
     if (norm >= 0) jm_elab_write_state(c, gi, norm, loc);
 }
 
-/* A bounded parameter's update clamped to [lo, hi] (§5.4), as clamp() does
-   it: where(x < lo, lo, where(x > hi, hi, x)), so a NaN stays a NaN for the
-   runtime's divergence guard. */
-static int jm_clamp_update(jm_ctx *c, int x, double lo, double hi, jm_loc loc) {
-    jm_type t = c->E->m->graphs[c->g].node[x].type;
-    int l = jm_broadcast_to(c, jm_const_node(c, lo, t.dtype, loc), &t, loc);
-    int h = jm_broadcast_to(c, jm_const_node(c, hi, t.dtype, loc), &t, loc);
-    int c1[2] = { x, h }, c2[2] = { x, l };
-    int above = jm_add(c, JM_OP_GT, c1, 2, NULL, NULL, loc), below = jm_add(c, JM_OP_LT, c2, 2, NULL, NULL, loc);
-    int w1[3] = { above, h, x };
-    int inner = jm_add(c, JM_OP_WHERE, w1, 3, NULL, NULL, loc);
-    int w2[3] = { below, l, inner };
-    return jm_add(c, JM_OP_WHERE, w2, 3, NULL, NULL, loc);
-}
-
 /* minimize loss with opt: gradient of loss for every parameter, then the
    optimizer's update written to the parameters and its state (moments, step). */
 void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
@@ -480,8 +452,6 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
             }
         }
         jm_value np = jm_binary(c, JM_T_MINUS, p, jm_binary(c, JM_T_STAR, lrv, upd, loc), loc);
-        if (np.kind == JM_V_ERR) return;
-        if (pg->bounded) np = jm_v_tensor(c, jm_clamp_update(c, np.node, pg->lo, pg->hi, loc));
         if (np.kind == JM_V_ERR) return;
         /* Parameters are written like state: the program's last write wins. */
         jm_program *pr = c->prog;

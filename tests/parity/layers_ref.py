@@ -2,11 +2,12 @@
 """PyTorch reference for tests/parity/layers.graph: conv_transpose2d (groups 2,
 stride 2, output_padding 1), BatchNorm2d in training mode called twice (outputs and
 running statistics) and in eval mode, GroupNorm, nearest upsampling x2 and x3 and its
-gradient. Writes DIR/state.safetensors
+gradient, and the bounds of xavier_uniform (DIR/xavier_bounds.safetensors). Writes DIR/state.safetensors
 (initial parameters and buffers), DIR/inputs.safetensors, DIR/expected.safetensors
 (outputs) and DIR/expected_state.safetensors (state after the training program).
 Run with Debian's /usr/bin/python3 (python3-torch)."""
 import json
+import math
 import os
 import struct
 import sys
@@ -64,6 +65,25 @@ def main(out):
                 ("up2", up2), ("up3", up3), ("up_grad", up_grad)]
     write(os.path.join(out, "expected.safetensors"), expected)
     write(os.path.join(out, "expected_state.safetensors"), [("bn." + k, v) for k, v in bn.state_dict().items()])
+    write(os.path.join(out, "xavier_bounds.safetensors"), xavier_bounds())
+
+
+def xavier_bounds():
+    """The bound b of U(-b, b) that torch.nn.init.xavier_uniform_ uses for each parameter of
+    xavier.graph's xavier_params and for the weights of its conv_xavier and dense_xavier, computed as torch 1.13's xavier_uniform_ computes it, with
+    its own fans; checked against torch's draws for a large tensor of each shape."""
+    shapes = {"w2": ([30, 20], 1.0), "w3": ([8, 5, 7], 0.5), "w4": ([16, 8, 3, 3], math.sqrt(2)),
+              "w5": ([4, 3, 2, 2, 2], 2.0), "big": ([256, 128, 3], 1.5),
+              "cx.weight": ([6, 3, 3, 3], math.sqrt(2)), "dx.weight": ([5, 4], 0.75)}
+    out = []
+    for name, (shape, gain) in shapes.items():
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+        bound = math.sqrt(3.0) * (gain * math.sqrt(2.0 / float(fan_in + fan_out)))
+        draws = torch.cat([torch.nn.init.xavier_uniform_(torch.empty(shape, dtype=torch.float64), gain).flatten()
+                           for _ in range(max(1, 200000 // math.prod(shape)))]).abs()
+        assert draws.max() <= bound and draws.max() > 0.999 * bound, (name, float(draws.max()), bound)
+        out.append((name if "." in name else "xavier." + name, torch.tensor(bound, dtype=torch.float64)))
+    return out
 
 
 if __name__ == "__main__":

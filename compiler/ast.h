@@ -52,7 +52,7 @@ struct jm_stmt {
     jm_expr *value;                    /* right-hand side, PARAM init, IF cond, MINIMIZE loss */
     jm_expr **index; int nindex;       /* INDEX_ASSIGN subscripts */
     jm_type_expr *type;                /* PARAM */
-    jm_expr *lo, *hi;                  /* REPEAT: lo..hi, or count in hi with lo NULL */
+    jm_expr *lo, *hi;                  /* REPEAT: lo..hi, or count in hi with lo NULL; PARAM: bounds `in [lo, hi]` or NULL */
     jm_stmt **body; int nbody;         /* REPEAT, IF then */
     jm_stmt **orelse; int norelse;     /* IF else */
     jm_expr **values; int nvalues;     /* RETURN */

@@ -188,8 +188,64 @@ static int jm_declare_global(jm_ctx *c, jm_stmt *s, jm_global_kind kind) {
     return gi;
 }
 
+/* The interval every value of initialiser `in` lies in; -1 when unbounded or
+   unknown (normal() with std > 0, or a kind this does not know). */
+static int jm_init_range(const jm_init *in, double *lo, double *hi) {
+    switch (in->kind) {
+    case JM_INIT_NONE: case JM_INIT_ZEROS: *lo = *hi = 0; return 0;
+    case JM_INIT_CONST: *lo = *hi = in->a; return 0;
+    case JM_INIT_UNIFORM: *lo = in->a; *hi = in->b; return 0;
+    case JM_INIT_NORMAL: *lo = *hi = in->a; return in->b == 0 ? 0 : -1;
+    default: return -1;
+    }
+}
+
+/* `param ... in [lo, hi]` (§5.4): compile-time numbers with lo <= hi, and an
+   initialiser whose every value lies in the interval. Stored on the global
+   by the statement that created it; another `param` of the same full name
+   must give the same bounds. */
+static void jm_param_bounds(jm_ctx *c, jm_stmt *s, int gi) {
+    jm_elab *E = c->E;
+    jm_global *g = &E->m->globals[gi];
+    double lo = 0, hi = 0;
+    int has = s->lo != NULL;
+    if (has && (jm_want_number(c, jm_eval(c, s->lo), s->lo->loc, "a parameter's lower bound", &lo) != 0 ||
+                jm_want_number(c, jm_eval(c, s->hi), s->hi->loc, "a parameter's upper bound", &hi) != 0))
+        return;
+    if (has && !(lo <= hi)) {
+        jm_diag_error(E->d, s->lo->loc, "parameter '%s': the bounds in [%g, %g] need lo <= hi", g->name, lo, hi);
+        return;
+    }
+    int first = g->loc.file == s->name_loc.file && g->loc.line == s->name_loc.line && g->loc.col == s->name_loc.col;
+    if (!first) {
+        if (has != g->bounded || (has && (lo != g->lo || hi != g->hi))) {
+            jm_diag_error(E->d, s->name_loc, "parameter '%s' declared with %s here but with %s before", g->name,
+                          has ? jm_arena_printf(E->a, "bounds [%g, %g]", lo, hi) : "no bounds",
+                          g->bounded ? jm_arena_printf(E->a, "bounds [%g, %g]", g->lo, g->hi) : "no bounds");
+            jm_diag_note(E->d, g->loc, "'%s' was first declared here", g->name);
+        }
+        return;
+    }
+    if (!has) return;
+    double a, b;
+    if (jm_init_range(&g->init, &a, &b) != 0 || a < lo || b > hi) {
+        jm_loc at = s->value ? s->value->loc : s->name_loc;
+        if (jm_init_range(&g->init, &a, &b) != 0)
+            jm_diag_error(E->d, at, "parameter '%s': its initial values can fall outside its bounds [%g, %g]", g->name, lo, hi);
+        else
+            jm_diag_error(E->d, at, "parameter '%s': %s outside its bounds [%g, %g]", g->name,
+                          a == b ? jm_arena_printf(E->a, "initial value %g is", a)
+                                 : jm_arena_printf(E->a, "initial values drawn from [%g, %g] can fall", a, b), lo, hi);
+        return;
+    }
+    g->bounded = 1;
+    g->lo = lo;
+    g->hi = hi;
+}
+
 void jm_elab_stmt_param(jm_ctx *c, jm_stmt *s) {
     int gi = jm_declare_global(c, s, JM_GLOBAL_PARAM);
+    if (gi >= 0) jm_param_bounds(c, s, gi);
     /* after a minimize in this program updated it, its new value (§13.3) */
     if (gi >= 0) jm_elab_set_var(c, s->name, jm_elab_param_now(c, gi, s->loc));
 }
@@ -340,6 +396,21 @@ static void jm_write_grad_norm(jm_ctx *c, const jm_decl_record *opt, const jm_va
     if (norm >= 0) jm_elab_write_state(c, gi, norm, loc);
 }
 
+/* A bounded parameter's update clamped to [lo, hi] (§5.4), as clamp() does
+   it: where(x < lo, lo, where(x > hi, hi, x)), so a NaN stays a NaN for the
+   runtime's divergence guard. */
+static int jm_clamp_update(jm_ctx *c, int x, double lo, double hi, jm_loc loc) {
+    jm_type t = c->E->m->graphs[c->g].node[x].type;
+    int l = jm_broadcast_to(c, jm_const_node(c, lo, t.dtype, loc), &t, loc);
+    int h = jm_broadcast_to(c, jm_const_node(c, hi, t.dtype, loc), &t, loc);
+    int c1[2] = { x, h }, c2[2] = { x, l };
+    int above = jm_add(c, JM_OP_GT, c1, 2, NULL, NULL, loc), below = jm_add(c, JM_OP_LT, c2, 2, NULL, NULL, loc);
+    int w1[3] = { above, h, x };
+    int inner = jm_add(c, JM_OP_WHERE, w1, 3, NULL, NULL, loc);
+    int w2[3] = { below, l, inner };
+    return jm_add(c, JM_OP_WHERE, w2, 3, NULL, NULL, loc);
+}
+
 /* minimize loss with opt: gradient of loss for every parameter, then the
    optimizer's update written to the parameters and its state (moments, step). */
 void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
@@ -452,6 +523,8 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
             }
         }
         jm_value np = jm_binary(c, JM_T_MINUS, p, jm_binary(c, JM_T_STAR, lrv, upd, loc), loc);
+        if (np.kind == JM_V_ERR) return;
+        if (pg->bounded) np = jm_v_tensor(c, jm_clamp_update(c, np.node, pg->lo, pg->hi, loc));
         if (np.kind == JM_V_ERR) return;
         /* Parameters are written like state: the program's last write wins. */
         jm_program *pr = c->prog;

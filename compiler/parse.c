@@ -372,6 +372,14 @@ static jm_stmt *jm_parse_stmt(jm_parser *P) {
         if (!jm_expect(P, JM_T_COLON, "and a type after the name")) return s;
         s->type = jm_parse_type(P);
         if (jm_accept(P, JM_T_ASSIGN)) s->value = jm_parse_expr(P);
+        /* param NAME: TYPE = INIT in [LO, HI]: every minimize update is clamped */
+        if (k == JM_T_PARAM && jm_accept(P, JM_T_IN)) {
+            if (!jm_expect(P, JM_T_LBRACKET, "after 'in': a parameter's bounds are 'in [lo, hi]'")) return s;
+            s->lo = jm_parse_expr(P);
+            if (!jm_expect(P, JM_T_COMMA, "between the bounds in 'in [lo, hi]'")) return s;
+            s->hi = jm_parse_expr(P);
+            if (!jm_expect(P, JM_T_RBRACKET, "after the bounds in 'in [lo, hi]'")) return s;
+        }
         break;
     }
     case JM_T_UPDATE: {

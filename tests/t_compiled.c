@@ -318,6 +318,27 @@ static void jc_two_optimizers(void) {
     if (ok(mi != NULL, "two optimizers: loads for the interpreter")) jc_compare("two optimizers", mi, &c, "step", 1, 2, 2, 2e-6, 2);
     jt_unload(&ui);
     jc_free(&c);
+    /* a bounded parameter (§5.4): inputs in [1, 2], sgd lr 1 from -1 pushes every
+       element below -2, so after a run ls is exactly -2 (and stays there) */
+    static const char bounded[] =
+        "block s(x) {\n param ls: f32[3] = -1 in [-2, 0.5]\n return sum(ls * x)\n}\n"
+        "optimizer o = sgd(lr=1)\nprogram step(x: f32[3]) {\n l = s(x) as g\n minimize l with o\n output l\n}\n";
+    mi = jc_load(&ui, bounded, NULL, NULL, 0);
+    if (ok(mi && jc_compile(&c, bounded, NULL, NULL, 0) == 0, "bounded parameter: compiles")) {
+        jc_compare("bounded parameter", mi, &c, "step", 1, 2, 2, 2e-6, 2);
+        int gi = jm_module_find_global(c.u.m, "g.ls");
+        jm_rt rt2;
+        jm_rt_open(&rt2, &c.plan.table, c.fns, 5);
+        float x3[3] = { 1, 1.5f, 2 }, l = 0;
+        const void *in3[1] = { x3 };
+        void *out3[1] = { &l };
+        int good = gi >= 0 && jm_rt_run(&rt2, jm_table_find_program(&c.plan.table, "step"), in3, out3) == 0;
+        const float *v = good ? jm_rt_global_read(&rt2, gi) : NULL;
+        ok(good && v[0] == -2 && v[1] == -2 && v[2] == -2, "bounded parameter, compiled: the update is clamped to the lower bound");
+        jm_rt_close(&rt2);
+    }
+    jt_unload(&ui);
+    jc_free(&c);
 }
 
 int main(void) {

@@ -462,6 +462,20 @@ int main(void) {
                       "program step(x: f64[2]) {\n minimize lin(x) as m with opt\n l = lin(x) as m\n minimize l with opt\n output l\n}\n",
                       x2, 1, w3, 3);
     }
+    /* bounded parameters (§5.4): every update is clamped to [lo, hi]. x = (1, 2),
+       loss sum(ls * x), sgd lr 1: ls = -1 - x = (-2, -3) -> (-2, -2); with lr -1
+       (ascent) ls = -1 + x = (0, 1) -> (0, 0.5); q (unbounded) from 0 to -x. */
+    {
+        const double x[2] = { 1, 2 };
+        const jt_gwant w1[] = { { "g.ls", { -2, -2 }, 2 }, { "g.q", { -1, -2 }, 2 } };
+        check_globals("a bounded parameter's update is clamped to its lower bound",
+                      "block s(x) {\n param ls: f64[2] = -1 in [-2, 0.5]\n param q: f64[2] = 0\n return sum(ls * x) + sum(q * x)\n}\n"
+                      "optimizer o = sgd(lr=1)\nprogram step(x: f64[2]) {\n l = s(x) as g\n minimize l with o\n output l\n}\n", x, 1, w1, 2);
+        const jt_gwant w2[] = { { "g.ls", { 0, 0.5 }, 2 } };
+        check_globals("a bounded parameter's update is clamped to its upper bound",
+                      "block s(x) {\n param ls: f64[2] = -1 in [-2, 0.5]\n return sum(ls * x)\n}\n"
+                      "optimizer o = sgd(lr=-1)\nprogram step(x: f64[2]) {\n l = s(x) as g\n minimize l with o\n output l\n}\n", x, 1, w2, 1);
+    }
     /* persistent state: writes are committed at the end of a run */
     {
         jt_unit u;

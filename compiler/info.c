@@ -1,5 +1,6 @@
 /* info.c — see info.h. */
 #include "info.h"
+#include "elab_int.h"
 #include <inttypes.h>
 
 int64_t jm_info_param_count(const jm_module *m) {
@@ -60,6 +61,19 @@ void jm_info_print(const jm_module *m, FILE *out) {
     }
     fprintf(out, "parameters: %" PRId64 " in %" PRId64 " tensors\n", np, nps);
     fprintf(out, "state: %" PRId64 " elements in %d tensors\n", ns, m->nglobals - (int)nps);
+    /* an optimizer with params= (language §4.10): the parameters of its set */
+    for (int o = 0; o < m->noptimizers; o++) {
+        const jm_decl_record *r = &m->optimizers[o];
+        if (!r->psel) continue;
+        int64_t n = 0, k = 0;
+        for (int i = 0; i < m->nglobals; i++)
+            if (m->globals[i].kind == JM_GLOBAL_PARAM && jm_elab_opt_has(m, r, i)) { n += jm_type_numel(&m->globals[i].type); k++; }
+        fprintf(out, "optimizer %s: params=", r->name);
+        if (r->psel == 2) fprintf(out, "\"%s\"", r->pscope);
+        for (int i = 0; r->psel == 1 && i < r->npmodels; i++)
+            fprintf(out, "%s%s%s", r->npmodels > 1 && i == 0 ? "[" : i ? ", " : "", r->pmodels[i], r->npmodels > 1 && i == r->npmodels - 1 ? "]" : "");
+        fprintf(out, ": %" PRId64 " parameters in %" PRId64 " tensors\n", n, k);
+    }
     for (int p = 0; p < m->nprograms; p++) {
         const jm_program *pr = &m->programs[p];
         int has_grad;

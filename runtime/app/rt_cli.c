@@ -188,7 +188,7 @@ void jm_rt_cli_set_gpu(const jm_gpu_image *img) { jm_cli_gpu = img; }
 typedef struct { const char *name, *line, *program; } jm_cli_command;
 static const jm_cli_command jm_cli_commands[] = {
     { "train",  "trains train_step over a data set (checkpoints, metrics, resume, divergence guard)", "train_step" },
-    { "sample", "SGLD chains from a checkpoint or from noise: PNG grids, a GIF, energies", "sample" },
+    { "sample", "SGLD chains from a checkpoint or from noise, or a VERA generator's samples (MALA): PNG grids, a GIF, energies", "sample" },
     { "eval",   "accuracy, calibration, OOD detection and robustness of a checkpoint", "evaluate" },
     { "plot",   "loss, energy, accuracy and learning-rate curves from metrics.jsonl", NULL },
     { "exec",   "runs one program on safetensors files (as `jemc run`), with timing", NULL },
@@ -203,7 +203,12 @@ static void jm_cli_usage(const char *exe, const jm_table *t, FILE *f) {
     for (int i = 0; i < JM_CLI_NCOMMANDS; i++) {
         const jm_cli_command *c = &jm_cli_commands[i];
         fprintf(f, "  %-7s %s", c->name, c->line);
-        if (c->program && jm_table_find_program(t, c->program) < 0)
+        /* a VERA graph trains with --program train_step_vera and samples --from generator */
+        int vera = strcmp(c->name, "train") == 0 && jm_table_find_program(t, "train_step_vera") >= 0;
+        int gen = strcmp(c->name, "sample") == 0 && jm_table_find_program(t, "generate") >= 0;
+        if (c->program && jm_table_find_program(t, c->program) < 0 && (vera || gen))
+            fprintf(f, "\n          (this graph: %s)", vera ? "--program train_step_vera (VERA)" : "--from generator (VERA)");
+        else if (c->program && jm_table_find_program(t, c->program) < 0)
             fprintf(f, "\n          (this graph has no %s program)", c->program);
         fprintf(f, "\n");
     }

@@ -10,7 +10,8 @@
  * MALA the runtime loops `mala_latent(h, e, eta)` (or `mala_latent_cond(h, e,
  * y, eta)`), one Metropolis-adjusted Langevin step on (h, e) a run, and after
  * each step adapts the step size toward 57% acceptance (VERA's rule, its
- * mcmc_lr 0.02):
+ * mcmc_lr 0.02, which VERA applies once per chain with the mean acceptance of
+ * its steps; here after every step, as the graphs/runtime contract says):
  *
  *     eta <- eta + 0.02 * (mean(accept) - 0.57) * eta
  *

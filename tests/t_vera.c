@@ -16,6 +16,8 @@
  *    0.05, where the importance weights are far from one-hot (jem-spec 7.3a.10:
  *    PyTorch's effective sample size is checked to be >= 1.5 of K = 5), and at
  *    the shipped sizes (128-d latent, K = 20, sigma 0.01: one-hot weights).
+ *    Also VERA's tabular generator (tests/parity/vera_mlp.graph) in its three
+ *    batch-norm modes with its parameter gradients and running statistics.
  * 2. one whole train_step_vera (and train_step_vera_unsup) as shipped: the draws
  *    are jemc's Philox, reproduced by torch_vera.py from the stream ids of
  *    `jemc compile GRAPH PROGRAM --dump=ir` (t_iteration checks that Philox);
@@ -278,6 +280,34 @@ static void step_case(const jv_case *c, const char *program, const jv_adam *adam
     jm_st_free(&before);
 }
 
+/* VERA's tabular generator (mlp_generator) in its three batch-norm modes */
+static void mlp_case(void) {
+    char dir[300], cmd[8000], out[16384];
+    snprintf(dir, sizeof dir, "%s/mlp", tmpdir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && /usr/bin/python3 tests/parity/torch_vera.py --mode mlp --batch 6 --noise-dim 5 --out %s", dir, dir);
+    if (!ok(jt_run(cmd, out, sizeof out) == 0, "mlp generator: PyTorch computed")) { tap_diag("%s\n%s", cmd, out); return; }
+    jm_st_file want;
+    char pw[400];
+    snprintf(pw, sizeof pw, "%s/expected.safetensors", dir);
+    if (readf(pw, &want) != 0) { ok(0, "mlp generator: files read"); return; }
+    for (int t = 0; t < 2; t++) {
+        char what[200], po[400], ps[400];
+        snprintf(what, sizeof what, "mlp generator %s", t == 0 ? "interp f64" : "cpu f32");
+        snprintf(po, sizeof po, "%s/out_%d.safetensors", dir, t);
+        snprintf(ps, sizeof ps, "%s/state_%d.safetensors", dir, t);
+        snprintf(cmd, sizeof cmd, "%s run %s/tests/parity/vera_mlp.graph mlp_pieces --target %s --precision %s --state %s/state.safetensors "
+                 "--in %s/inputs.safetensors --out %s --state-out %s",
+                 jemc(), root(), t == 0 ? "interp" : "cpu", t == 0 ? "f64" : "f32", dir, dir, po, ps);
+        if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: jemc ran", what)) { tap_diag("%s\n%s", cmd, out); continue; }
+        jm_st_file go, gs;
+        if (readf(po, &go) != 0 || readf(ps, &gs) != 0) { ok(0, "%s: files read", what); continue; }
+        compare(what, (jv_pair){ { &go, &gs, NULL } }, &want, NULL, t == 1, NULL, t == 0 ? 1e-9 : 1e-4);
+        jm_st_free(&go);
+        jm_st_free(&gs);
+    }
+    jm_st_free(&want);
+}
+
 /* 3. compiled against the interpreter, both f32, for the sampling programs */
 static void compiled_case(const char *defs, const char *ref) {
     char dir[300], cmd[8000], out[16384], graph[400];
@@ -345,6 +375,7 @@ int main(void) {
     const jv_case shipped = { "shipped", "-D batch=4 -D mala_prior=0.5", "--batch 4 --eta 0.2 --mala-prior 0.5", 0, 1e-3 };
     pieces_case(&small);
     pieces_case(&shipped);
+    mlp_case();
     /* train_step_vera's optimizers at their first step: the shipped rates with
        warm-up 1000 for opt and opt_g, none for opt_post */
     const jv_adam adams[] = { { "opt", 1e-4 / 1000, 1, 0.1 }, { "opt_g", 2e-4 / 1000, 1, 0.1 }, { "opt_post", 1e-4, 0.1, 0.001 }, { NULL, 0, 0, 0 } };

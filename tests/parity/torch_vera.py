@@ -21,6 +21,9 @@ here, shape [1] in VERA), post_logsigma VERA's.
   unconditional and class-conditional) from given draws, with the uniforms chosen
   so that even rows accept and odd rows reject (u = a/2 or 2a, a the acceptance
   probability).
+--mode mlp (tests/parity/vera_mlp.graph): VERA's tabular generator
+  (models/mlp.py large_mlp_generator) in its three batch-norm modes, with the
+  gradient of sum(y t) and the running statistics.
 --mode step: one whole train_step_vera (or train_step_vera_unsup) as VERA's
   train.py runs it: E-step (EBM Adam step), then the G-step against the UPDATED
   EBM, whose entropy_obj steps the posterior width's own Adam first, then the
@@ -309,6 +312,54 @@ def pieces(args):
 
 
 # --------------------------------------------------------------------------
+# --mode mlp
+# --------------------------------------------------------------------------
+
+def large_mlp_generator(noise_dim, data_dim, hidden):
+    """VERA's models/mlp.py large_mlp_generator with no_final_act (tabular data)."""
+    return nn.Sequential(
+        nn.Linear(noise_dim, hidden, bias=False), nn.BatchNorm1d(hidden, affine=True), nn.Softplus(),
+        nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden, affine=True), nn.Softplus(),
+        nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden, affine=True), nn.Softplus(),
+        nn.Linear(hidden, data_dim, bias=True))
+
+
+def mlp(args):
+    """tests/parity/vera_mlp.graph's mlp_pieces: y in train mode (running statistics
+    updated), d sum(y t) / d every parameter, then y in eval mode (the updated
+    running statistics) and tanh(y) with batch statistics and no update."""
+    dt = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
+    torch.manual_seed(args.seed)
+    g = large_mlp_generator(args.noise_dim, args.data_dim, args.hidden)
+    with torch.no_grad():
+        for m in g:
+            if isinstance(m, nn.BatchNorm1d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    g = g.to(dt)
+    state0 = [("g." + n, p.detach().clone()) for n, p in g.state_dict().items()]
+    h = torch.randn(args.batch, args.noise_dim, dtype=torch.float32).to(dt)
+    t = torch.randn(args.batch, args.data_dim, dtype=torch.float32).to(dt)
+    g.train()
+    y = g(h)
+    plist = [("g." + n, p) for n, p in g.named_parameters()]
+    exp = [("y_train", y.detach())] + grads_of((y * t).sum(), plist, "grad")
+    exp += [("g." + n, b.detach().clone()) for n, b in g.named_buffers()]
+    g.eval()
+    exp.append(("y_eval", g(h).detach()))
+    x = h
+    for m in g:
+        x = F.batch_norm(x, None, None, m.weight, m.bias, training=True, eps=m.eps) if isinstance(m, nn.BatchNorm1d) else m(x)
+    exp.append(("y_batch", torch.tanh(x).detach()))
+    write_safetensors(os.path.join(args.out, "state.safetensors"), state0)
+    write_safetensors(os.path.join(args.out, "inputs.safetensors"), [("h", h), ("t", t)])
+    write_safetensors(os.path.join(args.out, "expected.safetensors"), exp)
+    print(json.dumps({"y_train_max": float(y.abs().max())}))
+
+
+# --------------------------------------------------------------------------
 # --mode step
 # --------------------------------------------------------------------------
 
@@ -404,12 +455,14 @@ def step(args):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=["pieces", "step"], required=True)
+    ap.add_argument("--mode", choices=["pieces", "step", "mlp"], required=True)
     ap.add_argument("--program", choices=["train_step_vera", "train_step_vera_unsup"], default="train_step_vera")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--noise-dim", dest="noise_dim", type=int, default=128)
     ap.add_argument("--g-feats", dest="g_feats", type=int, default=32)
     ap.add_argument("--K", type=int, default=20, help="posterior draws (post_samples)")
+    ap.add_argument("--data-dim", dest="data_dim", type=int, default=7, help="mlp: the data's dimension")
+    ap.add_argument("--hidden", type=int, default=16, help="mlp: hidden width (VERA's 500)")
     ap.add_argument("--sigma", type=float, default=0.01, help="initial generator sigma")
     ap.add_argument("--post-sigma", dest="post_sigma", type=float, default=0.1, help="initial posterior width")
     ap.add_argument("--min-sigma", dest="min_sigma", type=float, default=0.01)
@@ -447,6 +500,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     if args.mode == "pieces":
         pieces(args)
+    elif args.mode == "mlp":
+        mlp(args)
     else:
         step(args)
     return 0

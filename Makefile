@@ -6,6 +6,7 @@
 #   make deps       install what is missing (Debian packages), nothing else
 #   make bench      jemc against PyTorch (bench/run.sh) and the kernels against the FMA peak
 #   make demo       train JEM on MNIST on the CPU, then sample digits (tools/demo.sh, ~11 min on 2 cores)
+#   make demo-vera  the same with VERA's generator instead of SGLD chains (tools/vera_demo.sh, <= 15 min)
 LLVM_CONFIG ?= llvm-config-19
 CC          ?= gcc
 ifeq ($(origin CC),default)
@@ -45,7 +46,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge fuzz-seeds clean bench demo
+.PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge fuzz-seeds clean bench demo demo-vera
 all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc
 
 deps:
@@ -162,6 +163,10 @@ clean:
 # A JEM learns MNIST and dreams up digits: pictures and figures in build/demo/
 demo: deps-build
 	tools/demo.sh
+
+# JEM-VERA learns MNIST with a generator for negatives: pictures and figures in build/demo-vera/
+demo-vera: deps-build
+	tools/vera_demo.sh
 
 # Breaks the code on purpose, in a copy of the tree, and expects the named test to fail each
 # time (tests/mutations/*.patch; never part of `make test`: tens of minutes on 2 cores).

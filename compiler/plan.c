@@ -992,12 +992,24 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
 /* Is knob global gl an optimizer's learning rate (`adam(lr=NAME)` with NAME a
    config constant)? The table says so in the knob's b (rt_table.h): train's
    schedule and divergence guard scale every such knob. */
+/* A knob is a learning rate the executable's schedule and the guard's cuts
+   apply to when an optimizer takes it as lr= and does not opt out with
+   schedule=0 (VERA's posterior-width Adam keeps its rate fixed). */
+static int jm_opt_scheduled(const jm_decl_record *o) {
+    for (int i = 0; i < o->nargs; i++)
+        if (strcmp(o->args[i].name, "schedule") == 0)
+            return o->args[i].kind == JM_CV_FLOAT ? o->args[i].f != 0 : o->args[i].i != 0;
+    return 1;
+}
+
 static int jm_is_lr_knob(const jm_module *m, const jm_global *gl) {
-    for (int o = 0; gl->knob && o < m->noptimizers; o++)
+    for (int o = 0; gl->knob && o < m->noptimizers; o++) {
+        if (!jm_opt_scheduled(&m->optimizers[o])) continue;
         for (int i = 0; i < m->optimizers[o].nargs; i++) {
             const jm_config_value *a = &m->optimizers[o].args[i];
             if (strcmp(a->name, "lr") == 0 && a->cfg && strcmp(a->cfg, gl->knob) == 0) return 1;
         }
+    }
     return 0;
 }
 

@@ -154,6 +154,22 @@ static void test_schedule(void) {
        "and each rate's base (jemc.train.lr_base.glr, .post_lr)");
 }
 
+/* schedule=0: an optimizer whose rate the schedule leaves alone (VERA's
+   posterior-width Adam); the other two rates still decay */
+static void test_unscheduled(void) {
+    int r = run("%s compile tests/train/tiny_vera.graph -D post_schedule=0 -o %s/fixed && %s/fixed train --data %s --iters 16 --log-every 8 "
+                "--program train_step_vera --decay-epochs 1 --decay-rate 0.5 --out %s/fixedrun " COMMON, jemc, dir, dir, data, dir);
+    ok(r == 0, "schedule=0 on opt_post: 16 iterations, rates halved at epoch 1 (exit %d)", r);
+    if (r) { tap_diag("%s", out); return; }
+    double lr = metric("fixedrun", 16, "lr"), glr = metric("fixedrun", 16, "lr.glr"), post = metric("fixedrun", 16, "lr.post_lr");
+    ok(fabs(lr - 0.0005) <= 1e-9 && fabs(glr - 0.001) <= 1e-9 && isnan(post),
+       "lr and glr halved (%.9g, %.9g), post_lr not a scheduled rate (lr.post_lr %.9g)", lr, glr, post);
+    char p[512];
+    snprintf(p, sizeof p, "%s/fixedrun/last.safetensors", dir);
+    double v = ck_scalar(p, "config.post_lr");
+    ok(fabs(v - 0.003) <= 1e-9, "config.post_lr keeps its 0.003 after the milestone (%.9g)", v);
+}
+
 static void test_rollback(void) {
     const char *opts = "--program train_step_vera --iters 14 --guard-every 6 --ckpt-every 0 " COMMON;
     int a = run("%s train --data %s --out %s/never %s", exe, data, dir, opts);
@@ -331,6 +347,11 @@ static void test_missing(void) {
     ok(r == 2 && strstr(out, "no program 'mala_latent_cond'"), "no mala_latent_cond: named");
     r = run("%s train --data %s --program train_step_vera --out %s/m --no-progress", tiny, data, dir);
     ok(r == 2 && strstr(out, "no program 'train_step_vera'") && strstr(out, "train_step_ce"), "train --program train_step_vera on a JEM graph: named, the programs listed");
+    /* a step size without steps would be ignored; one float32 cannot hold would give NaN samples */
+    r = run("%s sample --from generator --mala-eta 0.1 --out %s/m.png", exe, dir);
+    ok(r == 2 && strstr(out, "--mala-eta is the step size of --mala-steps N"), "--mala-eta without --mala-steps: refused (exit %d)", r);
+    r = run("%s sample --from generator --mala-steps 2 --mala-eta 1e39 --out %s/m.png", exe, dir);
+    ok(r == 2 && strstr(out, "--mala-eta"), "--mala-eta 1e39 (past float32): refused (exit %d)", r);
 }
 
 int main(void) {
@@ -348,6 +369,7 @@ int main(void) {
     if (r) { tap_diag("%s", out); return tap_done(); }
     test_resume();
     test_schedule();
+    test_unscheduled();
     test_rollback();
     test_grad_guard();
     test_unsup();

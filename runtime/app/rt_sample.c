@@ -128,9 +128,12 @@ static int64_t jm_sample_class(const char *cls, const char *who) {
 }
 
 /* the model's classes: the width of `logits` (10 without that program) */
+/* the number of classes: the width of the `logits` program's output; -1
+   without that program (a class count guessed would give onehot labels the
+   model does not have) */
 static int jm_sample_classes(const jm_table *t) {
     int pe = jm_table_find_program(t, "logits");
-    return pe >= 0 && t->programs[pe].noutputs > 0 && t->programs[pe].outputs[0].rank == 2 ? (int)t->programs[pe].outputs[0].dim[1] : 10;
+    return pe >= 0 && t->programs[pe].noutputs > 0 && t->programs[pe].outputs[0].rank == 2 ? (int)t->programs[pe].outputs[0].dim[1] : -1;
 }
 
 /* the fraction of the n images x that the `logits` program classifies as
@@ -174,6 +177,7 @@ static int jm_sample_generator(const jm_table *t, jm_kernel_fn *kernels, const j
     jm_gen_prog g;
     if (jm_sample_gen_open(t, o->mala_steps > 0, cond, &g, who) != 0) return 2;
     int classes = cond ? jm_sample_classes(t) : 0;
+    if (classes < 0) { fprintf(stderr, "%s: --class needs the graph's `logits` program (f32[batch, classes]) to know the classes\n", who); return 2; }
     if (c_only >= classes) { fprintf(stderr, "%s: --class %lld: the model has classes 0..%d\n", who, (long long)c_only, classes - 1); return 2; }
     jm_rt rt;
     if (jm_session_open(&rt, t, kernels, o->ckpt, (uint64_t)o->seed, 1, o->sets, (int)o->threads, NULL, who) != 0) return 1;
@@ -246,7 +250,7 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         { "--class", JM_ARG_STR, &cls, "C|all", "class-conditional samples of class C, or a row per class", 0, 0 },
         { "--from", JM_ARG_STR, &from, "noise|buffer|generator", "SGLD from uniform noise (default) or the replay buffer; or a VERA generator's samples", 0, 0 },
         { "--mala-steps", JM_ARG_INT, &mala_steps, "N", "with --from generator: N latent MALA steps (mala_latent; default 0)", 0, 1e7 },
-        { "--mala-eta", JM_ARG_NUM, &mala_eta, "E", "with --mala-steps: the first step size (default 1/noise_dim, as VERA's training)", 1e-300, 1e300 },
+        { "--mala-eta", JM_ARG_NUM, &mala_eta, "E", "with --mala-steps: the first step size (default 1/noise_dim, as VERA's training)", 1e-30, 1e30 },
         { "--class-names", JM_ARG_STR, &names, "FILE", "with --class all: row captions, a class name per line (CIFAR's batches.meta.txt)", 0, 0 },
         { "--at", JM_ARG_STR, &at_s, "K1,K2,...", "a grid row of the same chains after each of these step counts", 0, 0 },
         { "--json", JM_ARG_STR, &json, "FILE", "a JSON summary: steps, mean energies (per --at row)", 0, 0 },
@@ -271,6 +275,7 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         /* the SGLD chains' options have no meaning for the generator */
         const char *sgld_only = steps >= 0 ? "--steps" : at_s ? "--at" : gif ? "--gif" : plot ? "--plot" : NULL;
         if (sgld_only) { fprintf(stderr, "%s: %s is for SGLD chains, not --from generator (use --mala-steps)\n", who, sgld_only); return 2; }
+        if (mala_eta > 0 && mala_steps <= 0) { fprintf(stderr, "%s: --mala-eta is the step size of --mala-steps N: give both\n", who); return 2; }
         jm_gen_cmd gc = { ckpt, out, cls, json, names, n < 0 ? 64 : n, seed, threads, nrow, scale, mala_steps < 0 ? 0 : mala_steps, mala_eta, &sets };
         return jm_sample_generator(t, kernels, &gc, who);
     }

@@ -710,11 +710,17 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     tr->snap.state = malloc((size_t)t->state_bytes + 1);
     /* the gradient norms the guard watches: every optimizer's (f32 scalar state OPT.grad_norm) */
     tr->ngn = 0;
-    for (int g = 0; g < t->nglobals && tr->ngn < JM_TRAIN_MAXGN; g++) {
+    for (int g = 0; g < t->nglobals; g++) {
         const jm_tglobal *gl = &t->globals[g];
         size_t l = strlen(gl->t.name);
-        if (gl->kind == JM_GKIND_STATE && gl->t.dtype == JM_DT_F32 && gl->t.rank == 0 && l > 10 && strcmp(gl->t.name + l - 10, ".grad_norm") == 0)
-            tr->gn[tr->ngn++] = g;
+        if (!(gl->kind == JM_GKIND_STATE && gl->t.dtype == JM_DT_F32 && gl->t.rank == 0 && l > 10 && strcmp(gl->t.name + l - 10, ".grad_norm") == 0))
+            continue;
+        /* a guard that silently watched only some of them would be worse than none */
+        if (tr->ngn == JM_TRAIN_MAXGN) {
+            fprintf(stderr, "%s: the graph has more than %d optimizers; train watches at most %d gradient norms\n", who, JM_TRAIN_MAXGN, JM_TRAIN_MAXGN);
+            return jm_trainer_stop(tr, 2);
+        }
+        tr->gn[tr->ngn++] = g;
     }
     const char *inject_env = getenv("JEMC_TEST_INJECT_NAN");
     tr->inject = inject_env ? strtoll(inject_env, NULL, 10) : 0;

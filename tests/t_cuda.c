@@ -82,8 +82,8 @@ static const char *cuda_include(void) {
 
 static void ptx_dumps(void) {
     static char out[1 << 22];
-    const char *graphs[] = { "graphs/jem_mnist.graph", "graphs/jem_wrn28.graph", "graphs/mlp_tabular.graph" };
-    for (int i = 0; i < 3; i++) {
+    const char *graphs[] = { "graphs/jem_mnist.graph", "graphs/jem_wrn28.graph", "graphs/mlp_tabular.graph", "graphs/vera_mnist.graph" };
+    for (int i = 0; i < 4; i++) {
         int rc = J(out, sizeof out, "compile %s --dump=ptx", graphs[i]);
         int entries = count(out, ".visible .entry jk_");
         if (!ok(rc == 0 && strstr(out, ".target sm_90") && strstr(out, ".address_size 64") && entries > 0,
@@ -111,12 +111,12 @@ static void ptxas_and_executables(void) {
     char tools[400];
     snprintf(tools, sizeof tools, "%s/cuda-tools", build);
     char *ptxas = jm_gpu_find_ptxas(tools);
-    const char *graphs[] = { "graphs/jem_mnist.graph", "graphs/jem_wrn28.graph", "graphs/mlp_tabular.graph" };
-    const char *names[] = { "mnist", "wrn28", "mlp" };
+    const char *graphs[] = { "graphs/jem_mnist.graph", "graphs/jem_wrn28.graph", "graphs/mlp_tabular.graph", "graphs/vera_mnist.graph" };
+    const char *names[] = { "mnist", "wrn28", "mlp", "vera" };
     if (!ptxas) {
-        skip(4, "CUDA's ptxas is not installed (tools/deps.sh cuda installs it): the PTX is not assembled here");
+        skip(5, "CUDA's ptxas is not installed (tools/deps.sh cuda installs it): the PTX is not assembled here");
     } else {
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             int rc = J(out, sizeof out, "compile %s --target cuda -o %s/%s", graphs[i], dir, names[i]);
             if (!ok(rc == 0 && !strstr(out, "note:"), "%s: ptxas (%s) assembles every kernel for sm_90; the cubin is embedded", graphs[i], ptxas))
                 tap_diag("%.2000s", out);
@@ -333,6 +333,8 @@ static void on_gpu(void) {
     gpu_graph("jem_mnist", "graphs/jem_mnist.graph", mnist, 3, arch, 1e-3, 0.5, 2e-3);
     gpu_graph("jem_wrn28 (depth 10)", "graphs/jem_wrn28.graph", wrn, 6, arch, 1e-3, 0.5, 2e-3);
     gpu_graph("mlp_tabular", "graphs/mlp_tabular.graph", mlp, 2, arch, 1e-3, 0.5, 2e-3);
+    const char *vera[] = { "batch=3", "noise_dim=8", "g_feats=4", "post_samples=3", "sgld_steps=2" };
+    gpu_graph("vera_mnist", "graphs/vera_mnist.graph", vera, 5, arch, 1e-3, 0.5, 2e-3);
 }
 
 /* The GPU runtime's host side against tests/fake_cuda.c: the same programs,
@@ -358,6 +360,9 @@ static void on_fake_gpu(void) {
     gpu_graph("fake GPU: jem_mnist", "graphs/jem_mnist.graph", mnist, 3, "sm_90", 1e-5, 0.5, 2e-3);
     gpu_graph("fake GPU: jem_wrn28 (depth 10)", "graphs/jem_wrn28.graph", wrn, 6, "sm_90", 1e-5, 0.5, 2e-3);
     gpu_graph("fake GPU: mlp_tabular", "graphs/mlp_tabular.graph", mlp, 2, "sm_90", 1e-5, 0.5, 2e-3);
+    /* VERA: two generators' worth of batch norms, upsampling views, three optimizers, latent MALA */
+    const char *vera[] = { "batch=3", "noise_dim=8", "g_feats=4", "post_samples=3", "sgld_steps=2" };
+    gpu_graph("fake GPU: vera_mnist", "graphs/vera_mnist.graph", vera, 5, "sm_90", 1e-5, 0.5, 2e-3);
     long nl = 0, nr = 0;
     fake_counts(&nl, &nr);
     ok(nr > 0 && nl > 0, "programs ran as replayed CUDA graphs (%ld replays, %ld kernel launches)", nr, nl);

@@ -123,6 +123,109 @@ static void test_idx(void) {
     }
 }
 
+/* A 4-dimensional IDX images file (magic 0x00000804: n, c, rows, cols), pixels idx_pix over
+   the whole c*rows*cols record; `extra` more bytes at the end. */
+static void write_idx4_images(const char *path, uint32_t n_hdr, uint32_t c, uint32_t rows, uint32_t cols, int n_body, int extra) {
+    size_t rec = (size_t)c * rows * cols, len = 20 + (size_t)n_body * rec + (size_t)extra;
+    uint8_t *b = calloc(len, 1);
+    put32(b, 0x804); put32(b + 4, n_hdr); put32(b + 8, c); put32(b + 12, rows); put32(b + 16, cols);
+    for (int i = 0; i < n_body; i++)
+        for (size_t k = 0; k < rec; k++) b[20 + i * rec + k] = idx_pix(i, (int)k);
+    spit(path, b, len);
+    free(b);
+}
+
+/* IDX labels of type int32 (magic 0x00000C01), big-endian. */
+static void write_idx_labels32(const char *path, uint32_t n_hdr, const int32_t *labels, int n_body) {
+    uint8_t b[8 + 4 * 64];
+    put32(b, 0xC01); put32(b + 4, n_hdr);
+    for (int i = 0; i < n_body; i++) put32(b + 8 + 4 * i, (uint32_t)labels[i]);
+    spit(path, b, 8 + 4 * (size_t)n_body);
+}
+
+/* StackMNIST's layout: 3-channel IDX images with int32 labels up to 999 (mode ids), and
+   the mixes (4-dim images with u8 labels, 3-dim images with int32 labels); then every
+   malformed variant with its message. */
+static void test_idx4(void) {
+    const int32_t lab[3] = {999, 0, 512};
+    write_idx4_images(P("s-images-idx4-ubyte"), 3, 3, 2, 2, 3, 0);
+    write_idx_labels32(P("s-labels-idx1-ubyte"), 3, lab, 3);
+    jm_dataset ds;
+    if (ok(load(P("s-images-idx4-ubyte"), NULL, &ds) == 0, "IDX4: loads, labels derived (images-idx4 -> labels-idx1)")) {
+        ok(ds.n == 3 && ds.c == 3 && ds.h == 2 && ds.w == 2, "IDX4: 3 records of 3x2x2 (%lld of %dx%dx%d)", (long long)ds.n, ds.c, ds.h, ds.w);
+        int same = 1;
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < 12; k++) same &= ds.x[i * 12 + k] == scaled(idx_pix(i, k));
+        ok(same, "IDX4: every pixel x/255*2-1, the file's c, h, w order kept (CHW)");
+        ok(ds.y[0] == 999 && ds.y[1] == 0 && ds.y[2] == 512, "IDX int32 labels: 999, 0, 512 read big-endian");
+        is_int(ds.classes, 1000, "IDX int32 labels: classes = max label + 1 = 1000");
+        ok(ds.format == JM_DATA_IDX && ds.pad_value == -1.0f, "IDX4: format IDX (by magic), pad -1");
+        jm_data_free(&ds);
+    }
+    jm_data_opts o = jm_data_defaults();
+    o.limit = 2;
+    if (ok(load(P("s-images-idx4-ubyte"), &o, &ds) == 0, "IDX4 with limit 2")) {
+        ok(ds.n == 2 && ds.y[1] == 0 && ds.x[12] == scaled(idx_pix(1, 0)), "IDX4: limit 2 reads the first two records");
+        jm_data_free(&ds);
+    }
+    /* 4-dim images with u8 labels */
+    static const uint8_t lab8[3] = {7, 1, 2};
+    write_idx_labels(P("u8.labels"), 0x801, 3, lab8, 3);
+    o = jm_data_defaults();
+    o.labels = P("u8.labels");
+    if (ok(load(P("s-images-idx4-ubyte"), &o, &ds) == 0, "IDX4 images with u8 labels")) {
+        ok(ds.y[0] == 7 && ds.y[2] == 2 && ds.classes == 10, "IDX4 + u8 labels: labels 7 1 2, 10 classes");
+        jm_data_free(&ds);
+    }
+    /* 3-dim images with int32 labels */
+    const int32_t lab3[4] = {3, 11, 0, 2};
+    write_idx_images(P("m-images-idx3-ubyte"), 0x803, 4, 2, 3, 4, 0);
+    write_idx_labels32(P("m-labels-idx1-ubyte"), 4, lab3, 4);
+    if (ok(load(P("m-images-idx3-ubyte"), NULL, &ds) == 0, "IDX3 images with int32 labels")) {
+        ok(ds.c == 1 && ds.y[1] == 11 && ds.classes == 12, "IDX3 + int32 labels: one channel, label 11, 12 classes");
+        jm_data_free(&ds);
+    }
+    /* a directory with train-images-idx4-ubyte */
+    mkdir(P("stack"), 0700);
+    write_idx4_images(P("stack/train-images-idx4-ubyte"), 3, 3, 2, 2, 3, 0);
+    write_idx_labels32(P("stack/train-labels-idx1-ubyte"), 3, lab, 3);
+    char out[512];
+    ok(jm_data_resolve(P("stack"), "train", out, sizeof out) == 0 && has(out, "train-images-idx4-ubyte"),
+       "resolve: a directory's train-images-idx4-ubyte");
+    if (ok(load(P("stack"), NULL, &ds) == 0, "IDX4: a directory loads")) {
+        ok(ds.c == 3 && ds.n == 3, "IDX4 directory: 3 records of 3 channels");
+        jm_data_free(&ds);
+    }
+
+    /* malformed */
+    write_idx4_images(P("t4-images-idx4-ubyte"), 3, 3, 2, 2, 2, 5);
+    write_idx_labels32(P("t4-labels-idx1-ubyte"), 3, lab, 3);
+    bad_load("IDX4 truncated", P("t4-images-idx4-ubyte"), NULL, "t4-images-idx4-ubyte", "truncated at record 2 of 3", NULL);
+    write_idx4_images(P("z4-images-idx4-ubyte"), 1, 0, 2, 2, 0, 0);
+    bad_load("IDX4 zero channels", P("z4-images-idx4-ubyte"), NULL, "z4-images-idx4-ubyte", "absurd image size 0x2x2", NULL);
+    write_idx4_images(P("w4-images-idx4-ubyte"), 1, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0, 0);
+    bad_load("IDX4 dimensions whose product overflows", P("w4-images-idx4-ubyte"), NULL, "w4-images-idx4-ubyte", "absurd image size", NULL);
+    write_idx4_images(P("b4-images-idx4-ubyte"), 1, 256, 256, 512, 0, 0);
+    bad_load("IDX4 more than 2^24 values a record", P("b4-images-idx4-ubyte"), NULL, "b4-images-idx4-ubyte", "absurd image size 256x256x512", NULL);
+    spit(P("h4-images-idx4-ubyte"), "\0\0\x08\x04\0\0\0\1\0\0\0\3\0\0\0\2", 16);
+    o = jm_data_defaults();
+    o.format = JM_DATA_IDX;
+    bad_load("IDX4 header cut short", P("h4-images-idx4-ubyte"), &o, "h4-images-idx4-ubyte", "too short for an IDX images header (20 bytes)", NULL);
+    const int32_t neg[3] = {1, -1, 2};
+    write_idx4_images(P("n4-images-idx4-ubyte"), 3, 3, 2, 2, 3, 0);
+    write_idx_labels32(P("n4-labels-idx1-ubyte"), 3, neg, 3);
+    bad_load("int32 labels: a negative label", P("n4-images-idx4-ubyte"), NULL, "n4-labels-idx1-ubyte", "record 1: label -1, expected 0..65535", NULL);
+    const int32_t huge[3] = {1, 2, 70000};
+    write_idx_labels32(P("n4-labels-idx1-ubyte"), 3, huge, 3);
+    bad_load("int32 labels: a label above 65535", P("n4-images-idx4-ubyte"), NULL, "n4-labels-idx1-ubyte", "record 2: label 70000", NULL);
+    write_idx_labels32(P("n4-labels-idx1-ubyte"), 3, lab, 2);
+    bad_load("int32 labels: truncated", P("n4-images-idx4-ubyte"), NULL, "n4-labels-idx1-ubyte", "truncated at record 2 of 3", NULL);
+    write_idx_labels32(P("n4-labels-idx1-ubyte"), 2, lab, 2);
+    bad_load("int32 labels: count mismatch", P("n4-images-idx4-ubyte"), NULL, "has 3 images", "n4-labels-idx1-ubyte has 2 labels", NULL);
+    write_idx_labels32(P("lab32.idx"), 3, lab, 3);
+    bad_load("an int32 labels file given as images", P("lab32.idx"), NULL, "lab32.idx", "IDX labels file", "pass the images file");
+}
+
 static void test_idx_errors(void) {
     static const uint8_t lab[4] = {1, 2, 3, 4};
     jm_data_opts o = jm_data_defaults();
@@ -131,9 +234,9 @@ static void test_idx_errors(void) {
     write_idx_images(P("magic-images-idx3-ubyte"), 0x12345678, 4, 2, 3, 4, 0);
     o.format = JM_DATA_IDX;
     bad_load("wrong magic", P("magic-images-idx3-ubyte"), &o, "magic-images-idx3-ubyte",
-             "not an IDX images file (magic 0x12345678, expected 0x00000803)", NULL);
+             "not an IDX images file (magic 0x12345678, expected 0x00000803 or 0x00000804)", NULL);
     bad_load("wrong magic, format auto", P("magic-images-idx3-ubyte"), NULL, "magic-images-idx3-ubyte",
-             "not an IDX images file (magic 0x12345678, expected 0x00000803)", "unknown format");
+             "not an IDX images file (magic 0x12345678, expected 0x00000803 or 0x00000804)", "unknown format");
     write_idx_labels(P("lab-labels-idx1-ubyte"), 0x801, 4, lab, 4);
     bad_load("a labels file given as images", P("lab-labels-idx1-ubyte"), NULL, "lab-labels-idx1-ubyte", "IDX labels file",
              "pass the images file");
@@ -182,7 +285,7 @@ static void test_idx_errors(void) {
     write_idx_images(P("lmag-images-idx3-ubyte"), 0x803, 4, 2, 3, 4, 0);
     write_idx_labels(P("lmag-labels-idx1-ubyte"), 0x803, 4, lab, 4);
     bad_load("labels: wrong magic", P("lmag-images-idx3-ubyte"), NULL, "lmag-labels-idx1-ubyte",
-             "not an IDX labels file (magic 0x00000803, expected 0x00000801)", NULL);
+             "not an IDX labels file (magic 0x00000803, expected 0x00000801 or 0x00000c01)", NULL);
 
     write_idx_images(P("ltr-images-idx3-ubyte"), 0x803, 4, 2, 3, 4, 0);
     write_idx_labels(P("ltr-labels-idx1-ubyte"), 0x801, 4, lab, 2);
@@ -665,6 +768,7 @@ int main(void) {
     if (!mkdtemp(g_dir)) skip_all("mkdtemp failed");
     test_idx();
     test_idx_errors();
+    test_idx4();
     test_cifar();
     test_csv();
     test_shuffle();

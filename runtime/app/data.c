@@ -29,6 +29,8 @@
 #define JM_DATA_CIFAR_PIXELS 3072
 #define JM_DATA_IDX_IMAGES   0x00000803u
 #define JM_DATA_IDX_LABELS   0x00000801u
+#define JM_DATA_IDX_IMAGES4  0x00000804u   /* n, c, rows, cols */
+#define JM_DATA_IDX_LABELS32 0x00000c01u   /* big-endian int32 labels */
 /* Records are read through a buffer of about this many bytes. */
 #define JM_DATA_CHUNK (1 << 20)
 
@@ -200,12 +202,13 @@ static int64_t jm_data_take(int64_t n, int64_t limit) { return limit > 0 && limi
 
 /* ------------------------------------------------------------------ IDX */
 
-/* The labels file next to an images file: "images-idx3" -> "labels-idx1" in the file
-   name (MNIST naming; also the "images.idx3" spelling some mirrors use). */
+/* The labels file next to an images file: "images-idx3" (or "images-idx4") -> "labels-idx1"
+   in the file name (MNIST naming; also the "images.idx3" spelling some mirrors use). */
 static int jm_data_idx_labels_path(const char *images, char *out, size_t outlen, char *err, size_t errlen) {
-    static const char *const from[] = {"images-idx3", "images.idx3"}, *const to[] = {"labels-idx1", "labels.idx1"};
+    static const char *const from[] = {"images-idx3", "images.idx3", "images-idx4", "images.idx4"},
+                             *const to[] = {"labels-idx1", "labels.idx1", "labels-idx1", "labels.idx1"};
     const char *base = jm_data_basename(images);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         const char *hit = strstr(base, from[k]);
         if (!hit) continue;
         int m = snprintf(out, outlen, "%.*s%s%s", (int)(hit - images), images, to[k], hit + strlen(from[k]));
@@ -215,28 +218,43 @@ static int jm_data_idx_labels_path(const char *images, char *out, size_t outlen,
         return 0;
     }
     return jm_data_fail(err, errlen,
-                        "%s: cannot derive the labels file (the name has no 'images-idx3' to replace by 'labels-idx1'); "
-                        "pass the labels file",
+                        "%s: cannot derive the labels file (the name has no 'images-idx3' or 'images-idx4' to replace "
+                        "by 'labels-idx1'); pass the labels file",
                         images);
 }
 
-/* Opens an IDX file and reads its hlen-byte header into hdr; the magic must match and the
-   record count (bytes 4..7) must not be 0. */
-static FILE *jm_data_idx_open(const char *path, uint32_t magic, const char *what, uint8_t *hdr, size_t hlen,
-                              int64_t *size, char *err, size_t errlen) {
+/* Opens an IDX file and reads its header into hdr (room for 20 bytes): the magic, then one
+   u32 per dimension. The magic must be one of magics[0..nm) (its low byte is the number of
+   dimensions, so it fixes the header's length) and the record count (bytes 4..7) must not
+   be 0. *hlen gets the header's length. */
+static FILE *jm_data_idx_open(const char *path, const uint32_t *magics, int nm, const char *what, uint8_t *hdr,
+                              int64_t *hlen, int64_t *size, char *err, size_t errlen) {
     FILE *f = jm_data_open(path, size, err, errlen);
     if (!f) return NULL;
-    int rc = 0;
-    if (*size < (int64_t)hlen)
-        rc = jm_data_fail(err, errlen, "%s: %lld bytes, too short for an IDX %s header (%zu bytes)", path,
-                          (long long)*size, what, hlen);
-    else if (jm_data_read_header(f, path, hdr, hlen, err, errlen) != 0)
+    int rc = 0, k = 0;
+    char want[64];
+    if (nm == 1) snprintf(want, sizeof want, "0x%08x", magics[0]);
+    else snprintf(want, sizeof want, "0x%08x or 0x%08x", magics[0], magics[1]);
+    if (*size < 4)
+        rc = jm_data_fail(err, errlen, "%s: %lld bytes, too short for an IDX %s header", path, (long long)*size, what);
+    else if (jm_data_read_header(f, path, hdr, 4, err, errlen) != 0)
         rc = -1;
-    else if (jm_data_be32(hdr) != magic)
-        rc = jm_data_fail(err, errlen, "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x)", path, what,
-                          jm_data_be32(hdr), magic);
-    else if (jm_data_be32(hdr + 4) == 0)
-        rc = jm_data_fail(err, errlen, "%s: no records (the header declares 0)", path);
+    if (rc == 0) {
+        for (k = 0; k < nm && jm_data_be32(hdr) != magics[k]; k++) {}
+        if (k == nm)
+            rc = jm_data_fail(err, errlen, "%s: not an IDX %s file (magic 0x%08x, expected %s)", path, what,
+                              jm_data_be32(hdr), want);
+    }
+    if (rc == 0) {
+        *hlen = 4 + 4 * (int64_t)(magics[k] & 0xff);
+        if (*size < *hlen)
+            rc = jm_data_fail(err, errlen, "%s: %lld bytes, too short for an IDX %s header (%lld bytes)", path,
+                              (long long)*size, what, (long long)*hlen);
+        else if (jm_data_read_header(f, path, hdr + 4, (size_t)(*hlen - 4), err, errlen) != 0)
+            rc = -1;
+        else if (jm_data_be32(hdr + 4) == 0)
+            rc = jm_data_fail(err, errlen, "%s: no records (the header declares 0)", path);
+    }
     if (rc) {
         fclose(f);
         return NULL;
@@ -244,20 +262,56 @@ static FILE *jm_data_idx_open(const char *path, uint32_t magic, const char *what
     return f;
 }
 
+/* n big-endian int32 labels (IDX type 0x0C) from f's current position into y, each in
+   0..JM_DATA_MAX_LABEL (a negative or huge one is a corrupt file, not a class). */
+static int jm_data_idx_i32_labels(FILE *f, const char *path, int64_t n, int64_t *y, int *max_label, char *err,
+                                  size_t errlen) {
+    uint8_t buf[4096];
+    for (int64_t r = 0; r < n;) {
+        size_t k = (size_t)(n - r) < sizeof buf / 4 ? (size_t)(n - r) : sizeof buf / 4;
+        size_t got = fread(buf, 4, k, f);
+        if (got < k)
+            return jm_data_fail(err, errlen, "%s: cannot read label %lld: %s", path, (long long)(r + (int64_t)got),
+                                ferror(f) ? strerror(errno) : "unexpected end of file");
+        for (size_t j = 0; j < k; j++, r++) {
+            int32_t v = (int32_t)jm_data_be32(buf + 4 * j);
+            if (v < 0 || v > JM_DATA_MAX_LABEL)
+                return jm_data_fail(err, errlen, "%s: record %lld: label %d, expected 0..%d", path, (long long)r, (int)v,
+                                    JM_DATA_MAX_LABEL);
+            y[r] = v;
+            if (v > *max_label) *max_label = v;
+        }
+    }
+    return 0;
+}
+
+/* Images: magic 0x00000803 (n, rows, cols: one channel) or 0x00000804 (n, c, rows, cols:
+   c planes per record, already CHW), u8 pixels. Labels: 0x00000801 (u8) or 0x00000C01
+   (big-endian int32, for more than 256 classes, e.g. StackMNIST's 1,000 modes). */
 static int jm_data_load_idx(const char *path, const jm_data_opts *o, jm_dataset *ds, char *err, size_t errlen) {
-    uint8_t hdr[16], lhdr[8];
-    int64_t size, lsize;
+    static const uint32_t img_magics[] = {JM_DATA_IDX_IMAGES, JM_DATA_IDX_IMAGES4},
+                          lab_magics[] = {JM_DATA_IDX_LABELS, JM_DATA_IDX_LABELS32};
+    uint8_t hdr[20], lhdr[8];
+    int64_t size, lsize, hlen, lhlen;
     char lpath[1024];
-    FILE *f = jm_data_idx_open(path, JM_DATA_IDX_IMAGES, "images", hdr, 16, &size, err, errlen), *lf = NULL;
+    FILE *f = jm_data_idx_open(path, img_magics, 2, "images", hdr, &hlen, &size, err, errlen), *lf = NULL;
     if (!f) return -1;
-    int64_t n = jm_data_be32(hdr + 4), rows = jm_data_be32(hdr + 8), cols = jm_data_be32(hdr + 12);
+    int four = hlen == 20;
+    int64_t n = jm_data_be32(hdr + 4), chans = four ? jm_data_be32(hdr + 8) : 1;
+    int64_t rows = jm_data_be32(hdr + (four ? 12 : 8)), cols = jm_data_be32(hdr + (four ? 16 : 12));
     int rc = 0;
     /* each side first, so that the product cannot overflow */
-    if (rows == 0 || cols == 0 || rows > JM_DATA_MAX_PIXELS || cols > JM_DATA_MAX_PIXELS || rows * cols > JM_DATA_MAX_PIXELS)
-        rc = jm_data_fail(err, errlen, "%s: absurd image size %lldx%lld (the header is corrupt?)", path, (long long)rows,
-                          (long long)cols);
-    else
-        rc = jm_data_check_size(path, size, 16, n, rows * cols, err, errlen);
+    if (rows == 0 || cols == 0 || chans == 0 || rows > JM_DATA_MAX_PIXELS || cols > JM_DATA_MAX_PIXELS ||
+        chans > JM_DATA_MAX_PIXELS || rows * cols > JM_DATA_MAX_PIXELS || chans * rows * cols > JM_DATA_MAX_PIXELS) {
+        if (four)
+            rc = jm_data_fail(err, errlen, "%s: absurd image size %lldx%lldx%lld (the header is corrupt?)", path,
+                              (long long)chans, (long long)rows, (long long)cols);
+        else
+            rc = jm_data_fail(err, errlen, "%s: absurd image size %lldx%lld (the header is corrupt?)", path,
+                              (long long)rows, (long long)cols);
+    } else {
+        rc = jm_data_check_size(path, size, hlen, n, chans * rows * cols, err, errlen);
+    }
     if (rc == 0 && o->labels) {
         int m = snprintf(lpath, sizeof lpath, "%s", o->labels);
         if (m < 0 || (size_t)m >= sizeof lpath) rc = jm_data_fail(err, errlen, "%s: path too long", o->labels);
@@ -265,21 +319,24 @@ static int jm_data_load_idx(const char *path, const jm_data_opts *o, jm_dataset 
         rc = jm_data_idx_labels_path(path, lpath, sizeof lpath, err, errlen);
     }
     if (rc == 0) {
-        lf = jm_data_idx_open(lpath, JM_DATA_IDX_LABELS, "labels", lhdr, 8, &lsize, err, errlen);
+        lf = jm_data_idx_open(lpath, lab_magics, 2, "labels", lhdr, &lhlen, &lsize, err, errlen);
         rc = lf ? 0 : -1;
     }
+    int wide = rc == 0 && jm_data_be32(lhdr) == JM_DATA_IDX_LABELS32;
     if (rc == 0 && (int64_t)jm_data_be32(lhdr + 4) != n)
         rc = jm_data_fail(err, errlen, "%s has %lld images but its labels file %s has %lld labels", path, (long long)n,
                           lpath, (long long)jm_data_be32(lhdr + 4));
-    if (rc == 0) rc = jm_data_check_size(lpath, lsize, 8, n, 1, err, errlen);
-    int64_t take = jm_data_take(n, o->limit);
-    if (rc == 0) rc = jm_data_alloc(ds, path, take, rows * cols, err, errlen);
+    if (rc == 0) rc = jm_data_check_size(lpath, lsize, 8, n, wide ? 4 : 1, err, errlen);
+    int64_t take = jm_data_take(n, o->limit), per = chans * rows * cols;
+    if (rc == 0) rc = jm_data_alloc(ds, path, take, per, err, errlen);
     int max_label = 0;
     if (rc == 0) {
-        jm_data_layout img = {path, (size_t)(rows * cols), 0, (size_t)(rows * cols), {{0, 0, NULL}}, 0, 0};
+        jm_data_layout img = {path, (size_t)per, 0, (size_t)per, {{0, 0, NULL}}, 0, 0};
         rc = jm_data_read_records(f, &img, take, ds->x, NULL, &max_label, err, errlen);
     }
-    if (rc == 0) {
+    if (rc == 0 && wide) {
+        rc = jm_data_idx_i32_labels(lf, lpath, take, ds->y, &max_label, err, errlen);
+    } else if (rc == 0) {
         /* IDX declares no class count: every byte is a valid label. */
         jm_data_layout lab = {lpath, 1, 0, 0, {{0, 255, "label"}}, 1, 0};
         rc = jm_data_read_records(lf, &lab, take, NULL, ds->y, &max_label, err, errlen);
@@ -288,7 +345,7 @@ static int jm_data_load_idx(const char *path, const jm_data_opts *o, jm_dataset 
     if (lf) fclose(lf);
     if (rc) return -1;
     ds->n = take;
-    ds->c = 1;
+    ds->c = (int)chans;
     ds->h = (int)rows;
     ds->w = (int)cols;
     /* MNIST-style sets have 10 classes; a subset that lacks the top digits keeps 10. */
@@ -552,20 +609,21 @@ static int jm_data_detect(const char *path, jm_data_format *fmt, char *err, size
         /* 3073*3074 bytes would fit both; the brief's rule prefers CIFAR-10. A .bin whose size
            fits neither is read as CIFAR-10 so that the error names the truncated record. */
         int c10 = size % JM_DATA_CIFAR10_REC == 0, c100 = size > 0 && size % JM_DATA_CIFAR100_REC == 0;
-        *fmt = c10 ? JM_DATA_CIFAR10 : c100 ? JM_DATA_CIFAR100 : magic == JM_DATA_IDX_IMAGES ? JM_DATA_IDX : JM_DATA_CIFAR10;
+        int idx = magic == JM_DATA_IDX_IMAGES || magic == JM_DATA_IDX_IMAGES4;
+        *fmt = c10 ? JM_DATA_CIFAR10 : c100 ? JM_DATA_CIFAR100 : idx ? JM_DATA_IDX : JM_DATA_CIFAR10;
         return 0;
     }
-    if (got == 4 && magic == JM_DATA_IDX_IMAGES) {
+    if (got == 4 && (magic == JM_DATA_IDX_IMAGES || magic == JM_DATA_IDX_IMAGES4)) {
         *fmt = JM_DATA_IDX;
         return 0;
     }
-    if (got == 4 && magic == JM_DATA_IDX_LABELS)
+    if (got == 4 && (magic == JM_DATA_IDX_LABELS || magic == JM_DATA_IDX_LABELS32))
         return jm_data_fail(err, errlen, "%s: this is an IDX labels file (magic 0x%08x); pass the images file", path,
                             magic);
     return jm_data_fail(err, errlen,
-                        "%s: unknown format: not an IDX images file (magic 0x%08x, expected 0x%08x), and CIFAR (.bin) "
-                        "and CSV (.csv) files are known by their extension",
-                        path, magic, JM_DATA_IDX_IMAGES);
+                        "%s: unknown format: not an IDX images file (magic 0x%08x, expected 0x%08x or 0x%08x), and "
+                        "CIFAR (.bin) and CSV (.csv) files are known by their extension",
+                        path, magic, JM_DATA_IDX_IMAGES, JM_DATA_IDX_IMAGES4);
 }
 
 /* ------------------------------------------------------------------ public: loading */
@@ -587,8 +645,9 @@ const char *jm_data_format_name(jm_data_format f) {
 }
 
 int jm_data_resolve(const char *path, const char *split, char *out, size_t outlen) {
-    static const char *const train[] = {"train-images-idx3-ubyte", "data_batch_1.bin", "train.bin"};
-    static const char *const test[] = {"t10k-images-idx3-ubyte", "test_batch.bin", "test.bin"};
+    /* idx4: multi-channel IDX (e.g. StackMNIST's 3x28x28, tools/stackmnist.py) */
+    static const char *const train[] = {"train-images-idx3-ubyte", "train-images-idx4-ubyte", "data_batch_1.bin", "train.bin"};
+    static const char *const test[] = {"t10k-images-idx3-ubyte", "t10k-images-idx4-ubyte", "test_batch.bin", "test.bin"};
     if (!path || !out || !outlen) return -1;
     if (!jm_data_is_dir(path)) {
         int m = snprintf(out, outlen, "%s", path);
@@ -598,7 +657,7 @@ int jm_data_resolve(const char *path, const char *split, char *out, size_t outle
     if (!names) return -1;
     size_t plen = strlen(path);
     const char *sep = plen && path[plen - 1] == '/' ? "" : "/";
-    for (int k = 2; k >= 0; k--) {
+    for (int k = 3; k >= 0; k--) {
         /* Tried last to first so that, when none exists, out is left naming the IDX file. */
         int m = snprintf(out, outlen, "%s%s%s", path, sep, names[k]);
         if (m < 0 || (size_t)m >= outlen) return -1;
@@ -616,8 +675,9 @@ int jm_data_load(const char *path, const jm_data_opts *o, jm_dataset *ds, char *
     if (opts.limit < 0) return jm_data_fail(err, errlen, "%s: the record limit is %lld, expected >= 0", path, (long long)opts.limit);
     if (jm_data_resolve(path, "train", file, sizeof file) != 0)
         return jm_data_fail(err, errlen, "%s: %s", path,
-                            jm_data_is_dir(path) ? "a directory with no train-images-idx3-ubyte, data_batch_1.bin or "
-                                                   "train.bin; pass the data file"
+                            jm_data_is_dir(path) ? "a directory with no train-images-idx3-ubyte, "
+                                                   "train-images-idx4-ubyte, data_batch_1.bin or train.bin; pass "
+                                                   "the data file"
                                                  : "path too long");
     if (opts.format == JM_DATA_AUTO && jm_data_detect(file, &opts.format, err, errlen) != 0) return -1;
     int rc;

@@ -3,8 +3,11 @@
  *
  * Formats (all integers big-endian, pixels uint8):
  *   IDX (MNIST, Fashion-MNIST)  images: u32 magic 0x00000803, u32 n, u32 rows, u32 cols,
- *                               then n*rows*cols bytes; labels (a second file): u32 magic
- *                               0x00000801, u32 n, then n bytes.
+ *                               then n*rows*cols bytes; or (several channels, e.g.
+ *                               StackMNIST) magic 0x00000804, u32 n, u32 c, u32 rows, u32 cols,
+ *                               then n*c*rows*cols bytes (CHW). Labels (a second file): u32
+ *                               magic 0x00000801, u32 n, then n bytes; or magic 0x00000C01,
+ *                               u32 n, then n big-endian int32 (each 0..JM_DATA_MAX_LABEL).
  *   CIFAR-10 binary             records of 1 label byte + 3072 pixel bytes (R, G, B planes
  *                               of 32x32, row-major); no header.
  *   CIFAR-100 binary            records of coarse label, fine label, 3072 pixel bytes.
@@ -29,7 +32,7 @@ typedef enum { JM_DATA_AUTO, JM_DATA_IDX, JM_DATA_CIFAR10, JM_DATA_CIFAR100, JM_
 
 /* IDX headers declaring more pixels per image than this are rejected as corrupt. */
 #define JM_DATA_MAX_PIXELS (1 << 24)
-/* CSV labels above this are rejected (a stray huge number would make `classes` absurd). */
+/* CSV and IDX int32 labels above this are rejected (a stray huge number would make `classes` absurd). */
 #define JM_DATA_MAX_LABEL 65535
 
 typedef struct {
@@ -37,7 +40,7 @@ typedef struct {
                                    of 3073, else CIFAR-100 if a multiple of 3074; otherwise IDX
                                    when the file starts with the IDX images magic */
     const char *labels;         /* IDX: labels file; NULL: the images path with "images-idx3"
-                                   replaced by "labels-idx1" in the file name */
+                                   (or "images-idx4") replaced by "labels-idx1" in the file name */
     int csv_label_column;       /* CSV: 0-based column of the label; -1 = last column */
     int csv_header;             /* CSV: first line is a header: 1 yes, 0 no, -1 detect (first
                                    line has a field that is not a number) */
@@ -66,7 +69,8 @@ jm_data_opts jm_data_defaults(void);
 const char *jm_data_format_name(jm_data_format f);
 
 /* Maps a dataset directory to its file for split "train" or "test":
-   train-images-idx3-ubyte / t10k-images-idx3-ubyte (IDX), data_batch_1.bin / test_batch.bin
+   train-images-idx3-ubyte / t10k-images-idx3-ubyte (IDX), train-images-idx4-ubyte /
+   t10k-images-idx4-ubyte (IDX with channels), data_batch_1.bin / test_batch.bin
    (CIFAR-10) or train.bin / test.bin (CIFAR-100), whichever exists, in that order. A path
    that is not a directory is copied unchanged. 0 ok; -1 when path is a directory holding
    none of them (out then names the IDX candidate), split is unknown, or out is too small. */

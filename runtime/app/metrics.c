@@ -57,3 +57,77 @@ double jm_metric_auroc(const double *pos, int64_t npos, const double *neg, int64
     free(v);
     return (rank_sum - (double)npos * (double)(npos + 1) / 2.0) / ((double)npos * (double)nneg);
 }
+
+double jm_metric_auroc_labels(const double *score, const int64_t *y, int64_t n) {
+    int64_t npos = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] != 0 && y[i] != 1) return NAN;
+        npos += y[i];
+    }
+    if (npos == 0 || npos == n) return NAN;
+    double *pos = malloc(sizeof(double) * (size_t)npos), *neg = malloc(sizeof(double) * (size_t)(n - npos));
+    double r = NAN;
+    if (pos && neg) {
+        int64_t a = 0, b = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (y[i]) pos[a++] = score[i];
+            else neg[b++] = score[i];
+        }
+        r = jm_metric_auroc(pos, npos, neg, n - npos);
+    }
+    free(pos); free(neg);
+    return r;
+}
+
+double jm_metric_brier(const double *prob, const int64_t *y, int64_t n, int64_t K) {
+    if (n < 1 || K < 1) return NAN;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] < 0 || y[i] >= K) return NAN;
+        for (int64_t c = 0; c < K; c++) {
+            double d = prob[i * K + c] - (c == y[i] ? 1.0 : 0.0);
+            s += d * d;
+        }
+    }
+    return s / (double)n;
+}
+
+double jm_metric_brier_binary(const double *p1, const int64_t *y, int64_t n) {
+    if (n < 1) return NAN;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] != 0 && y[i] != 1) return NAN;
+        double d = p1[i] - (double)y[i];
+        s += d * d;
+    }
+    return s / (double)n;
+}
+
+int jm_metric_calibration_curve(const double *p1, const int64_t *y, int64_t n, int bins, double *frac_pos, double *mean_pred,
+                                int64_t *count) {
+    if (n < 1 || bins < 1) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!(p1[i] >= 0 && p1[i] <= 1) || (y[i] != 0 && y[i] != 1)) return -1;
+    double *sp = calloc((size_t)bins, sizeof(double)), *st = calloc((size_t)bins, sizeof(double));
+    int64_t *nb = calloc((size_t)bins, sizeof(int64_t));
+    if (!sp || !st || !nb) { free(sp); free(st); free(nb); return -1; }
+    double step = 1.0 / (double)bins;     /* numpy's linspace: edge k is k * step, computed so */
+    for (int64_t i = 0; i < n; i++) {
+        /* the inner edges strictly below p1 (edges are increasing: a binary search would
+           do, but bins are few) */
+        int b = 0;
+        while (b < bins - 1 && (double)(b + 1) * step < p1[i]) b++;
+        sp[b] += p1[i];
+        st[b] += (double)y[i];
+        nb[b]++;
+    }
+    int nonempty = 0;
+    for (int b = 0; b < bins; b++) {
+        nonempty += nb[b] > 0;
+        if (frac_pos) frac_pos[b] = nb[b] ? st[b] / (double)nb[b] : NAN;
+        if (mean_pred) mean_pred[b] = nb[b] ? sp[b] / (double)nb[b] : NAN;
+        if (count) count[b] = nb[b];
+    }
+    free(sp); free(st); free(nb);
+    return nonempty;
+}

@@ -1,7 +1,9 @@
 #!/bin/sh
 # tools/deps.sh — install the Debian packages jemc needs, and only the missing ones.
 #   tools/deps.sh build      packages needed to build jemc and its runtime
-#   tools/deps.sh test       build packages + what the test suite needs (prove, PyTorch)
+#   tools/deps.sh test       build packages + what the test suite needs (prove, PyTorch,
+#                            scikit-learn: t_metrics checks against it, and it ships the
+#                            UCI tables tools/sklearn_tables.py converts)
 #   tools/deps.sh fuzz       test packages + clang-19 and libFuzzer
 #   add --check to only report (exit 1 if something is missing, install nothing)
 # Idempotent: when everything is present it runs one dpkg-query and exits.
@@ -12,7 +14,7 @@ check_only=0
 
 # clang-19: the runtime's GPU library kernels (runtime/gpu/dev_lib.c) are compiled to NVPTX bitcode
 build="gcc make llvm-19-dev clang-19 libffi-dev libpng-dev zlib1g-dev libgif-dev libcairo2-dev"
-test="$build perl python3 python3-torch python3-numpy"
+test="$build perl python3 python3-torch python3-numpy python3-sklearn"
 fuzz="$test libclang-rt-19-dev"
 case "$what" in
     build) pkgs=$build ;;

@@ -15,25 +15,30 @@
 
 static const char *jm_eval_usage =
     "usage: EXE eval accuracy|calibration|ood|robust --data DIR|FILE [--ckpt CKPT] [options]\n\n"
-    "  accuracy      test accuracy, mean cross-entropy and mean energy of the graph's `evaluate`\n"
+    "  accuracy      test accuracy, mean cross-entropy and mean energy of the graph's `evaluate`, the\n"
+    "                Brier score; for two classes also the binary Brier score and AUROC of p(y=1|x)\n"
     "  calibration   expected calibration error over --bins equal-width confidence bins and a\n"
-    "                reliability diagram (REPORT/reliability.png, REPORT/calibration.json)\n"
+    "                reliability diagram (REPORT/reliability.png, REPORT/calibration.json); for two\n"
+    "                classes also sklearn's calibration curve of p(y=1|x) over --curve-bins uniform\n"
+    "                bins (REPORT/calibration_curve.png)\n"
     "  ood           AUROC of the data (in-distribution) against each --ood-data set (and uniform\n"
     "                noise with --ood-noise) for log p(x) = -E(x), max p(y|x) and -|d/dx log p(x)|,\n"
     "                with a histogram per score (REPORT/ood.json, REPORT/ood_*.png)\n"
     "  robust        accuracy under PGD attacks (--norm linf|l2, each --eps, --pgd-steps, --step-size;\n"
     "                eps and step in [0, 1] pixel units, so MNIST's usual L-inf 0.3 is --eps 0.3),\n"
-    "                optionally after --purify K SGLD steps (REPORT/robust.json)\n"
+    "                optionally after --purify K SGLD steps (REPORT/robust.json); not for tables\n"
     "  fid, is       not computed: they need Inception-v3's weights, which jemc does not ship\n"
     "An --ood-data set of another image shape is centred, padded or cropped, and its channels\n"
     "repeated or averaged, to the data's shape (MNIST as an OOD set for CIFAR-10).\n"
-    "A directory given as data means its test split.";
+    "A directory given as data means its test split. For a table (CSV), --ood-noise draws each column\n"
+    "uniformly between its smallest and largest value in the data, and an --ood-data table needs the\n"
+    "data's columns.";
 
 int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256];
     snprintf(who, sizeof who, "%s eval", exe);
     const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL, *report = "report";
-    int64_t threads = 0, bins = 20, limit = 0;
+    int64_t threads = 0, bins = 20, limit = 0, curve_bins = 10;
     int noise = 0;
     jm_arg_list sets, oods, epss;
     memset(&sets, 0, sizeof sets);
@@ -45,11 +50,13 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     const jm_arg args[] = {
         { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
         { "--data", JM_ARG_STR, &data, "DIR|FILE", "data set (a directory: its test split)", 0, 0 },
-        { "--labels", JM_ARG_STR, &labels, "FILE", "IDX labels file", 0, 0 },
+        { "--labels", JM_ARG_STR, &labels, "FILE", "labels file: IDX, or text of one label a line for CSV/text", 0, 0 },
+        JM_SESSION_TABLE_ARGS,
         { "--limit", JM_ARG_INT, &limit, "N", "use the first N records of each data set only", 1, 9e18 },
         { "--json", JM_ARG_STR, &json, "FILE", "accuracy: also write the figures as JSON", 0, 0 },
         { "--report", JM_ARG_STR, &report, "DIR", "calibration, ood: the report folder (default report/)", 0, 0 },
         { "--bins", JM_ARG_INT, &bins, "N", "calibration: confidence bins (default 20, as JEM++)", 1, 1000 },
+        { "--curve-bins", JM_ARG_INT, &curve_bins, "N", "calibration, two classes: bins of the calibration curve (default 10)", 1, 1000 },
         { "--ood-data", JM_ARG_LIST, &oods, "DIR|FILE", "ood: an out-of-distribution set (repeatable)", 0, 0 },
         { "--ood-noise", JM_ARG_FLAG, &noise, NULL, "ood: also uniform noise shaped like the data", 0, 0 },
         { "--norm", JM_ARG_STR, &norm, "linf|l2", "robust: the attack's norm (default linf)", 0, 0 },
@@ -93,14 +100,23 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     memset(&ds, 0, sizeof ds);
     memset(ood, 0, sizeof ood);
     int nood = 0;
-    if (jm_session_data(data, labels, "test", &ds, who) != 0) return 1;
-    if (limit > 0 && ds.n > limit) ds.n = limit;
     jm_rt rt;
-    if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) { jm_data_free(&ds); return 1; }
-    double acc, loss, energy;
+    /* the checkpoint first: a table is read as its run read its data (rt_session.h) */
+    if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) return 1;
+    if (jm_session_data(data, labels, "test", &ds, who) != 0) { jm_rt_close(&rt); return 1; }
+    if (limit > 0 && ds.n > limit) ds.n = limit;
+    if (strcmp(what, "robust") == 0 && jm_evalsuite_is_table(&ds)) {
+        /* PGD's radii are in [0, 1] pixel units and every step is clamped to the image
+           range [-1, 1]: neither means anything for a table's columns */
+        fprintf(stderr, "%s: robust: %s is a table; PGD's --eps is in pixel units and its steps are clamped to the image range [-1, 1], "
+                        "which mean nothing for table columns: not computed for tables\n", who, ds.path);
+        jm_data_free(&ds);
+        jm_rt_close(&rt);
+        return 2;
+    }
     int rc = 1;
     if (strcmp(what, "calibration") == 0) {
-        rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, report, who) == 0 ? 0 : 1;
+        rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, (int)curve_bins, report, who) == 0 ? 0 : 1;
     } else if (strcmp(what, "ood") == 0) {
         nood = jm_evalsuite_load_ood(oods.v, oods.n, noise, &ds, ood, who);
         for (int i = 0; i < nood; i++) if (limit > 0 && ood[i].n > limit) ood[i].n = limit;
@@ -123,17 +139,8 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
             fprintf(f, "%s\"%g\": %.6f", e ? ", " : "", eps[e], r);
         }
         if (f) { fprintf(f, "}}\n"); fclose(f); }
-    } else if (jm_train_evaluate(&rt, &ds, &acc, &loss, &energy, who) == 0) {
-        printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds.path, ds.n, acc, loss, energy);
-        rc = 0;
-        if (json) {
-            FILE *f = fopen(json, "w");
-            if (!f) { fprintf(stderr, "%s: cannot write %s\n", who, json); rc = 1; }
-            else {
-                fprintf(f, "{\"data\": \"%s\", \"records\": %" PRId64 ", \"accuracy\": %.6f, \"loss\": %.6g, \"energy\": %.6g}\n", ds.path, ds.n, acc, loss, energy);
-                fclose(f);
-            }
-        }
+    } else {
+        rc = jm_evalsuite_accuracy(&rt, &ds, json, who) == 0 ? 0 : 1;
     }
     jm_rt_close(&rt);
     jm_data_free(&ds);

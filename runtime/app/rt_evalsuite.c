@@ -19,17 +19,41 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Per example of ds: softmax confidence and correctness (conf/right may be
-   NULL), energy (may be NULL), max logit-softmax probability. The last partial
-   batch is padded with record 0 and the padding ignored. */
-static int jm_eval_collect(jm_rt *rt, const jm_dataset *ds, double *conf, unsigned char *right, double *energy, const char *who) {
+/* What jm_eval_collect fills per example of ds (every pointer may be NULL):
+   softmax confidence (its largest probability) and whether the argmax is the
+   label; energy (the program's `energy` output: required when asked for and
+   need_energy, else NaN when the program has none); every class probability
+   (prob: n x K, softmax in double) and the cross-entropy -log p(y|x) (nll, as
+   logsumexp - logit_y, which does not underflow). */
+typedef struct {
+    double *conf, *energy, *prob, *nll;
+    unsigned char *right;
+    int need_energy;
+} jm_eval_want;
+
+/* K, the classes of `evaluate`'s logits, or -1 after printing why. */
+static int64_t jm_eval_classes(const jm_rt *rt, const char *who) {
+    int p = jm_session_program(rt->t, "evaluate", 1, who);
+    if (p < 0) return -1;
+    const jm_tprogram *pr = &rt->t->programs[p];
+    int li = jm_session_output(pr, "logits");
+    if (li < 0 || pr->outputs[li].rank != 2) { fprintf(stderr, "%s: program evaluate needs an output 'logits' of shape [batch, classes]\n", who); return -1; }
+    return pr->outputs[li].dim[1];
+}
+
+/* Runs `evaluate` over ds. The last partial batch is padded with record 0 and
+   the padding ignored. */
+static int jm_eval_collect(jm_rt *rt, const jm_dataset *ds, const jm_eval_want *w, const char *who) {
     int p = jm_session_program(rt->t, "evaluate", 1, who);
     if (p < 0) return -1;
     const jm_tprogram *pr = &rt->t->programs[p];
     if (jm_session_fits(pr, ds, who) != 0) return -1;
     int xi = jm_session_input(pr, "x"), yi = jm_session_input(pr, "y");
     int li = jm_session_output(pr, "logits"), ei = jm_session_output(pr, "energy");
-    if (yi < 0 || li < 0 || ei < 0) { fprintf(stderr, "%s: program evaluate needs inputs x, y and outputs logits, energy\n", who); return -1; }
+    if (yi < 0 || li < 0 || (ei < 0 && w->energy && w->need_energy)) {
+        fprintf(stderr, "%s: program evaluate needs inputs x, y and outputs logits%s\n", who, w->need_energy ? ", energy" : "");
+        return -1;
+    }
     int64_t B = pr->inputs[xi].dim[0], per = (int64_t)ds->c * ds->h * ds->w, K = pr->outputs[li].dim[1];
     jm_session_buf bb;
     int have = jm_session_buf_alloc(&bb, B, per) == 0;
@@ -37,23 +61,34 @@ static int jm_eval_collect(jm_rt *rt, const jm_dataset *ds, double *conf, unsign
     int64_t *y = bb.y;
     void **out = jm_session_outputs(pr);
     int rc = have && out ? 0 : -1;
+    if (rc != 0) fprintf(stderr, "%s: out of memory\n", who);
+    /* a label the model has no class for would index past the logits */
+    if (w->right || w->prob || w->nll)
+        for (int64_t r = 0; r < ds->n && rc == 0; r++)
+            if (ds->y[r] < 0 || ds->y[r] >= K) {
+                fprintf(stderr, "%s: %s: record %" PRId64 " (0-based) has label %" PRId64 ", but the model has %" PRId64 " classes (0..%" PRId64 ")\n",
+                        who, ds->path, r, ds->y[r], K, K - 1);
+                rc = -1;
+            }
     for (int64_t b0 = 0; b0 < ds->n && rc == 0; b0 += B) {
         int64_t real = jm_session_batch(ds, b0, &bb);
         const void *in[2];
         in[xi] = x;
         in[yi] = y;
         if (jm_rt_run(rt, p, in, out) != 0) { fprintf(stderr, "%s: evaluate failed: %s\n", who, rt->err); rc = -1; break; }
-        const float *lg = out[li], *en = out[ei];
+        const float *lg = out[li], *en = ei >= 0 ? out[ei] : NULL;
         for (int64_t i = 0; i < real; i++) {
             const float *l = lg + i * K;
-            int64_t best = 0;
-            double mx = l[0], z = 0;
+            int64_t best = 0, r = b0 + i;
+            double mx, z = 0;
             for (int64_t k = 1; k < K; k++) if (l[k] > l[best]) best = k;
             mx = l[best];
             for (int64_t k = 0; k < K; k++) z += exp((double)l[k] - mx);
-            if (conf) conf[b0 + i] = 1.0 / z;                /* softmax of the largest logit */
-            if (right) right[b0 + i] = best == y[i];
-            if (energy) energy[b0 + i] = en[i];
+            if (w->conf) w->conf[r] = 1.0 / z;                /* softmax of the largest logit */
+            if (w->right) w->right[r] = best == y[i];
+            if (w->energy) w->energy[r] = en ? en[i] : NAN;
+            if (w->prob) for (int64_t k = 0; k < K; k++) w->prob[r * K + k] = exp((double)l[k] - mx) / z;
+            if (w->nll) w->nll[r] = mx + log(z) - (double)l[y[i]];
         }
     }
     jm_session_buf_free(&bb);
@@ -95,34 +130,177 @@ static int jm_report_dir(const char *dir, const char *who) {
     return 0;
 }
 
-/* A uniform-noise data set shaped like ds (the "noise" OOD set). */
+int jm_evalsuite_is_table(const void *dsv) {
+    const jm_dataset *ds = dsv;
+    /* every format but the image ones is a table (CSV, whitespace-separated text) */
+    return ds->format != JM_DATA_IDX && ds->format != JM_DATA_CIFAR10 && ds->format != JM_DATA_CIFAR100;
+}
+
+/* A uniform-noise data set shaped like ds (the "noise" OOD set): images uniform
+   in [-1, 1], their value range; a table's columns each uniform between that
+   column's smallest and largest value in ds (tables have no common range: a
+   standardized column spans a few units, a raw one anything). */
 static int jm_noise_like(const jm_dataset *ds, int64_t n, jm_dataset *out) {
     memset(out, 0, sizeof *out);
     int64_t per = (int64_t)ds->c * ds->h * ds->w;
     out->x = malloc(sizeof(float) * (size_t)(n * per));
     out->y = calloc((size_t)n, sizeof(int64_t));
-    if (!out->x || !out->y) { free(out->x); free(out->y); return -1; }
-    for (int64_t i = 0; i < n * per; i++) out->x[i] = (float)(-1.0 + 2.0 * jm_philox_uniform((uint32_t)(i % per), (uint32_t)(i / per), 0x0d0e, 7, 0));
+    double *lo = malloc(sizeof(double) * (size_t)per), *hi = malloc(sizeof(double) * (size_t)per);
+    if (!out->x || !out->y || !lo || !hi) { free(out->x); free(out->y); free(lo); free(hi); out->x = NULL; out->y = NULL; return -1; }
+    int table = jm_evalsuite_is_table(ds);
+    for (int64_t k = 0; k < per; k++) {
+        lo[k] = table ? INFINITY : -1.0;
+        hi[k] = table ? -INFINITY : 1.0;
+    }
+    for (int64_t r = 0; table && r < ds->n; r++)
+        for (int64_t k = 0; k < per; k++) {
+            double v = ds->x[r * per + k];
+            if (v < lo[k]) lo[k] = v;
+            if (v > hi[k]) hi[k] = v;
+        }
+    for (int64_t i = 0; i < n * per; i++) {
+        int64_t k = i % per;
+        double u = jm_philox_uniform((uint32_t)k, (uint32_t)(i / per), 0x0d0e, 7, 0);
+        out->x[i] = (float)(lo[k] + (hi[k] - lo[k]) * u);
+    }
+    free(lo); free(hi);
     out->n = n; out->c = ds->c; out->h = ds->h; out->w = ds->w; out->classes = ds->classes;
     out->format = ds->format; out->pad_value = ds->pad_value;
     snprintf(out->path, sizeof out->path, "noise");
     return 0;
 }
 
-int jm_evalsuite_calibration(jm_rt *rt, const void *dsv, int bins, const char *report, const char *who) {
+/* a JSON number, null for NaN and infinities (JSON has neither) */
+static void jm_json_num(FILE *f, const char *fmt, double v) {
+    if (isfinite(v)) fprintf(f, fmt, v);
+    else fputs("null", f);
+}
+
+/* The probabilistic figures of a data set: Brier's multiclass score and, for two
+   classes, p1 = p(y=1|x) with sklearn's binary Brier score and its AUROC. */
+typedef struct { int64_t K; double brier, brier_binary, auroc; double *p1; } jm_eval_probs;
+
+static int jm_eval_probs_of(const jm_dataset *ds, const double *prob, int64_t K, jm_eval_probs *e) {
+    memset(e, 0, sizeof *e);
+    e->K = K;
+    e->brier = jm_metric_brier(prob, ds->y, ds->n, K);
+    e->brier_binary = e->auroc = NAN;
+    if (K != 2) return 0;
+    if (!(e->p1 = malloc(sizeof(double) * (size_t)ds->n))) return -1;
+    for (int64_t i = 0; i < ds->n; i++) e->p1[i] = prob[2 * i + 1];
+    e->brier_binary = jm_metric_brier_binary(e->p1, ds->y, ds->n);
+    e->auroc = jm_metric_auroc_labels(e->p1, ds->y, ds->n);     /* NaN when one class is absent */
+    return 0;
+}
+
+static void jm_eval_probs_print(const jm_eval_probs *e) {
+    printf("  Brier score %.4f (mean over records of sum_c (p(c|x) - [y = c])^2, 0 best, 2 worst)\n", e->brier);
+    if (e->K != 2) return;
+    printf("  two classes, p1 = p(y=1|x): binary Brier score %.4f (mean (p1 - y)^2, sklearn's brier_score_loss), AUROC of p1 ", e->brier_binary);
+    if (isfinite(e->auroc)) printf("%.4f\n", e->auroc);
+    else printf("n/a (the data hold one class only)\n");
+}
+
+static void jm_eval_probs_json(FILE *f, const jm_eval_probs *e) {
+    fprintf(f, ", \"classes\": %" PRId64 ", \"brier\": ", e->K);
+    jm_json_num(f, "%.6g", e->brier);
+    if (e->K != 2) return;
+    fprintf(f, ", \"brier_binary\": ");
+    jm_json_num(f, "%.6g", e->brier_binary);
+    fprintf(f, ", \"auroc\": ");
+    jm_json_num(f, "%.6f", e->auroc);
+}
+
+int jm_evalsuite_accuracy(jm_rt *rt, const void *dsv, const char *json, const char *who) {
     const jm_dataset *ds = dsv;
+    int64_t K = jm_eval_classes(rt, who), n = ds->n;
+    if (K < 1) return -1;
+    double *prob = malloc(sizeof(double) * (size_t)(n * K)), *nll = malloc(sizeof(double) * (size_t)n), *en = malloc(sizeof(double) * (size_t)n);
+    unsigned char *right = malloc((size_t)n);
+    jm_eval_probs e;
+    memset(&e, 0, sizeof e);
+    int rc = -1;
+    if (!prob || !nll || !en || !right) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
+    jm_eval_want w = { NULL, en, prob, nll, right, 0 };
+    if (jm_eval_collect(rt, ds, &w, who) != 0) goto done;
+    double acc = 0, loss = 0, energy = 0;
+    for (int64_t i = 0; i < n; i++) { acc += right[i]; loss += nll[i]; energy += en[i]; }
+    acc /= (double)n; loss /= (double)n; energy /= (double)n;     /* NaN energy: the program has none */
+    if (jm_eval_probs_of(ds, prob, K, &e) != 0) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
+    printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds->path, n, acc, loss, energy);
+    jm_eval_probs_print(&e);
+    rc = 0;
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) { fprintf(stderr, "%s: cannot write %s: %s\n", who, json, strerror(errno)); rc = -1; goto done; }
+        fprintf(f, "{\"data\": \"%s\", \"records\": %" PRId64 ", \"accuracy\": %.6f, \"loss\": ", ds->path, n, acc);
+        jm_json_num(f, "%.6g", loss);
+        fprintf(f, ", \"energy\": ");
+        jm_json_num(f, "%.6g", energy);
+        jm_eval_probs_json(f, &e);
+        fprintf(f, "}\n");
+        if (fclose(f) != 0) { fprintf(stderr, "%s: cannot write %s: %s\n", who, json, strerror(errno)); rc = -1; }
+    }
+done:
+    free(prob); free(nll); free(en); free(right); free(e.p1);
+    return rc;
+}
+
+/* For two classes: sklearn's calibration curve of p1 over `bins` uniform bins
+   (the non-empty ones, as sklearn returns them) into the JSON, printed as a
+   table and drawn against the diagonal in REPORT/calibration_curve.png. */
+static int jm_eval_curve(const jm_dataset *ds, const jm_eval_probs *e, int bins, FILE *f, const char *report, const char *who) {
+    double *fp = malloc(sizeof(double) * (size_t)bins), *mp = malloc(sizeof(double) * (size_t)bins);
+    int64_t *cn = malloc(sizeof(int64_t) * (size_t)bins);
+    int rc = -1, ne = fp && mp && cn ? jm_metric_calibration_curve(e->p1, ds->y, ds->n, bins, fp, mp, cn) : -1;
+    char path[1100], err[1024];
+    if (ne < 0) { fprintf(stderr, "%s: the calibration curve needs labels 0/1 and probabilities in [0, 1]\n", who); goto done; }
+    /* the non-empty bins first, in order (sklearn's arrays) */
+    int k = 0;
+    for (int b = 0; b < bins; b++) if (cn[b]) { fp[k] = fp[b]; mp[k] = mp[b]; cn[k] = cn[b]; k++; }
+    fprintf(f, ", \"calibration_curve\": {\"bins\": %d, \"strategy\": \"uniform\", \"mean_predicted\": [", bins);
+    for (int j = 0; j < k; j++) fprintf(f, "%s%.6f", j ? ", " : "", mp[j]);
+    fprintf(f, "], \"fraction_positive\": [");
+    for (int j = 0; j < k; j++) fprintf(f, "%s%.6f", j ? ", " : "", fp[j]);
+    fprintf(f, "], \"count\": [");
+    for (int j = 0; j < k; j++) fprintf(f, "%s%" PRId64, j ? ", " : "", cn[j]);
+    fprintf(f, "]}");
+    printf("  calibration curve of p1 (%d uniform bins, sklearn's calibration_curve; %d non-empty):\n  %14s %17s %8s\n", bins, k,
+           "mean predicted", "fraction class 1", "records");
+    for (int j = 0; j < k; j++) printf("  %14.4f %17.4f %8" PRId64 "\n", mp[j], fp[j], cn[j]);
+    static const double diag[2] = { 0, 1 };
+    jm_series s[2] = { { "perfectly calibrated", diag, diag, 2 }, { "model", mp, fp, k } };
+    jm_plot_opts po = { "calibration curve of p(y=1|x)", "mean predicted probability", "fraction of class 1", 0, 0, 0 };
+    snprintf(path, sizeof path, "%s/calibration_curve.png", report);
+    if (jm_plot_lines(path, &po, s, 2, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
+    rc = 0;
+done:
+    free(fp); free(mp); free(cn);
+    return rc;
+}
+
+int jm_evalsuite_calibration(jm_rt *rt, const void *dsv, int bins, int curve_bins, const char *report, const char *who) {
+    const jm_dataset *ds = dsv;
+    int64_t K = jm_eval_classes(rt, who);
+    if (K < 1) return -1;
     double *conf = malloc(sizeof(double) * (size_t)ds->n), *cb = calloc((size_t)bins, sizeof(double)), *ab = calloc((size_t)bins, sizeof(double));
+    double *prob = malloc(sizeof(double) * (size_t)(ds->n * K));
     unsigned char *right = malloc((size_t)ds->n);
     int64_t *nb = calloc((size_t)bins, sizeof(int64_t));
+    jm_eval_probs e;
+    memset(&e, 0, sizeof e);
     int rc = -1;
     char path[1100], err[1024];
-    if (!conf || !cb || !ab || !right || !nb) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
-    if (jm_eval_collect(rt, ds, conf, right, NULL, who) != 0) goto done;
+    if (!conf || !cb || !ab || !right || !nb || !prob) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
+    jm_eval_want w = { conf, NULL, prob, NULL, right, 0 };
+    if (jm_eval_collect(rt, ds, &w, who) != 0) goto done;
+    if (jm_eval_probs_of(ds, prob, K, &e) != 0) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
     double ece = jm_metric_ece(conf, right, ds->n, bins, cb, ab, nb);
     int64_t nr = 0;
     for (int64_t i = 0; i < ds->n; i++) nr += right[i];
     printf("%s: %" PRId64 " records: accuracy %.4f, expected calibration error %.4f (%d equal-width bins)\n", ds->path, ds->n,
            (double)nr / (double)ds->n, ece, bins);
+    jm_eval_probs_print(&e);
     if (jm_report_dir(report, who) != 0) goto done;
     snprintf(path, sizeof path, "%s/reliability.png", report);
     jm_plot_opts po = { "reliability diagram", "confidence", "accuracy", 0, 0, 0 };
@@ -137,19 +315,24 @@ int jm_evalsuite_calibration(jm_rt *rt, const void *dsv, int bins, const char *r
     for (int b = 0; b < bins; b++) fprintf(f, "%s%.6f", b ? ", " : "", ab[b]);
     fprintf(f, "], \"bin_count\": [");
     for (int b = 0; b < bins; b++) fprintf(f, "%s%" PRId64, b ? ", " : "", nb[b]);
-    fprintf(f, "]}\n");
-    fclose(f);
-    printf("%s/reliability.png, %s/calibration.json\n", report, report);
+    fprintf(f, "]");
+    jm_eval_probs_json(f, &e);
+    if (K == 2 && jm_eval_curve(ds, &e, curve_bins, f, report, who) != 0) { fclose(f); goto done; }
+    fprintf(f, "}\n");
+    if (fclose(f) != 0) { fprintf(stderr, "%s: cannot write %s: %s\n", who, path, strerror(errno)); goto done; }
+    if (K == 2) printf("%s/reliability.png, %s/calibration_curve.png, %s/calibration.json\n", report, report, report);
+    else printf("%s/reliability.png, %s/calibration.json\n", report, report);
     rc = 0;
 done:
-    free(conf); free(cb); free(ab); free(right); free(nb);
+    free(conf); free(cb); free(ab); free(right); free(nb); free(prob); free(e.p1);
     return rc;
 }
 
 /* scores of one set: [0] log p(x) = -E(x), [1] max p(y|x), [2] -||grad log p(x)|| */
 static int jm_ood_scores(jm_rt *rt, const jm_dataset *ds, double *s[3], const char *who) {
     for (int k = 0; k < 3; k++) if (!(s[k] = malloc(sizeof(double) * (size_t)(ds->n + 1)))) return -1;
-    if (jm_eval_collect(rt, ds, s[1], NULL, s[0], who) != 0) return -1;
+    jm_eval_want w = { s[1], s[0], NULL, NULL, NULL, 1 };
+    if (jm_eval_collect(rt, ds, &w, who) != 0) return -1;
     for (int64_t i = 0; i < ds->n; i++) s[0][i] = -s[0][i];
     return jm_eval_pxgrad(rt, ds, s[2], who);
 }
@@ -210,6 +393,13 @@ int jm_evalsuite_load_ood(const char *const *paths, int n, int noise, const void
         for (int64_t r = 0; r < o->n; r++) o->y[r] = 0;
         /* a set of another shape is fitted to the model's input (MNIST digits as an OOD
            set for a CIFAR-10 model: padded to 32x32, the channel repeated) */
+        /* a table's columns are features with meanings: padding or cropping them
+           would score nonsense, so a table of another width is refused */
+        if ((jm_evalsuite_is_table(o) || jm_evalsuite_is_table(like)) && (o->c != like->c || o->h != like->h || o->w != like->w)) {
+            fprintf(stderr, "%s: %s has %d values per record, the data %s %d: an out-of-distribution table needs the same columns\n", who,
+                    o->path, o->c * o->h * o->w, like->path, like->c * like->h * like->w);
+            return -1;
+        }
         if (o->c != like->c || o->h != like->h || o->w != like->w) {
             char err[1024];
             int c0 = o->c, h0 = o->h, w0 = o->w;

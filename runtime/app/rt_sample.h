@@ -14,7 +14,12 @@ int jm_plot_main(int argc, char **argv, const char *exe);
    (AUROC of log p(x), max p(y|x) and the input-gradient norm against each
    out-of-distribution set, score histograms); results in `report`. The data
    sets are jm_dataset (data.h). 0 ok, -1 after printing why. */
-int jm_evalsuite_calibration(jm_rt *rt, const void *ds, int bins, const char *report, const char *who);
+int jm_evalsuite_calibration(jm_rt *rt, const void *ds, int bins, int curve_bins, const char *report, const char *who);
+/* `eval accuracy`: accuracy, cross-entropy, mean energy, Brier scores, for two
+   classes the AUROC of p(y=1|x); printed and (json != NULL) written as JSON. */
+int jm_evalsuite_accuracy(jm_rt *rt, const void *ds, const char *json, const char *who);
+/* 1 when the data set is a table (CSV or text), not images */
+int jm_evalsuite_is_table(const void *ds);
 int jm_evalsuite_ood(jm_rt *rt, const void *in, const void *ood, int nood, const char *report, const char *who);
 /* Loads the OOD sets (and a uniform-noise set shaped like `like` when noise);
    returns how many, or -1. */

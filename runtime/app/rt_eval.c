@@ -5,6 +5,7 @@
 #include "plot.h"
 #include "rt_args.h"
 #include "rt_session.h"
+#include "rt_modes.h"
 #include "rt_train.h"
 #include <inttypes.h>
 #include <math.h>
@@ -27,6 +28,7 @@ static const char *jm_eval_usage =
     "  robust        accuracy under PGD attacks (--norm linf|l2, each --eps, --pgd-steps, --step-size;\n"
     "                eps and step in [0, 1] pixel units, so MNIST's usual L-inf 0.3 is --eps 0.3),\n"
     "                optionally after --purify K SGLD steps (REPORT/robust.json); not for tables\n"
+    "  modes         StackMNIST mode counting: EXE eval modes --classifier DIGIT_CKPT --data DIR [--n N] (see eval modes --help)\n"
     "  fid, is       not computed: they need Inception-v3's weights, which jemc does not ship\n"
     "An --ood-data set of another image shape is centred, padded or cropped, and its channels\n"
     "repeated or averaged, to the data's shape (MNIST as an OOD set for CIFAR-10).\n"
@@ -37,6 +39,7 @@ static const char *jm_eval_usage =
 int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256];
     snprintf(who, sizeof who, "%s eval", exe);
+    if (argc > 2 && strcmp(argv[2], "modes") == 0) return jm_modes_main(t, kernels, argc, argv, exe);   /* its own options: rt_modes.c */
     const char *ckpt = NULL, *data = NULL, *labels = NULL, *json = NULL, *report = "report";
     int64_t threads = 0, bins = 20, limit = 0, curve_bins = 10;
     int noise = 0;
@@ -78,7 +81,7 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
         return 2;
     }
     if (strcmp(what, "accuracy") != 0 && strcmp(what, "calibration") != 0 && strcmp(what, "ood") != 0 && strcmp(what, "robust") != 0) {
-        fprintf(stderr, "%s: which evaluation? accuracy, calibration, ood or robust (see %s eval --help)\n", who, exe);
+        fprintf(stderr, "%s: which evaluation? accuracy, calibration, ood, robust or modes (see %s eval --help)\n", who, exe);
         return 2;
     }
     if (!data) { fprintf(stderr, "%s: --data is required\n", who); return 2; }

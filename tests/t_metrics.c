@@ -15,7 +15,7 @@
    brier_score_loss, calibration_curve (10 and 7 bins) and roc_auc_score */
 static void against_sklearn(void) {
     if (jt_run("/usr/bin/python3 -c 'import sklearn.calibration, sklearn.metrics'", NULL, 0) != 0) {
-        skip(7, "/usr/bin/python3 has no sklearn (apt-get install python3-sklearn)");
+        skip(8, "/usr/bin/python3 has no sklearn (apt-get install python3-sklearn)");
         return;
     }
     enum { N = 500 };
@@ -31,15 +31,25 @@ static void against_sklearn(void) {
         y[i] = v < pow(p[i], 1.5);
     }
     char dir[] = "/tmp/jemc_metrics.XXXXXX", path[64], cmd[512];
-    if (!mkdtemp(dir)) { skip(7, "mkdtemp failed"); return; }
+    if (!mkdtemp(dir)) { skip(8, "mkdtemp failed"); return; }
     snprintf(path, sizeof path, "%s/p.csv", dir);
     FILE *f = fopen(path, "w");
-    for (int i = 0; i < N; i++) fprintf(f, "%.17g,%d\n", p[i], (int)y[i]);
+    /* and three classes: probabilities (a, b, 1 - a - b) from p, labels i % 3 where
+       p is high, else from y (some ties, every class present) */
+    static double p3[N * 3];
+    static int64_t y3[N];
+    for (int i = 0; i < N; i++) {
+        double a = p[i] * 0.8, b = (1 - p[i]) * 0.5;
+        p3[3 * i] = a; p3[3 * i + 1] = b; p3[3 * i + 2] = 1 - a - b;
+        y3[i] = p[i] > 0.6 ? i % 3 : y[i];
+    }
+    for (int i = 0; i < N; i++) fprintf(f, "%.17g,%d,%.17g,%.17g,%.17g,%d\n", p[i], (int)y[i], p3[3 * i], p3[3 * i + 1], p3[3 * i + 2], (int)y3[i]);
     fclose(f);
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c '"
              "import sys, numpy as np, sklearn.calibration as c, sklearn.metrics as m\n"
              "d = np.loadtxt(sys.argv[1], delimiter=\",\"); p, y = d[:, 0], d[:, 1].astype(int)\n"
              "print(repr(m.brier_score_loss(y, p)), repr(m.roc_auc_score(y, p)))\n"
+             "print(repr(m.roc_auc_score(d[:, 5].astype(int), d[:, 2:5], multi_class=\"ovr\")))\n"
              "for b in (10, 7):\n"
              "    t, q = c.calibration_curve(y, p, n_bins=b)\n"
              "    print(len(t), *map(repr, t), *map(repr, q))\n"
@@ -48,14 +58,16 @@ static void against_sklearn(void) {
     int rc = jt_run(cmd, res, sizeof res);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) tap_diag("could not remove %s", dir);
-    if (!ok(rc == 0, "sklearn ran")) { tap_diag("%s", res); skip(6, "no sklearn figures"); return; }
+    if (!ok(rc == 0, "sklearn ran")) { tap_diag("%s", res); skip(7, "no sklearn figures"); return; }
     char *at = res;
-    double brier = strtod(at, &at), auc = strtod(at, &at);
+    double brier = strtod(at, &at), auc = strtod(at, &at), ovr = strtod(at, &at);
     char name[128];
     snprintf(name, sizeof name, "binary Brier score == sklearn's brier_score_loss (%.6f)", brier);
     is_near(jm_metric_brier_binary(p, y, N), brier, 1e-14, name);
     snprintf(name, sizeof name, "AUROC of p1 == sklearn's roc_auc_score (%.6f)", auc);
     is_near(jm_metric_auroc_labels(p, y, N), auc, 1e-14, name);
+    snprintf(name, sizeof name, "three classes: one-vs-rest AUROC == sklearn's roc_auc_score(multi_class=\"ovr\") (%.6f)", ovr);
+    is_near(jm_metric_auroc_ovr(p3, y3, N, 3), ovr, 1e-14, name);
     for (int b = 10; b >= 7; b -= 3) {
         double fp[10], mp[10], ft[10], mt[10];
         int64_t cnt[10];
@@ -160,6 +172,14 @@ int main(void) {
     double pbad[] = { 0.5, 1.5 };
     ok(jm_metric_calibration_curve(pbad, ye, 2, 10, NULL, NULL, NULL) == -1, "a probability above 1: refused (-1)");
     ok(jm_metric_calibration_curve(pe, y2bad, 4, 10, NULL, NULL, NULL) == -1, "a label 2: refused (-1)");
+    /* one-vs-rest: 3 classes, 4 records; class 0 scores (.6 .2 .1 .1) for labels (0 1 2 0):
+       positives .6 .1 vs .2 .1: (1 + 1 + 0 + .5) / 4 = .625; class 1 (.3 .7 .2 .3): .7 above
+       .3 .2 .3 -> 1; class 2 (.1 .1 .7 .6): .7 above .1 .1 .6 -> 1; mean (.625 + 1 + 1) / 3 */
+    double po[] = { .6, .3, .1, .2, .7, .1, .1, .2, .7, .1, .3, .6 };
+    int64_t yo[] = { 0, 1, 2, 0 };
+    is_near(jm_metric_auroc_ovr(po, yo, 4, 3), (0.625 + 2) / 3, 1e-12, "one-vs-rest AUROC by hand: (0.625 + 1 + 1) / 3");
+    int64_t yo2[] = { 0, 1, 1, 0 };
+    ok(isnan(jm_metric_auroc_ovr(po, yo2, 4, 3)), "one-vs-rest with a class absent: NaN");
     against_sklearn();
     return tap_done();
 }

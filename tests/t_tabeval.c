@@ -15,7 +15,7 @@
  *      data separated by log p(x); a table of other columns refused;
  *   4. eval robust refuses tables (exit 2, saying why); a label the model has
  *      no class for is an error naming the record, not a read past the logits;
- *   5. three classes (-D classes=3): Brier's score, no binary figures, no
+ *   5. three classes (-D classes=3): Brier's score, the one-vs-rest AUROC, no binary figures, no
  *      calibration curve;
  *   6. the noise set itself (jm_evalsuite_load_ood called here): a table's
  *      columns each fill their own range, images [-1, 1];
@@ -261,14 +261,15 @@ static void test_three_classes(void) {
     write_table("/dev/null", NTEST, 3, 0, F, 1);    /* the reference's records: the test table's */
     static double p[NTEST * 3], en[NTEST], nll[NTEST];
     if (forward(ck, 3, p, en, nll) != 0) { ok(0, "three classes: checkpoint read"); return; }
-    double brier = jm_metric_brier(p, ty, NTEST, 3);
+    double brier = jm_metric_brier(p, ty, NTEST, 3), ovr = jm_metric_auroc_ovr(p, ty, NTEST, 3);
     r = run("%s eval accuracy --ckpt %s --data %s/test3.csv --json %s/acc3.json --threads 1", exe3, ck, dir, dir);
     char jp[512];
     snprintf(jp, sizeof jp, "%s/acc3.json", dir);
     char *j = slurp(jp, NULL);
     ok(r == 0 && j && jnum(j, "classes") == 3 && fabs(jnum(j, "brier") - brier) < 1e-5, "three classes: Brier's score %.5f == the reference's %.5f",
        j ? jnum(j, "brier") : NAN, brier);
-    ok(j && !strstr(j, "brier_binary") && !strstr(j, "auroc") && !strstr(out, "two classes"), "three classes: no binary Brier score, no AUROC of p1");
+    ok(j && fabs(jnum(j, "auroc_ovr") - ovr) < 1e-6 && ovr > 0.5, "three classes: one-vs-rest AUROC %.4f == the reference's %.4f", j ? jnum(j, "auroc_ovr") : NAN, ovr);
+    ok(j && !strstr(j, "brier_binary") && !strstr(j, "\"auroc\"") && !strstr(out, "two classes"), "three classes: no binary Brier score, no AUROC of p1");
     free(j);
     r = run("%s eval calibration --ckpt %s --data %s/test3.csv --report %s/cal3 --threads 1", exe3, ck, dir, dir);
     j = report_file("cal3", "calibration.json");

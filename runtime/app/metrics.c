@@ -131,3 +131,17 @@ int jm_metric_calibration_curve(const double *p1, const int64_t *y, int64_t n, i
     free(sp); free(st); free(nb);
     return nonempty;
 }
+
+double jm_metric_auroc_ovr(const double *prob, const int64_t *y, int64_t n, int64_t K) {
+    if (K < 2 || n < 1) return NAN;
+    for (int64_t i = 0; i < n; i++) if (y[i] < 0 || y[i] >= K) return NAN;
+    double *s = malloc(sizeof(double) * (size_t)n), sum = 0;
+    int64_t *b = malloc(sizeof(int64_t) * (size_t)n);
+    if (!s || !b) { free(s); free(b); return NAN; }
+    for (int64_t c = 0; c < K && !isnan(sum); c++) {
+        for (int64_t i = 0; i < n; i++) { s[i] = prob[i * K + c]; b[i] = y[i] == c; }
+        sum += jm_metric_auroc_labels(s, b, n);     /* NaN when class c is absent */
+    }
+    free(s); free(b);
+    return sum / (double)K;
+}

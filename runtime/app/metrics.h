@@ -27,6 +27,13 @@ double jm_metric_auroc(const double *pos, int64_t npos, const double *neg, int64
    neither 0 nor 1, a class is absent or a score is NaN. */
 double jm_metric_auroc_labels(const double *score, const int64_t *y, int64_t n);
 
+/* Macro one-vs-rest AUROC of n x K class probabilities (sklearn's
+   roc_auc_score(y, prob, multi_class="ovr"), average "macro"): the mean over
+   classes c of the AUROC of prob[:, c] for records of class c against all
+   others. NaN when K < 2, a label is outside [0, K) or some class is absent
+   (sklearn refuses those too). */
+double jm_metric_auroc_ovr(const double *prob, const int64_t *y, int64_t n, int64_t K);
+
 /* Brier's multiclass score: the mean over records of sum_c (p_ic - [y_i = c])^2
    with prob the n x K row-major class probabilities (0 for a perfect sure
    classifier, at most 2). NaN when n < 1, K < 1 or a label is outside [0, K). */

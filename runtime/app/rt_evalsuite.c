@@ -177,14 +177,16 @@ static void jm_json_num(FILE *f, const char *fmt, double v) {
 }
 
 /* The probabilistic figures of a data set: Brier's multiclass score and, for two
-   classes, p1 = p(y=1|x) with sklearn's binary Brier score and its AUROC. */
-typedef struct { int64_t K; double brier, brier_binary, auroc; double *p1; } jm_eval_probs;
+   classes, p1 = p(y=1|x) with sklearn's binary Brier score and its AUROC; for
+   more, the macro one-vs-rest AUROC of the class probabilities. */
+typedef struct { int64_t K; double brier, brier_binary, auroc, auroc_ovr; double *p1; } jm_eval_probs;
 
 static int jm_eval_probs_of(const jm_dataset *ds, const double *prob, int64_t K, jm_eval_probs *e) {
     memset(e, 0, sizeof *e);
     e->K = K;
     e->brier = jm_metric_brier(prob, ds->y, ds->n, K);
-    e->brier_binary = e->auroc = NAN;
+    e->brier_binary = e->auroc = e->auroc_ovr = NAN;
+    if (K > 2) e->auroc_ovr = jm_metric_auroc_ovr(prob, ds->y, ds->n, K);     /* NaN when a class is absent */
     if (K != 2) return 0;
     if (!(e->p1 = malloc(sizeof(double) * (size_t)ds->n))) return -1;
     for (int64_t i = 0; i < ds->n; i++) e->p1[i] = prob[2 * i + 1];
@@ -195,6 +197,11 @@ static int jm_eval_probs_of(const jm_dataset *ds, const double *prob, int64_t K,
 
 static void jm_eval_probs_print(const jm_eval_probs *e) {
     printf("  Brier score %.4f (mean over records of sum_c (p(c|x) - [y = c])^2, 0 best, 2 worst)\n", e->brier);
+    if (e->K > 2) {
+        printf("  one-vs-rest AUROC of p(c|x), mean over the %" PRId64 " classes ", e->K);
+        if (isfinite(e->auroc_ovr)) printf("%.4f\n", e->auroc_ovr);
+        else printf("n/a (some class is absent from the data)\n");
+    }
     if (e->K != 2) return;
     printf("  two classes, p1 = p(y=1|x): binary Brier score %.4f (mean (p1 - y)^2, sklearn's brier_score_loss), AUROC of p1 ", e->brier_binary);
     if (isfinite(e->auroc)) printf("%.4f\n", e->auroc);
@@ -204,6 +211,10 @@ static void jm_eval_probs_print(const jm_eval_probs *e) {
 static void jm_eval_probs_json(FILE *f, const jm_eval_probs *e) {
     fprintf(f, ", \"classes\": %" PRId64 ", \"brier\": ", e->K);
     jm_json_num(f, "%.6g", e->brier);
+    if (e->K > 2) {
+        fprintf(f, ", \"auroc_ovr\": ");
+        jm_json_num(f, "%.6f", e->auroc_ovr);
+    }
     if (e->K != 2) return;
     fprintf(f, ", \"brier_binary\": ");
     jm_json_num(f, "%.6g", e->brier_binary);

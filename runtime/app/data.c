@@ -392,29 +392,50 @@ static int jm_data_load_cifar(const char *path, const jm_data_opts *o, int hundr
     return 0;
 }
 
-/* ------------------------------------------------------------------ CSV */
+/* ------------------------------------------------------------------ CSV and whitespace text */
 
+/* One delimited text file being read: CSV (fields split at commas) or text (fields split at
+   runs of spaces and tabs, leading and trailing ones ignored: UCI HAR's X_train.txt). */
 typedef struct {
     const char *path;
+    int ws;                    /* 1: whitespace-separated text; 0: CSV */
     int nf;                    /* fields per line */
-    int label_col;             /* 0-based */
+    int label_col;             /* 0-based; -1: no label column (labels from a separate file) */
+    int nx;                    /* features per record: nf less the label column */
+    int64_t base;              /* subtracted from every label (--label-base) */
     float *x;
     int64_t *y;
     int64_t n, cap;            /* records held, room for */
     int64_t max_label;
 } jm_data_csv;
 
-/* The text of a field, trimmed of spaces and tabs: [*b, *e). Returns where the field ended
-   (the comma or the end of the line). */
-static const char *jm_data_csv_field(const char *s, const char *end, const char **b, const char **e) {
-    const char *p = s;
-    while (p < end && *p != ',') p++;
-    const char *lo = s, *hi = p;
-    while (lo < hi && (*lo == ' ' || *lo == '\t')) lo++;
-    while (hi > lo && (hi[-1] == ' ' || hi[-1] == '\t')) hi--;
+static int jm_data_is_space(char ch) { return ch == ' ' || ch == '\t'; }
+
+/* The next field of a line: its text, trimmed of spaces and tabs, is [*b, *e). *p is where
+   the scan goes on; for CSV NULL once the last field was taken (so "1,2," has three fields,
+   the last empty). Returns 0 when the line has no more fields. */
+static int jm_data_csv_next(const jm_data_csv *c, const char **p, const char *end, const char **b, const char **e) {
+    const char *s = *p;
+    if (!s) return 0;
+    if (c->ws) {
+        while (s < end && jm_data_is_space(*s)) s++;
+        if (s == end) return 0;
+        const char *q = s;
+        while (q < end && !jm_data_is_space(*q)) q++;
+        *b = s;
+        *e = q;
+        *p = q;
+        return 1;
+    }
+    const char *q = s;
+    while (q < end && *q != ',') q++;
+    const char *lo = s, *hi = q;
+    while (lo < hi && jm_data_is_space(*lo)) lo++;
+    while (hi > lo && jm_data_is_space(hi[-1])) hi--;
     *b = lo;
     *e = hi;
-    return p;
+    *p = q < end ? q + 1 : NULL;
+    return 1;
 }
 
 /* Parses [b, e) as a finite number that fits a float. 0 ok, -1 not a number, -2 out of range. */
@@ -431,32 +452,43 @@ static int jm_data_csv_number(const char *b, const char *e, double *v) {
     return 0;
 }
 
-static int jm_data_csv_count(const char *line, const char *end) {
-    int n = 1;
-    for (const char *p = line; p < end; p++) n += *p == ',';
+static int jm_data_csv_count(const jm_data_csv *c, const char *line, const char *end) {
+    int n = 0;
+    const char *p = line, *b, *e;
+    while (jm_data_csv_next(c, &p, end, &b, &e)) n++;
     return n;
 }
 
 /* Whether every field of the line is a number (a header has at least one that is not). */
-static int jm_data_csv_numeric(const char *line, const char *end) {
-    for (const char *p = line;;) {
-        const char *b, *e;
-        double v;
-        p = jm_data_csv_field(p, end, &b, &e);
+static int jm_data_csv_numeric(const jm_data_csv *c, const char *line, const char *end) {
+    const char *p = line, *b, *e;
+    double v;
+    while (jm_data_csv_next(c, &p, end, &b, &e))
         if (jm_data_csv_number(b, e, &v) != 0) return 0;
-        if (p == end) return 1;
-        p++;
-    }
+    return 1;
 }
 
-/* The label field: an integer in [0, JM_DATA_MAX_LABEL]. */
+/* The label field: an integer (written as "3" or "3.0") in [base, base + JM_DATA_MAX_LABEL];
+   y is the label less the base. */
 static int jm_data_csv_label(jm_data_csv *c, long line, long col, const char *b, const char *e, double v, char *err,
                              size_t errlen) {
-    if (v < 0 || v != floor(v) || v > JM_DATA_MAX_LABEL)
-        return jm_data_fail(err, errlen, "%s:%ld:%ld: label '%.*s' is not an integer in 0..%d", c->path, line, col,
-                            (int)(e - b > 60 ? 60 : e - b), b, JM_DATA_MAX_LABEL);
-    c->y[c->n] = (int64_t)v;
-    if ((int64_t)v > c->max_label) c->max_label = (int64_t)v;
+    int w = (int)(e - b > 60 ? 60 : e - b);
+    if (v != floor(v))
+        return jm_data_fail(err, errlen, "%s:%ld:%ld: label '%.*s' is not an integer in %lld..%lld", c->path, line, col, w,
+                            b, (long long)c->base, (long long)c->base + JM_DATA_MAX_LABEL);
+    if (v < (double)c->base) {
+        if (c->base == 0)
+            return jm_data_fail(err, errlen, "%s:%ld:%ld: label '%.*s' is not an integer in 0..%d", c->path, line, col, w,
+                                b, JM_DATA_MAX_LABEL);
+        return jm_data_fail(err, errlen, "%s:%ld:%ld: label '%.*s' is below the label base %lld (labels are counted from it)",
+                            c->path, line, col, w, b, (long long)c->base);
+    }
+    if (v - (double)c->base > JM_DATA_MAX_LABEL)
+        return jm_data_fail(err, errlen, "%s:%ld:%ld: label '%.*s' is not an integer in %lld..%lld", c->path, line, col, w,
+                            b, (long long)c->base, (long long)c->base + JM_DATA_MAX_LABEL);
+    int64_t y = (int64_t)v - c->base;
+    c->y[c->n] = y;
+    if (y > c->max_label) c->max_label = y;
     return 0;
 }
 
@@ -464,7 +496,8 @@ static int jm_data_csv_label(jm_data_csv *c, long line, long col, const char *b,
 static int jm_data_csv_grow(jm_data_csv *c, char *err, size_t errlen) {
     if (c->n < c->cap) return 0;
     int64_t cap = c->cap ? c->cap * 2 : 256;
-    float *x = realloc(c->x, (size_t)cap * (size_t)(c->nf - 1) * sizeof(float));
+    /* one float more than needed: a labels file has no features, and realloc(p, 0) may free */
+    float *x = realloc(c->x, ((size_t)cap * (size_t)c->nx + 1) * sizeof(float));
     if (x) c->x = x;
     int64_t *y = realloc(c->y, (size_t)cap * sizeof(int64_t));
     if (y) c->y = y;
@@ -476,17 +509,15 @@ static int jm_data_csv_grow(jm_data_csv *c, char *err, size_t errlen) {
 /* Parses one data line (without its line ending) into record c->n. */
 static int jm_data_csv_row(jm_data_csv *c, const char *line, const char *end, long lineno, char *err, size_t errlen) {
     if (jm_data_csv_grow(c, err, errlen)) return -1;
-    float *xr = c->x + c->n * (c->nf - 1);
-    const char *p = line;
-    for (int k = 0;; k++) {
-        const char *b, *e;
+    float *xr = c->x + c->n * c->nx;
+    const char *p = line, *b, *e;
+    int k = 0;
+    for (; jm_data_csv_next(c, &p, end, &b, &e); k++) {
         double v;
-        long col = (long)(p - line) + 1;
+        long col = (long)(b - line) + 1;
         if (k == c->nf)
             return jm_data_fail(err, errlen, "%s:%ld:%ld: expected %d fields, found %d", c->path, lineno, col, c->nf,
-                                jm_data_csv_count(line, end));
-        p = jm_data_csv_field(p, end, &b, &e);
-        col = (long)(b - line) + 1;
+                                jm_data_csv_count(c, line, end));
         int r = jm_data_csv_number(b, e, &v);
         if (r == -1)
             return jm_data_fail(err, errlen, "%s:%ld:%ld: '%.*s' is not a number", c->path, lineno, col,
@@ -499,28 +530,83 @@ static int jm_data_csv_row(jm_data_csv *c, const char *line, const char *end, lo
         } else {
             *xr++ = (float)v;
         }
-        if (p == end) {
-            if (k + 1 < c->nf)
-                return jm_data_fail(err, errlen, "%s:%ld:%ld: expected %d fields, found %d", c->path, lineno,
-                                    (long)(end - line) + 1, c->nf, k + 1);
-            break;
-        }
-        p++;
     }
+    if (k < c->nf)
+        return jm_data_fail(err, errlen, "%s:%ld:%ld: expected %d fields, found %d", c->path, lineno,
+                            (long)(end - line) + 1, c->nf, k);
+    if (c->label_col < 0) c->y[c->n] = -1;   /* filled from the labels file */
     c->n++;
     return 0;
 }
 
+/* Whether header field [b, e) is the column `name`: equal, or equal once a leading '#' and
+   the spaces after it are skipped (HEPMASS's header starts "# label,f0,..."). */
+static int jm_data_csv_name_is(const char *b, const char *e, const char *name) {
+    size_t n = strlen(name);
+    if ((size_t)(e - b) == n && memcmp(b, name, n) == 0) return 1;
+    if (b < e && *b == '#') {
+        for (b++; b < e && jm_data_is_space(*b);) b++;
+        return (size_t)(e - b) == n && memcmp(b, name, n) == 0;
+    }
+    return 0;
+}
+
+/* The label column named by `spec`: an integer (0-based; negative counts from the end, -1
+   the last) or a name in the header line. */
+static int jm_data_csv_label_spec(jm_data_csv *c, const char *spec, const char *line, const char *end, int header,
+                                  char *err, size_t errlen) {
+    char *stop;
+    long v = strtol(spec, &stop, 10);
+    if (*spec && !*stop) {
+        long col = v < 0 ? c->nf + v : v;
+        if (col < 0 || col >= c->nf)
+            return jm_data_fail(err, errlen, "%s:1:1: the label column is %ld but the line has %d fields (0..%d, or -1..-%d from the end)",
+                                c->path, v, c->nf, c->nf - 1, c->nf);
+        c->label_col = (int)col;
+        return 0;
+    }
+    if (!header)
+        return jm_data_fail(err, errlen, "%s:1:1: the label column '%s' is a name, but the file has no header line", c->path,
+                            spec);
+    const char *p = line, *b, *e;
+    char names[256] = "";
+    size_t used = 0;
+    for (int k = 0; jm_data_csv_next(c, &p, end, &b, &e); k++) {
+        if (jm_data_csv_name_is(b, e, spec)) {
+            c->label_col = k;
+            return 0;
+        }
+        if (used < sizeof names - 1)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s'%.*s'", k ? ", " : "", (int)(e - b > 40 ? 40 : e - b), b);
+    }
+    return jm_data_fail(err, errlen, "%s:1:1: no column named '%s' in the header (it has %s%s)", c->path, spec, names,
+                        used >= sizeof names - 1 ? "..." : "");
+}
+
 /* Fixes the field count and label column from the first line. */
-static int jm_data_csv_shape(jm_data_csv *c, const char *line, const char *end, const jm_data_opts *o, char *err,
-                             size_t errlen) {
-    c->nf = jm_data_csv_count(line, end);
+static int jm_data_csv_shape(jm_data_csv *c, const char *line, const char *end, const jm_data_opts *o, int header,
+                             char *err, size_t errlen) {
+    c->nf = jm_data_csv_count(c, line, end);
+    if (c->label_col == -3) {   /* a labels file: one field a line, the label */
+        c->label_col = 0;
+        c->nx = 0;
+        return c->nf != 1 ? jm_data_fail(err, errlen, "%s:1:1: a labels file has one label a line, found %d fields", c->path, c->nf) : 0;
+    }
+    if (c->label_col == -1) {   /* features only: the labels are in another file */
+        c->nx = c->nf;
+        return c->nf < 1 ? jm_data_fail(err, errlen, "%s:1:1: no fields", c->path) : 0;
+    }
     if (c->nf < 2)
-        return jm_data_fail(err, errlen, "%s:1:1: expected at least 2 fields (features and a label), found 1", c->path);
-    c->label_col = o->csv_label_column < 0 ? c->nf - 1 : o->csv_label_column;
-    if (c->label_col >= c->nf)
-        return jm_data_fail(err, errlen, "%s:1:1: the label column is %d (0-based) but the line has %d fields", c->path,
-                            c->label_col, c->nf);
+        return jm_data_fail(err, errlen, "%s:1:1: expected at least 2 fields (features and a label), found %d", c->path, c->nf);
+    if (o->label_column && *o->label_column) {
+        if (jm_data_csv_label_spec(c, o->label_column, line, end, header, err, errlen)) return -1;
+    } else {
+        c->label_col = o->csv_label_column == -1 ? c->nf - 1 : o->csv_label_column;
+        if (c->label_col >= c->nf || c->label_col < 0)
+            return jm_data_fail(err, errlen, "%s:1:1: the label column is %d (0-based) but the line has %d fields", c->path,
+                                c->label_col, c->nf);
+    }
+    c->nx = c->nf - 1;
     return 0;
 }
 
@@ -559,8 +645,8 @@ static int jm_data_csv_lines(FILE *f, jm_data_csv *c, const jm_data_opts *o, cha
             break;
         }
         if (c->nf == 0) {
-            rc = jm_data_csv_shape(c, line, end, o, err, errlen);
-            int header = o->csv_header < 0 ? !jm_data_csv_numeric(line, end) : o->csv_header;
+            int header = o->csv_header < 0 ? !jm_data_csv_numeric(c, line, end) : o->csv_header;
+            rc = jm_data_csv_shape(c, line, end, o, header, err, errlen);
             if (rc || header) continue;
         }
         rc = jm_data_csv_row(c, line, end, lineno, err, errlen);
@@ -570,20 +656,54 @@ static int jm_data_csv_lines(FILE *f, jm_data_csv *c, const jm_data_opts *o, cha
     return rc;
 }
 
-static int jm_data_load_csv(const char *path, const jm_data_opts *o, jm_dataset *ds, char *err, size_t errlen) {
+/* One delimited file into c: label_col -2 (the label column from o), -1 (none: all
+   features) or -3 (a labels file: one field a line, the label). */
+static int jm_data_csv_read(const char *path, int ws, int label_col, const jm_data_opts *o, jm_data_csv *c, char *err,
+                            size_t errlen) {
+    memset(c, 0, sizeof *c);
+    c->path = path;
+    c->ws = ws;
+    c->label_col = label_col;
+    c->base = o->label_base;
+    c->max_label = -1;
     int64_t size;
     FILE *f = jm_data_open(path, &size, err, errlen);
     if (!f) return -1;
-    jm_data_csv c = {path, 0, 0, NULL, NULL, 0, 0, -1};
-    int rc = jm_data_csv_lines(f, &c, o, err, errlen);
+    int rc = jm_data_csv_lines(f, c, o, err, errlen);
     fclose(f);
-    if (rc == 0 && c.n == 0) rc = jm_data_fail(err, errlen, "%s: no records", path);
+    if (rc == 0 && c->n == 0) rc = jm_data_fail(err, errlen, "%s: no records", path);
+    return rc;
+}
+
+/* CSV or text: the label a column of the file, or (o->labels) one label a line in another
+   file, which must have as many lines as the data file has records. */
+static int jm_data_load_csv(const char *path, const jm_data_opts *o, int ws, jm_dataset *ds, char *err, size_t errlen) {
+    jm_data_csv c, l;
+    memset(&l, 0, sizeof l);
+    int rc = jm_data_csv_read(path, ws, o->labels ? -1 : -2, o, &c, err, errlen);
     ds->x = c.x;
     ds->y = c.y;
+    if (rc == 0 && o->labels) {
+        /* the labels file: one field a line (label column 0), read as text; a limit applies to both */
+        jm_data_opts lo = *o;
+        lo.label_column = NULL;
+        lo.csv_label_column = 0;
+        lo.csv_header = -1;
+        rc = jm_data_csv_read(o->labels, 1, -3, &lo, &l, err, errlen);
+        if (rc == 0 && l.n != c.n)
+            rc = jm_data_fail(err, errlen, "%s has %lld records but its labels file %s has %lld labels", path,
+                              (long long)c.n, o->labels, (long long)l.n);
+        if (rc == 0) {
+            memcpy(c.y, l.y, (size_t)c.n * sizeof(int64_t));
+            c.max_label = l.max_label;
+        }
+        free(l.x);
+        free(l.y);
+    }
     if (rc) return -1;
     ds->n = c.n;
     ds->c = ds->h = 1;
-    ds->w = c.nf - 1;
+    ds->w = c.nx;
     ds->classes = (int)c.max_label + 1;
     ds->pad_value = 0.0f;
     return 0;
@@ -596,6 +716,11 @@ static int jm_data_load_csv(const char *path, const jm_data_opts *o, jm_dataset 
 static int jm_data_detect(const char *path, jm_data_format *fmt, char *err, size_t errlen) {
     if (jm_data_has_ext(path, ".csv")) {
         *fmt = JM_DATA_CSV;
+        return 0;
+    }
+    /* whitespace-separated numbers: UCI HAR's X_train.txt, y_train.txt */
+    if (jm_data_has_ext(path, ".txt") || jm_data_has_ext(path, ".tsv") || jm_data_has_ext(path, ".dat")) {
+        *fmt = JM_DATA_TEXT;
         return 0;
     }
     int64_t size;
@@ -622,14 +747,14 @@ static int jm_data_detect(const char *path, jm_data_format *fmt, char *err, size
                             magic);
     return jm_data_fail(err, errlen,
                         "%s: unknown format: not an IDX images file (magic 0x%08x, expected 0x%08x or 0x%08x), and "
-                        "CIFAR (.bin) and CSV (.csv) files are known by their extension",
+                        "CIFAR (.bin), CSV (.csv) and text (.txt, .tsv, .dat) files are known by their extension",
                         path, magic, JM_DATA_IDX_IMAGES, JM_DATA_IDX_IMAGES4);
 }
 
 /* ------------------------------------------------------------------ public: loading */
 
 jm_data_opts jm_data_defaults(void) {
-    jm_data_opts o = {JM_DATA_AUTO, NULL, -1, -1, 1, 0};
+    jm_data_opts o = {JM_DATA_AUTO, NULL, -1, -1, 1, 0, NULL, 0};
     return o;
 }
 
@@ -640,6 +765,7 @@ const char *jm_data_format_name(jm_data_format f) {
     case JM_DATA_CIFAR10: return "CIFAR-10";
     case JM_DATA_CIFAR100: return "CIFAR-100";
     case JM_DATA_CSV: return "CSV";
+    case JM_DATA_TEXT: return "text";
     }
     return "unknown";
 }
@@ -685,7 +811,8 @@ int jm_data_load(const char *path, const jm_data_opts *o, jm_dataset *ds, char *
     case JM_DATA_IDX: rc = jm_data_load_idx(file, &opts, ds, err, errlen); break;
     case JM_DATA_CIFAR10: rc = jm_data_load_cifar(file, &opts, 0, ds, err, errlen); break;
     case JM_DATA_CIFAR100: rc = jm_data_load_cifar(file, &opts, 1, ds, err, errlen); break;
-    case JM_DATA_CSV: rc = jm_data_load_csv(file, &opts, ds, err, errlen); break;
+    case JM_DATA_CSV: rc = jm_data_load_csv(file, &opts, 0, ds, err, errlen); break;
+    case JM_DATA_TEXT: rc = jm_data_load_csv(file, &opts, 1, ds, err, errlen); break;
     default: rc = jm_data_fail(err, errlen, "%s: unknown data format %d", file, (int)opts.format); break;
     }
     if (rc) {

@@ -12,7 +12,12 @@
  *                               of 32x32, row-major); no header.
  *   CIFAR-100 binary            records of coarse label, fine label, 3072 pixel bytes.
  *   CSV                         comma-separated numbers, one record a line, one column the
- *                               integer label; optional header line.
+ *                               integer label ("3" or "3.0"); optional header line. The label
+ *                               column: the last, or a number (negative from the end), or a
+ *                               name in the header ("# label" matches "label").
+ *   text (.txt, .tsv, .dat)     the same with fields separated by spaces and tabs (UCI HAR).
+ *   Either with a labels file:  all columns are features; the labels file (text) has one label
+ *                               a line, as many as the data file has records.
  * Images are scaled to [-1, 1] as x/255*2-1 (JEM's Normalize((.5,.5,.5), (.5,.5,.5))) and
  * stored CHW; CSV values are kept raw.
  *
@@ -28,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { JM_DATA_AUTO, JM_DATA_IDX, JM_DATA_CIFAR10, JM_DATA_CIFAR100, JM_DATA_CSV } jm_data_format;
+typedef enum { JM_DATA_AUTO, JM_DATA_IDX, JM_DATA_CIFAR10, JM_DATA_CIFAR100, JM_DATA_CSV, JM_DATA_TEXT } jm_data_format;
 
 /* IDX headers declaring more pixels per image than this are rejected as corrupt. */
 #define JM_DATA_MAX_PIXELS (1 << 24)
@@ -36,11 +41,13 @@ typedef enum { JM_DATA_AUTO, JM_DATA_IDX, JM_DATA_CIFAR10, JM_DATA_CIFAR100, JM_
 #define JM_DATA_MAX_LABEL 65535
 
 typedef struct {
-    jm_data_format format;      /* AUTO: .csv -> CSV; .bin -> CIFAR-10 if the size is a multiple
+    jm_data_format format;      /* AUTO: .csv -> CSV; .txt, .tsv, .dat -> text; .bin -> CIFAR-10 if the size is a multiple
                                    of 3073, else CIFAR-100 if a multiple of 3074; otherwise IDX
                                    when the file starts with the IDX images magic */
     const char *labels;         /* IDX: labels file; NULL: the images path with "images-idx3"
-                                   (or "images-idx4") replaced by "labels-idx1" in the file name */
+                                   (or "images-idx4") replaced by "labels-idx1" in the file name.
+                                   CSV/text: a text file of one label a line (then the data file
+                                   has no label column) */
     int csv_label_column;       /* CSV: 0-based column of the label; -1 = last column */
     int csv_header;             /* CSV: first line is a header: 1 yes, 0 no, -1 detect (first
                                    line has a field that is not a number) */
@@ -48,6 +55,10 @@ typedef struct {
     int64_t limit;              /* read at most this many records (0 = all); the whole file's
                                    structure is still checked for IDX and CIFAR, while CSV
                                    stops parsing after `limit` records */
+    const char *label_column;   /* CSV/text: when set, overrides csv_label_column: "N" (0-based,
+                                   negative from the end) or a header name */
+    int64_t label_base;         /* CSV/text: y = label - label_base (UCI HAR's 1..6 -> 0..5 with 1);
+                                   a label below it is an error */
 } jm_data_opts;
 
 typedef struct {

@@ -53,7 +53,8 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     const jm_arg args[] = {
         { "--ckpt", JM_ARG_STR, &ckpt, "CKPT", "checkpoint (default: the declared initialisers)", 0, 0 },
         { "--data", JM_ARG_STR, &data, "DIR|FILE", "data set (a directory: its test split)", 0, 0 },
-        { "--labels", JM_ARG_STR, &labels, "FILE", "IDX labels file", 0, 0 },
+        { "--labels", JM_ARG_STR, &labels, "FILE", "labels file: IDX, or text of one label a line for CSV/text", 0, 0 },
+        JM_SESSION_TABLE_ARGS,
         { "--limit", JM_ARG_INT, &limit, "N", "use the first N records of each data set only", 1, 9e18 },
         { "--json", JM_ARG_STR, &json, "FILE", "accuracy: also write the figures as JSON", 0, 0 },
         { "--report", JM_ARG_STR, &report, "DIR", "calibration, ood: the report folder (default report/)", 0, 0 },
@@ -102,7 +103,10 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
     memset(&ds, 0, sizeof ds);
     memset(ood, 0, sizeof ood);
     int nood = 0;
-    if (jm_session_data(data, labels, "test", &ds, who) != 0) return 1;
+    jm_rt rt;
+    /* the checkpoint first: a table is read as its run read its data (rt_session.h) */
+    if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) return 1;
+    if (jm_session_data(data, labels, "test", &ds, who) != 0) { jm_rt_close(&rt); return 1; }
     if (limit > 0 && ds.n > limit) ds.n = limit;
     if (strcmp(what, "robust") == 0 && jm_evalsuite_is_table(&ds)) {
         /* PGD's radii are in [0, 1] pixel units and every step is clamped to the image
@@ -110,10 +114,9 @@ int jm_eval_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv
         fprintf(stderr, "%s: robust: %s is a table; PGD's --eps is in pixel units and its steps are clamped to the image range [-1, 1], "
                         "which mean nothing for table columns: not computed for tables\n", who, ds.path);
         jm_data_free(&ds);
+        jm_rt_close(&rt);
         return 2;
     }
-    jm_rt rt;
-    if (jm_session_open(&rt, t, kernels, ckpt, 0, 0, &sets, (int)threads, NULL, who) != 0) { jm_data_free(&ds); return 1; }
     int rc = 1;
     if (strcmp(what, "calibration") == 0) {
         rc = jm_evalsuite_calibration(&rt, &ds, (int)bins, (int)curve_bins, report, who) == 0 ? 0 : 1;

@@ -1,5 +1,6 @@
 /* rt_session.c — see rt_session.h. */
 #include "rt_session.h"
+#include "data_table.h"
 #include "engine/rt_knobs.h"
 #include "engine/rt_state.h"
 #include <inttypes.h>
@@ -13,6 +14,88 @@ double jm_session_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The table settings: this command line's, and those of the run in the checkpoint
+   jm_session_open loaded (one checkpoint a process: the executable's commands open
+   one session each). */
+jm_session_tabopts jm_session_tab_cli;
+static struct {
+    char *label_column, *label_base, *format;   /* the run's options ("" or NULL: default) */
+    jm_table_tf tf;                             /* the run's transform */
+    int has_tf;
+    char *data;                                 /* the run's --data, when it split it */
+    double test_frac, val_frac;
+    uint64_t seed;
+} jm_session_run;
+
+static const char *jm_session_meta(const void *f, const char *key) { return jm_st_meta_get(f, key); }
+
+static char *jm_session_dup(const jm_st_file *f, const char *key) {
+    const char *v = jm_st_meta_get(f, key);
+    return v && *v ? strdup(v) : NULL;
+}
+
+/* what the checkpoint says about its run's tables; -1 after a message when malformed */
+static int jm_session_read_run(const jm_st_file *f, const char *ckpt, const char *who) {
+    char err[512];
+    jm_session_run.label_column = jm_session_dup(f, "jemc.train.option.label-column");
+    jm_session_run.label_base = jm_session_dup(f, "jemc.train.option.label-base");
+    jm_session_run.format = jm_session_dup(f, "jemc.train.option.format");
+    int r = jm_table_tf_parse(jm_session_meta, f, &jm_session_run.tf, err, sizeof err);
+    if (r < 0) { fprintf(stderr, "%s: %s: %s\n", who, ckpt, err); return -1; }
+    jm_session_run.has_tf = r;
+    const char *ts = jm_st_meta_get(f, "jemc.train.option.test-split"), *vs = jm_st_meta_get(f, "jemc.train.option.val-split");
+    const char *ds = jm_st_meta_get(f, "jemc.train.option.data"), *sd = jm_st_meta_get(f, "jemc.train.option.data-seed");
+    jm_session_run.test_frac = ts ? strtod(ts, NULL) : 0;
+    jm_session_run.val_frac = vs ? strtod(vs, NULL) : 0;
+    jm_session_run.seed = sd ? strtoull(sd, NULL, 10) : 1;
+    if (ds && *ds && (jm_session_run.test_frac > 0 || jm_session_run.val_frac > 0)) jm_session_run.data = strdup(ds);
+    return 0;
+}
+
+int jm_session_has_transform(void) { return jm_session_run.has_tf; }
+
+int jm_session_data_opts(const char *labels, jm_data_opts *o, const char *who) {
+    *o = jm_data_defaults();
+    o->labels = labels;
+    const char *lc = jm_session_tab_cli.label_column ? jm_session_tab_cli.label_column : jm_session_run.label_column;
+    const char *lb = jm_session_tab_cli.label_base ? jm_session_tab_cli.label_base : jm_session_run.label_base;
+    const char *fm = jm_session_tab_cli.format ? jm_session_tab_cli.format : jm_session_run.format;
+    if (lc && *lc) o->label_column = lc;
+    if (lb && *lb) {
+        char *end;
+        long long v = strtoll(lb, &end, 10);
+        if (*end || v < -1000000000LL || v > 1000000000LL) {
+            fprintf(stderr, "%s: --label-base takes an integer (labels count from it), got '%s'\n", who, lb);
+            return -1;
+        }
+        o->label_base = v;
+    }
+    if (fm && *fm) {
+        static const struct { const char *name; jm_data_format f; } names[] = {
+            { "idx", JM_DATA_IDX }, { "cifar10", JM_DATA_CIFAR10 }, { "cifar100", JM_DATA_CIFAR100 }, { "csv", JM_DATA_CSV },
+            { "txt", JM_DATA_TEXT }, { "text", JM_DATA_TEXT },
+        };
+        int k = 0, n = (int)(sizeof names / sizeof names[0]);
+        while (k < n && strcmp(names[k].name, fm) != 0) k++;
+        if (k == n) {
+            fprintf(stderr, "%s: --format takes idx, cifar10, cifar100, csv or txt, got '%s'\n", who, fm);
+            return -1;
+        }
+        o->format = names[k].f;
+    }
+    return 0;
+}
+
+/* the same file? (by name, then by what realpath makes of both) */
+static int jm_session_same_file(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return 1;
+    char *x = realpath(a, NULL), *y = realpath(b, NULL);
+    int same = x && y && strcmp(x, y) == 0;
+    free(x);
+    free(y);
+    return same;
 }
 
 int jm_session_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, const char *ckpt, uint64_t seed, int seed_given,
@@ -38,6 +121,11 @@ int jm_session_open(jm_rt *rt, const jm_table *t, jm_kernel_fn *kernels, const c
             const char *g = jm_st_meta_get(&f, "jemc.graph");
             fprintf(stderr, "%s: note: %s was written by a build of %s with graph hash %s (this one: %s); parameters and state bind by name\n",
                     who, ckpt, g ? g : "another graph", h, want);
+        }
+        if (jm_session_read_run(&f, ckpt, who) != 0) {
+            jm_st_free(&f);
+            jm_rt_close(rt);
+            return -1;
         }
         if (meta) *meta = f;
         else jm_st_free(&f);
@@ -72,15 +160,53 @@ int jm_session_program(const jm_table *t, const char *name, int need, const char
     return p;
 }
 
-int jm_session_data(const char *path, const char *labels, const char *split, jm_dataset *ds, const char *who) {
+int jm_session_data_raw(const char *path, const char *labels, const char *split, jm_dataset *ds, const char *who) {
     char file[1024], err[1024];
+    memset(ds, 0, sizeof *ds);
     if (jm_data_resolve(path, split, file, sizeof file) != 0) {
         fprintf(stderr, "%s: %s: no %s data there (looked for %s)\n", who, path, split, file);
         return -1;
     }
-    jm_data_opts o = jm_data_defaults();
-    o.labels = labels;
+    jm_data_opts o;
+    if (jm_session_data_opts(labels, &o, who) != 0) return -1;
     if (jm_data_load(file, &o, ds, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+    return 0;
+}
+
+int jm_session_data(const char *path, const char *labels, const char *split, jm_dataset *ds, const char *who) {
+    if (jm_session_data_raw(path, labels, split, ds, who) != 0) return -1;
+    int table = ds->format == JM_DATA_CSV || ds->format == JM_DATA_TEXT;
+    char err[1024];
+    /* the run's held-out records of the file it split: the same permutation as train drew */
+    if (table && jm_session_run.data && strcmp(split, "test") == 0 && jm_session_same_file(path, jm_session_run.data)) {
+        int64_t n = ds->n, *tr = malloc(sizeof(int64_t) * (size_t)(3 * n + 1)), ntr = 0, nv = 0, nt = 0;
+        jm_dataset part;
+        int rc = tr ? jm_table_split(n, jm_session_run.seed, jm_session_run.test_frac, jm_session_run.val_frac, tr, &ntr, tr + n, &nv,
+                                     tr + 2 * n, &nt, err, sizeof err)
+                    : -1;
+        if (!tr) snprintf(err, sizeof err, "out of memory");
+        const char *which = nt > 0 ? "test" : "validation";
+        if (rc == 0 && jm_data_subset(ds, nt > 0 ? tr + 2 * n : tr + n, nt > 0 ? nt : nv, &part) != 0) {
+            snprintf(err, sizeof err, "out of memory");
+            rc = -1;
+        }
+        free(tr);
+        if (rc != 0) {
+            fprintf(stderr, "%s: %s: %s\n", who, path, err);
+            jm_data_free(ds);
+            return -1;
+        }
+        fprintf(stderr, "%s: %s: scoring the run's %s split, %lld of its %lld records (--test-split %g, --val-split %g, --data-seed %llu)\n",
+                who, path, which, (long long)part.n, (long long)n, jm_session_run.test_frac, jm_session_run.val_frac,
+                (unsigned long long)jm_session_run.seed);
+        jm_data_free(ds);
+        *ds = part;
+    }
+    if (table && jm_session_run.has_tf && jm_table_apply(&jm_session_run.tf, ds, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        jm_data_free(ds);
+        return -1;
+    }
     return 0;
 }
 

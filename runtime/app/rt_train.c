@@ -35,6 +35,7 @@
 #include "engine/rt_knobs.h"
 #include "rt_sample.h"
 #include "rt_session.h"
+#include "data_table.h"
 #include "engine/names.h"
 #include "engine/rt_state.h"
 #include <errno.h>
@@ -47,11 +48,11 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *data, *labels, *test, *out, *resume, *program;
+    const char *data, *labels, *test, *test_labels, *out, *resume, *program;
     int64_t epochs, iters, pretrain, log_every, ckpt_every, sample_every, seed, data_seed, threads, labels_per_class;
-    int64_t max_rollbacks, guard_every, crop;
-    int baseline, cond, flip, no_progress, progress;
-    double noise, decay_rate, lr_drop, max_gap, max_seconds;
+    int64_t max_rollbacks, guard_every, crop, drop_repeated;
+    int baseline, cond, flip, no_progress, progress, no_standardize;
+    double noise, decay_rate, lr_drop, max_gap, max_seconds, val_split, test_split;
     const char *decay_epochs;
     jm_arg_list sets, changes;
 } jm_train_opts;
@@ -65,7 +66,9 @@ typedef struct {
    (this invocation only). */
 #define JM_TRAIN_OPTKEY "jemc.train.option."
 static const struct { const char *name; int locked, path; } jm_run_options[] = {
-    { "--data", 1, 1 }, { "--labels", 1, 1 }, { "--test", 1, 1 }, { "--labels-per-class", 1, 0 },
+    { "--data", 1, 1 }, { "--labels", 1, 1 }, { "--test", 1, 1 }, { "--test-labels", 1, 1 }, { "--labels-per-class", 1, 0 },
+    { "--label-column", 1, 0 }, { "--label-base", 1, 0 }, { "--format", 1, 0 }, { "--drop-repeated", 1, 0 },
+    { "--no-standardize", 1, 0 }, { "--val-split", 1, 0 }, { "--test-split", 1, 0 },
     { "--program", 1, 0 }, { "--baseline", 1, 0 }, { "--cond", 1, 0 }, { "--pretrain", 1, 0 },
     { "--noise", 1, 0 }, { "--crop", 1, 0 }, { "--flip", 1, 0 }, { "--decay-epochs", 1, 0 }, { "--decay-rate", 1, 0 },
     { "--seed", 1, 0 }, { "--data-seed", 1, 0 },
@@ -118,9 +121,18 @@ typedef struct {
     int noptmeta;
     const char *program;         /* the training program: --program, or train_step_ce / train_step_cond */
     int p_main, p_ce;            /* training program; train_step_ce for --pretrain, else -1 */
-    jm_dataset ds, test;
+    jm_dataset ds, test;         /* training records (the train split of --data); the evaluation set
+                                    (--test, else the validation split; n 0: none) */
+    jm_table_tf tf;              /* a table's columns kept and standardisation, fitted on ds */
+    int has_tf;
     int64_t n, *pool;            /* the records trained on: all, or N labelled per class */
     int64_t B, per, ipe, total;  /* batch, values per record, iterations per epoch and in all */
+    /* semi-supervised programs (inputs x, x_lab, y_lab): x from every training record
+       (pool), x_lab and y_lab from the labelled subset (lab), in its own order */
+    int ssl, xl_in, yl_in;       /* the main program is one; its inputs x_lab, y_lab */
+    int64_t nlab, *lab, Bl, ipel; /* labelled records, their batch and batches per labelled epoch */
+    float *xl;
+    int64_t *yl, *idxl, *perml, perml_epoch;
     jm_rt rt;
     int rt_open;
     int nlr, lr_knob[JM_TRAIN_MAXLR]; /* the optimizers' learning-rate knobs (globals) */
@@ -220,13 +232,18 @@ static const char *jm_knob_name(const jm_table *t, int g) { return t->globals[g]
 /* the state, the position and the run's options (opts: key, value, ... nopts
    pairs); the base of learning-rate knob NAME under jemc.train.lr_base.NAME */
 static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, const int *lr_knob, int nlr, char *const *opts, int nopts,
-                        const char *who) {
+                        const jm_table_tf *tf, const char *who) {
     char it[32], scale[40], rb[32], err[1024], bkey[JM_TRAIN_MAXLR][160], base[JM_TRAIN_MAXLR][40];
     snprintf(it, sizeof it, "%" PRId64, pos->it);
     snprintf(scale, sizeof scale, "%.17g", pos->lr_scale);
     snprintf(rb, sizeof rb, "%" PRId64, pos->rollbacks);
-    const char *meta[6 + 2 * JM_TRAIN_MAXLR + 2 * JM_TRAIN_NRUN] = { "jemc.train.iterations", it, "jemc.train.lr_scale", scale,
-                                                                     "jemc.train.rollbacks", rb };
+    const char *meta[6 + 2 * JM_TRAIN_MAXLR + 2 * JM_TRAIN_NRUN + 2 * JM_TABLE_META] = { "jemc.train.iterations", it, "jemc.train.lr_scale", scale,
+                                                                                         "jemc.train.rollbacks", rb };
+    /* a table's transform (jemc.data.*): eval applies the training split's statistics */
+    const char *tkeys[JM_TABLE_META];
+    char *tvals[JM_TABLE_META] = { NULL };
+    int nt = tf ? jm_table_tf_meta(tf, tkeys, tvals) : 0;
+    if (nt < 0) { fprintf(stderr, "%s: out of memory\n", who); return -1; }
     int n = 3;
     for (int k = 0; k < nlr; k++) {
         snprintf(bkey[k], sizeof bkey[k], "jemc.train.lr_base.%s", jm_knob_name(rt->t, lr_knob[k]));
@@ -239,7 +256,13 @@ static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, co
         meta[2 * n] = opts[2 * i];
         meta[2 * n + 1] = opts[2 * i + 1];
     }
-    if (jm_state_save(rt, path, meta, n, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+    for (int i = 0; i < nt; i++, n++) {
+        meta[2 * n] = tkeys[i];
+        meta[2 * n + 1] = tvals[i];
+    }
+    int rc = jm_state_save(rt, path, meta, n, err, sizeof err);
+    jm_table_meta_free(tvals);
+    if (rc != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
     return 0;
 }
 
@@ -471,8 +494,14 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
     o->seed = 0; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4;
     const jm_arg args[] = {
         { "--data", JM_ARG_STR, &o->data, "DIR|FILE", "training data: an MNIST/CIFAR directory, IDX, CIFAR binary or CSV file", 0, 0 },
-        { "--labels", JM_ARG_STR, &o->labels, "FILE", "IDX labels file (default: derived from the images file name)", 0, 0 },
+        { "--labels", JM_ARG_STR, &o->labels, "FILE", "labels file: IDX (default: derived from the images file name), or text of one label a line for CSV/text", 0, 0 },
         { "--test", JM_ARG_STR, &o->test, "DIR|FILE", "test data: accuracy logged after every epoch (a directory: its test split)", 0, 0 },
+        { "--test-labels", JM_ARG_STR, &o->test_labels, "FILE", "the --test file's labels file (as --labels)", 0, 0 },
+        JM_SESSION_TABLE_ARGS,
+        { "--drop-repeated", JM_ARG_INT, &o->drop_repeated, "N", "tables: drop each column whose smallest value occurs more than N times in the training split (VERA's HEPMASS: 5; default 0: keep all)", 0, 1e12 },
+        { "--no-standardize", JM_ARG_FLAG, &o->no_standardize, NULL, "tables: keep the values (default: standardise each column with the training split's mean and std)", 0, 0 },
+        { "--test-split", JM_ARG_NUM, &o->test_split, "F", "hold out this fraction of --data as a test split, drawn by --data-seed (eval scores it)", 0, 0.99 },
+        { "--val-split", JM_ARG_NUM, &o->val_split, "F", "then this fraction of the rest as a validation split, evaluated after each epoch when no --test", 0, 0.99 },
         { "--out", JM_ARG_STR, &o->out, "DIR", "run directory (default run/)", 0, 0 },
         { "--resume", JM_ARG_STR, &o->resume, "CKPT", "continue the run exactly from a checkpoint (state, position, RNG, options)", 0, 0 },
         { "--change", JM_ARG_LIST, &o->changes, "OPTION", "with --resume: OPTION (a locked one, e.g. noise, or all) comes from this command line", 0, 0 },
@@ -489,7 +518,7 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
         { "--noise", JM_ARG_NUM, &o->noise, "S", "Gaussian noise added to training images (JEM: 0.03)", 0, 10 },
         { "--crop", JM_ARG_INT, &o->crop, "PAD", "random crop with this much padding", 0, 64 },
         { "--flip", JM_ARG_FLAG, &o->flip, NULL, "random horizontal flips", 0, 0 },
-        { "--labels-per-class", JM_ARG_INT, &o->labels_per_class, "N", "train on N labelled examples per class only", 0, 1e9 },
+        { "--labels-per-class", JM_ARG_INT, &o->labels_per_class, "N", "N labelled examples per class: the only records a program of x, y trains on; x_lab, y_lab of a semi-supervised program (x: every record)", 0, 1e9 },
         { "--seed", JM_ARG_INT, &o->seed, "N", "seed of parameter initialisation and sampling (default 0; a resumed run keeps its own)", 0, 9e18 },
         { "--data-seed", JM_ARG_INT, &o->data_seed, "N", "seed of shuffling and augmentation (default 1)", 0, 0 },
         { "--log-every", JM_ARG_INT, &o->log_every, "N", "iterations per metrics line (default 20)", 1, 1e9 },
@@ -598,14 +627,109 @@ static jm_train_next jm_trainer_settle(jm_trainer *tr) {
 }
 
 /* A training program takes x and, if it trains on labels, y (unsupervised
-   programs such as train_step_vera_unsup take x alone): nothing else. */
-static int jm_trainer_inputs_ok(const jm_tprogram *pr, const char *who) {
-    for (int i = 0; i < pr->ninputs; i++)
-        if (strcmp(pr->inputs[i].name, "x") != 0 && strcmp(pr->inputs[i].name, "y") != 0) {
-            fprintf(stderr, "%s: program %s takes input '%s'; train gives a training program x (the images) and y (the labels) only\n", who,
-                    pr->name, pr->inputs[i].name);
+   programs such as train_step_vera_unsup take x alone); or, semi-supervised, x
+   (unlabelled: every training record) with x_lab and y_lab (the labelled subset,
+   so --labels-per-class is required): nothing else. Returns 1 for a
+   semi-supervised program, 0 for another, -1 after a message. */
+static int jm_trainer_inputs_ok(const jm_tprogram *pr, int64_t labels_per_class, const char *who) {
+    int xl = jm_session_input(pr, "x_lab") >= 0, yl = jm_session_input(pr, "y_lab") >= 0, y = jm_session_input(pr, "y") >= 0;
+    for (int i = 0; i < pr->ninputs; i++) {
+        const char *n = pr->inputs[i].name;
+        if (strcmp(n, "x") != 0 && strcmp(n, "y") != 0 && strcmp(n, "x_lab") != 0 && strcmp(n, "y_lab") != 0) {
+            fprintf(stderr, "%s: program %s takes input '%s'; train gives a training program x (the records) and y (the labels), "
+                            "or x, x_lab and y_lab (semi-supervised), only\n", who, pr->name, n);
             return -1;
         }
+    }
+    if (!xl && !yl) return 0;
+    if (xl != yl || y || jm_session_input(pr, "x") < 0) {
+        fprintf(stderr, "%s: program %s: a semi-supervised program takes x (unlabelled), x_lab and y_lab (labelled), and no y\n", who, pr->name);
+        return -1;
+    }
+    if (labels_per_class <= 0) {
+        fprintf(stderr, "%s: program %s takes x_lab and y_lab, the labelled subset: give --labels-per-class N (x is then every training record)\n",
+                who, pr->name);
+        return -1;
+    }
+    return 1;
+}
+
+/* --data's records: the whole file, or its train split (--test-split, --val-split;
+   the validation split becomes the evaluation set when there is no --test); a
+   table's transform fitted on them and applied to every set (jemc.data.* in the
+   checkpoints). */
+static int jm_trainer_load_data(jm_trainer *tr) {
+    const jm_train_opts *o = &tr->o;
+    const char *who = tr->who;
+    char err[1024];
+    if (jm_session_data_raw(o->data, o->labels, "train", &tr->ds, who) != 0) return -1;
+    if (o->test && jm_session_data_raw(o->test, o->test_labels, "test", &tr->test, who) != 0) return -1;
+    if (o->test_split > 0 || o->val_split > 0) {
+        int64_t n = tr->ds.n, ntr, nv, nt, *rows = malloc(sizeof(int64_t) * (size_t)(3 * n + 1));
+        jm_dataset train, val;
+        memset(&val, 0, sizeof val);
+        int rc = rows ? jm_table_split(n, (uint64_t)o->data_seed, o->test_split, o->val_split, rows, &ntr, rows + n, &nv, rows + 2 * n, &nt,
+                                       err, sizeof err)
+                      : -1;
+        if (!rows) snprintf(err, sizeof err, "out of memory");
+        if (rc == 0 && (jm_data_subset(&tr->ds, rows, ntr, &train) != 0 || (nv > 0 && jm_data_subset(&tr->ds, rows + n, nv, &val) != 0))) {
+            snprintf(err, sizeof err, "out of memory");
+            rc = -1;
+        }
+        free(rows);
+        if (rc != 0) { fprintf(stderr, "%s: %s: %s\n", who, o->data, err); return -1; }
+        fprintf(stderr, "%s: %s: %lld records: %lld train, %lld validation, %lld test (held out for eval), drawn by --data-seed %lld\n", who,
+                tr->ds.path, (long long)n, (long long)ntr, (long long)nv, (long long)nt, (long long)o->data_seed);
+        jm_data_free(&tr->ds);
+        tr->ds = train;
+        if (!o->test) tr->test = val;
+        else jm_data_free(&val);
+    }
+    int table = tr->ds.format == JM_DATA_CSV || tr->ds.format == JM_DATA_TEXT;
+    if (!table && (o->drop_repeated > 0 || o->no_standardize)) {
+        fprintf(stderr, "%s: --drop-repeated and --no-standardize are for tables (CSV, text); %s is %s\n", who, tr->ds.path,
+                jm_data_format_name(tr->ds.format));
+        return -1;
+    }
+    if (!table) return 0;
+    if (jm_table_fit(&tr->ds, NULL, 0, o->drop_repeated, !o->no_standardize, &tr->tf, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return -1;
+    }
+    tr->has_tf = 1;
+    if (tr->tf.nkeep < tr->tf.ncols)
+        fprintf(stderr, "%s: %s: %d of %d columns kept (--drop-repeated %lld)\n", who, tr->ds.path, tr->tf.nkeep, tr->tf.ncols, (long long)o->drop_repeated);
+    if (jm_table_apply(&tr->tf, &tr->ds, err, sizeof err) != 0 || (tr->test.n && jm_table_apply(&tr->tf, &tr->test, err, sizeof err) != 0)) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* a semi-supervised program's x_lab (f32[Bl, same record]) and y_lab (i64[Bl]) */
+static int jm_trainer_fits_lab(jm_trainer *tr, const jm_tprogram *pr) {
+    const jm_tdesc *xl = &pr->inputs[tr->xl_in], *yl = &pr->inputs[tr->yl_in];
+    int64_t per = 1;
+    for (int k = 1; k < xl->rank; k++) per *= xl->dim[k];
+    char tb[160];
+    if (xl->dtype != JM_DT_F32 || xl->rank < 2 || per != tr->per) {
+        jm_desc_str(xl, tb, sizeof tb);
+        fprintf(stderr, "%s: %s holds %dx%dx%d records, but program %s takes x_lab: %s\n", tr->who, tr->ds.path, tr->ds.c, tr->ds.h, tr->ds.w,
+                pr->name, tb);
+        return -1;
+    }
+    if (yl->dtype != JM_DT_I64 || yl->rank != 1 || yl->dim[0] != xl->dim[0]) {
+        jm_desc_str(yl, tb, sizeof tb);
+        fprintf(stderr, "%s: program %s takes y_lab: %s; labels must be i64[x_lab's batch]\n", tr->who, pr->name, tb);
+        return -1;
+    }
+    tr->Bl = xl->dim[0];
+    tr->ipel = tr->nlab / tr->Bl;
+    if (tr->ipel < 1) {
+        fprintf(stderr, "%s: %" PRId64 " labelled records (--labels-per-class %" PRId64 "), fewer than x_lab's batch of %" PRId64 "\n", tr->who,
+                tr->nlab, tr->o.labels_per_class, tr->Bl);
+        return -1;
+    }
     return 0;
 }
 
@@ -617,27 +741,40 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     tr->p_main = jm_session_program(t, tr->program, 1, who);
     tr->p_ce = o->pretrain > 0 ? jm_session_program(t, "train_step_ce", 1, who) : -1;
     if (tr->p_main < 0 || (o->pretrain > 0 && tr->p_ce < 0)) return jm_trainer_stop(tr, 2);
-    if (jm_trainer_inputs_ok(&t->programs[tr->p_main], who) != 0 || (tr->p_ce >= 0 && jm_trainer_inputs_ok(&t->programs[tr->p_ce], who) != 0))
-        return jm_trainer_stop(tr, 2);
-    if (jm_session_data(o->data, o->labels, "train", &tr->ds, who) != 0) return jm_trainer_stop(tr, 1);
-    if (o->test && jm_session_data(o->test, NULL, "test", &tr->test, who) != 0) return jm_trainer_stop(tr, 1);
     const jm_tprogram *prm = &t->programs[tr->p_main];
+    tr->ssl = jm_trainer_inputs_ok(prm, o->labels_per_class, who);
+    if (tr->ssl < 0 || (tr->p_ce >= 0 && jm_trainer_inputs_ok(&t->programs[tr->p_ce], o->labels_per_class, who) != 0)) return jm_trainer_stop(tr, 2);
+    /* --pretrain would train train_step_ce on every record's label: not semi-supervised */
+    if (tr->ssl && o->pretrain > 0) {
+        fprintf(stderr, "%s: --pretrain runs train_step_ce on all records' labels; with the semi-supervised %s it is refused\n", who, prm->name);
+        return jm_trainer_stop(tr, 2);
+    }
+    if (jm_trainer_load_data(tr) != 0) return jm_trainer_stop(tr, 1);
     if (jm_session_fits(prm, &tr->ds, who) != 0 || (tr->p_ce >= 0 && jm_session_fits(&t->programs[tr->p_ce], &tr->ds, who) != 0))
         return jm_trainer_stop(tr, 1);
-    /* the records trained on: all, or N labelled per class */
+    /* the records trained on: all, or N labelled per class (a semi-supervised
+       program: x from all, x_lab and y_lab from the N per class) */
     tr->n = tr->ds.n;
     tr->pool = malloc(sizeof(int64_t) * (size_t)(tr->ds.n + 1));
-    if (!tr->pool) { fprintf(stderr, "%s: out of memory for %lld record indices\n", who, (long long)tr->ds.n); return jm_trainer_stop(tr, 1); }
+    tr->lab = tr->ssl ? malloc(sizeof(int64_t) * (size_t)(tr->ds.n + 1)) : NULL;
+    if (!tr->pool || (tr->ssl && !tr->lab)) { fprintf(stderr, "%s: out of memory for %lld record indices\n", who, (long long)tr->ds.n); return jm_trainer_stop(tr, 1); }
     char err[1024];
     if (o->labels_per_class > 0) {
-        tr->n = jm_data_labelled_subset(&tr->ds, (int)o->labels_per_class, (uint64_t)o->data_seed, tr->pool, err, sizeof err);
-        if (tr->n < 0) { fprintf(stderr, "%s: %s\n", who, err); return jm_trainer_stop(tr, 1); }
-    } else {
+        int64_t got = jm_data_labelled_subset(&tr->ds, (int)o->labels_per_class, (uint64_t)o->data_seed, tr->ssl ? tr->lab : tr->pool, err, sizeof err);
+        if (got < 0) { fprintf(stderr, "%s: %s\n", who, err); return jm_trainer_stop(tr, 1); }
+        if (tr->ssl) tr->nlab = got;
+        else tr->n = got;
+    }
+    if (o->labels_per_class <= 0 || tr->ssl)
         for (int64_t i = 0; i < tr->n; i++) tr->pool[i] = i;
+    tr->per = (int64_t)tr->ds.c * tr->ds.h * tr->ds.w;
+    if (tr->ssl) {
+        tr->xl_in = jm_session_input(prm, "x_lab");
+        tr->yl_in = jm_session_input(prm, "y_lab");
+        if (jm_trainer_fits_lab(tr, prm) != 0) return jm_trainer_stop(tr, 1);
     }
     int xi = jm_session_input(prm, "x");
     tr->B = prm->inputs[xi].dim[0];
-    tr->per = (int64_t)tr->ds.c * tr->ds.h * tr->ds.w;
     tr->ipe = tr->n / tr->B;
     if (tr->ipe < 1) {
         fprintf(stderr, "%s: %s has %" PRId64 " training records, fewer than one batch of %" PRId64 "\n", who, tr->ds.path, tr->n, tr->B);
@@ -705,6 +842,13 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     tr->y = malloc(sizeof(int64_t) * (size_t)tr->B);
     tr->idx = malloc(sizeof(int64_t) * (size_t)tr->B);
     tr->perm = malloc(sizeof(int64_t) * (size_t)(tr->n + 1));
+    if (tr->ssl) {
+        tr->xl = malloc(sizeof(float) * (size_t)(tr->Bl * tr->per));
+        tr->yl = malloc(sizeof(int64_t) * (size_t)tr->Bl);
+        tr->idxl = malloc(sizeof(int64_t) * (size_t)tr->Bl);
+        tr->perml = malloc(sizeof(int64_t) * (size_t)(tr->nlab + 1));
+        if (!tr->xl || !tr->yl || !tr->idxl || !tr->perml) { fprintf(stderr, "%s: out of memory\n", who); return jm_trainer_stop(tr, 1); }
+    }
     tr->out_main = jm_session_outputs(&t->programs[tr->p_main]);
     tr->out_ce = tr->p_ce >= 0 ? jm_session_outputs(&t->programs[tr->p_ce]) : NULL;
     tr->snap.state = malloc((size_t)t->state_bytes + 1);
@@ -741,6 +885,9 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
             who, tr->ds.path, tr->n, tr->ds.c, tr->ds.h, tr->ds.w, tr->B, tr->ipe, tr->total, o->resume ? ", resuming at " : "", o->resume ? o->resume : "");
     jm_knob_list(&tr->rt, stderr, " ");
     fputc('\n', stderr);
+    if (tr->ssl)
+        fprintf(stderr, "  semi-supervised: x from all %" PRId64 " records; x_lab, y_lab from %" PRId64 " labelled (%" PRId64 " per class), batch %" PRId64 "\n", tr->n,
+                tr->nlab, o->labels_per_class, tr->Bl);
     return JM_TRAIN_GO;
 }
 
@@ -753,7 +900,7 @@ static jm_train_next jm_trainer_open(jm_trainer *tr) {
     if (next == JM_TRAIN_GO) next = jm_trainer_open_run(tr);
     if (next != JM_TRAIN_GO) return next;
     /* the clock and the first metrics interval */
-    tr->perm_epoch = -1;
+    tr->perm_epoch = tr->perml_epoch = -1;
     tr->t_start = tr->t_log = jm_session_now();
     tr->last_loss = tr->last_acc = NAN;
     tr->it_log = tr->pos.it;
@@ -851,6 +998,9 @@ static jm_train_next jm_trainer_guard(jm_trainer *tr) {
 
 /* ------------------------------------------------------------------ one iteration */
 
+/* added to --data-seed for the labelled batches' order and augmentation */
+#define JM_TRAIN_LAB_SEED 0x1abe1ed5ull
+
 /* the batch of iteration pos.it: the epoch's shuffle of the pool, augmented */
 static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
     const jm_train_opts *o = &tr->o;
@@ -865,8 +1015,25 @@ static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
     int64_t k = tr->pos.it % tr->ipe;
     for (int64_t i = 0; i < tr->B; i++) tr->idx[i] = tr->perm[k * tr->B + i];
     jm_augment aug = { (int)o->crop, o->flip, (float)o->noise };
-    jm_data_batch(&tr->ds, tr->idx, tr->B, (o->crop || o->flip || o->noise > 0) ? &aug : NULL, (uint64_t)o->data_seed, (uint64_t)tr->pos.it,
-                  tr->x, tr->y);
+    int augment = o->crop || o->flip || o->noise > 0;
+    jm_data_batch(&tr->ds, tr->idx, tr->B, augment ? &aug : NULL, (uint64_t)o->data_seed, (uint64_t)tr->pos.it, tr->x, tr->y);
+    if (!tr->ssl) return 0;
+    /* The labelled batch: the labelled subset cycled in its own order, reshuffled
+       every nlab / Bl iterations (its "epoch"), from a seed of its own (--data-seed
+       + JM_TRAIN_LAB_SEED): a pure function of (data seed, iteration), like the
+       unlabelled batch, so a resumed run draws what the run straight through drew. */
+    uint64_t lseed = (uint64_t)o->data_seed + JM_TRAIN_LAB_SEED;
+    int64_t le = tr->pos.it / tr->ipel, lk = tr->pos.it % tr->ipel;
+    if (le != tr->perml_epoch) {
+        int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(tr->nlab + 1));
+        if (!tmp) { fprintf(stderr, "%s: out of memory\n", tr->who); return -1; }
+        jm_data_shuffle(tr->nlab, lseed, (uint64_t)le, tmp);
+        for (int64_t i = 0; i < tr->nlab; i++) tr->perml[i] = tr->lab[tmp[i]];
+        free(tmp);
+        tr->perml_epoch = le;
+    }
+    for (int64_t i = 0; i < tr->Bl; i++) tr->idxl[i] = tr->perml[lk * tr->Bl + i];
+    jm_data_batch(&tr->ds, tr->idxl, tr->Bl, augment ? &aug : NULL, lseed, (uint64_t)tr->pos.it, tr->xl, tr->yl);
     return 0;
 }
 
@@ -900,10 +1067,16 @@ static jm_train_next jm_trainer_step(jm_trainer *tr) {
     int p = use_ce ? tr->p_ce : tr->p_main;
     const jm_tprogram *pr = tr->pr = &tr->t->programs[p];
     void **out = tr->out = use_ce ? tr->out_ce : tr->out_main;
-    /* the inputs: x, and y when the program takes labels (jm_trainer_inputs_ok) */
-    const void *in[2];
+    /* the inputs: x, and y when the program takes labels; x_lab and y_lab for a
+       semi-supervised one (jm_trainer_inputs_ok) */
+    const void *in[4];
     in[jm_session_input(pr, "x")] = tr->x;
-    if (pr->ninputs == 2) in[jm_session_input(pr, "y")] = tr->y;
+    int yi = jm_session_input(pr, "y");
+    if (yi >= 0) in[yi] = tr->y;
+    if (!use_ce && tr->ssl) {
+        in[tr->xl_in] = tr->xl;
+        in[tr->yl_in] = tr->yl;
+    }
     if (jm_rt_run(&tr->rt, p, in, out) != 0) { fprintf(stderr, "%s: %s failed: %s\n", tr->who, pr->name, tr->rt.err); return jm_trainer_stop(tr, 1); }
     tr->loss = jm_session_scalar(pr, out, "loss");
     tr->e_data = jm_session_scalar(pr, out, "e_data");
@@ -1064,7 +1237,8 @@ static jm_train_next jm_trainer_checkpoint(jm_trainer *tr) {
     if (next != JM_TRAIN_GO) return next;
     char path[1200];
     snprintf(path, sizeof path, "%s/last.safetensors", tr->o.out);
-    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->lr_knob, tr->nlr, tr->optmeta, tr->noptmeta, tr->who) != 0) return jm_trainer_stop(tr, 1);
+    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->lr_knob, tr->nlr, tr->optmeta, tr->noptmeta, tr->has_tf ? &tr->tf : NULL, tr->who) != 0)
+        return jm_trainer_stop(tr, 1);
     return JM_TRAIN_GO;
 }
 
@@ -1083,6 +1257,8 @@ static void jm_trainer_finish(jm_trainer *tr) {
 static int jm_trainer_close(jm_trainer *tr) {
     if (tr->metrics) fclose(tr->metrics);
     free(tr->x); free(tr->y); free(tr->idx); free(tr->perm); free(tr->pool); free(tr->snap.state);
+    free(tr->xl); free(tr->yl); free(tr->idxl); free(tr->perml); free(tr->lab);
+    jm_table_tf_free(&tr->tf);
     if (tr->p_main >= 0) jm_session_free_outputs(&tr->t->programs[tr->p_main], tr->out_main);
     if (tr->p_ce >= 0) jm_session_free_outputs(&tr->t->programs[tr->p_ce], tr->out_ce);
     if (tr->rt_open) jm_rt_close(&tr->rt);

@@ -22,7 +22,10 @@
  *   5. the semi-supervised feeding: train_step_ssl(x, x_lab, y_lab) refused without
  *      --labels-per-class; with --labels-per-class 1 (3 classes, batch 3) every
  *      labelled batch is one record of each class, the same three records; resumed
- *      runs equal the run straight through, bitwise. */
+ *      runs equal the run straight through, bitwise;
+ *   6. tools/sklearn_tables.py: its messages (data missing, a source of the wrong
+ *      length, a label that is not an integer), and, when python3-sklearn's data are
+ *      here, the three tables it writes load with their counts. */
 #include "train_helpers.h"
 #include "app/data.h"
 #include "app/data_table.h"
@@ -433,6 +436,42 @@ static void test_ssl(void) {
     if (!ok(r == 0 && strstr(out, "6 records of 1x1x3") && strstr(out, "2 iterations per epoch"), "x, y with --labels-per-class 2: the 6 labelled records only (exit %d)", r)) tap_diag("%s", out);
 }
 
+/* ------------------------------------------------------------------ 6. tools/sklearn_tables.py */
+
+static void test_sklearn(void) {
+    const char *src = "/usr/lib/python3/dist-packages/sklearn/datasets/data";
+    int r = run("python3 tools/sklearn_tables.py --src %s/nope --out %s", dir, P("skl"));
+    ok(r == 1 && strstr(out, "apt-get install python3-sklearn"), "sklearn_tables.py without the data: says to install python3-sklearn (exit %d)", r);
+    /* a source whose first line does not match its records */
+    mkdir(P("fake"), 0700);
+    spit(P("fake/wine_data.csv"), "5,13,a,b,c\n1,2,3,4,5,6,7,8,9,10,11,12,13,0\n");
+    r = run("python3 tools/sklearn_tables.py --src %s --out %s wine", P("fake"), P("skl"));
+    ok(r == 1 && strstr(out, "wine_data.csv: the first line declares 5 records of 13 features, the file has 1"), "a source of the wrong length: named (exit %d)", r);
+    spit(P("fake/wine_data.csv"), "1,13,a,b,c\n1,2,3,4,5,6,7,8,9,10,11,12,13,0.5\n");
+    r = run("python3 tools/sklearn_tables.py --src %s --out %s wine", P("fake"), P("skl"));
+    ok(r == 1 && strstr(out, "wine_data.csv:2:14: label '0.5' is not an integer"), "a label that is not an integer: FILE:LINE:COLUMN (exit %d)", r);
+    struct stat sb;
+    if (stat(src, &sb) != 0) {
+        skip(4, "python3-sklearn's data absent (apt-get install python3-sklearn)");
+        return;
+    }
+    r = run("python3 tools/sklearn_tables.py --out %s", P("skl"));
+    ok(r == 0, "sklearn_tables.py converts digits, breast_cancer, wine (exit %d)", r);
+    static const struct { const char *file; int64_t n; int w, classes; } want[] = {
+        { "skl/digits.csv", 1797, 64, 10 }, { "skl/breast_cancer.csv", 569, 30, 2 }, { "skl/wine.csv", 178, 13, 3 },
+    };
+    for (int k = 0; k < 3; k++) {
+        jm_dataset ds;
+        if (r == 0 && load(P(want[k].file), NULL, &ds) == 0) {
+            ok(ds.n == want[k].n && ds.w == want[k].w && ds.classes == want[k].classes, "%s: %lld records of %d features, %d classes (the label last)",
+               want[k].file, (long long)ds.n, ds.w, ds.classes);
+            jm_data_free(&ds);
+        } else {
+            ok(0, "%s loads", want[k].file);
+        }
+    }
+}
+
 int main(void) {
     jemc = jt_env("JEMC", "build/jemc");
     snprintf(dir, sizeof dir, "/tmp/jemc_tables.XXXXXX");
@@ -440,6 +479,7 @@ int main(void) {
     test_layouts();
     test_bad();
     test_transform();
+    test_sklearn();
     snprintf(exe, sizeof exe, "%s/tab", dir);
     snprintf(exe2, sizeof exe2, "%s/tab2", dir);
     int r = run("%s compile tests/train/tiny_tab.graph -o %s && %s compile tests/train/tiny_tab.graph -D features=2 -o %s", jemc, exe, jemc, exe2);

@@ -1,0 +1,261 @@
+#!/usr/bin/python3
+"""PyTorch reference for jemc's semi-supervised tabular graph (graphs/ssl_tabular.graph,
+graphs/lib/vat.graph), for tests/t_ssl.c.
+
+Written from the official VERA code's semantics (wgrathwohl/VERA: utils/vat.py
+VATLoss, train.py's --vat, --jem_baseline and VERA branches with labels_per_class
+> 0, models/mlp.py large_mlp_ebm without weight norm, models/jem.py JEM), on a
+small EBM: nn.Sequential(Flatten, Linear, LeakyReLU(0.2), ..., Linear) wrapped as
+`logp_net` (parameter names logp_net.1.weight ... logp_net.13.bias, as jemc's).
+
+--mode pieces (tests/parity/ssl_pieces.graph, program ssl_pieces): given x (the
+  unlabelled batch), x_lab, y_lab, d0 (VAT's random start) and x_neg (the EBM's
+  negatives) as inputs:
+    vat_*  the VAT step's loss clf_weight CE + clf_ent_weight H + vat_weight LDS,
+           its parts, the adversarial direction and the gradients gvat.*, glds.*
+    ebm_*  the EBM loss of the JEM / VERA SSL step (train.py's e_loss with
+           unsup_ent, + clf_weight CE), the classifier-entropy term and the
+           gradients gebm.*, gent.*
+--mode step: one whole train_step_vat as jemc runs it: the random start is
+  jemc's Philox draw (stream read from `jemc compile ... --dump=ir`, --ir),
+  then one Adam step (betas (0, 0.9), the warm-up's first rate). Writes every
+  output, every parameter and Adam moment after the step, opt.step and
+  opt.grad_norm.
+
+Writes DIR/state.safetensors, DIR/inputs.safetensors and DIR/expected.safetensors
+(float64), prints a JSON summary. Run with Debian's /usr/bin/python3 (python3-torch).
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+
+import torch
+import torch.distributions as distributions
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_ref import write_safetensors  # noqa: E402
+from torch_iteration import draw, read_draws  # noqa: E402
+from torch_vera import large_mlp_generator  # noqa: E402
+
+
+def large_mlp_ebm(widths, classes):
+    """models/mlp.py large_mlp_ebm(weight_norm=False) with the given widths."""
+    layers = [nn.Flatten(start_dim=1)]
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.LeakyReLU(.2)]
+    layers.append(nn.Linear(widths[-1], classes, bias=True))
+    return nn.Sequential(*layers)
+
+
+class JEM(nn.Module):
+    """models/jem.py JEM: forward = logsumexp of the logits, classify = the logits."""
+
+    def __init__(self, logp_net):
+        super().__init__()
+        self.logp_net = logp_net
+
+    def forward(self, x, return_logits=False):
+        logits = self.logp_net(x)
+        return (logits.logsumexp(1), logits) if return_logits else logits.logsumexp(1)
+
+    def classify(self, x):
+        return self.logp_net(x)
+
+
+def l2_normalize(d):
+    """utils/vat.py _l2_normalize (not in place)."""
+    d_reshaped = d.view(d.shape[0], -1, *(1 for _ in range(d.dim() - 2)))
+    return d / (torch.norm(d_reshaped, dim=1, keepdim=True) + 1e-8)
+
+
+def vat_lds(model, x, d0, xi, eps):
+    """utils/vat.py VATLoss.forward with the random start d0 given (VERA draws
+    torch.rand(x.shape) - 0.5). Returns the LDS and the adversarial direction."""
+    with torch.no_grad():
+        pred = F.softmax(model.classify(x), dim=1)
+    d = l2_normalize(d0.clone()).detach().requires_grad_()
+    pred_hat = model.classify(x + xi * d)
+    logp_hat = F.log_softmax(pred_hat, dim=1)
+    adv_distance = F.kl_div(logp_hat, pred, reduction="batchmean")
+    g = torch.autograd.grad(adv_distance, d)[0]
+    d = l2_normalize(g)
+    r_adv = d * eps
+    logp_hat = F.log_softmax(model.classify(x + r_adv), dim=1)
+    return F.kl_div(logp_hat, pred, reduction="batchmean"), d.detach()
+
+
+def vat_objective(model, x, x_l, y_l, d0, a):
+    """train.py's --vat step: clf_weight CE(x_l) + clf_ent_weight H(p(y|x)) + vat_weight LDS(x)."""
+    _, ld_logits = model(x_l, return_logits=True)
+    c_loss = nn.CrossEntropyLoss()(ld_logits, y_l)
+    _, unsup_logits = model(x, return_logits=True)
+    unsup_ent = distributions.Categorical(logits=unsup_logits).entropy().mean()
+    lds, d_adv = vat_lds(model, x, d0, a.vat_xi, a.vat_eps)
+    loss = a.clf_weight * c_loss + a.clf_ent_weight * unsup_ent + a.vat_weight * lds
+    return loss, c_loss, lds, unsup_ent, d_adv, ld_logits
+
+
+def ebm_objective(model, x_d, x_l, y_l, x_g, a):
+    """train.py's E-step with labels_per_class (the VERA branch, and --jem_baseline
+    with the SGLD chains as x_g): lg on x_g (first), ld and the unlabelled logits on
+    x_d, the labelled logits on x_l, the gradient penalty on x_d."""
+    x_g_detach = x_g.detach().requires_grad_()
+    lg_detach = model(x_g_detach).squeeze()
+    x_d = x_d.detach().requires_grad_()
+    ld, unsup_logits = model(x_d, return_logits=True)
+    _, ld_logits = model(x_l, return_logits=True)
+    unsup_ent = distributions.Categorical(logits=unsup_logits).entropy()
+    grad_ld = torch.autograd.grad(ld.sum(), x_d, create_graph=True)[0].flatten(start_dim=1).norm(2, 1)
+    logp_obj = (ld - lg_detach).mean()
+    e_loss = -logp_obj + (ld ** 2).mean() * a.p_control + (lg_detach ** 2).mean() * a.n_control + \
+        (grad_ld ** 2. / 2.).mean() * a.pg_control + unsup_ent.mean() * a.clf_ent_weight
+    c_loss = nn.CrossEntropyLoss()(ld_logits, y_l)
+    return e_loss + a.clf_weight * c_loss, c_loss, unsup_ent.mean(), ld, lg_detach
+
+
+def grads_of(loss, plist, prefix):
+    gs = torch.autograd.grad(loss, [p for _, p in plist], retain_graph=True, allow_unused=True)
+    return [(prefix + "." + n, g.detach().clone()) for (n, _), g in zip(plist, gs) if g is not None]
+
+
+def accuracy(logits, y):
+    picked = logits.gather(1, y[:, None])[:, 0]
+    return (picked >= logits.max(dim=1).values).to(logits.dtype).mean()
+
+
+def build(a):
+    torch.manual_seed(a.seed)
+    widths = [a.features] + [int(w) for w in a.hidden.split(",")]
+    if len(widths) != 7:
+        raise SystemExit("--hidden takes the six widths hidden1..hidden6")
+    model = JEM(large_mlp_ebm(widths, a.classes)).to(torch.float64)
+    # weights a.gain times PyTorch's init: logits of a few units, as a trained
+    # classifier's, so that the KL terms are not differences at rounding level
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(a.gain)
+    plist = [("logp_net." + n, p) for n, p in model.logp_net.named_parameters()]
+    B, L, D = a.batch, a.lab_batch, a.features
+    data = {
+        "x": torch.randn(B, D, dtype=torch.float32).to(torch.float64),
+        "x_lab": torch.randn(L, D, dtype=torch.float32).to(torch.float64),
+        "y_lab": torch.randint(a.classes, (L,), dtype=torch.int64),
+        "d0": (torch.rand(B, D, dtype=torch.float32) - 0.5).to(torch.float64),
+        "x_neg": (torch.rand(B, D, dtype=torch.float32) * 2 - 1).to(torch.float64),
+        # for the programs t_ssl runs compiled and interpreted: labels of x, latents
+        "y": torch.randint(a.classes, (B,), dtype=torch.int64),
+        "h": torch.randn(B, a.noise_dim, dtype=torch.float32).to(torch.float64),
+    }
+    state0 = [(n, p.detach().clone()) for n, p in plist]
+    # the generator's parameters and buffers (the graph has them; these tests do
+    # not use them): VERA's large_mlp_generator with no_final_act, log sigma and
+    # the posterior width at their initial values
+    g = large_mlp_generator(a.noise_dim, a.features, a.g_hidden).to(torch.float64)
+    state0 += [("g." + n, p.detach().clone()) for n, p in g.state_dict().items()]
+    state0 += [("g.logsigma", torch.tensor(math.log(a.sigma), dtype=torch.float64)),
+               ("post_logsigma", torch.full((a.noise_dim,), math.log(0.1), dtype=torch.float64))]
+    return model, plist, data, state0
+
+
+def pieces(a):
+    model, plist, t, state0 = build(a)
+    exp = []
+    loss, ce, lds, ent, d_adv, _ = vat_objective(model, t["x"], t["x_lab"], t["y_lab"], t["d0"], a)
+    exp += [("vat_loss", loss.detach()), ("vat_ce", ce.detach()), ("vat_lds", lds.detach()),
+            ("vat_ent", ent.detach()), ("vat_dir", d_adv)]
+    exp += grads_of(loss, plist, "gvat") + grads_of(lds, plist, "glds")
+    el, ece, eent, ld, lg = ebm_objective(model, t["x"], t["x_lab"], t["y_lab"], t["x_neg"], a)
+    exp += [("ebm_loss", el.detach()), ("ebm_ce", ece.detach()), ("ebm_ent", eent.detach()),
+            ("ebm_ld", ld.detach()), ("ebm_lg", lg.detach())]
+    exp += grads_of(el, plist, "gebm") + grads_of(eent, plist, "gent")
+    write_safetensors(os.path.join(a.out, "state.safetensors"), state0)
+    write_safetensors(os.path.join(a.out, "inputs.safetensors"), list(t.items()))
+    write_safetensors(os.path.join(a.out, "expected.safetensors"), exp)
+    dn = d_adv.flatten(1).norm(dim=1)
+    print(json.dumps({"vat_loss": float(loss), "vat_lds": float(lds), "ebm_loss": float(el),
+                      "dir_norm_min": float(dn.min()), "dir_norm_max": float(dn.max())}))
+
+
+def step_vat(a):
+    """One train_step_vat: d0 from jemc's Philox (the program's only draw)."""
+    model, plist, t, state0 = build(a)
+    with open(a.ir) as fh:
+        ir = fh.read()
+    m = re.search(r"program train_step_vat\(", ir)
+    body = ir[m.start():] if m else ir
+    nxt = re.search(r"\nprogram ", body[1:])
+    body = body[:nxt.start() + 1] if nxt else body
+    d = [x for x in read_draws(body) if x[5] == 0]
+    if len(d) != 1 or d[0][0] != "uniform" or d[0][2] != -0.5 or d[0][3] != 0.5:
+        raise SystemExit("train_step_vat: expected one uniform(-0.5, 0.5) draw, got %s" % d)
+    kind, stream, lo, hi, shape, _ = d[0]
+    d0 = torch.from_numpy(draw(kind, shape, lo, hi, stream, a.call, a.jemc_seed))
+    opt = torch.optim.Adam([p for _, p in plist], lr=a.lr, betas=(0.0, 0.9), eps=1e-8)
+    for grp in opt.param_groups:                      # train.py's warm-up, iteration 0
+        grp["lr"] = a.lr * 1 / float(a.warmup)
+    loss, ce, lds, ent, _, logits_l = vat_objective(model, t["x"], t["x_lab"], t["y_lab"], d0, a)
+    out = [("loss", loss.detach()), ("loss_ce", ce.detach()), ("vat", lds.detach()),
+           ("clf_entropy", ent.detach()), ("acc", accuracy(logits_l, t["y_lab"]).detach())]
+    opt.zero_grad()
+    loss.backward()
+    gn = torch.sqrt(sum((p.grad * p.grad).sum() for _, p in plist)).detach()
+    opt.step()
+    st = [(n, p.detach().clone()) for n, p in plist]
+    for n, p in plist:
+        st += [("opt.m." + n, opt.state[p]["exp_avg"].clone()), ("opt.v." + n, opt.state[p]["exp_avg_sq"].clone())]
+    st += [("opt.step", torch.tensor(1, dtype=torch.int64)), ("opt.grad_norm", gn)]
+    write_safetensors(os.path.join(a.out, "state.safetensors"), state0)
+    write_safetensors(os.path.join(a.out, "inputs.safetensors"), [(k, t[k]) for k in ("x", "x_lab", "y_lab")])
+    write_safetensors(os.path.join(a.out, "expected.safetensors"), out + st)
+    print(json.dumps({"loss": float(loss), "vat": float(lds), "grad_norm": float(gn)}))
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=["pieces", "step"], required=True)
+    ap.add_argument("--batch", type=int, default=5)
+    ap.add_argument("--lab-batch", dest="lab_batch", type=int, default=4)
+    ap.add_argument("--features", type=int, default=6)
+    ap.add_argument("--hidden", default="16,12,12,8,8,8", help="hidden1..hidden6")
+    ap.add_argument("--classes", type=int, default=3)
+    ap.add_argument("--gain", type=float, default=2.0, help="the EBM's weights times PyTorch's init")
+    ap.add_argument("--sigma", type=float, default=0.01, help="the generator's sigma in the state")
+    ap.add_argument("--noise-dim", dest="noise_dim", type=int, default=4)
+    ap.add_argument("--g-hidden", dest="g_hidden", type=int, default=8)
+    ap.add_argument("--clf-weight", dest="clf_weight", type=float, default=1.0)
+    ap.add_argument("--clf-ent-weight", dest="clf_ent_weight", type=float, default=1.0)
+    ap.add_argument("--vat-weight", dest="vat_weight", type=float, default=1.0)
+    ap.add_argument("--vat-xi", dest="vat_xi", type=float, default=10.0)
+    ap.add_argument("--vat-eps", dest="vat_eps", type=float, default=3.0)
+    ap.add_argument("--pg-control", dest="pg_control", type=float, default=0.1)
+    ap.add_argument("--p-control", dest="p_control", type=float, default=0.0)
+    ap.add_argument("--n-control", dest="n_control", type=float, default=0.0)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="torch seed: weights and data")
+    ap.add_argument("--jemc-seed", dest="jemc_seed", type=int, default=0)
+    ap.add_argument("--call", type=int, default=0)
+    ap.add_argument("--ir", help="step: jemc compile GRAPH train_step_vat --dump=ir")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    if a.mode == "step" and not a.ir:
+        ap.error("--mode step needs --ir")
+    return a
+
+
+def main(argv=None):
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(1)
+    os.makedirs(a.out, exist_ok=True)
+    pieces(a) if a.mode == "pieces" else step_vat(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

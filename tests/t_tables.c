@@ -141,6 +141,9 @@ static void test_bad(void) {
     spit(P("y4.txt"), "1\n2\n1\n2\n");
     o.labels = P("y4.txt");
     bad("labels file of another length", P("X5.txt"), &o, "X5.txt has 3 records", "y4.txt has 4 labels", NULL);
+    o.label_column = "0";
+    bad("a label column and a labels file", P("X5.txt"), &o, "X5.txt: both a label column ('0')", "y4.txt", NULL);
+    o.label_column = NULL;
     spit(P("y2c.txt"), "1 2\n1 1\n2 2\n");
     o.labels = P("y2c.txt");
     bad("labels file with two fields a line", P("X5.txt"), &o, "y2c.txt:1:1:", "one label a line", NULL);
@@ -394,6 +397,31 @@ static void test_train_eval(void) {
     ok(r == 1 && strstr(out, "c.csv:2:1: label '1' is below the label base 2"), "train: a label below --label-base names FILE:LINE:COLUMN (exit %d)", r);
 }
 
+/* HUMAN-like through the executable: X.txt + y.txt (labels 1..3) for train and
+   --test, then eval with --labels: the run's --label-base carries over */
+static void test_text_run(void) {
+    FILE *fx = fopen(P("Xtr.txt"), "w"), *fy = fopen(P("ytr.txt"), "w"), *gx = fopen(P("Xte.txt"), "w"), *gy = fopen(P("yte.txt"), "w");
+    for (int i = 0; i < 42; i++) {
+        FILE *x = i < 30 ? fx : gx, *y = i < 30 ? fy : gy;
+        int c = i % 3;
+        fprintf(x, "  %.7e %.7e\t%.7e\n", 2.0 * c + (i * 37 % 101) / 101.0, (i * 53 % 97) / 9.7 - 5, (double)(i % 4));
+        fprintf(y, "%d\n", c + 1);
+    }
+    fclose(fx); fclose(fy); fclose(gx); fclose(gy);
+    int r = run("%s train --data %s --labels %s --label-base 1 --test %s --test-labels %s --program train_step_ce --epochs 2 --out %s --no-progress --threads 1",
+                exe, P("Xtr.txt"), P("ytr.txt"), P("Xte.txt"), P("yte.txt"), P("hr"));
+    ok(r == 0 && strstr(out, "30 records of 1x1x3") && strstr(out, "test accuracy"), "train on X.txt with --labels y.txt --label-base 1, --test with --test-labels (exit %d)", r);
+    char ck[512];
+    snprintf(ck, sizeof ck, "%s/last.safetensors", P("hr"));
+    r = run("%s eval accuracy --ckpt %s --data %s --labels %s --threads 1", exe, ck, P("Xte.txt"), P("yte.txt"));
+    ok(r == 0 && strstr(out, "Xte.txt: 12 records"), "eval X_test.txt --labels y_test.txt: the run's --label-base 1 applies (exit %d)", r);
+    r = run("%s eval accuracy --ckpt %s --data %s --labels %s --label-base 0 --threads 1", exe, ck, P("Xte.txt"), P("yte.txt"));
+    ok(r == 1 && strstr(out, "label 3"), "--label-base 0 given to eval overrides the run's: label 3 is outside the 3 classes (exit %d)", r);
+    r = run("%s train --data %s --labels %s --test %s --test-labels %s --program train_step_ce --iters 2 --out %s --no-progress --threads 1",
+            exe, P("Xtr.txt"), P("y4.txt"), P("Xte.txt"), P("yte.txt"), P("hr2"));
+    ok(r == 1 && strstr(out, "Xtr.txt has 30 records but its labels file") && strstr(out, "y4.txt has 4 labels"), "train: a labels file of another length (exit %d)", r);
+}
+
 /* ------------------------------------------------------------------ 5. semi-supervised */
 
 static void test_ssl(void) {
@@ -485,6 +513,7 @@ int main(void) {
     int r = run("%s compile tests/train/tiny_tab.graph -o %s && %s compile tests/train/tiny_tab.graph -D features=2 -o %s", jemc, exe, jemc, exe2);
     if (ok(r == 0, "compile tests/train/tiny_tab.graph (3 and 2 features)")) {
         test_train_eval();
+        test_text_run();
         test_ssl();
     } else {
         tap_diag("%s", out);

@@ -680,6 +680,9 @@ static int jm_data_csv_read(const char *path, int ws, int label_col, const jm_da
 static int jm_data_load_csv(const char *path, const jm_data_opts *o, int ws, jm_dataset *ds, char *err, size_t errlen) {
     jm_data_csv c, l;
     memset(&l, 0, sizeof l);
+    if (o->labels && o->label_column && *o->label_column)
+        return jm_data_fail(err, errlen, "%s: both a label column ('%s') and a labels file (%s) given; with a labels file every "
+                            "column is a feature", path, o->label_column, o->labels);
     int rc = jm_data_csv_read(path, ws, o->labels ? -1 : -2, o, &c, err, errlen);
     ds->x = c.x;
     ds->y = c.y;

@@ -59,7 +59,8 @@ int jm_session_has_transform(void) { return jm_session_run.has_tf; }
 int jm_session_data_opts(const char *labels, jm_data_opts *o, const char *who) {
     *o = jm_data_defaults();
     o->labels = labels;
-    const char *lc = jm_session_tab_cli.label_column ? jm_session_tab_cli.label_column : jm_session_run.label_column;
+    /* the run's label column is not this data's when a labels file is given here */
+    const char *lc = jm_session_tab_cli.label_column ? jm_session_tab_cli.label_column : labels ? NULL : jm_session_run.label_column;
     const char *lb = jm_session_tab_cli.label_base ? jm_session_tab_cli.label_base : jm_session_run.label_base;
     const char *fm = jm_session_tab_cli.format ? jm_session_tab_cli.format : jm_session_run.format;
     if (lc && *lc) o->label_column = lc;

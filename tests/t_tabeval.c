@@ -1,6 +1,8 @@
 /* t_tabeval.c — `eval` on a tabular model: an executable compiled from
  * graphs/mlp_tabular.graph (4 features, 16 hidden units, batch 16), trained
- * with `train --program train_step_ce` on a CSV written here, then
+ * with `train --program train_step_ce` on a CSV written here (standardised, the
+ * default for tables: the reference forward applies the checkpoint's mean and
+ * std as eval must; the three-class run with --no-standardize, raw), then
  *
  *   1. eval accuracy --json: accuracy, cross-entropy, mean energy, Brier's
  *      multiclass score, the binary Brier score and the AUROC of p(y=1|x)
@@ -164,7 +166,7 @@ static int file_exists(const char *rep, const char *name) {
 }
 
 static void test_two_classes(void) {
-    int r = run("%s train --data %s/train.csv --program train_step_ce --no-standardize --iters 120 --set lr=0.01 --out %s/run --no-progress --threads 1 --seed 5", exe, dir, dir);
+    int r = run("%s train --data %s/train.csv --program train_step_ce --iters 120 --set lr=0.01 --out %s/run --no-progress --threads 1 --seed 5", exe, dir, dir);
     if (!ok(r == 0, "train --program train_step_ce on a CSV (exit %d)", r)) { tap_diag("%s", out); return; }
     char ck[512];
     snprintf(ck, sizeof ck, "%s/run/last.safetensors", dir);
@@ -246,7 +248,7 @@ static void test_two_classes(void) {
        "an OOD table of other columns is refused, not padded (exit %d)", r);
 
     /* 4. refusals */
-    r = run("%s eval robust --ckpt %s --data %s/test.csv --threads 1", exe, ck, dir);
+    r = run("%s eval robust --ckpt %s --data %s/test.csv --report %s/rob --threads 1", exe, ck, dir, dir);
     ok(r == 2 && strstr(out, "not computed for tables"), "eval robust refuses a table, saying why (exit %d)", r);
     r = run("%s eval accuracy --ckpt %s --data %s/badlabel.csv --threads 1", exe, ck, dir);
     ok(r == 1 && strstr(out, "record 3 (0-based) has label 2, but the model has 2 classes"), "a label the model has no class for names the record (exit %d)", r);

@@ -31,6 +31,10 @@
  *    statistics).
  * 4. `jemc info`: each optimizer takes the parameters it should (f's 14
  *    tensors, the generator's 12 with log sigma, the posterior width).
+ * 5. the executable of a shrunk graph: each training program runs under
+ *    `train --labels-per-class` on a small table written here (the input
+ *    names train feeds), logs its metrics, eval reads a checkpoint; a program
+ *    of x_lab without --labels-per-class is refused.
  *
  * Tolerances, each tensor at its own scale (max|got - want| / max|want|):
  * interpreter f64 1e-9; compiled f32 1e-4. The EBM's weights are PyTorch's
@@ -301,6 +305,48 @@ static void info_case(void) {
     if (rc != 0 || !strstr(out, "1018252")) tap_diag("%s", out);
 }
 
+/* 5. the executable: each training program trains under `train
+   --labels-per-class` on a small table (the inputs x, x_lab, y_lab are the
+   names train feeds), logs its own metrics, and eval reads the checkpoint */
+static void e2e_case(void) {
+    char dir[300], cmd[8000], out[16384], exe[400], csv[400];
+    snprintf(dir, sizeof dir, "%s/e2e", tmpdir);
+    snprintf(exe, sizeof exe, "%s/ssl", dir);
+    snprintf(csv, sizeof csv, "%s/t.csv", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    jt_run(cmd, out, sizeof out);
+    /* 60 records, 6 features, 3 classes: the label is the largest of the first three */
+    FILE *f = fopen(csv, "w");
+    if (!ok(f != NULL, "e2e: table written")) return;
+    fprintf(f, "f0,f1,f2,f3,f4,f5,label\n");
+    for (int r = 0; r < 60; r++) {
+        double v[6];
+        for (int c = 0; c < 6; c++) v[c] = sin(1.7 * r + 2.3 * c + 0.1 * r * c);
+        int y = v[1] > v[0] ? (v[2] > v[1] ? 2 : 1) : (v[2] > v[0] ? 2 : 0);
+        fprintf(f, "%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%d\n", v[0], v[1], v[2], v[3], v[4], v[5], y);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s compile %s/graphs/ssl_tabular.graph -D batch=8 -D lab_batch=6 -D features=6 -D classes=3 -D hidden1=16 "
+             "-D hidden2=12 -D hidden3=12 -D hidden4=8 -D hidden5=8 -D hidden6=8 -D noise_dim=4 -D g_hidden=8 -D buffer_size=50 "
+             "-D sgld_steps=3 -D post_samples=5 -o %s", jemc(), root(), exe);
+    if (!ok(jt_run(cmd, out, sizeof out) == 0, "e2e: the shrunk graph compiles to an executable")) { tap_diag("%s\n%s", cmd, out); return; }
+    /* each program and the metrics only it writes */
+    const char *progs[][3] = { { "train_step_ce", "\"loss_ce\"", "\"acc\"" }, { "train_step_vat", "\"vat\"", "\"clf_entropy\"" },
+                               { "train_step_jem", "\"e_sample\"", "\"clf_entropy\"" }, { "train_step_vera", "\"loss_g\"", "\"sigma\"" } };
+    for (int p = 0; p < 4; p++) {
+        snprintf(cmd, sizeof cmd, "(%s train --data %s --labels-per-class 3 --program %s --iters 4 --log-every 2 --threads 1 --no-progress "
+                 "--out %s/run_%s && cat %s/run_%s/metrics.jsonl)", exe, csv, progs[p][0], dir, progs[p][0], dir, progs[p][0]);
+        int rc = jt_run(cmd, out, sizeof out);
+        ok(rc == 0 && strstr(out, progs[p][1]) && strstr(out, progs[p][2]) && !strstr(out, "nan"),
+           "e2e: train --labels-per-class 3 --program %s runs and logs %s and %s", progs[p][0], progs[p][1], progs[p][2]);
+        if (rc != 0 || !strstr(out, progs[p][1])) tap_diag("%s\n%s", cmd, out);
+    }
+    snprintf(cmd, sizeof cmd, "%s eval accuracy --ckpt %s/run_train_step_vera/last.safetensors --data %s", exe, dir, csv);
+    ok(jt_run(cmd, out, sizeof out) == 0 && strstr(out, "60 records: accuracy"), "e2e: eval accuracy reads the VERA checkpoint");
+    snprintf(cmd, sizeof cmd, "%s train --data %s --program train_step_vat --iters 2 --no-progress --out %s/run_refused", exe, csv, dir);
+    ok(jt_run(cmd, out, sizeof out) == 2 && strstr(out, "--labels-per-class"), "e2e: a program of x_lab without --labels-per-class is refused (exit 2)");
+}
+
 int main(void) {
     char out[4096];
     if (jt_run("/usr/bin/python3 -c 'import torch, numpy'", out, sizeof out) != 0)
@@ -314,6 +360,7 @@ int main(void) {
                             "--batch 5 --lab-batch 4 --features 15 --hidden 1000,500,500,250,250,250 --classes 2 --noise-dim 128 --g-hidden 500 --gain 1.5" });
     step_case();
     compiled_case();
+    e2e_case();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (!getenv("JM_SSL_KEEP")) jt_run(cmd, out, sizeof out);

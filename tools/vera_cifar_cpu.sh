@@ -14,6 +14,8 @@
 #   3. eval: accuracy, calibration, OOD and robustness as tools/cifar_cpu.sh's;
 #   4. samples: generator samples, and after 100 steps of latent MALA, a row per class.
 #
+# VERA_ITERS caps the iterations (e.g. JEM's count, for a comparison at equal updates
+# whatever else shares the CPU), VERA_SET adds run-time settings ("--set lr=0.0001 ...").
 # Everything lands in $OUT/vera (default build/cifar/vera). STAGE=init|train|eval|samples
 # runs one stage only (default: all). Tiny check (seconds): DEFS="-D depth=10 -D widen=1
 # -D g_feats=16 -D batch=8" VERA_SECONDS=10 EVAL_LIMIT=16 CE=path/to/ce.safetensors.
@@ -25,6 +27,8 @@ CE=${CE:-$OUT/ce/last.safetensors}
 G_FEATS=${G_FEATS:-64}
 DEFS=${DEFS:--D widen=2 -D g_feats=$G_FEATS}
 VERA_SECONDS=${VERA_SECONDS:-1900}
+VERA_ITERS=${VERA_ITERS:-100000}
+VERA_SET=${VERA_SET:-}
 WARMUP=${WARMUP:-2500}
 EVAL_LIMIT=${EVAL_LIMIT:-1000}
 STAGE=${STAGE:-all}
@@ -90,7 +94,7 @@ if [ "$STAGE" = all ] || [ "$STAGE" = train ]; then
     head -c $((3073 * 2000)) "$DATA/test_batch.bin" > "$V/test2k.bin"
     # a checkpoint without the run's options: this command line's (docs/runtime.md)
     "$EXE" train --data "$DATA" --test "$V/test2k.bin" --resume "$V/init.safetensors" --program train_step_vera \
-        --iters 100000 --max-seconds "$VERA_SECONDS" --set warmup="$WARMUP" $AUG \
+        --iters "$VERA_ITERS" --max-seconds "$VERA_SECONDS" --set warmup="$WARMUP" $VERA_SET $AUG \
         --log-every 10 --ckpt-every 100 --sample-every 100 --no-progress --out "$V/run"
     "$EXE" plot --metrics "$V/run/metrics.jsonl" --out "$V/run"
 fi

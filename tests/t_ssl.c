@@ -20,10 +20,11 @@
  *    p_control 0.2, n_control 0.3), and the shipped widths
  *    (15 -> 1000 -> 500 -> 500 -> 250 -> 250 -> 250 -> 2, shipped weights).
  *    The labelled batch (4 rows) differs from the unlabelled one (5 rows).
- * 2. one whole train_step_vat: its random start is jemc's Philox draw,
- *    reproduced by torch_ssl.py from the stream id of `jemc compile ...
- *    --dump=ir`; every output, parameter, Adam moment, opt.step and
- *    opt.grad_norm after the step.
+ * 2. one whole train_step_vat and train_step_jem: their draws are jemc's
+ *    Philox, reproduced by torch_ssl.py from the stream ids of `jemc compile
+ *    ... --dump=ir` (VAT's random start; JEM's buffer indices, restart test,
+ *    fresh chains and SGLD noise); every output, parameter, Adam moment,
+ *    opt.step and opt.grad_norm after the step, and JEM's replay buffer.
  * 3. every program of graphs/ssl_tabular.graph (small widths) compiled for the
  *    CPU against the interpreter, both float32, from the same state and seed:
  *    every output and every global after the run (the four training steps:
@@ -165,29 +166,31 @@ static void pieces_case(const js_case *c) {
     jm_st_free(&want);
 }
 
-/* 2. one whole train_step_vat, the random start reproduced */
-static void step_case(void) {
+/* 2. one whole training step (train_step_vat, train_step_jem), its draws reproduced */
+static void step_case(const char *program, const char *extra_d, const char *extra_r) {
     char dir[300], cmd[8000], out[16384], graph[400];
     /* ten times the rate and no warm-up, so that the step is ~1e-3 */
-    const char *defs = SMALL_D " -D warmup=1 -D lr=0.001";
+    char defs[1000];
+    snprintf(defs, sizeof defs, SMALL_D " -D warmup=1 -D lr=0.001 %s", extra_d);
     snprintf(graph, sizeof graph, "%s/graphs/ssl_tabular.graph", root());
-    snprintf(dir, sizeof dir, "%s/step_vat", tmpdir);
-    snprintf(cmd, sizeof cmd, "mkdir -p %s && %s compile %s train_step_vat --dump=ir %s > %s/ir.txt && "
-             "/usr/bin/python3 tests/parity/torch_ssl.py --mode step " SMALL_R " --gain 2 --warmup 1 --lr 0.001 --ir %s/ir.txt --seed %d --jemc-seed %d --out %s",
-             dir, jemc(), graph, defs, dir, dir, seed(), seed() + 7, dir);
-    if (!ok(jt_run(cmd, out, sizeof out) == 0, "train_step_vat: PyTorch step computed")) { tap_diag("%s\n%s", cmd, out); return; }
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, program);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && %s compile %s %s --dump=ir %s > %s/ir.txt && "
+             "/usr/bin/python3 tests/parity/torch_ssl.py --mode step --program %s " SMALL_R " --gain 2 --warmup 1 --lr 0.001 %s --ir %s/ir.txt "
+             "--seed %d --jemc-seed %d --out %s",
+             dir, jemc(), graph, program, defs, dir, program, extra_r, dir, seed(), seed() + 7, dir);
+    if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: PyTorch step computed", program)) { tap_diag("%s\n%s", cmd, out); return; }
     jm_st_file want, before;
     char pw[600], pb[600];
     snprintf(pw, sizeof pw, "%s/expected.safetensors", dir);
     snprintf(pb, sizeof pb, "%s/state.safetensors", dir);
-    if (readf(pw, &want) != 0 || readf(pb, &before) != 0) { ok(0, "train_step_vat: files read"); return; }
+    if (readf(pw, &want) != 0 || readf(pb, &before) != 0) { ok(0, "%s: files read", program); return; }
     for (int t = 0; t < 2; t++) {
         char what[200], po[400], ps[400];
-        snprintf(what, sizeof what, "train_step_vat %s", t == 0 ? "interp f64" : "cpu f32");
+        snprintf(what, sizeof what, "%s %s", program, t == 0 ? "interp f64" : "cpu f32");
         snprintf(po, sizeof po, "%s/out_%d.safetensors", dir, t);
         snprintf(ps, sizeof ps, "%s/state_%d.safetensors", dir, t);
-        snprintf(cmd, sizeof cmd, "%s run %s train_step_vat %s --target %s --precision %s --seed %d --state %s --in %s/inputs.safetensors --out %s --state-out %s",
-                 jemc(), graph, defs, t == 0 ? "interp" : "cpu", t == 0 ? "f64" : "f32", seed() + 7, pb, dir, po, ps);
+        snprintf(cmd, sizeof cmd, "%s run %s %s %s --target %s --precision %s --seed %d --state %s --in %s/inputs.safetensors --out %s --state-out %s",
+                 jemc(), graph, program, defs, t == 0 ? "interp" : "cpu", t == 0 ? "f64" : "f32", seed() + 7, pb, dir, po, ps);
         if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: jemc ran", what)) { tap_diag("%s\n%s", cmd, out); continue; }
         jm_st_file go, gs;
         if (readf(po, &go) != 0 || readf(ps, &gs) != 0) { ok(0, "%s: files read", what); continue; }
@@ -358,7 +361,9 @@ int main(void) {
                             SMALL_R " --gain 2 --p-control 0.2 --n-control 0.3 --clf-weight 2 --clf-ent-weight 0.5 --vat-weight 1.5" });
     pieces_case(&(js_case){ "shipped", "-D batch=5 -D lab_batch=4",
                             "--batch 5 --lab-batch 4 --features 15 --hidden 1000,500,500,250,250,250 --classes 2 --noise-dim 128 --g-hidden 500 --gain 1.5" });
-    step_case();
+    step_case("train_step_vat", "", "");
+    /* JEM: a 50-chain buffer (PyTorch's, in the state), 5 SGLD steps of 1.0 */
+    step_case("train_step_jem", "-D buffer_size=50 -D sgld_steps=5", "--buffer-size 50 --sgld-steps 5");
     compiled_case();
     e2e_case();
     char cmd[600];

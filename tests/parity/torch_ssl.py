@@ -16,11 +16,13 @@ small EBM: nn.Sequential(Flatten, Linear, LeakyReLU(0.2), ..., Linear) wrapped a
     ebm_*  the EBM loss of the JEM / VERA SSL step (train.py's e_loss with
            unsup_ent, + clf_weight CE), the classifier-entropy term and the
            gradients gebm.*, gent.*
---mode step: one whole train_step_vat as jemc runs it: the random start is
-  jemc's Philox draw (stream read from `jemc compile ... --dump=ir`, --ir),
+--mode step --program train_step_vat|train_step_jem: one whole step as jemc
+  runs it, its draws jemc's Philox (streams read from `jemc compile ...
+  --dump=ir`, --ir): VAT's random start; JEM's buffer indices, restart test,
+  fresh chains and SGLD noise (the replay buffer is written to the state),
   then one Adam step (betas (0, 0.9), the warm-up's first rate). Writes every
-  output, every parameter and Adam moment after the step, opt.step and
-  opt.grad_norm.
+  output, every parameter and Adam moment after the step, opt.step,
+  opt.grad_norm (and JEM's replay buffer after the step).
 
 Writes DIR/state.safetensors, DIR/inputs.safetensors and DIR/expected.safetensors
 (float64), prints a JSON summary. Run with Debian's /usr/bin/python3 (python3-torch).
@@ -182,26 +184,71 @@ def pieces(a):
                       "dir_norm_min": float(dn.min()), "dir_norm_max": float(dn.max())}))
 
 
-def step_vat(a):
-    """One train_step_vat: d0 from jemc's Philox (the program's only draw)."""
-    model, plist, t, state0 = build(a)
-    with open(a.ir) as fh:
-        ir = fh.read()
-    m = re.search(r"program train_step_vat\(", ir)
+def program_draws(ir, program):
+    """The top-level and loop-body rng nodes of one program of an IR dump."""
+    m = re.search(r"program %s\(" % program, ir)
     body = ir[m.start():] if m else ir
     nxt = re.search(r"\nprogram ", body[1:])
-    body = body[:nxt.start() + 1] if nxt else body
-    d = [x for x in read_draws(body) if x[5] == 0]
-    if len(d) != 1 or d[0][0] != "uniform" or d[0][2] != -0.5 or d[0][3] != 0.5:
-        raise SystemExit("train_step_vat: expected one uniform(-0.5, 0.5) draw, got %s" % d)
-    kind, stream, lo, hi, shape, _ = d[0]
-    d0 = torch.from_numpy(draw(kind, shape, lo, hi, stream, a.call, a.jemc_seed))
+    return read_draws(body[:nxt.start() + 1] if nxt else body)
+
+
+def sgld(model, x0, noises, sgld_lr, sgld_std):
+    """lib/jem.graph's sgld (VERA's sample_q): x + lr d/dx logsumexp f(x) + std noise."""
+    x = x0.clone()
+    for eps in noises:
+        xg = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(xg).sum(), xg)
+        x = x.detach() + sgld_lr * g + sgld_std * eps
+    return x.detach()
+
+
+def step(a):
+    """One train_step_vat or train_step_jem with jemc's Philox draws, then Adam."""
+    model, plist, t, state0 = build(a)
+    with open(a.ir) as fh:
+        d = program_draws(fh.read(), a.program)
+    seed = a.jemc_seed
     opt = torch.optim.Adam([p for _, p in plist], lr=a.lr, betas=(0.0, 0.9), eps=1e-8)
     for grp in opt.param_groups:                      # train.py's warm-up, iteration 0
         grp["lr"] = a.lr * 1 / float(a.warmup)
-    loss, ce, lds, ent, _, logits_l = vat_objective(model, t["x"], t["x_lab"], t["y_lab"], d0, a)
-    out = [("loss", loss.detach()), ("loss_ce", ce.detach()), ("vat", lds.detach()),
-           ("clf_entropy", ent.detach()), ("acc", accuracy(logits_l, t["y_lab"]).detach())]
+    extra_state = []
+    if a.program == "train_step_vat":
+        top = [x for x in d if x[5] == 0]
+        if len(d) != 1 or len(top) != 1 or top[0][0] != "uniform" or top[0][2] != -0.5 or top[0][3] != 0.5:
+            raise SystemExit("train_step_vat: expected one uniform(-0.5, 0.5) draw, got %s" % d)
+        kind, stream, lo, hi, shape, _ = top[0]
+        d0 = torch.from_numpy(draw(kind, shape, lo, hi, stream, a.call, seed))
+        loss, ce, lds, ent, _, logits_l = vat_objective(model, t["x"], t["x_lab"], t["y_lab"], d0, a)
+        out = [("loss", loss.detach()), ("loss_ce", ce.detach()), ("vat", lds.detach()),
+               ("clf_entropy", ent.detach()), ("acc", accuracy(logits_l, t["y_lab"]).detach())]
+    else:
+        # the replay buffer, its draws: indices, the restart test, fresh chains, SGLD noise
+        torch.manual_seed(a.seed + 1000)
+        replay = (torch.rand(a.buffer_size, a.features, dtype=torch.float32) * 2 - 1).to(torch.float64)
+        extra_state.append(("replay", replay.clone()))
+        pick = {}
+        for kind, stream, lo, hi, shape, depth in d:
+            key = {("randint", 0): "idx", ("normal", 1): "noise"}.get((kind, depth))
+            if kind == "uniform" and depth == 0:
+                key = "restart" if (lo, hi) == (0.0, 1.0) else "fresh" if (lo, hi) == (-1.0, 1.0) else None
+            if key is None or key in pick:
+                raise SystemExit("train_step_jem: unexpected draw rng_%s %s" % (kind, (stream, lo, hi, shape, depth)))
+            pick[key] = (kind, stream, lo, hi, shape)
+        if set(pick) != {"idx", "restart", "fresh", "noise"}:
+            raise SystemExit("train_step_jem: draws %s" % sorted(pick))
+        dr = {k: torch.from_numpy(draw(kd, sh, lo, hi, st, a.call, seed)) for k, (kd, st, lo, hi, sh) in pick.items() if k != "noise"}
+        kd, st, lo, hi, sh = pick["noise"]
+        noises = [torch.from_numpy(draw(kd, sh, lo, hi, st, a.call, seed, iteration=k)) for k in range(a.sgld_steps)]
+        idx = dr["idx"]
+        x0 = torch.where(dr["restart"] < a.reinit, dr["fresh"], replay[idx])
+        x_q = sgld(model, x0, noises, a.sgld_lr, a.sgld_std)
+        for i in range(len(idx)):                     # a repeated index: the later row wins
+            replay[idx[i]] = x_q[i]
+        loss, ce, ent, ld, lg = ebm_objective(model, t["x"], t["x_lab"], t["y_lab"], x_q, a)
+        _, logits_l = model(t["x_lab"], return_logits=True)
+        out = [("loss", loss.detach()), ("loss_ce", ce.detach()), ("e_data", -ld.mean().detach()),
+               ("e_sample", -lg.mean().detach()), ("clf_entropy", ent.detach()),
+               ("acc", accuracy(logits_l, t["y_lab"]).detach()), ("replay", replay)]
     opt.zero_grad()
     loss.backward()
     gn = torch.sqrt(sum((p.grad * p.grad).sum() for _, p in plist)).detach()
@@ -210,10 +257,10 @@ def step_vat(a):
     for n, p in plist:
         st += [("opt.m." + n, opt.state[p]["exp_avg"].clone()), ("opt.v." + n, opt.state[p]["exp_avg_sq"].clone())]
     st += [("opt.step", torch.tensor(1, dtype=torch.int64)), ("opt.grad_norm", gn)]
-    write_safetensors(os.path.join(a.out, "state.safetensors"), state0)
+    write_safetensors(os.path.join(a.out, "state.safetensors"), state0 + extra_state)
     write_safetensors(os.path.join(a.out, "inputs.safetensors"), [(k, t[k]) for k in ("x", "x_lab", "y_lab")])
     write_safetensors(os.path.join(a.out, "expected.safetensors"), out + st)
-    print(json.dumps({"loss": float(loss), "vat": float(lds), "grad_norm": float(gn)}))
+    print(json.dumps({"loss": float(loss), "grad_norm": float(gn)}))
 
 
 def parse_args(argv):
@@ -236,12 +283,18 @@ def parse_args(argv):
     ap.add_argument("--pg-control", dest="pg_control", type=float, default=0.1)
     ap.add_argument("--p-control", dest="p_control", type=float, default=0.0)
     ap.add_argument("--n-control", dest="n_control", type=float, default=0.0)
+    ap.add_argument("--program", choices=["train_step_vat", "train_step_jem"], default="train_step_vat")
+    ap.add_argument("--buffer-size", dest="buffer_size", type=int, default=50)
+    ap.add_argument("--sgld-steps", dest="sgld_steps", type=int, default=5)
+    ap.add_argument("--sgld-lr", dest="sgld_lr", type=float, default=1.0)
+    ap.add_argument("--sgld-std", dest="sgld_std", type=float, default=0.01)
+    ap.add_argument("--reinit", type=float, default=0.05)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0, help="torch seed: weights and data")
     ap.add_argument("--jemc-seed", dest="jemc_seed", type=int, default=0)
     ap.add_argument("--call", type=int, default=0)
-    ap.add_argument("--ir", help="step: jemc compile GRAPH train_step_vat --dump=ir")
+    ap.add_argument("--ir", help="step: jemc compile GRAPH PROGRAM --dump=ir")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.mode == "step" and not a.ir:
@@ -253,7 +306,7 @@ def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)
     os.makedirs(a.out, exist_ok=True)
-    pieces(a) if a.mode == "pieces" else step_vat(a)
+    pieces(a) if a.mode == "pieces" else step(a)
     return 0
 
 

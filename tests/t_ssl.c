@@ -20,11 +20,13 @@
  *    p_control 0.2, n_control 0.3), and the shipped widths
  *    (15 -> 1000 -> 500 -> 500 -> 250 -> 250 -> 250 -> 2, shipped weights).
  *    The labelled batch (4 rows) differs from the unlabelled one (5 rows).
- * 2. one whole train_step_vat and train_step_jem: their draws are jemc's
- *    Philox, reproduced by torch_ssl.py from the stream ids of `jemc compile
- *    ... --dump=ir` (VAT's random start; JEM's buffer indices, restart test,
- *    fresh chains and SGLD noise); every output, parameter, Adam moment,
- *    opt.step and opt.grad_norm after the step, and JEM's replay buffer.
+ * 2. one whole train_step_vat, train_step_jem and train_step_vera: their
+ *    draws are jemc's Philox, reproduced by torch_ssl.py from the stream ids
+ *    of `jemc compile ... --dump=ir` (VAT's random start; JEM's buffer
+ *    indices, restart test, fresh chains and SGLD noise; VERA's latents,
+ *    output noise, posterior draws); every output, parameter, Adam moment,
+ *    step and grad norm of each optimizer after the step, JEM's replay
+ *    buffer, VERA's generator batch-norm statistics and log sigma.
  * 3. every program of graphs/ssl_tabular.graph (small widths) compiled for the
  *    CPU against the interpreter, both float32, from the same state and seed:
  *    every output and every global after the run (the four training steps:
@@ -73,19 +75,20 @@ static const jm_st_tensor *find2(const jm_st_file *a, const jm_st_file *b, const
     return t ? t : b ? jm_st_find(b, name) : NULL;
 }
 
-/* Adam (betas (0, 0.9), eps 1e-8) at its first step with rate lr: the step
-   its moments m, v give */
-static double adam_delta(double lr, double m, double v) { return -lr * m / (sqrt(v / 0.1) + 1e-8); }
+/* an Adam at its first step: its name, rate (warm-up applied), 1 - beta1,
+   1 - beta2; the step its moments m, v give */
+typedef struct { const char *name; double lr_t, c1, c2; } js_adam;
+static double adam_delta(const js_adam *a, double m, double v) { return -a->lr_t * (m / a->c1) / (sqrt(v / a->c2) + 1e-8); }
 
 /* Every tensor of `want` against jemc's (outputs `go`, state `gs`): the value at
    the tensor's scale; where `before` has the tensor, also its update at the
-   scale of the largest update. For a parameter with Adam moments (opt.m.P,
-   opt.v.P) the difference of the steps that the two sides' moments give is
+   scale of the largest update. For a parameter with moments of one of `adams`
+   (OPT.m.P, OPT.v.P; NULL-terminated by name) the difference of the steps that the two sides' moments give is
    allowed (with beta1 = 0 the first step is about lr sign(g): a gradient at
    rounding level flips it; the moments themselves are compared), and in f32
    one spacing of the stored value. Returns the failures. */
 static int compare(const char *what, const jm_st_file *go, const jm_st_file *gs, const jm_st_file *want,
-                   const jm_st_file *before, int f32, double lr, double tol) {
+                   const jm_st_file *before, int f32, const js_adam *adams, double tol) {
     double worst_v = 0, worst_u = 0;
     char wv[160] = "", wu[160] = "";
     int bad = 0, missing = 0, updated = 0;
@@ -96,17 +99,21 @@ static int compare(const char *what, const jm_st_file *go, const jm_st_file *gs,
         size_t n = numel(w);
         const jm_st_tensor *b = before ? jm_st_find(before, w->name) : NULL;
         if (b && !same_shape(b, w)) b = NULL;
-        char mname[300], vname[300];
-        snprintf(mname, sizeof mname, "opt.m.%s", w->name);
-        snprintf(vname, sizeof vname, "opt.v.%s", w->name);
-        const jm_st_tensor *mg = find2(go, gs, mname), *vg = find2(go, gs, vname), *mw = jm_st_find(want, mname), *vw = jm_st_find(want, vname);
-        int ad = b && mg && vg && mw && vw && same_shape(mg, w) && same_shape(vg, w) && same_shape(mw, w) && same_shape(vw, w);
+        const js_adam *ad = NULL;
+        const jm_st_tensor *mg = NULL, *vg = NULL, *mw = NULL, *vw = NULL;
+        for (int j = 0; b && adams && adams[j].name && !ad; j++) {
+            char mname[300], vname[300];
+            snprintf(mname, sizeof mname, "%s.m.%s", adams[j].name, w->name);
+            snprintf(vname, sizeof vname, "%s.v.%s", adams[j].name, w->name);
+            mg = find2(go, gs, mname), vg = find2(go, gs, vname), mw = jm_st_find(want, mname), vw = jm_st_find(want, vname);
+            if (mg && vg && mw && vw && same_shape(mg, w) && same_shape(vg, w) && same_shape(mw, w) && same_shape(vw, w)) ad = &adams[j];
+        }
         double maxw = 0, maxd = 0;
         for (size_t i = 0; i < n; i++) {
             double gi = el(g, i), wi = el(w, i);
             if (!isfinite(gi) || !isfinite(wi)) { maxd = INFINITY; break; }
             double e = fabs(gi - wi);
-            if (ad) e = fmax(0, e - (f32 ? ulp32(wi) : 0) - fabs(adam_delta(lr, el(mg, i), el(vg, i)) - adam_delta(lr, el(mw, i), el(vw, i))));
+            if (ad) e = fmax(0, e - (f32 ? ulp32(wi) : 0) - fabs(adam_delta(ad, el(mg, i), el(vg, i)) - adam_delta(ad, el(mw, i), el(vw, i))));
             maxd = fmax(maxd, e);
             maxw = fmax(maxw, fabs(wi));
         }
@@ -121,7 +128,7 @@ static int compare(const char *what, const jm_st_file *go, const jm_st_file *gs,
             double gi = el(g, i), wi = el(w, i), bi = el(b, i);
             double e = fabs((gi - bi) - (wi - bi));
             if (f32) e -= ulp32(wi);
-            if (ad) e -= fabs(adam_delta(lr, el(mg, i), el(vg, i)) - adam_delta(lr, el(mw, i), el(vw, i)));
+            if (ad) e -= fabs(adam_delta(ad, el(mg, i), el(vg, i)) - adam_delta(ad, el(mw, i), el(vw, i)));
             maxe = fmax(maxe, isfinite(gi) ? fmax(e, 0) : INFINITY);
         }
         double eu = maxu > 0 ? maxe / maxu : maxe;
@@ -160,14 +167,14 @@ static void pieces_case(const js_case *c) {
         if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: jemc ran", what)) { tap_diag("%s\n%s", cmd, out); continue; }
         jm_st_file go;
         if (readf(po, &go) != 0) { ok(0, "%s: files read", what); continue; }
-        compare(what, &go, NULL, &want, NULL, t == 1, 0, t == 0 ? 1e-9 : 1e-4);
+        compare(what, &go, NULL, &want, NULL, t == 1, NULL, t == 0 ? 1e-9 : 1e-4);
         jm_st_free(&go);
     }
     jm_st_free(&want);
 }
 
 /* 2. one whole training step (train_step_vat, train_step_jem), its draws reproduced */
-static void step_case(const char *program, const char *extra_d, const char *extra_r) {
+static void step_case(const char *program, const char *extra_d, const char *extra_r, const js_adam *adams) {
     char dir[300], cmd[8000], out[16384], graph[400];
     /* ten times the rate and no warm-up, so that the step is ~1e-3 */
     char defs[1000];
@@ -194,7 +201,7 @@ static void step_case(const char *program, const char *extra_d, const char *extr
         if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: jemc ran", what)) { tap_diag("%s\n%s", cmd, out); continue; }
         jm_st_file go, gs;
         if (readf(po, &go) != 0 || readf(ps, &gs) != 0) { ok(0, "%s: files read", what); continue; }
-        compare(what, &go, &gs, &want, &before, t == 1, 1e-3, t == 0 ? 1e-9 : 1e-4);
+        compare(what, &go, &gs, &want, &before, t == 1, adams, t == 0 ? 1e-9 : 1e-4);
         jm_st_free(&go);
         jm_st_free(&gs);
     }
@@ -361,9 +368,15 @@ int main(void) {
                             SMALL_R " --gain 2 --p-control 0.2 --n-control 0.3 --clf-weight 2 --clf-ent-weight 0.5 --vat-weight 1.5" });
     pieces_case(&(js_case){ "shipped", "-D batch=5 -D lab_batch=4",
                             "--batch 5 --lab-batch 4 --features 15 --hidden 1000,500,500,250,250,250 --classes 2 --noise-dim 128 --g-hidden 500 --gain 1.5" });
-    step_case("train_step_vat", "", "");
+    /* the steps' Adams at lr 1e-3 (glr 2e-3) without warm-up; the posterior
+       width's with PyTorch's default betas (0.9, 0.999) */
+    const js_adam adams[] = { { "opt", 1e-3, 1, 0.1 }, { "opt_g", 2e-3, 1, 0.1 }, { "opt_post", 1e-3, 0.1, 0.001 }, { NULL, 0, 0, 0 } };
+    step_case("train_step_vat", "", "", adams);
     /* JEM: a 50-chain buffer (PyTorch's, in the state), 5 SGLD steps of 1.0 */
-    step_case("train_step_jem", "-D buffer_size=50 -D sgld_steps=5", "--buffer-size 50 --sgld-steps 5");
+    step_case("train_step_jem", "-D buffer_size=50 -D sgld_steps=5", "--buffer-size 50 --sgld-steps 5", adams);
+    /* VERA: K = 5 posterior draws, sigma 0.2 (float32 well conditioned: at
+       0.01 the score's 1/sigma^2 amplifies rounding, t_vera) */
+    step_case("train_step_vera", "-D glr=0.002 -D post_lr=0.001 -D post_samples=5", "--glr 0.002 --post-lr 0.001 --sigma 0.2", adams);
     compiled_case();
     e2e_case();
     char cmd[600];

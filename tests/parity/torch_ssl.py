@@ -159,6 +159,7 @@ def build(a):
     # not use them): VERA's large_mlp_generator with no_final_act, log sigma and
     # the posterior width at their initial values
     g = large_mlp_generator(a.noise_dim, a.features, a.g_hidden).to(torch.float64)
+    a.gen_net = g
     state0 += [("g." + n, p.detach().clone()) for n, p in g.state_dict().items()]
     state0 += [("g.logsigma", torch.tensor(math.log(a.sigma), dtype=torch.float64)),
                ("post_logsigma", torch.full((a.noise_dim,), math.log(0.1), dtype=torch.float64))]
@@ -202,12 +203,100 @@ def sgld(model, x0, noises, sgld_lr, sgld_std):
     return x.detach()
 
 
+class TabularVERA(nn.Module):
+    """models/generator.py VERAGenerator around the tabular generator (x [B, D])."""
+
+    def __init__(self, g, noise_dim, sigma, post_sigma):
+        super().__init__()
+        self.g = g
+        self.logsigma = nn.Parameter(torch.tensor(math.log(sigma), dtype=torch.float64))
+        self.post_logsigma = nn.Parameter(torch.full((noise_dim,), math.log(post_sigma), dtype=torch.float64))
+
+    def sample(self, h, eps):
+        mu = self.g(h)
+        return mu + eps * self.logsigma.exp(), mu
+
+    def logq_joint(self, x, h):
+        logph = distributions.Normal(0, 1).log_prob(h).sum(1)
+        gmu = self.g(h)
+        return distributions.Normal(gmu, self.logsigma.exp()).log_prob(x).sum(1) + logph, gmu
+
+    def entropy_obj(self, x, h, noise, n1, post_optimizer):
+        """entropy_obj with the draws given (h + s noise, h + s n1); steps the posterior Adam."""
+        K, B, D = noise.size(0), x.size(0), x.size(1)
+        s = self.post_logsigma.detach().exp()
+        h_given_x = (h.detach()[None] + s * noise).detach()
+        inf_logprob = distributions.Normal(h, s).log_prob(h_given_x).sum(2)
+        logq, mean_output = self.logq_joint(x[None].repeat(K, 1, 1).view(K * B, D), h_given_x.view(-1, h.size(1)))
+        w = (logq.view(K, B) - inf_logprob).softmax(dim=0)
+        c = ((x[None] - mean_output.view(K, B, D)) / (self.logsigma.exp() ** 2) * w[:, :, None]).sum(0).detach()
+        ent = torch.mul(c, x).mean(0).sum()
+        post_sigma = self.post_logsigma.exp()
+        joint = self.logq_joint(x.detach(), h.detach() + post_sigma * n1)[0]
+        post_loss = -(joint + distributions.Normal(h.detach(), post_sigma).entropy().sum(1)).mean()
+        post_optimizer.zero_grad()
+        post_loss.backward()
+        post_optimizer.step()
+        return ent
+
+
+def step_vera(a, model, plist, t, state0, d, seed):
+    """One train_step_vera: E-step (the SSL EBM loss with x_g), then the posterior
+    width's and the generator's steps against the updated f, then the clamp."""
+    top = [x for x in d if x[5] == 0]
+    if len(top) != 4 or len(d) != 4 or any(x[0] != "normal" for x in top):
+        raise SystemExit("train_step_vera: expected 4 top-level normal draws, got %s" % d)
+    h, eps, noise, n1 = [torch.from_numpy(draw("normal", sh, lo, hi, st, a.call, seed)) for _, st, lo, hi, sh, _ in top]
+    gen = TabularVERA(a.gen_net, a.noise_dim, a.sigma, 0.1)
+    gen.g.train()
+    g_params = [("g." + n, p) for n, p in gen.g.named_parameters()] + [("g.logsigma", gen.logsigma)]
+    e_opt = torch.optim.Adam([p for _, p in plist], lr=a.lr / a.warmup, betas=(0.0, 0.9), eps=1e-8)
+    g_opt = torch.optim.Adam([p for _, p in g_params], lr=a.glr / a.warmup, betas=(0.0, 0.9), eps=1e-8)
+    post_opt = torch.optim.Adam([gen.post_logsigma], lr=a.post_lr)
+    sigma = gen.logsigma.exp().detach().clone()
+    x_g, _ = gen.sample(h, eps)
+    loss, ce, ent_u, ld, lg = ebm_objective(model, t["x"], t["x_lab"], t["y_lab"], x_g, a)
+    _, logits_l = model(t["x_lab"], return_logits=True)
+    e_opt.zero_grad()
+    loss.backward()
+    gn_e = torch.sqrt(sum((p.grad * p.grad).sum() for _, p in plist)).detach()
+    e_opt.step()
+    lg_new = model(x_g)
+    ent = gen.entropy_obj(x_g, h, noise, n1, post_opt)
+    gn_post = gen.post_logsigma.grad.norm().detach()
+    g_loss = -(lg_new.mean() + a.ent_weight * ent)
+    g_opt.zero_grad()
+    g_loss.backward()
+    gn_g = torch.sqrt(sum((p.grad * p.grad).sum() for _, p in g_params)).detach()
+    g_opt.step()
+    with torch.no_grad():
+        gen.logsigma.clamp_(math.log(0.01), math.log(0.3))
+    out = [("loss", loss.detach()), ("loss_ce", ce.detach()), ("e_data", -ld.mean().detach()),
+           ("e_sample", -lg.mean().detach()), ("clf_entropy", ent_u.detach()),
+           ("acc", accuracy(logits_l, t["y_lab"]).detach()), ("sigma", sigma), ("entropy", ent.detach()),
+           ("loss_g", g_loss.detach())]
+    st = [(n, p.detach().clone()) for n, p in plist]
+    st += [("g." + n, b.detach().clone()) for n, b in gen.g.state_dict().items()]
+    st += [("g.logsigma", gen.logsigma.detach().clone()), ("post_logsigma", gen.post_logsigma.detach().clone())]
+    for name, opt, ps in (("opt", e_opt, plist), ("opt_g", g_opt, g_params), ("opt_post", post_opt, [("post_logsigma", gen.post_logsigma)])):
+        for n, p in ps:
+            st += [(name + ".m." + n, opt.state[p]["exp_avg"].clone()), (name + ".v." + n, opt.state[p]["exp_avg_sq"].clone())]
+        st.append((name + ".step", torch.tensor(1, dtype=torch.int64)))
+    st += [("opt.grad_norm", gn_e), ("opt_g.grad_norm", gn_g), ("opt_post.grad_norm", gn_post)]
+    write_safetensors(os.path.join(a.out, "state.safetensors"), state0)
+    write_safetensors(os.path.join(a.out, "inputs.safetensors"), [(k, t[k]) for k in ("x", "x_lab", "y_lab")])
+    write_safetensors(os.path.join(a.out, "expected.safetensors"), out + st)
+    print(json.dumps({"loss": float(loss), "loss_g": float(g_loss), "entropy": float(ent)}))
+
+
 def step(a):
     """One train_step_vat or train_step_jem with jemc's Philox draws, then Adam."""
     model, plist, t, state0 = build(a)
     with open(a.ir) as fh:
         d = program_draws(fh.read(), a.program)
     seed = a.jemc_seed
+    if a.program == "train_step_vera":
+        return step_vera(a, model, plist, t, state0, d, seed)
     opt = torch.optim.Adam([p for _, p in plist], lr=a.lr, betas=(0.0, 0.9), eps=1e-8)
     for grp in opt.param_groups:                      # train.py's warm-up, iteration 0
         grp["lr"] = a.lr * 1 / float(a.warmup)
@@ -283,13 +372,16 @@ def parse_args(argv):
     ap.add_argument("--pg-control", dest="pg_control", type=float, default=0.1)
     ap.add_argument("--p-control", dest="p_control", type=float, default=0.0)
     ap.add_argument("--n-control", dest="n_control", type=float, default=0.0)
-    ap.add_argument("--program", choices=["train_step_vat", "train_step_jem"], default="train_step_vat")
+    ap.add_argument("--program", choices=["train_step_vat", "train_step_jem", "train_step_vera"], default="train_step_vat")
     ap.add_argument("--buffer-size", dest="buffer_size", type=int, default=50)
     ap.add_argument("--sgld-steps", dest="sgld_steps", type=int, default=5)
     ap.add_argument("--sgld-lr", dest="sgld_lr", type=float, default=1.0)
     ap.add_argument("--sgld-std", dest="sgld_std", type=float, default=0.01)
     ap.add_argument("--reinit", type=float, default=0.05)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--glr", type=float, default=2e-4)
+    ap.add_argument("--post-lr", dest="post_lr", type=float, default=1e-4)
+    ap.add_argument("--ent-weight", dest="ent_weight", type=float, default=1.0)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0, help="torch seed: weights and data")
     ap.add_argument("--jemc-seed", dest="jemc_seed", type=int, default=0)

@@ -238,7 +238,10 @@ int jm_evalsuite_accuracy(jm_rt *rt, const void *dsv, const char *json, const ch
     for (int64_t i = 0; i < n; i++) { acc += right[i]; loss += nll[i]; energy += en[i]; }
     acc /= (double)n; loss /= (double)n; energy /= (double)n;     /* NaN energy: the program has none */
     if (jm_eval_probs_of(ds, prob, K, &e) != 0) { fprintf(stderr, "%s: out of memory\n", who); goto done; }
-    printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds->path, n, acc, loss, energy);
+    if (isnan(energy))      /* a classifier's evaluate (no energy output): say so, not "nan" */
+        printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f (evaluate has no energy output)\n", ds->path, n, acc, loss);
+    else
+        printf("%s: %" PRId64 " records: accuracy %.4f, loss %.4f, mean energy %.4f\n", ds->path, n, acc, loss, energy);
     jm_eval_probs_print(&e);
     rc = 0;
     if (json) {

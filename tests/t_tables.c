@@ -235,7 +235,10 @@ static void test_transform(void) {
         const char *badkv[] = { "jemc.data.columns", "3", "jemc.data.kept", "0,2,1", NULL };
         ok(jm_table_tf_parse(meta_get, badkv, &back, err, sizeof err) == -1 && strstr(err, "ascending"), "kept columns out of order refused: %s", err);
         const char *badkv2[] = { "jemc.data.columns", "3", "jemc.data.kept", "0,1", "jemc.data.mean", "1,2", "jemc.data.std", "1,-2", NULL };
-        ok(jm_table_tf_parse(meta_get, badkv2, &back, err, sizeof err) == -1 && strstr(err, "not positive"), "a std <= 0 refused: %s", err);
+        ok(jm_table_tf_parse(meta_get, badkv2, &back, err, sizeof err) == -1 && strstr(err, "not a positive, normal number"), "a std <= 0 refused: %s", err);
+        /* a subnormal std (a tampered checkpoint) would turn the column into +-inf */
+        const char *badkv_sub[] = { "jemc.data.columns", "3", "jemc.data.kept", "0,1", "jemc.data.mean", "1,2", "jemc.data.std", "1,1e-310", NULL };
+        ok(jm_table_tf_parse(meta_get, badkv_sub, &back, err, sizeof err) == -1 && strstr(err, "not a positive, normal number"), "a subnormal std refused: %s", err);
         const char *badkv3[] = { "jemc.data.columns", "3", "jemc.data.kept", "0,1", "jemc.data.mean", "1,2", NULL };
         ok(jm_table_tf_parse(meta_get, badkv3, &back, err, sizeof err) == -1 && strstr(err, "incomplete"), "a mean without std refused: %s", err);
         const char *none[] = { NULL };
@@ -395,6 +398,23 @@ static void test_train_eval(void) {
     ok(r == 1 && strstr(out, "shift.csv:1:1: no column named 'f9'"), "eval with an unknown --label-column: its message (exit %d)", r);
     r = run("%s train --data %s --label-column label --label-base 2 --out %s --no-progress --threads 1 --program train_step_ce", exe2, P("c.csv"), P("r2"));
     ok(r == 1 && strstr(out, "c.csv:2:1: label '1' is below the label base 2"), "train: a label below --label-base names FILE:LINE:COLUMN (exit %d)", r);
+    /* labels 1..3 read without --label-base 1: label 3 is past the model's 3 classes;
+       named with its record before any training (the engine would only say "index out
+       of range") */
+    r = run("%s train --data %s --label-column label --out %s --no-progress --threads 1 --program train_step_ce", exe2, P("c.csv"), P("r3"));
+    ok(r == 1 && strstr(out, "c.csv: record 2 has label 3, but the model has 3 classes") && strstr(out, "--label-base 1"),
+       "train: a label past the model's classes names the file and record and suggests --label-base 1 (exit %d)", r);
+    /* a split asked for but rounding to no record is refused, not silently empty */
+    r = run("%s train --data %s --label-column label --label-base 1 --test-split 0.005 --out %s --no-progress --threads 1 --program train_step_ce",
+            exe2, P("c.csv"), P("r4"));
+    ok(r == 1 && strstr(out, "a test split of 0.005 of 60 records rounds to no record"), "train: --test-split rounding to no record is refused (exit %d)", r);
+    /* the run's file with other records than it had: its held-out split cannot be drawn
+       again (another permutation would put training records in it) */
+    ok(meta(ck, "jemc.data.split_records", buf, sizeof buf) && strcmp(buf, "60") == 0, "jemc.data.split_records: %s", buf);
+    write_crop(P("c.csv"), 59, 0);
+    r = run("%s eval accuracy --ckpt %s --data %s --threads 1", exe2, ck, P("c.csv"));
+    ok(r == 1 && strstr(out, "the run split this file when it had 60 records; it has 59 now"), "eval: the run's split file with another record count is refused (exit %d)", r);
+    write_crop(P("c.csv"), 60, 0);
 }
 
 /* HUMAN-like through the executable: X.txt + y.txt (labels 1..3) for train and

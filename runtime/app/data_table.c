@@ -107,22 +107,23 @@ int jm_table_apply(const jm_table_tf *tf, jm_dataset *ds, char *err, size_t errl
 
 /* ------------------------------------------------------------------ metadata */
 
-/* n numbers, comma-separated (%d for ints, %.9g for doubles: float32 reads back exactly
-   from 9 digits, and the statistics are used in float32) */
+/* n numbers, comma-separated (%d for ints, %.17g for doubles: a double reads back
+   exactly from 17 digits, and jm_table_apply uses the statistics in double) */
 static char *jm_table_join(int n, const int *iv, const double *dv) {
-    size_t cap = (size_t)n * 26 + 2, used = 0;
+    size_t cap = (size_t)n * 32 + 2, used = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     s[0] = 0;
     for (int k = 0; k < n; k++) {
         if (iv) used += (size_t)snprintf(s + used, cap - used, "%s%d", k ? "," : "", iv[k]);
-        else used += (size_t)snprintf(s + used, cap - used, "%s%.9g", k ? "," : "", dv[k]);
+        else used += (size_t)snprintf(s + used, cap - used, "%s%.17g", k ? "," : "", dv[k]);
     }
     return s;
 }
 
 int jm_table_tf_meta(const jm_table_tf *tf, const char *keys[JM_TABLE_META], char *values[JM_TABLE_META]) {
     int n = 0;
+    for (int k = 0; k < JM_TABLE_META; k++) values[k] = NULL;     /* jm_table_meta_free may run below */
     char cols[32];
     snprintf(cols, sizeof cols, "%d", tf->ncols);
     keys[n] = "jemc.data.columns";
@@ -134,6 +135,12 @@ int jm_table_tf_meta(const jm_table_tf *tf, const char *keys[JM_TABLE_META], cha
         values[n++] = jm_table_join(tf->nkeep, NULL, tf->mean);
         keys[n] = "jemc.data.std";
         values[n++] = jm_table_join(tf->nkeep, NULL, tf->std);
+    }
+    if (tf->split_records > 0) {
+        char recs[32];
+        snprintf(recs, sizeof recs, "%lld", (long long)tf->split_records);
+        keys[n] = "jemc.data.split_records";
+        values[n++] = strdup(recs);
     }
     for (int k = 0; k < n; k++)
         if (!values[k]) {
@@ -198,7 +205,13 @@ int jm_table_tf_parse(const char *(*get)(const void *, const char *), const void
         for (int k = 0; !bad && k < nk; k++)
             if (tf->keep[k] >= nc || (k && tf->keep[k] <= tf->keep[k - 1])) bad = "jemc.data.kept is not ascending within the columns";
         for (int k = 0; !bad && std && k < nk; k++)
-            if (!(tf->std[k] > 0)) bad = "jemc.data.std has a value that is not positive";
+            if (!(tf->std[k] > 0) || !isfinite(tf->std[k]) || tf->std[k] < 1e-300) bad = "jemc.data.std has a value that is not a positive, normal number";
+        const char *recs = get(ctx, "jemc.data.split_records");
+        if (!bad && recs) {
+            long long r = strtoll(recs, &end, 10);
+            if (r < 1 || *end || end == recs) bad = "jemc.data.split_records is malformed";
+            else tf->split_records = r;
+        }
     }
     if (bad) {
         if (err && errlen) snprintf(err, errlen, "the table transform in the metadata (jemc.data.*) is %s", bad);
@@ -228,6 +241,13 @@ int jm_table_split(int64_t n, uint64_t seed, double test_frac, double val_frac, 
     }
     jm_data_shuffle(n, seed, JM_TABLE_SPLIT_EPOCH, perm);
     int64_t nt = (int64_t)llround(test_frac * (double)n), rest = n - nt, nv = (int64_t)llround(val_frac * (double)rest);
+    if ((test_frac > 0 && nt == 0) || (val_frac > 0 && nv == 0)) {
+        free(perm);
+        if (err && errlen)
+            snprintf(err, errlen, "a %s split of %g of %lld records rounds to no record; ask for a larger fraction", nt == 0 && test_frac > 0 ? "test" : "validation",
+                     nt == 0 && test_frac > 0 ? test_frac : val_frac, (long long)(nt == 0 && test_frac > 0 ? n : rest));
+        return -1;
+    }
     if (rest - nv < 1) {
         free(perm);
         if (err && errlen) snprintf(err, errlen, "splitting %lld records (test %g, validation %g) leaves none to train on", (long long)n, test_frac, val_frac);

@@ -17,6 +17,8 @@ typedef struct {
     int nkeep;            /* columns kept */
     int *keep;            /* the kept columns, ascending, 0-based */
     double *mean, *std;   /* per kept column; NULL: not standardised */
+    int64_t split_records;/* records of the file a --test-split/--val-split was drawn from (0:
+                             no split): eval re-draws that split only from a file of as many */
 } jm_table_tf;
 
 /* Fits the transform on records rows[0..n) of ds (all records when rows is NULL):
@@ -34,9 +36,10 @@ void jm_table_tf_free(jm_table_tf *tf);
 
 /* The transform as checkpoint metadata: keys[k] = value[k] for k < the count returned
    (at most JM_TABLE_META): jemc.data.columns (ncols), jemc.data.kept (comma-separated
-   indices), jemc.data.mean and jemc.data.std (comma-separated, %.9g; absent when not
-   standardised). The values are malloc'd (jm_table_meta_free). */
-#define JM_TABLE_META 4
+   indices), jemc.data.mean and jemc.data.std (comma-separated, %.17g: eval applies them
+   in double, as train did; absent when not standardised), jemc.data.split_records (when
+   the run split its file). The values are malloc'd (jm_table_meta_free). */
+#define JM_TABLE_META 5
 int jm_table_tf_meta(const jm_table_tf *tf, const char *keys[JM_TABLE_META], char *values[JM_TABLE_META]);
 void jm_table_meta_free(char *values[JM_TABLE_META]);
 /* Reads it back: get(key) returns a key's value or NULL. 1 when the metadata hold a
@@ -48,7 +51,8 @@ int jm_table_tf_parse(const char *(*get)(const void *, const char *), const void
    not the training shuffle's) puts round(test_frac * n) records in test, then
    round(val_frac * rest) in val, the rest in train (VERA's CROP: 10 % test, 10 % of the
    rest val). Each part is returned in ascending record order; train, val, test have room
-   for n. The fractions are in [0, 1); -1 with err when train would be empty. */
+   for n. The fractions are in [0, 1); -1 with err when train would be empty, or when a
+   fraction above 0 rounds to no record (a split asked for and silently empty). */
 int jm_table_split(int64_t n, uint64_t seed, double test_frac, double val_frac, int64_t *train, int64_t *ntrain, int64_t *val,
                    int64_t *nval, int64_t *test, int64_t *ntest, char *err, size_t errlen);
 /* dst = records rows[0..n) of src (copied; dst->path and shape as src's). 0 or -1 (out of memory). */

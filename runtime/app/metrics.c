@@ -11,6 +11,10 @@ double jm_metric_ece(const double *conf, const unsigned char *correct, int64_t n
     int64_t *ns = calloc((size_t)bins, sizeof(int64_t));
     if (!cs || !as || !ns) { free(cs); free(as); free(ns); return NAN; }
     for (int64_t i = 0; i < n; i++) {
+        if (isnan(conf[i])) {      /* a diverged model: no ECE (and no (int)NaN, undefined) */
+            free(cs); free(as); free(ns);
+            return NAN;
+        }
         double c = conf[i] < 0 ? 0 : conf[i] > 1 ? 1 : conf[i];
         int b = (int)(c * bins);
         if (b >= bins) b = bins - 1;      /* confidence 1 belongs to the last bin */

@@ -179,7 +179,25 @@ int jm_session_data(const char *path, const char *labels, const char *split, jm_
     int table = ds->format == JM_DATA_CSV || ds->format == JM_DATA_TEXT;
     char err[1024];
     /* the run's held-out records of the file it split: the same permutation as train drew */
-    if (table && jm_session_run.data && strcmp(split, "test") == 0 && jm_session_same_file(path, jm_session_run.data)) {
+    int same = table && jm_session_run.data && strcmp(split, "test") == 0 && jm_session_same_file(path, jm_session_run.data);
+    if (table && jm_session_run.data && strcmp(split, "test") == 0 && !same) {
+        /* the file is not the run's by path; if it has the run's name, it may be the
+           same table reached another way, whose training records would be scored too */
+        const char *a = strrchr(path, '/'), *b = strrchr(jm_session_run.data, '/');
+        if (strcmp(a ? a + 1 : path, b ? b + 1 : jm_session_run.data) == 0)
+            fprintf(stderr, "%s: warning: %s has the name of the file the run split (%s) but is not it by path: scoring all of its "
+                            "records; if it is the same table, its training records are among them (give the run's path)\n",
+                    who, path, jm_session_run.data);
+    }
+    if (same && jm_session_run.tf.split_records > 0 && ds->n != jm_session_run.tf.split_records) {
+        /* another permutation would put training records in the "test" split */
+        fprintf(stderr, "%s: %s: the run split this file when it had %lld records; it has %lld now, so the run's held-out "
+                        "records cannot be drawn again (score another file, or train again)\n",
+                who, path, (long long)jm_session_run.tf.split_records, (long long)ds->n);
+        jm_data_free(ds);
+        return -1;
+    }
+    if (same) {
         int64_t n = ds->n, *tr = malloc(sizeof(int64_t) * (size_t)(3 * n + 1)), ntr = 0, nv = 0, nt = 0;
         jm_dataset part;
         int rc = tr ? jm_table_split(n, jm_session_run.seed, jm_session_run.test_frac, jm_session_run.val_frac, tr, &ntr, tr + n, &nv,

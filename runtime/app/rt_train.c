@@ -662,11 +662,13 @@ static int jm_trainer_load_data(jm_trainer *tr) {
     const jm_train_opts *o = &tr->o;
     const char *who = tr->who;
     char err[1024];
+    int64_t split_records = 0;
     if (jm_session_data_raw(o->data, o->labels, "train", &tr->ds, who) != 0) return -1;
     if (o->test && jm_session_data_raw(o->test, o->test_labels, "test", &tr->test, who) != 0) return -1;
     if (o->test_split > 0 || o->val_split > 0) {
         int64_t n = tr->ds.n, ntr, nv, nt, *rows = malloc(sizeof(int64_t) * (size_t)(3 * n + 1));
         jm_dataset train, val;
+        memset(&train, 0, sizeof train);
         memset(&val, 0, sizeof val);
         int rc = rows ? jm_table_split(n, (uint64_t)o->data_seed, o->test_split, o->val_split, rows, &ntr, rows + n, &nv, rows + 2 * n, &nt,
                                        err, sizeof err)
@@ -677,9 +679,15 @@ static int jm_trainer_load_data(jm_trainer *tr) {
             rc = -1;
         }
         free(rows);
-        if (rc != 0) { fprintf(stderr, "%s: %s: %s\n", who, o->data, err); return -1; }
+        if (rc != 0) {
+            jm_data_free(&train);
+            jm_data_free(&val);
+            fprintf(stderr, "%s: %s: %s\n", who, o->data, err);
+            return -1;
+        }
         fprintf(stderr, "%s: %s: %lld records: %lld train, %lld validation, %lld test (held out for eval), drawn by --data-seed %lld\n", who,
                 tr->ds.path, (long long)n, (long long)ntr, (long long)nv, (long long)nt, (long long)o->data_seed);
+        split_records = n;
         jm_data_free(&tr->ds);
         tr->ds = train;
         if (!o->test) tr->test = val;
@@ -696,6 +704,7 @@ static int jm_trainer_load_data(jm_trainer *tr) {
         fprintf(stderr, "%s: %s\n", who, err);
         return -1;
     }
+    tr->tf.split_records = split_records;
     tr->has_tf = 1;
     if (tr->tf.nkeep < tr->tf.ncols)
         fprintf(stderr, "%s: %s: %d of %d columns kept (--drop-repeated %lld)\n", who, tr->ds.path, tr->tf.nkeep, tr->tf.ncols, (long long)o->drop_repeated);
@@ -733,6 +742,32 @@ static int jm_trainer_fits_lab(jm_trainer *tr, const jm_tprogram *pr) {
     return 0;
 }
 
+/* Every label of the training and evaluation records must name one of the model's
+   classes (the width of `evaluate`'s or `logits`' logits; nothing to check without
+   either): a label past them would otherwise fail deep in the engine as an index out of
+   range, naming neither file nor record. 0 ok, -1 after a message. */
+static int jm_trainer_labels_fit(const jm_trainer *tr) {
+    int64_t K = -1;
+    const char *names[2] = { "evaluate", "logits" };
+    for (int k = 0; k < 2 && K < 0; k++)
+        for (int p = 0; p < tr->t->nprograms && K < 0; p++) {
+            const jm_tprogram *pr = &tr->t->programs[p];
+            int li = strcmp(pr->name, names[k]) == 0 ? jm_session_output(pr, "logits") : -1;
+            if (li >= 0 && pr->outputs[li].rank == 2) K = pr->outputs[li].dim[1];
+        }
+    if (K < 1) return 0;
+    const jm_dataset *sets[2] = { &tr->ds, &tr->test };
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < sets[k]->n; i++)
+            if (sets[k]->y[i] < 0 || sets[k]->y[i] >= K) {
+                fprintf(stderr, "%s: %s: record %lld has label %lld, but the model has %lld classes (0 to %lld)%s\n", tr->who, sets[k]->path,
+                        (long long)i, (long long)sets[k]->y[i], (long long)K, (long long)K - 1,
+                        sets[k]->y[i] == K ? "; labels that count from 1 need --label-base 1" : "");
+                return -1;
+            }
+    return 0;
+}
+
 /* the training programs, the data sets, the records trained on and the run's length */
 static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     const jm_table *t = tr->t;
@@ -749,7 +784,7 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
         fprintf(stderr, "%s: --pretrain runs train_step_ce on all records' labels; with the semi-supervised %s it is refused\n", who, prm->name);
         return jm_trainer_stop(tr, 2);
     }
-    if (jm_trainer_load_data(tr) != 0) return jm_trainer_stop(tr, 1);
+    if (jm_trainer_load_data(tr) != 0 || jm_trainer_labels_fit(tr) != 0) return jm_trainer_stop(tr, 1);
     if (jm_session_fits(prm, &tr->ds, who) != 0 || (tr->p_ce >= 0 && jm_session_fits(&t->programs[tr->p_ce], &tr->ds, who) != 0))
         return jm_trainer_stop(tr, 1);
     /* the records trained on: all, or N labelled per class (a semi-supervised

@@ -437,6 +437,11 @@ static void test_text_run(void) {
     ok(r == 0 && strstr(out, "Xte.txt: 12 records"), "eval X_test.txt --labels y_test.txt: the run's --label-base 1 applies (exit %d)", r);
     r = run("%s eval accuracy --ckpt %s --data %s --labels %s --label-base 0 --threads 1", exe, ck, P("Xte.txt"), P("yte.txt"));
     ok(r == 1 && strstr(out, "label 3"), "--label-base 0 given to eval overrides the run's: label 3 is outside the 3 classes (exit %d)", r);
+    /* eval without --labels of a run that had a labels file: the last feature read as
+       the label fails, and the message says where the labels went */
+    r = run("%s eval accuracy --ckpt %s --data %s --threads 1", exe, ck, P("Xte.txt"));
+    ok(r == 1 && strstr(out, "the run read its labels from a file of their own") && strstr(out, "give this data's labels file with --labels"),
+       "eval without --labels after a run with a labels file: says to give --labels (exit %d)", r);
     r = run("%s train --data %s --labels %s --test %s --test-labels %s --program train_step_ce --iters 2 --out %s --no-progress --threads 1",
             exe, P("Xtr.txt"), P("y4.txt"), P("Xte.txt"), P("yte.txt"), P("hr2"));
     ok(r == 1 && strstr(out, "Xtr.txt has 30 records but its labels file") && strstr(out, "y4.txt has 4 labels"), "train: a labels file of another length (exit %d)", r);

@@ -25,6 +25,7 @@ static struct {
     jm_table_tf tf;                             /* the run's transform */
     int has_tf;
     char *data;                                 /* the run's --data, when it split it */
+    char *labels;                               /* the run's --labels file, if it had one */
     double test_frac, val_frac;
     uint64_t seed;
 } jm_session_run;
@@ -42,6 +43,7 @@ static int jm_session_read_run(const jm_st_file *f, const char *ckpt, const char
     jm_session_run.label_column = jm_session_dup(f, "jemc.train.option.label-column");
     jm_session_run.label_base = jm_session_dup(f, "jemc.train.option.label-base");
     jm_session_run.format = jm_session_dup(f, "jemc.train.option.format");
+    jm_session_run.labels = jm_session_dup(f, "jemc.train.option.labels");
     int r = jm_table_tf_parse(jm_session_meta, f, &jm_session_run.tf, err, sizeof err);
     if (r < 0) { fprintf(stderr, "%s: %s: %s\n", who, ckpt, err); return -1; }
     jm_session_run.has_tf = r;
@@ -170,7 +172,16 @@ int jm_session_data_raw(const char *path, const char *labels, const char *split,
     }
     jm_data_opts o;
     if (jm_session_data_opts(labels, &o, who) != 0) return -1;
-    if (jm_data_load(file, &o, ds, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); return -1; }
+    if (jm_data_load(file, &o, ds, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        /* a table read with its last column as the label, where the run's labels came
+           from a file of their own: say so, the message above alone misleads */
+        if (!labels && jm_session_run.labels && !jm_session_tab_cli.label_column && (o.format == JM_DATA_CSV || o.format == JM_DATA_TEXT ||
+                                                                                      o.format == JM_DATA_AUTO))
+            fprintf(stderr, "%s: the run read its labels from a file of their own (--labels %s): give this data's labels file with --labels\n",
+                    who, jm_session_run.labels);
+        return -1;
+    }
     return 0;
 }
 

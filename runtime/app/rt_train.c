@@ -742,8 +742,8 @@ static int jm_trainer_fits_lab(jm_trainer *tr, const jm_tprogram *pr) {
     return 0;
 }
 
-/* Every label of the training and evaluation records must name one of the model's
-   classes (the width of `evaluate`'s or `logits`' logits; nothing to check without
+/* Every label of the training and evaluation records of a program that reads labels
+   (y, or y_lab) must name one of the model's classes (the width of `evaluate`'s or `logits`' logits; nothing to check without
    either): a label past them would otherwise fail deep in the engine as an index out of
    range, naming neither file nor record. 0 ok, -1 after a message. */
 static int jm_trainer_labels_fit(const jm_trainer *tr) {
@@ -755,7 +755,10 @@ static int jm_trainer_labels_fit(const jm_trainer *tr) {
             int li = strcmp(pr->name, names[k]) == 0 ? jm_session_output(pr, "logits") : -1;
             if (li >= 0 && pr->outputs[li].rank == 2) K = pr->outputs[li].dim[1];
         }
-    if (K < 1) return 0;
+    /* a program of x alone (unsupervised VERA, say StackMNIST's mode ids as labels)
+       never reads the labels: nothing to check */
+    const jm_tprogram *prm = &tr->t->programs[tr->p_main];
+    if (K < 1 || (jm_session_input(prm, "y") < 0 && jm_session_input(prm, "y_lab") < 0)) return 0;
     const jm_dataset *sets[2] = { &tr->ds, &tr->test };
     for (int k = 0; k < 2; k++)
         for (int64_t i = 0; i < sets[k]->n; i++)

@@ -402,7 +402,7 @@ static void test_train_eval(void) {
        named with its record before any training (the engine would only say "index out
        of range") */
     r = run("%s train --data %s --label-column label --out %s --no-progress --threads 1 --program train_step_ce", exe2, P("c.csv"), P("r3"));
-    ok(r == 1 && strstr(out, "c.csv: record 2 has label 3, but the model has 3 classes") && strstr(out, "--label-base 1"),
+    ok(r == 1 && strstr(out, "c.csv: record 2 (0-based) has label 3, but the model has 3 classes") && strstr(out, "--label-base 1"),
        "train: a label past the model's classes names the file and record and suggests --label-base 1 (exit %d)", r);
     /* a split asked for but rounding to no record is refused, not silently empty */
     r = run("%s train --data %s --label-column label --label-base 1 --test-split 0.005 --out %s --no-progress --threads 1 --program train_step_ce",

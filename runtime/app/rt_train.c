@@ -763,7 +763,7 @@ static int jm_trainer_labels_fit(const jm_trainer *tr) {
     for (int k = 0; k < 2; k++)
         for (int64_t i = 0; i < sets[k]->n; i++)
             if (sets[k]->y[i] < 0 || sets[k]->y[i] >= K) {
-                fprintf(stderr, "%s: %s: record %lld has label %lld, but the model has %lld classes (0 to %lld)%s\n", tr->who, sets[k]->path,
+                fprintf(stderr, "%s: %s: record %lld (0-based) has label %lld, but the model has %lld classes (0 to %lld)%s\n", tr->who, sets[k]->path,
                         (long long)i, (long long)sets[k]->y[i], (long long)K, (long long)K - 1,
                         sets[k]->y[i] == K ? "; labels that count from 1 need --label-base 1" : "");
                 return -1;

@@ -79,10 +79,13 @@ $(B)/jemrt_main.o: $(B)/runtime/app/rt_main.o
 
 # The runtime's GPU library kernels (runtime/gpu/dev_lib.c) as NVPTX bitcode, which
 # `jemc compile --target cuda` links into every GPU executable's PTX module. No CUDA
-# toolkit needed: clang's own NVPTX target, freestanding.
-DEV_CFLAGS = --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc \
+# toolkit needed: clang's own NVPTX target, freestanding. -ffp-contract=off: clang's
+# default (on) fuses `a + (b - a) * u` and `mean + std * z` into FMAs, which round
+# once where the CPU's Philox (engine/philox.h) rounds twice, so the GPU's random
+# numbers would differ from the CPU's in the last bit (t_cuda checks the bitcode).
+DEV_CFLAGS = --target=nvptx64-nvidia-cuda -march=sm_75 -O2 -std=c11 -ffreestanding -nostdlibinc -ffp-contract=off \
               -isystem $(shell clang-19 -print-resource-dir 2>/dev/null)/include -Wall -Wextra -Werror
-$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h
+$(B)/jemrt_dev.bc: runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h Makefile
 	@mkdir -p $(dir $@)
 	clang-19 $(DEV_CFLAGS) -emit-llvm -c $< -o $@
 

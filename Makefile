@@ -45,9 +45,12 @@ TEST_SRC     := $(wildcard tests/t_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
 TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+# bench/gpu's tools (bench/gpu/check.sh on a GPU machine, which has no LLVM): st_compare
+# compares safetensors files by the tests' rule, st_inputs writes a program's test inputs
+GPU_TOOLS    := $(B)/st_compare $(B)/st_inputs
 
 .PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge fuzz-seeds clean bench demo demo-vera
-all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc
+all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc $(GPU_TOOLS)
 
 deps:
 	@tools/deps.sh fuzz
@@ -95,6 +98,11 @@ $(B)/jemc: $(B)/compiler/main.o $(B)/libjemc.a $(B)/libjemrt.a
 $(B)/tests/%: tests/%.c $(B)/libjemc.a $(B)/libjemrt.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(B)/libjemc.a $(B)/libjemrt.a $(LDLIBS) -o $@
+
+# Only the safetensors reader and libm: they run where the executables run, and are carried with them.
+$(GPU_TOOLS): $(B)/st_%: bench/gpu/st_%.c runtime/engine/safetensors.c runtime/engine/safetensors.h runtime/engine/rt_table.h tests/compare_rule.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -g $(OPT) $(WARN) -D_GNU_SOURCE -Iruntime -Itests $< runtime/engine/safetensors.c -lm -o $@
 
 # A CPU stand-in for the CUDA driver, cuBLAS and cuDNN (t_cuda tests the GPU runtime's host side with it).
 $(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h

@@ -16,7 +16,33 @@
  * Under stream capture every launch, copy and library call is recorded, with
  * its arguments copied as the real driver copies them, and replayed by
  * cuGraphLaunch. Nothing here is a GPU: what the PTX computes is checked by
- * the real suite on a machine with one. */
+ * the real suite on a machine with one.
+ *
+ * The rules a real GPU enforces and a careless runtime breaks are enforced
+ * here, so that t_cuda fails on them:
+ *   - stream capture: no allocation, free, synchronous copy or
+ *     synchronisation, no cuBLAS/cuDNN setup (handles, streams, workspaces,
+ *     descriptors, algorithm queries), and no library call's first use (cuBLAS's
+ *     first product on a handle, cuDNN's first run of an algorithm on a
+ *     descriptor do one-time setup that capture forbids). Any of them
+ *     invalidates the capture, as the driver does: the call fails and
+ *     cuStreamEndCapture returns CUDA_ERROR_STREAM_CAPTURE_INVALIDATED.
+ *   - cuDNN's algorithms: each query returns three, the first
+ *     non-deterministic with a 1 MiB workspace, then two deterministic ones; a
+ *     convolution runs only with the workspace its algorithm needs and the
+ *     math type its query reported (under CUDNN_DEFAULT_MATH algorithm 1
+ *     reports CUDNN_TENSOR_OP_MATH, as tensor-core algorithms do).
+ *   - the JIT's error log option is in/out: its size comes back as the bytes
+ *     written (0 when there was nothing to say).
+ * Faults to inject, by environment variable:
+ *   FAKE_CUDA_FAIL_INSTANTIATE=1   cuGraphInstantiateWithFlags fails
+ *   FAKE_CUDA_CONV_FAIL_ALGO=N     running cuDNN algorithm N fails (EXECUTION_FAILED)
+ *   FAKE_CUDA_ALGO_QUERY_FAIL=K    the K-th algorithm query (1-based, counted
+ *                                  over the process) fails
+ *   FAKE_CUDA_CUBLAS_BROKEN=TEXT   cublasCreate fails in a copy of this library
+ *                                  whose file name contains TEXT (a broken
+ *                                  libcublas.so.13 beside a working .so.12)
+ *   FAKE_CUDA_SYNC_FAIL=1          cuStreamSynchronize reports a launch failure */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <math.h>
@@ -41,7 +67,20 @@ double __nv_trunc(double x) { return trunc(x); }
 
 typedef unsigned int CUresult;
 typedef unsigned long long CUdeviceptr;
-enum { OK = 0, E_INVALID = 1, E_NOT_FOUND = 500, E_CAPTURE = 900 };
+enum { OK = 0, E_INVALID = 1, E_NOT_FOUND = 500, E_LAUNCH_FAILED = 719, E_CAPTURE = 900, E_CAPTURE_INVALIDATED = 901 };
+
+/* stream capture: on (capturing), and broken by a forbidden call (capture_broken) */
+static int capturing, capture_broken;
+/* a call that capture forbids: while capturing it breaks the capture and fails */
+static int forbidden_in_capture(void) {
+    if (!capturing) return 0;
+    capture_broken = 1;
+    return 1;
+}
+static int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
 
 /* ---- kernels ------------------------------------------------------------------- */
 
@@ -104,7 +143,6 @@ typedef struct fk_op fk_op;
 typedef void (*fk_thunk)(const void *args);
 struct fk_op { int kind; fk_launch launch; fk_thunk thunk; unsigned char blob[256]; };   /* kind 0 launch, 1 thunk */
 typedef struct { fk_op *ops; int n, cap; } fk_graph;
-static int capturing;
 static fk_graph cap;
 
 static void record(const fk_op *op) {
@@ -134,10 +172,10 @@ static int ctx_dummy;
 EXPORT CUresult cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = &ctx_dummy; return OK; }
 EXPORT CUresult cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return OK; }
 EXPORT CUresult cuCtxSetCurrent(void *c) { (void)c; return OK; }
-EXPORT CUresult cuCtxSynchronize(void) { return OK; }
+EXPORT CUresult cuCtxSynchronize(void) { return forbidden_in_capture() ? E_CAPTURE : OK; }
 static long live_allocs;
 EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t b) {
-    if (capturing) return E_CAPTURE;     /* the runtime promises no allocation inside a graph */
+    if (forbidden_in_capture()) return E_CAPTURE;     /* the runtime promises no allocation inside a graph */
     void *m = NULL;
     if (posix_memalign(&m, 256, b ? b : 1) != 0) return 2;
     memset(m, 0xA5, b);                  /* device memory starts as garbage: a read before a write shows */
@@ -145,11 +183,16 @@ EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t b) {
     live_allocs++;
     return OK;
 }
-EXPORT CUresult cuMemFree_v2(CUdeviceptr p) { free((void *)(uintptr_t)p); live_allocs--; return OK; }
+EXPORT CUresult cuMemFree_v2(CUdeviceptr p) {
+    if (forbidden_in_capture()) return E_CAPTURE;
+    free((void *)(uintptr_t)p);
+    live_allocs--;
+    return OK;
+}
 EXPORT long fake_cuda_live_allocs(void) { return live_allocs; }
 EXPORT CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = *t = (size_t)1 << 34; return OK; }
-EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, size_t n) { if (capturing) return E_CAPTURE; memcpy((void *)(uintptr_t)d, s, n); return OK; }
-EXPORT CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n) { if (capturing) return E_CAPTURE; memcpy(d, (void *)(uintptr_t)s, n); return OK; }
+EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, size_t n) { if (forbidden_in_capture()) return E_CAPTURE; memcpy((void *)(uintptr_t)d, s, n); return OK; }
+EXPORT CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n) { if (forbidden_in_capture()) return E_CAPTURE; memcpy(d, (void *)(uintptr_t)s, n); return OK; }
 EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, void *st) { (void)st; return cuMemcpyHtoD_v2(d, s, n); }
 EXPORT CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, void *st) { (void)st; return cuMemcpyDtoH_v2(d, s, n); }
 typedef struct { CUdeviceptr d, s; size_t n; } fk_copy;
@@ -196,12 +239,35 @@ static void register_from_ptx(const char *ptx) {
         e = close ? close : e;
     }
 }
+/* the JIT's error log: written into the caller's buffer, its size option set
+   to the bytes written (the option is in/out, as the driver's is) */
+static void jit_log(unsigned int n, unsigned int *o, void **v, const char *text) {
+    char *buf = NULL;
+    unsigned int size_at = n;
+    for (unsigned int i = 0; i < n; i++) {
+        if (o[i] == 5) buf = v[i];
+        if (o[i] == 6) size_at = i;
+    }
+    if (size_at == n) return;
+    size_t room = (size_t)(uintptr_t)v[size_at], len = strlen(text);
+    if (buf && room > 0) {
+        size_t k = len < room - 1 ? len : room - 1;
+        memcpy(buf, text, k);
+        buf[k] = 0;
+        len = k;
+    } else {
+        len = 0;
+    }
+    v[size_at] = (void *)(uintptr_t)len;
+}
 EXPORT CUresult cuModuleLoadDataEx(void **m, const void *image, unsigned int n, unsigned int *o, void **v) {
-    (void)n; (void)o; (void)v;
-    /* PTX text; a cubin (ELF) cannot be read here, and the runtime falls back to the PTX */
+    /* PTX text; a cubin (ELF) cannot be read here (nothing to log), and the runtime falls back to the PTX */
     const char *s = image;
-    if (memcmp(s, "\177ELF", 4) == 0) return 209;    /* CUDA_ERROR_NO_BINARY_FOR_GPU */
-    if (!(strstr(s, ".version") && strstr(s, ".target"))) return 218;   /* INVALID_PTX */
+    if (memcmp(s, "\177ELF", 4) == 0) { jit_log(n, o, v, ""); return 209; }    /* CUDA_ERROR_NO_BINARY_FOR_GPU */
+    if (!(strstr(s, ".version") && strstr(s, ".target"))) { jit_log(n, o, v, "ptxas fatal   : not a PTX module"); return 218; }   /* INVALID_PTX */
+    /* a module the test damaged on purpose: ptxas's message for it */
+    if (strstr(s, "jemc-test-bad-ptx")) { jit_log(n, o, v, "ptxas application ptx input, line 3; error   : Unknown symbol 'jemc-test-bad-ptx'"); return 218; }
+    jit_log(n, o, v, "");
     register_from_ptx(s);
     *m = &mod_dummy;
     return OK;
@@ -239,12 +305,24 @@ EXPORT CUresult cuLaunchKernel(void *fp, unsigned gx, unsigned gy, unsigned gz, 
 static int stream_dummy;
 EXPORT CUresult cuStreamCreate(void **s, unsigned int f) { (void)f; *s = &stream_dummy; return OK; }
 EXPORT CUresult cuStreamDestroy_v2(void *s) { (void)s; return OK; }
-EXPORT CUresult cuStreamSynchronize(void *s) { (void)s; return capturing ? E_CAPTURE : OK; }
-EXPORT CUresult cuStreamBeginCapture_v2(void *s, unsigned int mode) { (void)s; (void)mode; if (capturing) return E_CAPTURE; capturing = 1; cap.n = 0; return OK; }
+EXPORT CUresult cuStreamSynchronize(void *s) {
+    (void)s;
+    if (forbidden_in_capture()) return E_CAPTURE;
+    return env_int("FAKE_CUDA_SYNC_FAIL", 0) ? E_LAUNCH_FAILED : OK;
+}
+EXPORT CUresult cuStreamBeginCapture_v2(void *s, unsigned int mode) {
+    (void)s; (void)mode;
+    if (capturing) return E_CAPTURE;
+    capturing = 1;
+    capture_broken = 0;
+    cap.n = 0;
+    return OK;
+}
 EXPORT CUresult cuStreamEndCapture(void *s, void **g) {
     (void)s;
     if (!capturing) return E_CAPTURE;
     capturing = 0;
+    if (capture_broken) { *g = NULL; return E_CAPTURE_INVALIDATED; }
     fk_graph *gr = malloc(sizeof *gr);
     gr->n = gr->cap = cap.n;
     gr->ops = malloc(sizeof(fk_op) * (size_t)(cap.n + 1));
@@ -254,6 +332,7 @@ EXPORT CUresult cuStreamEndCapture(void *s, void **g) {
 }
 EXPORT CUresult cuGraphInstantiateWithFlags(void **e, void *g, unsigned long long f) {
     (void)f;
+    if (env_int("FAKE_CUDA_FAIL_INSTANTIATE", 0)) return E_INVALID;
     fk_graph *src = g, *gr = malloc(sizeof *gr);
     gr->n = gr->cap = src->n;
     gr->ops = malloc(sizeof(fk_op) * (size_t)(src->n + 1));
@@ -274,7 +353,9 @@ EXPORT CUresult cuGraphLaunch(void *e, void *s) {
 EXPORT CUresult cuGraphExecDestroy(void *e) { fk_graph *g = e; free(g->ops); free(g); return OK; }
 EXPORT CUresult cuGraphDestroy(void *e) { return cuGraphExecDestroy(e); }
 EXPORT CUresult cuGetErrorName(CUresult e, const char **s) {
-    *s = e == 0 ? "CUDA_SUCCESS" : e == E_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND" : e == E_CAPTURE ? "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED" : "CUDA_ERROR_INVALID_VALUE";
+    *s = e == 0 ? "CUDA_SUCCESS" : e == E_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND" : e == E_CAPTURE ? "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"
+       : e == E_CAPTURE_INVALIDATED ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED" : e == 209 ? "CUDA_ERROR_NO_BINARY_FOR_GPU"
+       : e == 218 ? "CUDA_ERROR_INVALID_PTX" : e == E_LAUNCH_FAILED ? "CUDA_ERROR_LAUNCH_FAILED" : "CUDA_ERROR_INVALID_VALUE";
     return OK;
 }
 EXPORT CUresult cuGetErrorString(CUresult e, const char **s) { (void)e; *s = "fake driver"; return OK; }
@@ -299,12 +380,24 @@ static void do_gemm(const void *p) {
             }
     }
 }
-static int blas_dummy;
-EXPORT unsigned int cublasCreate_v2(void **h) { *h = &blas_dummy; return 0; }
-EXPORT unsigned int cublasDestroy_v2(void *h) { (void)h; return 0; }
-EXPORT unsigned int cublasSetStream_v2(void *h, void *s) { (void)h; (void)s; return 0; }
-EXPORT unsigned int cublasSetMathMode(void *h, unsigned int m) { (void)h; (void)m; return 0; }
-EXPORT unsigned int cublasSetWorkspace_v2(void *h, void *w, size_t b) { (void)h; (void)w; (void)b; return 0; }
+/* CUBLAS_STATUS_NOT_INITIALIZED 1, NOT_SUPPORTED 15 */
+static int blas_dummy, blas_warm;
+static unsigned int blas_math = 99;
+EXPORT unsigned int cublasCreate_v2(void **h) {
+    if (forbidden_in_capture()) return 15;
+    const char *broken = getenv("FAKE_CUDA_CUBLAS_BROKEN");
+    Dl_info me;
+    if (broken && *broken && dladdr((void *)cublasCreate_v2, &me) && me.dli_fname && strstr(me.dli_fname, broken)) return 1;
+    *h = &blas_dummy;
+    blas_warm = 0;
+    return 0;
+}
+EXPORT unsigned int cublasDestroy_v2(void *h) { (void)h; return forbidden_in_capture() ? 15 : 0; }
+EXPORT unsigned int cublasSetStream_v2(void *h, void *s) { (void)h; (void)s; return forbidden_in_capture() ? 15 : 0; }
+EXPORT unsigned int cublasSetMathMode(void *h, unsigned int m) { (void)h; if (forbidden_in_capture()) return 15; blas_math = m; return 0; }
+EXPORT unsigned int cublasSetWorkspace_v2(void *h, void *w, size_t b) { (void)h; (void)w; (void)b; return forbidden_in_capture() ? 15 : 0; }
+/* the math mode the runtime last set (99: none) */
+EXPORT unsigned int fake_cuda_blas_math(void) { return blas_math; }
 EXPORT unsigned int cublasSgemmStridedBatched(void *h, unsigned int ta, unsigned int tb, int m, int n, int k, const float *alpha,
                                               const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
                                               const float *beta, float *C, int ldc, long long sC, int batch) {
@@ -312,6 +405,9 @@ EXPORT unsigned int cublasSgemmStridedBatched(void *h, unsigned int ta, unsigned
     /* cuBLAS's argument rules (CUBLAS_STATUS_INVALID_VALUE = 7) */
     if (m < 0 || n < 0 || k < 0 || ldc < (m > 1 ? m : 1) || lda < ((ta ? k : m) > 1 ? (ta ? k : m) : 1) ||
         ldb < ((tb ? n : k) > 1 ? (tb ? n : k) : 1)) return 7;
+    /* the first product on a handle sets cuBLAS up: not while capturing */
+    if (!blas_warm && forbidden_in_capture()) return 15;
+    if (!capturing) blas_warm = 1;
     fk_gemm g = { (int)ta, (int)tb, m, n, k, lda, ldb, ldc, batch, *alpha, *beta, A, B, C, sA, sB, sC };
     fk_op op = { .kind = 1, .thunk = do_gemm };
     memcpy(op.blob, &g, sizeof g);
@@ -321,38 +417,74 @@ EXPORT unsigned int cublasSgemmStridedBatched(void *h, unsigned int ta, unsigned
 
 /* ---- cuDNN: NCHW cross-correlation with groups, stride, pad, dilation ---------------- */
 
+/* cuDNN 9's status codes: BAD_PARAM 2000, NOT_SUPPORTED 3000, EXECUTION_FAILED 5000 */
+enum { DNN_BAD_PARAM = 2000, DNN_NOT_SUPPORTED = 3000, DNN_EXEC_FAILED = 5000 };
 typedef struct { int n, c, h, w; } fk_t4;
-typedef struct { int ph, pw, sh, sw, dh, dw, groups; } fk_conv;
+/* math: the math type set now; query_math: the one its algorithms were queried
+   with; warm: the algorithms that have run on it (bit per algorithm) */
+typedef struct { int ph, pw, sh, sw, dh, dw, groups; unsigned int math, query_math, warm; } fk_conv;
 static int dnn_dummy;
+static long live_descs, algo_uses[8];
 EXPORT size_t cudnnGetVersion(void) { return 90000; }
-EXPORT const char *cudnnGetErrorString(unsigned int s) { return s ? "CUDNN_STATUS_BAD_PARAM (fake)" : "CUDNN_STATUS_SUCCESS"; }
-EXPORT unsigned int cudnnCreate(void **h) { *h = &dnn_dummy; return 0; }
+EXPORT const char *cudnnGetErrorString(unsigned int s) {
+    return s == 0 ? "CUDNN_STATUS_SUCCESS" : s == DNN_NOT_SUPPORTED ? "CUDNN_STATUS_NOT_SUPPORTED (fake)"
+         : s == DNN_EXEC_FAILED ? "CUDNN_STATUS_EXECUTION_FAILED (fake)" : "CUDNN_STATUS_BAD_PARAM (fake)";
+}
+EXPORT unsigned int cudnnCreate(void **h) { if (forbidden_in_capture()) return DNN_NOT_SUPPORTED; *h = &dnn_dummy; return 0; }
 EXPORT unsigned int cudnnDestroy(void *h) { (void)h; return 0; }
-EXPORT unsigned int cudnnSetStream(void *h, void *s) { (void)h; (void)s; return 0; }
-EXPORT unsigned int cudnnCreateTensorDescriptor(void **d) { *d = calloc(1, sizeof(fk_t4)); return 0; }
+EXPORT unsigned int cudnnSetStream(void *h, void *s) { (void)h; (void)s; return forbidden_in_capture() ? DNN_NOT_SUPPORTED : 0; }
+/* descriptors: counted, so that t_cuda sees every one destroyed */
+static unsigned int new_desc(void **d, size_t bytes) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
+    *d = calloc(1, bytes);
+    live_descs++;
+    return 0;
+}
+static unsigned int free_desc(void *d) { if (d) live_descs--; free(d); return 0; }
+EXPORT long fake_cuda_live_descs(void) { return live_descs; }
+/* how many convolutions ran with algorithm a */
+EXPORT long fake_cuda_algo_uses(int a) { return a >= 0 && a < 8 ? algo_uses[a] : 0; }
+EXPORT unsigned int cudnnCreateTensorDescriptor(void **d) { return new_desc(d, sizeof(fk_t4)); }
 EXPORT unsigned int cudnnSetTensor4dDescriptor(void *d, unsigned int f, unsigned int t, int n, int c, int h, int w) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
     if (f != 0 || t != 0 || n < 1 || c < 1 || h < 1 || w < 1) return 3;
     *(fk_t4 *)d = (fk_t4){ n, c, h, w };
     return 0;
 }
-EXPORT unsigned int cudnnDestroyTensorDescriptor(void *d) { free(d); return 0; }
-EXPORT unsigned int cudnnCreateFilterDescriptor(void **d) { *d = calloc(1, sizeof(fk_t4)); return 0; }
+EXPORT unsigned int cudnnDestroyTensorDescriptor(void *d) { return free_desc(d); }
+EXPORT unsigned int cudnnCreateFilterDescriptor(void **d) { return new_desc(d, sizeof(fk_t4)); }
 EXPORT unsigned int cudnnSetFilter4dDescriptor(void *d, unsigned int t, unsigned int f, int k, int c, int h, int w) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
     if (f != 0 || t != 0 || k < 1 || c < 1 || h < 1 || w < 1) return 3;
     *(fk_t4 *)d = (fk_t4){ k, c, h, w };
     return 0;
 }
-EXPORT unsigned int cudnnDestroyFilterDescriptor(void *d) { free(d); return 0; }
-EXPORT unsigned int cudnnCreateConvolutionDescriptor(void **d) { fk_conv *c = calloc(1, sizeof *c); c->groups = 1; *d = c; return 0; }
+EXPORT unsigned int cudnnDestroyFilterDescriptor(void *d) { return free_desc(d); }
+EXPORT unsigned int cudnnCreateConvolutionDescriptor(void **d) {
+    unsigned int s = new_desc(d, sizeof(fk_conv));
+    if (!s) ((fk_conv *)*d)->groups = 1;
+    return s;
+}
 EXPORT unsigned int cudnnSetConvolution2dDescriptor(void *d, int ph, int pw, int sh, int sw, int dh, int dw, unsigned int mode, unsigned int t) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
     if (mode != 1 || t != 0 || sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0) return 3;
     fk_conv *c = d;
     c->ph = ph; c->pw = pw; c->sh = sh; c->sw = sw; c->dh = dh; c->dw = dw;
     return 0;
 }
-EXPORT unsigned int cudnnSetConvolutionGroupCount(void *d, int g) { if (g < 1) return 3; ((fk_conv *)d)->groups = g; return 0; }
-EXPORT unsigned int cudnnSetConvolutionMathType(void *d, unsigned int m) { (void)d; (void)m; return 0; }
-EXPORT unsigned int cudnnDestroyConvolutionDescriptor(void *d) { free(d); return 0; }
+EXPORT unsigned int cudnnSetConvolutionGroupCount(void *d, int g) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
+    if (g < 1) return 3;
+    ((fk_conv *)d)->groups = g;
+    return 0;
+}
+EXPORT unsigned int cudnnSetConvolutionMathType(void *d, unsigned int m) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
+    if (m > 3) return DNN_BAD_PARAM;
+    ((fk_conv *)d)->math = m;
+    return 0;
+}
+EXPORT unsigned int cudnnDestroyConvolutionDescriptor(void *d) { return free_desc(d); }
 
 /* shapes must agree as cuDNN checks them (CUDNN_STATUS_BAD_PARAM = 3) */
 static int conv_ok(const fk_t4 *x, const fk_t4 *w, const fk_conv *c, const fk_t4 *y) {
@@ -360,19 +492,46 @@ static int conv_ok(const fk_t4 *x, const fk_t4 *w, const fk_conv *c, const fk_t4
     return x->n == y->n && w->n == y->c && x->c == w->c * c->groups && y->h == oh && y->w == ow && w->n % c->groups == 0;
 }
 typedef struct { unsigned int algo, status; float time; size_t memory; unsigned int det, math; int reserved[3]; } fk_perf;
-static unsigned int one_algo(int *got, void *perf) { fk_perf p = { 0, 0, 1, 4096, 1, 0, { 0 } }; memcpy(perf, &p, sizeof p); *got = 1; return 0; }
+/* the algorithms every query offers, cuDNN's best first: 6 (non-deterministic,
+   1 MiB), 1 (deterministic, 8 KiB; tensor-core math under DEFAULT_MATH), 0
+   (deterministic, 4 KiB). algo_math: the math type a query with the descriptor
+   at `math` reports for algorithm a. */
+static const unsigned int fk_algos[3] = { 6, 1, 0 };
+static size_t algo_ws(unsigned int a) { return a == 6 ? (size_t)1 << 20 : a == 1 ? 8192 : a == 0 ? 4096 : 0; }
+static unsigned int algo_math(unsigned int a, unsigned int math) { return a == 1 && math == 0 ? 1 : math; }
+static long queries;
+EXPORT long fake_cuda_queries(void) { return queries; }
+static unsigned int algos(void *c, int want, int *got, void *perf) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
+    if (++queries == env_int("FAKE_CUDA_ALGO_QUERY_FAIL", 0)) return DNN_NOT_SUPPORTED;
+    fk_conv *cv = c;
+    cv->query_math = cv->math;
+    int n = want < 3 ? want : 3;
+    for (int i = 0; i < n; i++) {
+        fk_perf p = { fk_algos[i], 0, (float)(i + 1), algo_ws(fk_algos[i]), fk_algos[i] != 6, algo_math(fk_algos[i], cv->math), { 0 } };
+        memcpy((char *)perf + i * sizeof p, &p, sizeof p);
+    }
+    *got = n;
+    return 0;
+}
 EXPORT unsigned int cudnnGetConvolutionForwardAlgorithm_v7(void *h, void *x, void *w, void *c, void *y, int want, int *got, void *perf) {
-    (void)h; (void)want; return conv_ok(x, w, c, y) ? one_algo(got, perf) : 3;
+    (void)h; return conv_ok(x, w, c, y) ? algos(c, want, got, perf) : 3;
 }
 EXPORT unsigned int cudnnGetConvolutionBackwardDataAlgorithm_v7(void *h, void *w, void *dy, void *c, void *dx, int want, int *got, void *perf) {
-    (void)h; (void)want; return conv_ok(dx, w, c, dy) ? one_algo(got, perf) : 3;
+    (void)h; return conv_ok(dx, w, c, dy) ? algos(c, want, got, perf) : 3;
 }
 EXPORT unsigned int cudnnGetConvolutionBackwardFilterAlgorithm_v7(void *h, void *x, void *dy, void *c, void *dw, int want, int *got, void *perf) {
-    (void)h; (void)want; return conv_ok(x, dw, c, dy) ? one_algo(got, perf) : 3;
+    (void)h; return conv_ok(x, dw, c, dy) ? algos(c, want, got, perf) : 3;
 }
-EXPORT unsigned int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *x, void *w, void *c, void *y, unsigned int a, size_t *b) { (void)h; (void)x; (void)w; (void)c; (void)y; (void)a; *b = 4096; return 0; }
-EXPORT unsigned int cudnnGetConvolutionBackwardDataWorkspaceSize(void *h, void *w, void *dy, void *c, void *dx, unsigned int a, size_t *b) { (void)h; (void)w; (void)dy; (void)c; (void)dx; (void)a; *b = 4096; return 0; }
-EXPORT unsigned int cudnnGetConvolutionBackwardFilterWorkspaceSize(void *h, void *x, void *dy, void *c, void *dw, unsigned int a, size_t *b) { (void)h; (void)x; (void)dy; (void)c; (void)dw; (void)a; *b = 4096; return 0; }
+static unsigned int ws_size(unsigned int a, size_t *b) {
+    if (forbidden_in_capture()) return DNN_NOT_SUPPORTED;
+    if (!algo_ws(a)) return DNN_BAD_PARAM;
+    *b = algo_ws(a);
+    return 0;
+}
+EXPORT unsigned int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *x, void *w, void *c, void *y, unsigned int a, size_t *b) { (void)h; (void)x; (void)w; (void)c; (void)y; return ws_size(a, b); }
+EXPORT unsigned int cudnnGetConvolutionBackwardDataWorkspaceSize(void *h, void *w, void *dy, void *c, void *dx, unsigned int a, size_t *b) { (void)h; (void)w; (void)dy; (void)c; (void)dx; return ws_size(a, b); }
+EXPORT unsigned int cudnnGetConvolutionBackwardFilterWorkspaceSize(void *h, void *x, void *dy, void *c, void *dw, unsigned int a, size_t *b) { (void)h; (void)x; (void)dy; (void)c; (void)dw; return ws_size(a, b); }
 
 /* kind 0 forward y = x * w; 1 data dx from dy, w; 2 filter dw from x, dy */
 typedef struct { int kind; fk_t4 x, w, y; fk_conv c; float *X, *W, *Y; size_t ws; } fk_dnn;
@@ -407,10 +566,18 @@ static void do_conv(const void *p) {
     free(acc);
 }
 static unsigned int conv_submit(int kind, void *xd, void *X, void *wd, void *W, void *cd, void *yd, void *Y, const float *alpha,
-                                const float *beta, size_t wsb) {
+                                const float *beta, unsigned int algo, size_t wsb) {
+    fk_conv *cv = cd;
     if (*alpha != 1 || *beta != 0) return 3;    /* the runtime always overwrites */
     if (!conv_ok(xd, wd, cd, yd)) return 3;
-    if (wsb < 4096) return 3;                   /* CUDNN_STATUS_BAD_PARAM: a workspace smaller than asked for */
+    if (!algo_ws(algo)) return DNN_BAD_PARAM;   /* not an algorithm the query offered */
+    if (wsb < algo_ws(algo)) return DNN_BAD_PARAM;   /* a workspace smaller than the algorithm needs */
+    if (cv->math != algo_math(algo, cv->query_math)) return DNN_BAD_PARAM;   /* not the math type its query reported */
+    if ((int)algo == env_int("FAKE_CUDA_CONV_FAIL_ALGO", -1)) return DNN_EXEC_FAILED;
+    /* an algorithm's first run on a descriptor sets it up: not while capturing */
+    if (!(cv->warm & (1u << algo)) && forbidden_in_capture()) return DNN_NOT_SUPPORTED;
+    if (!capturing) cv->warm |= 1u << algo;
+    algo_uses[algo]++;
     fk_dnn d = { kind, *(fk_t4 *)xd, *(fk_t4 *)wd, *(fk_t4 *)yd, *(fk_conv *)cd, X, W, Y, wsb };
     fk_op op = { .kind = 1, .thunk = do_conv };
     memcpy(op.blob, &d, sizeof d);
@@ -419,16 +586,16 @@ static unsigned int conv_submit(int kind, void *xd, void *X, void *wd, void *W, 
 }
 EXPORT unsigned int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void *x, void *wd, const void *w, void *cd,
                                             unsigned int algo, void *ws, size_t wsb, const void *beta, void *yd, void *y) {
-    (void)h; (void)algo; (void)ws;
-    return conv_submit(0, xd, (void *)x, wd, (void *)w, cd, yd, y, alpha, beta, wsb);
+    (void)h; (void)ws;
+    return conv_submit(0, xd, (void *)x, wd, (void *)w, cd, yd, y, alpha, beta, algo, wsb);
 }
 EXPORT unsigned int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const void *w, void *dyd, const void *dy, void *cd,
                                                  unsigned int algo, void *ws, size_t wsb, const void *beta, void *dxd, void *dx) {
-    (void)h; (void)algo; (void)ws;
-    return conv_submit(1, dxd, dx, wd, (void *)w, cd, dyd, (void *)dy, alpha, beta, wsb);
+    (void)h; (void)ws;
+    return conv_submit(1, dxd, dx, wd, (void *)w, cd, dyd, (void *)dy, alpha, beta, algo, wsb);
 }
 EXPORT unsigned int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, const void *x, void *dyd, const void *dy, void *cd,
                                                    unsigned int algo, void *ws, size_t wsb, const void *beta, void *dwd, void *dw) {
-    (void)h; (void)algo; (void)ws;
-    return conv_submit(2, xd, (void *)x, dwd, dw, cd, dyd, (void *)dy, alpha, beta, wsb);
+    (void)h; (void)ws;
+    return conv_submit(2, xd, (void *)x, dwd, dw, cd, dyd, (void *)dy, alpha, beta, algo, wsb);
 }

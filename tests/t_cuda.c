@@ -38,6 +38,7 @@
 #include "kernel_dedup.h"
 #include "gpu/rt_cuda.h"
 #include "gpu/cuda_api.h"
+#include "gpu/rt_cuda_int.h"      /* the loaded cuBLAS's path (jm_gpu_of) */
 #include <math.h>
 #include <dlfcn.h>
 #include <unistd.h>
@@ -195,42 +196,68 @@ static void declarations(void) {
 /* the CPU stand-in for the GPU (tests/fake_cuda.c), when loaded */
 static void (*fake_register)(const char *, jm_kernel_fn, int);
 static void (*fake_counts)(long *, long *);
-static long (*fake_live)(void);
+static long (*fake_live)(void), (*fake_live_descs)(void), (*fake_algo_uses)(int), (*fake_queries)(void);
+static unsigned int (*fake_blas_math)(void);
+
+/* A graph compiled for the CPU and for the GPU: its PTX and kernel list, and
+   on the stand-in its GPU entries' host emulation registered under their names. */
+typedef struct {
+    jc_module c;
+    char *ptx, *names;
+    jm_cpu_jit *emu;
+    jm_kernel_fn *efns;
+} gpu_build;
+
+static void gpu_build_free(gpu_build *gb) {
+    free(gb->names);
+    free(gb->ptx);
+    if (gb->emu) { jm_cpu_jit_free(gb->emu); free(gb->efns); }
+    jc_free(&gb->c);
+    memset(gb, 0, sizeof *gb);
+}
+
+static int gpu_build_make(gpu_build *gb, const char *label, const char *file, const char *const *defs, int ndefs, const char *arch) {
+    memset(gb, 0, sizeof *gb);
+    jc_module *c = &gb->c;
+    if (!ok(jc_compile(c, NULL, file, defs, ndefs) == 0, "%s: compiles for the CPU", label)) { tap_diag("%s", c->u.errors); jc_free(c); return -1; }
+    char devlib[600], err[1024];
+    snprintf(devlib, sizeof devlib, "%s/jemrt_dev.bc", build);
+    char tools[400];
+    snprintf(tools, sizeof tools, "%s/cuda-tools", build);
+    jm_gpu_opts go = { arch, 3, NULL, NULL, tools, devlib };
+    if (!ok(jm_gpu_ptx(&c->plan, &go, &gb->ptx, err, sizeof err) == 0, "%s: compiles for %s", label, arch)) { tap_diag("%s", err); jc_free(c); return -1; }
+    const jm_table *t = &c->plan.table;
+    char *q = gb->names = malloc((size_t)t->nkernels * 300 + 1);
+    *q = 0;
+    int *first = jm_kernels_dedup(&c->plan);
+    for (int i = 0; i < t->nkernels; i++) q += sprintf(q, "%s %lld\n", c->plan.kernels[first[i]].name, (long long)jm_gpu_scale(&c->plan, i));
+    /* on the stand-in, each PTX entry runs as its host emulation: the GPU entry's
+       own code (flattened rows, item scale, grid-stride loop over 7 blocks) */
+    if (fake_register) {
+        jm_cpu_opts eo = { .opt = 2, .threads = 1, .gpu_emulation = 1 };
+        gb->emu = jm_cpu_jit_create(&c->plan, &eo, &gb->efns, err, sizeof err);
+        if (!ok(gb->emu != NULL, "%s: the GPU entries compile for the host (emulation)", label)) tap_diag("%s", err);
+        for (int i = 0; gb->emu && i < t->nkernels; i++) fake_register(c->plan.kernels[first[i]].name, gb->efns[i], c->plan.kernels[first[i]].nparam);
+    }
+    free(first);
+    return 0;
+}
 
 /* every program of a graph on the GPU against the CPU: values within tol at each
    tensor's own scale, changes to the globals within tol_change (max) and tol_rms */
 static void gpu_graph(const char *label, const char *file, const char *const *defs, int ndefs, const char *arch, double tol,
                       double tol_change, double tol_rms) {
-    jc_module c;
-    if (!ok(jc_compile(&c, NULL, file, defs, ndefs) == 0, "%s: compiles for the CPU", label)) { tap_diag("%s", c.u.errors); jc_free(&c); return; }
-    char devlib[600], err[1024], *ptx = NULL;
-    snprintf(devlib, sizeof devlib, "%s/jemrt_dev.bc", build);
-    char tools[400];
-    snprintf(tools, sizeof tools, "%s/cuda-tools", build);
-    jm_gpu_opts go = { arch, 3, NULL, NULL, tools, devlib };
-    if (!ok(jm_gpu_ptx(&c.plan, &go, &ptx, err, sizeof err) == 0, "%s: compiles for %s", label, arch)) { tap_diag("%s", err); jc_free(&c); return; }
-    const jm_table *t = &c.plan.table;
-    char *names = malloc((size_t)t->nkernels * 300 + 1), *q = names;
-    int *first = jm_kernels_dedup(&c.plan);
-    for (int i = 0; i < t->nkernels; i++) q += sprintf(q, "%s %lld\n", c.plan.kernels[first[i]].name, (long long)jm_gpu_scale(&c.plan, i));
-    /* on the stand-in, each PTX entry runs as its host emulation: the GPU entry's
-       own code (flattened rows, item scale, grid-stride loop over 7 blocks) */
-    jm_cpu_jit *emu = NULL;
-    jm_kernel_fn *efns = NULL;
-    if (fake_register) {
-        jm_cpu_opts eo = { .opt = 2, .threads = 1, .gpu_emulation = 1 };
-        emu = jm_cpu_jit_create(&c.plan, &eo, &efns, err, sizeof err);
-        if (!ok(emu != NULL, "%s: the GPU entries compile for the host (emulation)", label)) tap_diag("%s", err);
-        for (int i = 0; emu && i < t->nkernels; i++) fake_register(c.plan.kernels[first[i]].name, efns[i], c.plan.kernels[first[i]].nparam);
-    }
-    free(first);
+    gpu_build gb;
+    if (gpu_build_make(&gb, label, file, defs, ndefs, arch) != 0) return;
+    char *ptx = gb.ptx, *names = gb.names;
+    const jm_table *t = &gb.c.plan.table;
     jm_gpu_image img = { ptx, NULL, 0, names, arch, "fp32" };
     for (int p = 0; p < t->nprograms; p++) {
         const jm_tprogram *tp = &t->programs[p];
         int runs = strcmp(tp->name, "train_step") == 0 ? 2 : 1;
         jm_tensor in[8];
         memset(in, 0, sizeof in);
-        jc_fill_inputs(c.u.m, jm_module_find_program(c.u.m, tp->name), in, -1, 1, 2);
+        jc_fill_inputs(gb.c.u.m, jm_module_find_program(gb.c.u.m, tp->name), in, -1, 1, 2);
         void *tin[8], *oc[64], *og[64];
         for (int i = 0; i < tp->ninputs; i++) {
             tin[i] = malloc((size_t)jm_rt_desc_numel(&tp->inputs[i]) * 8 + 8);
@@ -242,8 +269,8 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
             og[i] = malloc(b);
         }
         jm_rt cpu, gpu;
-        jm_rt_open(&cpu, t, c.fns, 5);
-        jm_rt_open(&gpu, t, c.fns, 5);
+        jm_rt_open(&cpu, t, gb.c.fns, 5);
+        jm_rt_open(&gpu, t, gb.c.fns, 5);
         int arc = jm_rt_attach(&gpu, &jm_device_cuda, &img);
         if (!ok(arc == 0, "%s: %s: the GPU takes the program table", label, tp->name)) { tap_diag("%s", gpu.err); jm_rt_close(&cpu); jm_rt_close(&gpu); continue; }
         /* the state before each run, both sides; first, both must start bitwise alike */
@@ -301,10 +328,7 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
         for (int i = 0; i < tp->ninputs; i++) { free(tin[i]); jm_tensor_free(&in[i]); }
         for (int i = 0; i < tp->noutputs; i++) { free(oc[i]); free(og[i]); }
     }
-    free(names);
-    free(ptx);
-    if (emu) { jm_cpu_jit_free(emu); free(efns); }
-    jc_free(&c);
+    gpu_build_free(&gb);
 }
 
 static void on_gpu(void) {
@@ -337,6 +361,259 @@ static void on_gpu(void) {
     gpu_graph("vera_mnist", "graphs/vera_mnist.graph", vera, 5, arch, 1e-3, 0.5, 2e-3);
 }
 
+/* ---- the GPU runtime's rules, on the stand-in ----------------------------------------
+   Each of these was a bug a reading against NVIDIA's documentation found
+   (issue 21); the stand-in enforces the rule the real driver and libraries do. */
+
+/* a program's inputs (filled once) and room for its outputs */
+typedef struct {
+    int p, nin, nout;
+    jm_tensor in[8];
+    void *tin[8], *out[64];
+    size_t bytes[64];
+} prog_io;
+
+static int prog_io_make(prog_io *io, gpu_build *gb, const char *prog) {
+    const jm_table *t = &gb->c.plan.table;
+    memset(io, 0, sizeof *io);
+    io->p = -1;
+    for (int i = 0; i < t->nprograms; i++) if (strcmp(t->programs[i].name, prog) == 0) io->p = i;
+    if (io->p < 0) return -1;
+    const jm_tprogram *tp = &t->programs[io->p];
+    io->nin = tp->ninputs;
+    io->nout = tp->noutputs;
+    jc_fill_inputs(gb->c.u.m, jm_module_find_program(gb->c.u.m, prog), io->in, -1, 1, 2);
+    for (int i = 0; i < tp->ninputs; i++) {
+        io->tin[i] = malloc((size_t)jm_rt_desc_numel(&tp->inputs[i]) * 8 + 8);
+        jc_to_typed(&io->in[i], tp->inputs[i].dtype, io->tin[i]);
+    }
+    for (int i = 0; i < tp->noutputs; i++) {
+        io->bytes[i] = (size_t)jm_rt_desc_numel(&tp->outputs[i]) * jm_rt_dtype_size(tp->outputs[i].dtype);
+        io->out[i] = malloc(io->bytes[i] + 8);
+    }
+    return 0;
+}
+static void prog_io_free(prog_io *io) {
+    for (int i = 0; i < io->nin; i++) { free(io->tin[i]); jm_tensor_free(&io->in[i]); }
+    for (int i = 0; i < io->nout; i++) free(io->out[i]);
+}
+/* the outputs as they are now, kept */
+static void **prog_io_keep(const prog_io *io) {
+    void **k = calloc(64, sizeof *k);
+    for (int i = 0; i < io->nout; i++) { k[i] = malloc(io->bytes[i] + 8); memcpy(k[i], io->out[i], io->bytes[i]); }
+    return k;
+}
+static void kept_free(void **k, int n) {
+    for (int i = 0; i < n; i++) free(k[i]);
+    free(k);
+}
+static int same_outputs(const prog_io *io, void **want) {
+    for (int i = 0; i < io->nout; i++)
+        if (memcmp(io->out[i], want[i], io->bytes[i]) != 0) {
+            size_t k = 0;
+            while (k < io->bytes[i] && ((unsigned char *)io->out[i])[k] == ((unsigned char *)want[i])[k]) k++;
+            tap_diag("output %d differs first at byte %zu of %zu", i, k, io->bytes[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* Runs io's program `runs` times in a fresh runtime on the stand-in with image
+   img; the outputs of the last run in io->out, the replays those runs added in
+   *replays. 0, or -1 with the error in err. */
+static int fake_runs(gpu_build *gb, prog_io *io, const jm_gpu_image *img, int runs, long *replays, char *err, size_t errlen) {
+    long l0, r0, l1, r1;
+    fake_counts(&l0, &r0);
+    jm_rt rt;
+    jm_rt_open(&rt, &gb->c.plan.table, gb->c.fns, 5);
+    int rc = jm_rt_attach(&rt, &jm_device_cuda, img);
+    for (int r = 0; r < runs && rc == 0; r++) rc = jm_rt_run(&rt, io->p, (const void *const *)io->tin, io->out);
+    snprintf(err, errlen, "%s", rc ? rt.err : "");
+    jm_rt_close(&rt);
+    fake_counts(&l1, &r1);
+    *replays = r1 - r0;
+    return rc;
+}
+
+/* a copy of the stand-in at path (a distinct library to the loader) */
+static int copy_file(const char *from, const char *to) {
+    char cmd[1400], o[256];
+    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\" && cp '%s' '%s'", to, from, to);
+    return jt_run(cmd, o, sizeof o);
+}
+
+static void fake_gpu_rules(const char *lib) {
+    const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3" };
+    gpu_build gb;
+    if (gpu_build_make(&gb, "rules: jem_mnist", "graphs/jem_mnist.graph", mnist, 3, "sm_90") != 0) return;
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32" };
+    prog_io io;
+    /* ce_grad: convolutions forward, data and filter gradients, a matrix product; no random numbers */
+    if (!ok(prog_io_make(&io, &gb, "ce_grad") == 0, "jem_mnist has ce_grad")) { gpu_build_free(&gb); return; }
+    long rep = 0;
+    char err[1200] = "";
+
+    /* graphs: the first run eager (library setup is not allowed under capture,
+       which the stand-in enforces), captured from the second, replayed after */
+    int rc = fake_runs(&gb, &io, &img, 1, &rep, err, sizeof err);
+    ok(rc == 0 && rep == 0, "ce_grad's first run is eager: cuBLAS and cuDNN set up outside any capture (rc %d, %ld replays) %s", rc, rep, err);
+    void **one = prog_io_keep(&io);
+    rc = fake_runs(&gb, &io, &img, 3, &rep, err, sizeof err);
+    ok(rc == 0 && rep == 2, "runs 2 and 3 replay a CUDA graph captured from the second (rc %d, %ld replays) %s", rc, rep, err);
+    ok(rc == 0 && same_outputs(&io, one), "the replayed graph gives the eager run's outputs, bitwise");
+    setenv("JEMC_GPU_GRAPHS", "0", 1);
+    rc = fake_runs(&gb, &io, &img, 3, &rep, err, sizeof err);
+    unsetenv("JEMC_GPU_GRAPHS");
+    ok(rc == 0 && rep == 0 && same_outputs(&io, one), "JEMC_GPU_GRAPHS=0: no graphs, the same outputs (rc %d, %ld replays)", rc, rep);
+    setenv("FAKE_CUDA_FAIL_INSTANTIATE", "1", 1);
+    rc = fake_runs(&gb, &io, &img, 3, &rep, err, sizeof err);
+    unsetenv("FAKE_CUDA_FAIL_INSTANTIATE");
+    ok(rc == 0 && rep == 0 && same_outputs(&io, one),
+       "a graph that cannot be instantiated: the program runs eagerly instead, the same outputs (rc %d, %ld replays) %s", rc, rep, err);
+
+    /* cuDNN's algorithms: deterministic ones first, the math type each reported */
+    long u6 = fake_algo_uses(6), u1 = fake_algo_uses(1), u0 = fake_algo_uses(0);
+    rc = fake_runs(&gb, &io, &img, 2, &rep, err, sizeof err);
+    ok(rc == 0 && fake_algo_uses(6) == u6 && fake_algo_uses(1) > u1,
+       "convolutions use the first deterministic algorithm cuDNN offers, not its faster non-deterministic first choice (algorithm 6: %ld runs, 1: %ld)",
+       fake_algo_uses(6) - u6, fake_algo_uses(1) - u1);
+    ok(fake_blas_math() == JM_CUBLAS_DEFAULT_MATH, "fp32: cuBLAS in CUBLAS_DEFAULT_MATH, as PyTorch's float32 (mode %u)", fake_blas_math());
+    setenv("JEMC_GPU_DETERMINISTIC", "0", 1);
+    u6 = fake_algo_uses(6);
+    rc = fake_runs(&gb, &io, &img, 2, &rep, err, sizeof err);
+    unsetenv("JEMC_GPU_DETERMINISTIC");
+    ok(rc == 0 && fake_algo_uses(6) > u6 && same_outputs(&io, one),
+       "JEMC_GPU_DETERMINISTIC=0: cuDNN's first choice, its 1 MiB workspace given (rc %d, %ld runs) %s", rc, fake_algo_uses(6) - u6, err);
+    setenv("FAKE_CUDA_CONV_FAIL_ALGO", "1", 1);
+    u0 = fake_algo_uses(0);
+    rc = fake_runs(&gb, &io, &img, 3, &rep, err, sizeof err);
+    unsetenv("FAKE_CUDA_CONV_FAIL_ALGO");
+    ok(rc == 0 && fake_algo_uses(0) > u0 && rep == 2 && same_outputs(&io, one),
+       "an algorithm that fails to run: the next one is tried, and the graph captured after uses it (rc %d, %ld replays) %s", rc, rep, err);
+    /* tf32: under CUDNN_DEFAULT_MATH the stand-in's algorithm 1 reports tensor-core
+       math and runs only with it set on the descriptor */
+    unsetenv("JEMC_GPU_FP32");
+    jm_gpu_image img32 = img;
+    img32.precision = "tf32";
+    u0 = fake_algo_uses(0);
+    u1 = fake_algo_uses(1);
+    rc = fake_runs(&gb, &io, &img32, 2, &rep, err, sizeof err);
+    ok(rc == 0 && fake_algo_uses(1) > u1 && fake_algo_uses(0) == u0,
+       "tf32: each convolution runs its algorithm with the math type the query reported (tensor-core math for algorithm 1: %ld runs, "
+       "none falling back to algorithm 0) %s", fake_algo_uses(1) - u1, err);
+    ok(fake_blas_math() == JM_CUBLAS_TF32_TENSOR_OP_MATH, "tf32: cuBLAS in CUBLAS_TF32_TENSOR_OP_MATH (mode %u)", fake_blas_math());
+
+    /* a preparation that fails half-way leaves no descriptors behind */
+    char k[32];
+    snprintf(k, sizeof k, "%ld", fake_queries() + 2);
+    setenv("FAKE_CUDA_ALGO_QUERY_FAIL", k, 1);
+    long d0 = fake_live_descs();
+    const jm_table *t = &gb.c.plan.table;
+    jm_rt rt;
+    jm_rt_open(&rt, t, gb.c.fns, 5);
+    int arc = jm_rt_attach(&rt, &jm_device_cuda, &img);
+    int r1 = arc ? -1 : jm_rt_run(&rt, io.p, (const void *const *)io.tin, io.out);
+    unsetenv("FAKE_CUDA_ALGO_QUERY_FAIL");
+    ok(arc == 0 && r1 != 0 && strstr(rt.err, "algorithm choice"), "a failed cuDNN algorithm query fails the run, saying so: %s", rt.err);
+    int r2 = arc ? -1 : jm_rt_run(&rt, io.p, (const void *const *)io.tin, io.out);
+    ok(r2 == 0 && same_outputs(&io, one), "the next run prepares afresh and runs (rc %d) %s", r2, r2 ? rt.err : "");
+    jm_rt_close(&rt);
+    ok(fake_live_descs() == d0, "and no cuDNN descriptor of the failed preparation is left (%ld left)", fake_live_descs() - d0);
+    kept_free(one, io.nout);
+    prog_io_free(&io);
+
+    /* a bad module: the PTX JIT's log, even after a cubin that did not load left its size at 0 */
+    char bad_ptx[] = ".version 8.5\n.target sm_90\n.address_size 64\n// jemc-test-bad-ptx\n";
+    static const char elf[] = "\177ELF not for this GPU";
+    jm_gpu_image bad = { bad_ptx, (const unsigned char *)elf, sizeof elf, gb.names, "sm_90", "fp32" };
+    jm_rt_open(&rt, t, gb.c.fns, 5);
+    arc = jm_rt_attach(&rt, &jm_device_cuda, &bad);
+    ok(arc != 0 && strstr(rt.err, "CUDA_ERROR_INVALID_PTX") && strstr(rt.err, "Unknown symbol 'jemc-test-bad-ptx'"),
+       "a PTX module the driver refuses: the error carries the JIT's log: %s", rt.err);
+    jm_rt_close(&rt);
+
+    /* cuBLAS: a libcublas.so.13 that does not start gives way to .12, with a note
+       (a cuBLAS in the loader's path, as on a machine with CUDA installed, is
+       tried first and fails the same way without a GPU) */
+    char d[600], p13[700], p12[700];
+    snprintf(d, sizeof d, "%s/cudahome", dir);
+    snprintf(p13, sizeof p13, "%s/lib64/libcublas.so.13", d);
+    snprintf(p12, sizeof p12, "%s/lib64/libcublas.so.12", d);
+    int cp = copy_file(lib, p13) | copy_file(lib, p12);
+    unsetenv("JEMC_LIBCUBLAS");
+    setenv("CUDA_HOME", d, 1);
+    setenv("FAKE_CUDA_CUBLAS_BROKEN", ".so.13", 1);
+    jm_rt_open(&rt, t, gb.c.fns, 5);
+    arc = jm_rt_attach(&rt, &jm_device_cuda, &img);
+    ok(cp == 0 && arc == 0 && strcmp(jm_gpu_of(&rt)->api.cublas_path, p12) == 0,
+       "cuBLAS .13 does not start: .12 found in $CUDA_HOME/lib64 takes its place (%s) %s", arc ? "" : jm_gpu_of(&rt)->api.cublas_path, arc ? rt.err : "");
+    jm_rt_close(&rt);
+    /* (another directory: the loader would hand back the .12 loaded above by its path) */
+    snprintf(d, sizeof d, "%s/cudahome13", dir);
+    snprintf(p13, sizeof p13, "%s/lib64/libcublas.so.13", d);
+    cp = copy_file(lib, p13);
+    setenv("CUDA_HOME", d, 1);
+    jm_rt_open(&rt, t, gb.c.fns, 5);
+    arc = jm_rt_attach(&rt, &jm_device_cuda, &img);
+    ok(cp == 0 && arc != 0 && strstr(rt.err, "cudahome13/lib64/libcublas.so.13: CUBLAS_STATUS_NOT_INITIALIZED (1)") && strstr(rt.err, "no other cuBLAS"),
+       "and alone it is refused by name and status: %s", rt.err);
+    jm_rt_close(&rt);
+    unsetenv("FAKE_CUDA_CUBLAS_BROKEN");
+    unsetenv("CUDA_HOME");
+    setenv("JEMC_LIBCUBLAS", lib, 1);
+    char buf[80];
+    ok(strcmp(jm_cublas_errstr(7, buf, sizeof buf), "CUBLAS_STATUS_INVALID_VALUE (7)") == 0, "cuBLAS statuses are named: %s", buf);
+
+    /* cuDNN where a PyTorch wheel put it (~/.local/.../site-packages/nvidia/cudnn/lib) */
+    const char *home = getenv("HOME");
+    char oldhome[600] = "", wheel[900], h[700];
+    if (home) snprintf(oldhome, sizeof oldhome, "%s", home);
+    snprintf(h, sizeof h, "%s/home", dir);
+    snprintf(wheel, sizeof wheel, "%s/.local/lib/python3.11/site-packages/nvidia/cudnn/lib/libcudnn.so.9", h);
+    cp = copy_file(lib, wheel);
+    setenv("HOME", h, 1);
+    unsetenv("JEMC_LIBCUDNN");
+    char **cand = NULL;
+    int nc = jm_cuda_api_candidates("cudnn", &cand), at_wheel = -1, at_cuda = -1;
+    for (int i = 0; i < nc; i++) {
+        if (strcmp(cand[i], wheel) == 0) at_wheel = i;
+        if (strcmp(cand[i], "/usr/local/cuda/lib64/libcudnn.so.9") == 0 || strncmp(cand[i], "/usr/local/cuda-", 16) == 0) at_cuda = at_cuda < 0 ? i : at_cuda;
+    }
+    ok(cp == 0 && nc > 3 && strcmp(cand[0], "libcudnn.so.9") == 0 && at_wheel > 0 && (at_cuda < 0 || at_cuda < at_wheel),
+       "cuDNN is looked for through the loader first, then where CUDA installs, then in a Python wheel's nvidia/cudnn/lib (%d candidates, the wheel's %d)",
+       nc, at_wheel);
+    jm_cuda_api_candidates_free(cand, nc);
+    /* loading it: where the loader finds no cuDNN (a machine without CUDA), the wheel's is the one */
+    jm_cuda_api api;
+    memset(&api, 0, sizeof api);
+    int lr = jm_cuda_api_load_libs(&api, 0, 1, err, sizeof err);
+    int elsewhere = lr == 0 && strcmp(api.cudnn_path, wheel) != 0;
+    if (elsewhere) skip(2, "a cuDNN installed on this machine comes first; the wheel's is not loaded");
+    else {
+        ok(cp == 0 && lr == 0, "and it is loaded from there (%s) %s", api.cudnn_path, lr ? err : "");
+        jm_cuda_api_unload(&api);
+        unlink(wheel);
+        memset(&api, 0, sizeof api);
+        lr = jm_cuda_api_load_libs(&api, 0, 1, err, sizeof err);
+        ok(lr != 0 && strstr(err, "site-packages/nvidia/cudnn/lib") && strstr(err, "/usr/local/cuda/lib64") && strstr(err, "JEMC_LIBCUDNN="),
+           "without one, the error says where it looked and how to point at it: %s", err);
+    }
+    jm_cuda_api_unload(&api);
+    if (oldhome[0]) setenv("HOME", oldhome, 1); else unsetenv("HOME");
+    setenv("JEMC_LIBCUDNN", lib, 1);
+
+    gpu_build_free(&gb);
+}
+
+/* The device library's random numbers round as the CPU's: no multiply-add may
+   be contracted into an FMA (clang's default for the NVPTX target). */
+static void devlib_no_fma(void) {
+    char cmd[700], out[4096];
+    snprintf(cmd, sizeof cmd, "llvm-dis-19 %s/jemrt_dev.bc -o - | grep -c 'llvm.fmuladd\\|llvm.fma'", build);
+    jt_run(cmd, out, sizeof out);
+    ok(atoi(out) == 0, "the GPU's device library (jemrt_dev.bc) has no contracted multiply-adds: its Philox uniforms and normals round as the CPU's (%d found)", atoi(out));
+}
+
 /* The GPU runtime's host side against tests/fake_cuda.c: the same programs,
    the same comparisons. Fused kernels there are the GPU entries' own code run
    on the host (jm_gpu_kernel_emit_host: rows flattened to elements, the item
@@ -350,10 +627,15 @@ static void on_fake_gpu(void) {
     fake_register = (void (*)(const char *, jm_kernel_fn, int))dlsym(h, "fake_cuda_register");
     fake_counts = (void (*)(long *, long *))dlsym(h, "fake_cuda_counts");
     fake_live = (long (*)(void))dlsym(h, "fake_cuda_live_allocs");
+    fake_live_descs = (long (*)(void))dlsym(h, "fake_cuda_live_descs");
+    fake_algo_uses = (long (*)(int))dlsym(h, "fake_cuda_algo_uses");
+    fake_queries = (long (*)(void))dlsym(h, "fake_cuda_queries");
+    fake_blas_math = (unsigned int (*)(void))dlsym(h, "fake_cuda_blas_math");
     setenv("JEMC_LIBCUDA", lib, 1);
     setenv("JEMC_LIBCUBLAS", lib, 1);
     setenv("JEMC_LIBCUDNN", lib, 1);
-    ok(fake_register && fake_counts && fake_live, "the CPU stand-in for CUDA loads (%s)", lib);
+    if (!ok(fake_register && fake_counts && fake_live && fake_live_descs && fake_algo_uses && fake_queries && fake_blas_math,
+            "the CPU stand-in for CUDA loads (%s)", lib)) return;
     const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3" };
     const char *wrn[] = { "batch=2", "depth=10", "widen=1", "classes=5", "buffer_size=10", "sgld_steps=2" };
     const char *mlp[] = { "batch=5", "sgld_steps=3" };
@@ -363,10 +645,13 @@ static void on_fake_gpu(void) {
     /* VERA: two generators' worth of batch norms, upsampling views, three optimizers, latent MALA */
     const char *vera[] = { "batch=3", "noise_dim=8", "g_feats=4", "post_samples=3", "sgld_steps=2" };
     gpu_graph("fake GPU: vera_mnist", "graphs/vera_mnist.graph", vera, 5, "sm_90", 1e-5, 0.5, 2e-3);
+    /* after the comparisons: jc_fill_inputs draws from one sequence, and the
+       tolerances above were measured on the inputs drawn first */
+    fake_gpu_rules(lib);
     long nl = 0, nr = 0;
     fake_counts(&nl, &nr);
     ok(nr > 0 && nl > 0, "programs ran as replayed CUDA graphs (%ld replays, %ld kernel launches)", nr, nl);
-    ok(fake_live() == 0, "every device allocation was freed (%ld left)", fake_live());
+    ok(fake_live() == 0 && fake_live_descs() == 0, "every device allocation and cuDNN descriptor was freed (%ld, %ld left)", fake_live(), fake_live_descs());
     unsetenv("JEMC_LIBCUDA");
     unsetenv("JEMC_LIBCUBLAS");
     unsetenv("JEMC_LIBCUDNN");
@@ -385,6 +670,7 @@ int main(void) {
         /* the shipped graphs' kernels need it (Adam's bias correction is a pow) */
         skip(1, "CUDA's libdevice is not installed (make deps-cuda fetches it): nothing is compiled for the GPU here");
     } else {
+        devlib_no_fma();
         ptx_dumps();
         ptxas_and_executables();
         on_gpu();

@@ -103,7 +103,7 @@ typedef struct cudnnTensorStruct *jm_cudnnTensorDesc;
 typedef struct cudnnFilterStruct *jm_cudnnFilterDesc;
 typedef struct cudnnConvolutionStruct *jm_cudnnConvDesc;
 enum { JM_CUDNN_TENSOR_NCHW = 0, JM_CUDNN_DATA_FLOAT = 0, JM_CUDNN_CROSS_CORRELATION = 1,
-       JM_CUDNN_DEFAULT_MATH = 0, JM_CUDNN_FMA_MATH = 3 };
+       JM_CUDNN_DEFAULT_MATH = 0, JM_CUDNN_FMA_MATH = 3, JM_CUDNN_DETERMINISTIC = 1 };
 /* cudnnConvolution{Fwd,BwdData,BwdFilter}AlgoPerf_t share this layout; the
    functions take pointers to cuDNN's own (incomplete here) struct tags, and the
    runtime passes its jm_cudnnAlgoPerf array cast to them */
@@ -156,6 +156,10 @@ typedef struct { unsigned int algo, status; float time; size_t memory; unsigned 
 #define JM_API_FIELD(ret, name, params) ret (*name) params;
 typedef struct {
     void *lib_cuda, *lib_cublas, *lib_cudnn;
+    char cublas_path[512], cudnn_path[512];   /* the files loaded (for messages) */
+    int cublas_next;                          /* the next cuBLAS candidate jm_cuda_api_next_cublas tries */
+    void *cublas_tried[8];                    /* the cuBLAS libraries that did not start (one file, many names) */
+    int ncublas_tried;
     JM_CU_FUNCS(JM_API_FIELD)
     JM_CUBLAS_FUNCS(JM_API_FIELD)
     JM_CUDNN_FUNCS(JM_API_FIELD)
@@ -168,10 +172,26 @@ typedef struct {
    needs (too old). */
 int jm_cuda_api_load_driver(jm_cuda_api *api, char *err, size_t errlen);
 /* Loads cuBLAS and cuDNN (needed only by programs with matrix products or
-   convolutions): the loader's search path, then $CUDA_HOME/lib64 and
-   /usr/local/cuda/lib64; $JEMC_LIBCUBLAS and $JEMC_LIBCUDNN name other files
-   (tests load a CPU stand-in so). 0 ok; -1 with the library and the reason in err. */
+   convolutions). $JEMC_LIBCUBLAS / $JEMC_LIBCUDNN name the file to load and
+   nothing else is tried (tests load a CPU stand-in so); otherwise the newest
+   major version first (cuBLAS .13, .12, .11; cuDNN .9, .8), in the loader's
+   search path, then $CUDA_HOME/lib64, $CUDA_PATH/lib64, /usr/local/cuda/lib64,
+   /usr/local/cuda-VERSION/lib64, $CUDNN_PATH/lib{,64}, and the directories where
+   NVIDIA's Python wheels put them (site-packages/nvidia/{cublas,cudnn}/lib of
+   $VIRTUAL_ENV, $CONDA_PREFIX, ~/.local, /usr/local, /usr, /opt/conda).
+   0 ok; -1 with the library, where it looked and the first reason in err. */
 int jm_cuda_api_load_libs(jm_cuda_api *api, int need_cublas, int need_cudnn, char *err, size_t errlen);
+/* After cublasCreate failed with the loaded cuBLAS: loads the next candidate
+   (e.g. libcublas.so.12 after .13, which needs a newer driver). 0: loaded
+   (api->cublas_path names it); -1: none left, or it lacks a function (err). */
+int jm_cuda_api_next_cublas(jm_cuda_api *api, char *err, size_t errlen);
+/* The files jm_cuda_api_load_libs tries for "cublas" or "cudnn", in order
+   (names alone go through the loader's path): n of them in *paths, each
+   malloc'd, freed with jm_cuda_api_candidates_free. */
+int  jm_cuda_api_candidates(const char *which, char ***paths);
+void jm_cuda_api_candidates_free(char **paths, int n);
+/* cuBLAS's status by name: "CUBLAS_STATUS_INVALID_VALUE (7)" */
+const char *jm_cublas_errstr(unsigned int status, char *buf, size_t n);
 /* Forgets the functions; the libraries stay loaded (cuda_api.c says why). */
 void jm_cuda_api_unload(jm_cuda_api *api);
 /* "CUDA_ERROR_OUT_OF_MEMORY (out of memory)" */

@@ -71,6 +71,9 @@ static int jm_gpu_load_module(jm_rt *rt, jm_gpu *g, const jm_gpu_image *img) {
         if (g->api.cuModuleLoadDataEx(&g->mod, img->cubin, 2, opts, vals) == JM_CUDA_SUCCESS) return 0;
         fprintf(stderr, "jemc runtime: note: the embedded %s cubin did not load (%s); compiling the PTX instead\n", img->arch, log);
         log[0] = 0;
+        /* the size option is in/out: the driver left the bytes it wrote there
+           (often 0), which would be the PTX attempt's whole log buffer */
+        vals[1] = (void *)(uintptr_t)sizeof log;
     }
     jm_CUresult r = g->api.cuModuleLoadDataEx(&g->mod, img->ptx, 2, opts, vals);
     if (r) {
@@ -126,6 +129,12 @@ static int jm_gpu_attach(jm_rt *rt, const void *config) {
     memset(g->dev_stale, 1, (size_t)t->nglobals + 1);
     /* JEMC_GPU_FP32=1 forces fp32 (the test suite compares against the CPU so) */
     g->tf32 = !(img->precision && strcmp(img->precision, "fp32") == 0) && !(getenv("JEMC_GPU_FP32") && *getenv("JEMC_GPU_FP32") == '1');
+    /* JEMC_GPU_GRAPHS=0: no CUDA graphs (every program eager); JEMC_GPU_DETERMINISTIC=0:
+       cuDNN's fastest algorithms even when not deterministic (resumes are then not bitwise) */
+    const char *v = getenv("JEMC_GPU_GRAPHS");
+    g->no_graphs = v && strcmp(v, "0") == 0;
+    v = getenv("JEMC_GPU_DETERMINISTIC");
+    g->deterministic = !(v && strcmp(v, "0") == 0);
     if (jm_gpu_libs_open(rt) != 0) goto fail;
     return 0;
 fail:
@@ -136,6 +145,12 @@ fail:
 static void jm_gpu_detach(jm_rt *rt) {
     jm_gpu *g = jm_gpu_of(rt);
     if (!g) return;
+    /* the last work's errors (an asynchronous fault) are reported, not lost */
+    if (g->stream && g->api.cuStreamSynchronize) {
+        jm_CUresult r = g->api.cuStreamSynchronize(g->stream);
+        char buf[256];
+        if (r) fprintf(stderr, "jemc runtime: warning: the GPU reported an error when it was closed: %s\n", jm_cuda_errstr(&g->api, r, buf, sizeof buf));
+    }
     if (g->progs) {
         for (int p = 0; p < rt->t->nprograms; p++) jm_gpu_prog_free(rt, &g->progs[p]);
         free(g->progs);
@@ -252,41 +267,57 @@ int jm_gpu_issue(jm_rt *rt, int p, int s0, int s1, uint32_t iteration) {
 }
 
 /* The trip counts of the program's knob-driven loops, which a captured graph is valid for. */
-static void jm_gpu_trip_key(jm_rt *rt, int p, int64_t *key, int *nkey) {
+static void jm_gpu_trip_key(jm_rt *rt, int p, int64_t *key) {
     const jm_tprogram *pr = &rt->t->programs[p];
     int n = 0;
-    for (int s = 0; s < pr->nsteps && n < JM_GPU_MAX_TRIPKEY; s++)
+    for (int s = 0; s < pr->nsteps; s++)
         if (pr->steps[s].kind == JM_STEP_LOOP && pr->steps[s].nint >= 1) key[n++] = jm_gpu_trips(rt, &pr->steps[s]);
-    *nkey = n;
 }
 
-/* Runs the program's steps: replaying its graph (captured on the first run,
-   and again when a loop's knob changed), or eagerly when it calls the host. */
+/* Captures program p's steps as a CUDA graph and instantiates it. */
+static int jm_gpu_capture(jm_rt *rt, int p) {
+    jm_gpu *g = jm_gpu_of(rt);
+    jm_gpu_prog *gp = &g->progs[p];
+    jm_CUresult r = g->api.cuStreamBeginCapture_v2(g->stream, JM_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+    if (r) return jm_gpu_fail(rt, r, "beginning the capture");
+    g->capturing = 1;
+    int rc = jm_gpu_issue(rt, p, 0, rt->t->programs[p].nsteps, 0);
+    g->capturing = 0;
+    jm_CUgraph graph = NULL;
+    r = g->api.cuStreamEndCapture(g->stream, &graph);
+    if (rc != 0) { if (graph) g->api.cuGraphDestroy(graph); return -1; }
+    if (r) { if (graph) g->api.cuGraphDestroy(graph); return jm_gpu_fail(rt, r, "ending the capture"); }
+    r = g->api.cuGraphInstantiateWithFlags(&gp->graph, graph, 0);
+    g->api.cuGraphDestroy(graph);
+    if (r) { gp->graph = NULL; return jm_gpu_fail(rt, r, "instantiating the graph"); }
+    jm_gpu_trip_key(rt, p, gp->key);
+    return 0;
+}
+
+/* Runs the program's steps. Eagerly: a program's first run (cuBLAS and cuDNN
+   set themselves up on first use, which stream capture forbids: PyTorch warms
+   up before capturing for the same reason), programs that call the host, and
+   every program under JEMC_GPU_GRAPHS=0. From the second run on, as a CUDA
+   graph captured once (again when a loop's knob changed) and replayed. A
+   program that cannot be captured runs eagerly from then on, with a note. */
 static int jm_gpu_steps(jm_rt *rt, int p) {
     jm_gpu *g = jm_gpu_of(rt);
     jm_gpu_prog *gp = &g->progs[p];
     const jm_tprogram *pr = &rt->t->programs[p];
-    if (!gp->graphable || g->no_graphs) return jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
-    int64_t key[JM_GPU_MAX_TRIPKEY];
-    int nkey;
-    jm_gpu_trip_key(rt, p, key, &nkey);
-    if (gp->graph && (nkey != gp->nkey || memcmp(key, gp->key, sizeof(int64_t) * (size_t)nkey) != 0)) {
-        g->api.cuGraphExecDestroy(gp->graph);
-        gp->graph = NULL;
+    if (!gp->graphable || g->no_graphs || gp->runs++ == 0) return jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
+    if (gp->graph) {
+        /* key + nkey: room for the trip counts now */
+        jm_gpu_trip_key(rt, p, gp->key + gp->nkey);
+        if (memcmp(gp->key, gp->key + gp->nkey, sizeof(int64_t) * (size_t)gp->nkey) != 0) {
+            g->api.cuGraphExecDestroy(gp->graph);
+            gp->graph = NULL;
+        }
     }
-    if (!gp->graph) {
-        jm_CUresult r = g->api.cuStreamBeginCapture_v2(g->stream, JM_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
-        if (r) return jm_gpu_fail(rt, r, "cannot capture %s as a CUDA graph", pr->name);
-        int rc = jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
-        jm_CUgraph graph = NULL;
-        r = g->api.cuStreamEndCapture(g->stream, &graph);
-        if (rc != 0) { if (graph) g->api.cuGraphDestroy(graph); return -1; }
-        if (r) return jm_gpu_fail(rt, r, "capturing %s as a CUDA graph", pr->name);
-        r = g->api.cuGraphInstantiateWithFlags(&gp->graph, graph, 0);
-        g->api.cuGraphDestroy(graph);
-        if (r) { gp->graph = NULL; return jm_gpu_fail(rt, r, "instantiating the CUDA graph of %s", pr->name); }
-        memcpy(gp->key, key, sizeof(int64_t) * (size_t)nkey);
-        gp->nkey = nkey;
+    if (!gp->graph && jm_gpu_capture(rt, p) != 0) {
+        fprintf(stderr, "jemc runtime: note: %s cannot run as a CUDA graph (%s); it runs without one\n", pr->name, rt->err);
+        rt->err[0] = 0;
+        gp->graphable = 0;
+        return jm_gpu_issue(rt, p, 0, pr->nsteps, 0);
     }
     jm_CUresult r = g->api.cuGraphLaunch(gp->graph, g->stream);
     return r ? jm_gpu_fail(rt, r, "running the CUDA graph of %s", pr->name) : 0;
@@ -305,7 +336,11 @@ static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
     /* the run counter (random numbers) and a cleared error word */
     uint32_t words[(JM_GPU_ERR_OFFSET + sizeof(jm_gpu_err)) / 4] = { rt->call };
     if ((r = g->api.cuMemcpyHtoDAsync_v2(g->words, words, sizeof words, g->stream))) return jm_gpu_fail(rt, r, "setting the run counter");
-    if (jm_gpu_steps(rt, p) != 0) { g->api.cuStreamSynchronize(g->stream); return -1; }
+    if (jm_gpu_steps(rt, p) != 0) {
+        /* the step's error is the one to report; this only drains the stream */
+        (void)g->api.cuStreamSynchronize(g->stream);
+        return -1;
+    }
     jm_gpu_err dev_err;
     if ((r = g->api.cuMemcpyDtoHAsync_v2(&dev_err, g->words + JM_GPU_ERR_OFFSET, sizeof dev_err, g->stream)))
         return jm_gpu_fail(rt, r, "reading the error word");

@@ -13,24 +13,28 @@ extern const char *const jm_gpu_lib_names[JM_GPU_LIB_N];
 #define JM_GPU_ERR_OFFSET 64
 typedef struct { int32_t code, step; int64_t pos, value; } jm_gpu_err;
 
-#define JM_GPU_MAX_TRIPKEY 8
-
-/* a convolution step's cuDNN descriptors and chosen algorithm */
+/* a convolution step's cuDNN descriptors and its algorithms: the usable ones
+   cuDNN's heuristics offered, in the order they are tried (deterministic ones
+   first unless JEMC_GPU_DETERMINISTIC=0), the one in use at `pick` with the
+   workspace it needs */
+#define JM_GPU_MAX_ALGOS 16
 typedef struct {
     jm_cudnnTensorDesc x, y;
     jm_cudnnFilterDesc w;
     jm_cudnnConvDesc c;
-    unsigned int algo;
+    unsigned int algos[JM_GPU_MAX_ALGOS], maths[JM_GPU_MAX_ALGOS];
+    int nalgo, pick;
     size_t ws;
 } jm_gpu_conv;
 
 typedef struct {
     int prepared, graphable;
+    int runs;                           /* the runs so far: the first is eager, then graphs */
     jm_gpu_conv *conv;                  /* per step (convolutions only) */
     int nsteps_conv;
     jm_CUgraphExec graph;
-    int64_t key[JM_GPU_MAX_TRIPKEY];
-    int nkey;
+    int64_t *key;                       /* the knob-driven trip counts the graph was captured with */
+    int nkey;                           /* the program's knob-driven loops */
 } jm_gpu_prog;
 
 typedef struct jm_gpu jm_gpu;
@@ -51,7 +55,10 @@ struct jm_gpu {
     jm_gpu_prog *progs;
     jm_cublasHandle cublas;
     jm_cudnnHandle cudnn;
-    int tf32, no_graphs;
+    int tf32;
+    int no_graphs;                      /* JEMC_GPU_GRAPHS=0: every program runs eagerly */
+    int deterministic;                  /* prefer deterministic cuDNN algorithms (JEMC_GPU_DETERMINISTIC=0: not) */
+    int capturing;                      /* the stream is being captured: no setup, no retries */
 };
 
 /* the open CUDA device's own data */
@@ -67,6 +74,7 @@ int  jm_gpu_issue(jm_rt *rt, int p, int s0, int s1, uint32_t iteration);
 int  jm_gpu_libs_open(jm_rt *rt);          /* cuBLAS / cuDNN when the table has such steps */
 void jm_gpu_libs_close(jm_rt *rt);
 int  jm_gpu_prepare(jm_rt *rt, int p);     /* first run of p: descriptors, algorithms, workspace */
+int  jm_gpu_ws_reserve(jm_rt *rt, size_t bytes);   /* a workspace of at least bytes (never while capturing) */
 void jm_gpu_prog_free(jm_rt *rt, jm_gpu_prog *gp);
 int  jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration);
 #endif

@@ -27,8 +27,34 @@ static int jm_dnn_fail(jm_rt *rt, jm_cudnnStatus s, const char *what, const jm_s
     return -1;
 }
 
+static int jm_blas_fail(jm_rt *rt, jm_cublasStatus s, const char *what) {
+    char buf[80];
+    snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS %s failed: %s (%s)", what, jm_cublas_errstr(s, buf, sizeof buf), jm_gpu_of(rt)->api.cublas_path);
+    return -1;
+}
+
 /* cuBLAS's workspace: given up front, so that a captured graph allocates nothing */
 #define JM_GPU_CUBLAS_WS (32 << 20)
+
+/* A cuBLAS handle; when the loaded cuBLAS does not start (libcublas.so.13 on a
+   driver too old for it, say), the next one found (.12, .11) with a note. */
+static int jm_gpu_cublas_create(jm_rt *rt) {
+    jm_gpu *g = jm_gpu_of(rt);
+    char tried[700] = "";       /* "FILE: STATUS; " of each that failed */
+    for (;;) {
+        jm_cublasStatus s = g->api.cublasCreate_v2(&g->cublas);
+        if (!s) return 0;
+        g->cublas = NULL;
+        char buf[80], why[300];
+        size_t k = strlen(tried);
+        snprintf(tried + k, sizeof tried - k, "%s%s: %s", k ? "; " : "", g->api.cublas_path, jm_cublas_errstr(s, buf, sizeof buf));
+        if (jm_cuda_api_next_cublas(&g->api, why, sizeof why) != 0) {
+            snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS did not start (%.700s); %.250s", tried, why);
+            return -1;
+        }
+        fprintf(stderr, "jemc runtime: note: cuBLAS did not start (%s); trying %s\n", tried, g->api.cublas_path);
+    }
+}
 
 int jm_gpu_libs_open(jm_rt *rt) {
     jm_gpu *g = jm_gpu_of(rt);
@@ -36,17 +62,18 @@ int jm_gpu_libs_open(jm_rt *rt) {
     int need_dnn = jm_table_has(rt->t, JM_LIB_CONV_FWD, JM_LIB_CONV_BWD_FILTER);
     if (jm_cuda_api_load_libs(&g->api, need_blas, need_dnn, rt->err, sizeof rt->err) != 0) return -1;
     if (need_blas) {
-        jm_cublasStatus s = g->api.cublasCreate_v2(&g->cublas);
-        if (s) { snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS did not start (status %u)", s); return -1; }
+        if (jm_gpu_cublas_create(rt) != 0) return -1;
         jm_CUresult r = g->api.cuMemAlloc_v2(&g->ws, JM_GPU_CUBLAS_WS);
         if (r) return jm_gpu_fail(rt, r, "no room for cuBLAS's workspace");
         g->ws_bytes = JM_GPU_CUBLAS_WS;
+        /* fp32: CUBLAS_DEFAULT_MATH, as PyTorch's float32 (allow_tf32 off) uses;
+           PEDANTIC would also forbid the reduced-precision tricks cuBLAS uses
+           inside fp32 and skew a comparison with PyTorch */
+        jm_cublasStatus s;
         if ((s = g->api.cublasSetStream_v2(g->cublas, g->stream)) ||
             (s = g->api.cublasSetWorkspace_v2(g->cublas, (void *)(uintptr_t)g->ws, g->ws_bytes)) ||
-            (s = g->api.cublasSetMathMode(g->cublas, g->tf32 ? JM_CUBLAS_TF32_TENSOR_OP_MATH : JM_CUBLAS_PEDANTIC_MATH))) {
-            snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS setup failed (status %u)", s);
-            return -1;
-        }
+            (s = g->api.cublasSetMathMode(g->cublas, g->tf32 ? JM_CUBLAS_TF32_TENSOR_OP_MATH : JM_CUBLAS_DEFAULT_MATH)))
+            return jm_blas_fail(rt, s, "setup");
     }
     if (need_dnn) {
         jm_cudnnStatus s = g->api.cudnnCreate(&g->cudnn);
@@ -67,6 +94,7 @@ void jm_gpu_libs_close(jm_rt *rt) {
 void jm_gpu_prog_free(jm_rt *rt, jm_gpu_prog *gp) {
     jm_gpu *g = jm_gpu_of(rt);
     if (gp->graph) g->api.cuGraphExecDestroy(gp->graph);
+    free(gp->key);
     if (gp->conv)
         for (int s = 0; s < gp->nsteps_conv; s++) {
             jm_gpu_conv *c = &gp->conv[s];
@@ -79,8 +107,46 @@ void jm_gpu_prog_free(jm_rt *rt, jm_gpu_prog *gp) {
     memset(gp, 0, sizeof *gp);
 }
 
-/* the descriptors of a convolution step (iat: N,C,H,W, O,KH,KW, OH,OW, stride, pad, dilation, groups);
-   its algorithm: cuDNN's first heuristic choice that fits, as PyTorch's default does */
+/* Puts algorithm k of c in use: its math type on the descriptor (the one its
+   query reported: under CUDNN_DEFAULT_MATH a tensor-core algorithm reports
+   CUDNN_TENSOR_OP_MATH and must run so) and the workspace it needs for it
+   (cudnnGet*WorkspaceSize, which may differ from the query's figure). */
+static jm_cudnnStatus jm_gpu_conv_use(jm_rt *rt, const jm_step *st, jm_gpu_conv *c, int k) {
+    jm_gpu *g = jm_gpu_of(rt);
+    jm_cudnnStatus s = g->api.cudnnSetConvolutionMathType(c->c, c->maths[k]);
+    if (s) return s;
+    size_t ws = 0;
+    if (st->op == JM_LIB_CONV_FWD)
+        s = g->api.cudnnGetConvolutionForwardWorkspaceSize(g->cudnn, c->x, c->w, c->c, c->y, c->algos[k], &ws);
+    else if (st->op == JM_LIB_CONV_BWD_DATA)
+        s = g->api.cudnnGetConvolutionBackwardDataWorkspaceSize(g->cudnn, c->w, c->y, c->c, c->x, c->algos[k], &ws);
+    else
+        s = g->api.cudnnGetConvolutionBackwardFilterWorkspaceSize(g->cudnn, c->x, c->y, c->c, c->w, c->algos[k], &ws);
+    if (s) return s;
+    c->pick = k;
+    c->ws = ws;
+    return 0;
+}
+
+/* The first usable algorithm from k on (its workspace at most limit, when limit
+   is not 0); -1 with rt->err when none is. */
+static int jm_gpu_conv_pick(jm_rt *rt, const jm_step *st, jm_gpu_conv *c, int k, size_t limit) {
+    jm_cudnnStatus last = 0;
+    for (; k < c->nalgo; k++) {
+        jm_cudnnStatus s = jm_gpu_conv_use(rt, st, c, k);
+        if (!s && (!limit || c->ws <= limit)) return 0;
+        if (s) last = s;
+    }
+    if (last) return jm_dnn_fail(rt, last, "algorithm setup (no algorithm left)", st);
+    snprintf(rt->err, sizeof rt->err, "GPU: no cuDNN algorithm fits in %.1f MiB of workspace (%s)", limit / 1048576.0, st->where ? st->where : "");
+    return -1;
+}
+
+/* The descriptors of a convolution step (iat: N,C,H,W, O,KH,KW, OH,OW, stride,
+   pad, dilation, groups) and its algorithms: cuDNN's heuristic choices that
+   are usable, in its order (PyTorch's default takes the first), deterministic
+   ones first when results must be bitwise (g->deterministic: a resumed run
+   must equal a straight one); in fp32 mode none with tensor-core math. */
 static int jm_gpu_conv_prepare(jm_rt *rt, const jm_step *st, jm_gpu_conv *c) {
     jm_gpu *g = jm_gpu_of(rt);
     const int64_t *a = st->iat;
@@ -97,32 +163,60 @@ static int jm_gpu_conv_prepare(jm_rt *rt, const jm_step *st, jm_gpu_conv *c) {
         (s = g->api.cudnnSetConvolutionGroupCount(c->c, groups > 0 ? groups : 1)) ||
         (s = g->api.cudnnSetConvolutionMathType(c->c, g->tf32 ? JM_CUDNN_DEFAULT_MATH : JM_CUDNN_FMA_MATH)))
         return jm_dnn_fail(rt, s, "descriptor setup", st);
-    jm_cudnnAlgoPerf perf[16];
+    jm_cudnnAlgoPerf perf[JM_GPU_MAX_ALGOS];
     int got = 0;
     if (st->op == JM_LIB_CONV_FWD)
-        s = g->api.cudnnGetConvolutionForwardAlgorithm_v7(g->cudnn, c->x, c->w, c->c, c->y, 16, &got, (void *)perf);
+        s = g->api.cudnnGetConvolutionForwardAlgorithm_v7(g->cudnn, c->x, c->w, c->c, c->y, JM_GPU_MAX_ALGOS, &got, (void *)perf);
     else if (st->op == JM_LIB_CONV_BWD_DATA)
-        s = g->api.cudnnGetConvolutionBackwardDataAlgorithm_v7(g->cudnn, c->w, c->y, c->c, c->x, 16, &got, (void *)perf);
+        s = g->api.cudnnGetConvolutionBackwardDataAlgorithm_v7(g->cudnn, c->w, c->y, c->c, c->x, JM_GPU_MAX_ALGOS, &got, (void *)perf);
     else
-        s = g->api.cudnnGetConvolutionBackwardFilterAlgorithm_v7(g->cudnn, c->x, c->y, c->c, c->w, 16, &got, (void *)perf);
+        s = g->api.cudnnGetConvolutionBackwardFilterAlgorithm_v7(g->cudnn, c->x, c->y, c->c, c->w, JM_GPU_MAX_ALGOS, &got, (void *)perf);
     if (s) return jm_dnn_fail(rt, s, "algorithm choice", st);
-    int k = 0;
-    while (k < got && perf[k].status != 0) k++;
-    if (k == got) return jm_dnn_fail(rt, 0, "algorithm choice (none usable)", st);
-    c->algo = perf[k].algo;
-    c->ws = perf[k].memory;
+    c->nalgo = 0;
+    /* pass 0: the deterministic ones (all of them when determinism is not asked for); pass 1: the rest */
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < got && k < JM_GPU_MAX_ALGOS; k++) {
+            int det = perf[k].determinism == JM_CUDNN_DETERMINISTIC || !g->deterministic;
+            if (perf[k].status != 0 || det != (pass == 0)) continue;
+            if (!g->tf32 && perf[k].mathType != JM_CUDNN_FMA_MATH && perf[k].mathType != JM_CUDNN_DEFAULT_MATH) continue;
+            c->algos[c->nalgo] = perf[k].algo;
+            c->maths[c->nalgo++] = perf[k].mathType;
+        }
+    if (c->nalgo == 0) return jm_dnn_fail(rt, 0, "algorithm choice (none usable)", st);
+    return jm_gpu_conv_pick(rt, st, c, 0, 0);
+}
+
+int jm_gpu_ws_reserve(jm_rt *rt, size_t bytes) {
+    jm_gpu *g = jm_gpu_of(rt);
+    if (bytes <= g->ws_bytes) return 0;
+    /* a larger workspace moves it: graphs captured with the old one are dropped */
+    for (int q = 0; q < rt->t->nprograms; q++)
+        if (g->progs[q].graph) { g->api.cuGraphExecDestroy(g->progs[q].graph); g->progs[q].graph = NULL; }
+    jm_CUresult r = g->api.cuStreamSynchronize(g->stream);
+    if (r) return jm_gpu_fail(rt, r, "before growing the workspace");
+    if (g->ws) g->api.cuMemFree_v2(g->ws);
+    g->ws = 0;
+    g->ws_bytes = 0;
+    if ((r = g->api.cuMemAlloc_v2(&g->ws, bytes))) return jm_gpu_fail(rt, r, "no room for %.1f MiB of workspace", bytes / 1048576.0);
+    g->ws_bytes = bytes;
+    jm_cublasStatus bs;
+    if (g->cublas && (bs = g->api.cublasSetWorkspace_v2(g->cublas, (void *)(uintptr_t)g->ws, g->ws_bytes))) return jm_blas_fail(rt, bs, "workspace");
     return 0;
 }
 
-int jm_gpu_prepare(jm_rt *rt, int p) {
+/* p's descriptors, algorithms and workspace; the trip-count key of its graphs. */
+static int jm_gpu_prepare_steps(jm_rt *rt, int p) {
     jm_gpu *g = jm_gpu_of(rt);
     jm_gpu_prog *gp = &g->progs[p];
-    if (gp->prepared) return 0;
     const jm_tprogram *pr = &rt->t->programs[p];
     gp->graphable = 1;
     gp->conv = calloc((size_t)pr->nsteps + 1, sizeof *gp->conv);
     gp->nsteps_conv = pr->nsteps;
-    if (!gp->conv) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
+    int nkey = 0;
+    for (int s = 0; s < pr->nsteps; s++) nkey += pr->steps[s].kind == JM_STEP_LOOP && pr->steps[s].nint >= 1;
+    gp->key = calloc(2 * (size_t)nkey + 1, sizeof *gp->key);      /* the captured key, then room for the current one */
+    gp->nkey = nkey;
+    if (!gp->conv || !gp->key) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
     size_t ws = 0;
     for (int s = 0; s < pr->nsteps; s++) {
         const jm_step *st = &pr->steps[s];
@@ -149,24 +243,61 @@ int jm_gpu_prepare(jm_rt *rt, int p) {
             return -1;
         }
     }
-    if (ws > g->ws_bytes) {
-        /* a larger workspace moves it: graphs captured with the old one are dropped */
-        for (int q = 0; q < rt->t->nprograms; q++)
-            if (g->progs[q].graph) { g->api.cuGraphExecDestroy(g->progs[q].graph); g->progs[q].graph = NULL; }
-        g->api.cuStreamSynchronize(g->stream);
-        if (g->ws) g->api.cuMemFree_v2(g->ws);
-        g->ws = 0;
-        g->ws_bytes = 0;
-        jm_CUresult r = g->api.cuMemAlloc_v2(&g->ws, ws);
-        if (r) return jm_gpu_fail(rt, r, "no room for %.1f MiB of convolution workspace", ws / 1048576.0);
-        g->ws_bytes = ws;
-        if (g->cublas && g->api.cublasSetWorkspace_v2(g->cublas, (void *)(uintptr_t)g->ws, g->ws_bytes)) {
-            snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS refused its workspace");
+    if (jm_gpu_ws_reserve(rt, ws) == 0) return 0;
+    /* no room for the preferred algorithms' workspace: the workspace as it is,
+       and for each convolution the first algorithm that fits in it */
+    char first[600];
+    snprintf(first, sizeof first, "%.590s", rt->err);
+    if (jm_gpu_ws_reserve(rt, JM_GPU_CUBLAS_WS) != 0) return -1;
+    for (int s = 0; s < pr->nsteps; s++) {
+        jm_gpu_conv *c = &gp->conv[s];
+        if (c->nalgo > 0 && c->ws > g->ws_bytes && jm_gpu_conv_pick(rt, &pr->steps[s], c, 0, g->ws_bytes) != 0) {
+            size_t k = strlen(rt->err);
+            snprintf(rt->err + k, sizeof rt->err - k, " (after: %.300s)", first);
             return -1;
         }
     }
+    fprintf(stderr, "jemc runtime: note: %s; %s uses convolution algorithms that fit in %.1f MiB\n", first, pr->name, g->ws_bytes / 1048576.0);
+    return 0;
+}
+
+int jm_gpu_prepare(jm_rt *rt, int p) {
+    jm_gpu_prog *gp = &jm_gpu_of(rt)->progs[p];
+    if (gp->prepared) return 0;
+    /* a failed preparation leaves nothing behind: the next run starts afresh */
+    if (jm_gpu_prepare_steps(rt, p) != 0) { jm_gpu_prog_free(rt, gp); return -1; }
     gp->prepared = 1;
     return 0;
+}
+
+/* Runs a convolution step with its algorithm. When the algorithm fails (and the
+   stream is not being captured, where nothing runs yet), the next one is tried
+   with a note, growing the workspace if it needs more. */
+static int jm_gpu_conv_run(jm_rt *rt, int p, int s, const jm_CUdeviceptr *b) {
+    jm_gpu *g = jm_gpu_of(rt);
+    const jm_step *st = &rt->t->programs[p].steps[s];
+    jm_gpu_conv *c = &g->progs[p].conv[s];
+    float one = 1, zero = 0;
+    for (;;) {
+        void *ws = (void *)(uintptr_t)g->ws;
+        unsigned int algo = c->algos[c->pick];
+        jm_cudnnStatus ds;
+        if (st->op == JM_LIB_CONV_FWD)
+            ds = g->api.cudnnConvolutionForward(g->cudnn, &one, c->x, (void *)(uintptr_t)b[1], c->w, (void *)(uintptr_t)b[2], c->c, algo,
+                                                ws, g->ws_bytes, &zero, c->y, (void *)(uintptr_t)b[0]);
+        else if (st->op == JM_LIB_CONV_BWD_DATA)
+            ds = g->api.cudnnConvolutionBackwardData(g->cudnn, &one, c->w, (void *)(uintptr_t)b[2], c->y, (void *)(uintptr_t)b[1], c->c,
+                                                     algo, ws, g->ws_bytes, &zero, c->x, (void *)(uintptr_t)b[0]);
+        else
+            ds = g->api.cudnnConvolutionBackwardFilter(g->cudnn, &one, c->x, (void *)(uintptr_t)b[1], c->y, (void *)(uintptr_t)b[2], c->c,
+                                                       algo, ws, g->ws_bytes, &zero, c->w, (void *)(uintptr_t)b[0]);
+        if (!ds) return 0;
+        if (g->capturing || c->pick + 1 >= c->nalgo) return jm_dnn_fail(rt, ds, jm_lib_name(st->op), st);
+        const char *m = g->api.cudnnGetErrorString ? g->api.cudnnGetErrorString(ds) : "?";
+        if (jm_gpu_conv_pick(rt, st, c, c->pick + 1, 0) != 0 || jm_gpu_ws_reserve(rt, c->ws) != 0) return -1;
+        fprintf(stderr, "jemc runtime: note: cuDNN algorithm %u failed for %s (%s: %s); using algorithm %u\n", algo,
+                st->where && *st->where ? st->where : jm_lib_name(st->op), jm_lib_name(st->op), m, c->algos[c->pick]);
+    }
 }
 
 /* an extern call on the host: the arguments come over, the result goes back */
@@ -220,24 +351,15 @@ int jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration) {
         jm_cublasStatus bs = g->api.cublasSgemmStridedBatched(g->cublas, tB ? JM_CUBLAS_OP_T : JM_CUBLAS_OP_N, tA ? JM_CUBLAS_OP_T : JM_CUBLAS_OP_N,
             N, M, K, &one, (const float *)(uintptr_t)b[2], tB ? K : N, a[7], (const float *)(uintptr_t)b[1], tA ? M : K, a[6],
             &zero, (float *)(uintptr_t)b[0], N, (long long)M * N, (int)a[0]);
-        if (bs) { snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS matrix product failed (status %u) (%s)", bs, what); return -1; }
+        if (bs) {
+            char buf[80];
+            snprintf(rt->err, sizeof rt->err, "GPU: cuBLAS matrix product failed: %s (%s)", jm_cublas_errstr(bs, buf, sizeof buf), what);
+            return -1;
+        }
         return 0;
     }
     case JM_LIB_CONV_FWD: case JM_LIB_CONV_BWD_DATA: case JM_LIB_CONV_BWD_FILTER: {
-        jm_gpu_conv *c = &g->progs[p].conv[s];
-        float one = 1, zero = 0;
-        void *ws = (void *)(uintptr_t)g->ws;
-        jm_cudnnStatus ds;
-        if (st->op == JM_LIB_CONV_FWD)
-            ds = g->api.cudnnConvolutionForward(g->cudnn, &one, c->x, (void *)(uintptr_t)b[1], c->w, (void *)(uintptr_t)b[2], c->c, c->algo,
-                                                ws, g->ws_bytes, &zero, c->y, (void *)(uintptr_t)b[0]);
-        else if (st->op == JM_LIB_CONV_BWD_DATA)
-            ds = g->api.cudnnConvolutionBackwardData(g->cudnn, &one, c->w, (void *)(uintptr_t)b[2], c->y, (void *)(uintptr_t)b[1], c->c,
-                                                     c->algo, ws, g->ws_bytes, &zero, c->x, (void *)(uintptr_t)b[0]);
-        else
-            ds = g->api.cudnnConvolutionBackwardFilter(g->cudnn, &one, c->x, (void *)(uintptr_t)b[1], c->y, (void *)(uintptr_t)b[2], c->c,
-                                                       c->algo, ws, g->ws_bytes, &zero, c->w, (void *)(uintptr_t)b[0]);
-        if (ds) return jm_dnn_fail(rt, ds, jm_lib_name(st->op), st);
+        if (jm_gpu_conv_run(rt, p, s, b) != 0) return -1;
         if (st->op == JM_LIB_CONV_FWD && st->epi >= 0) {
             /* the fused elementwise epilogue, over every image at once */
             jm_CUdeviceptr eb[256];

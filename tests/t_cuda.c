@@ -38,6 +38,7 @@
 #include "kernel_dedup.h"
 #include "gpu/rt_cuda.h"
 #include "gpu/cuda_api.h"
+#include "engine/rt_knobs.h"
 #include "gpu/rt_cuda_int.h"      /* the loaded cuBLAS's path (jm_gpu_of) */
 #include <math.h>
 #include <dlfcn.h>
@@ -216,10 +217,12 @@ static void gpu_build_free(gpu_build *gb) {
     memset(gb, 0, sizeof *gb);
 }
 
-static int gpu_build_make(gpu_build *gb, const char *label, const char *file, const char *const *defs, int ndefs, const char *arch) {
+/* file, or the graph text itself when text is not NULL */
+static int gpu_build_text(gpu_build *gb, const char *label, const char *text, const char *file, const char *const *defs, int ndefs,
+                          const char *arch) {
     memset(gb, 0, sizeof *gb);
     jc_module *c = &gb->c;
-    if (!ok(jc_compile(c, NULL, file, defs, ndefs) == 0, "%s: compiles for the CPU", label)) { tap_diag("%s", c->u.errors); jc_free(c); return -1; }
+    if (!ok(jc_compile(c, text, file, defs, ndefs) == 0, "%s: compiles for the CPU", label)) { tap_diag("%s", c->u.errors); jc_free(c); return -1; }
     char devlib[600], err[1024];
     snprintf(devlib, sizeof devlib, "%s/jemrt_dev.bc", build);
     char tools[400];
@@ -241,6 +244,9 @@ static int gpu_build_make(gpu_build *gb, const char *label, const char *file, co
     }
     free(first);
     return 0;
+}
+static int gpu_build_make(gpu_build *gb, const char *label, const char *file, const char *const *defs, int ndefs, const char *arch) {
+    return gpu_build_text(gb, label, NULL, file, defs, ndefs, arch);
 }
 
 /* every program of a graph on the GPU against the CPU: values within tol at each
@@ -605,6 +611,48 @@ static void fake_gpu_rules(const char *lib) {
     gpu_build_free(&gb);
 }
 
+/* A captured graph is valid for the trip counts of every knob-driven loop of its
+   program, however many: nine loops, the ninth's knob changed between runs,
+   must recapture (a key of eight kept replaying the old count). */
+static void fake_gpu_knob_loops(void) {
+    const char *text =
+        "config {\n  s1 = 1\n  s2 = 1\n  s3 = 1\n  s4 = 1\n  s5 = 1\n  s6 = 1\n  s7 = 1\n  s8 = 1\n  s9 = 1\n}\n"
+        "sampler inc(x, steps=1, by=1) {\n    x = x + by\n}\n"
+        "program p(x: f32[4]) {\n"
+        "    output y = inc(inc(inc(inc(inc(inc(inc(inc(inc(x, steps=s1), steps=s2, by=2), steps=s3, by=4), steps=s4, by=8),\n"
+        "               steps=s5, by=16), steps=s6, by=32), steps=s7, by=64), steps=s8, by=128), steps=s9, by=256)\n"
+        "}\n";
+    gpu_build gb;
+    if (gpu_build_text(&gb, "nine knob loops", text, NULL, NULL, 0, "sm_90") != 0) return;
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32" };
+    const jm_table *t = &gb.c.plan.table;
+    jm_rt rt;
+    jm_rt_open(&rt, t, gb.c.fns, 5);
+    int rc = jm_rt_attach(&rt, &jm_device_cuda, &img);
+    float x[4] = { 0, 1, 2, 3 }, y[4] = { 0 };
+    void *in[1] = { x }, *out[1] = { y };
+    char got[200] = "";
+    long l0, r0, l1, r1;
+    fake_counts(&l0, &r0);
+    /* eager, captured, replayed; then s9 = 2 and s1 = 3 in turn */
+    const char *sets[5] = { NULL, NULL, NULL, "s9=2", "s1=3" };
+    float want[5] = { 511, 511, 511, 767, 769 };
+    int good = rc == 0;
+    for (int r = 0; r < 5 && good; r++) {
+        char err[300];
+        if (sets[r] && jm_knob_assign(&rt, sets[r], err, sizeof err) != 0) { good = 0; break; }
+        if (jm_rt_run(&rt, 0, (const void *const *)in, out) != 0) { good = 0; break; }
+        size_t k = strlen(got);
+        snprintf(got + k, sizeof got - k, "%s%g", r ? " " : "", y[0]);
+        good = y[0] == want[r] && y[3] == want[r] + 3;
+    }
+    fake_counts(&l1, &r1);
+    ok(good && r1 - r0 == 4, "nine knob-driven loops: the graph is captured again when the ninth's (then the first's) count changes "
+       "(x[0] after each run: %s, want 511 511 511 767 769; %ld replays) %s", got, r1 - r0, good ? "" : rt.err);
+    jm_rt_close(&rt);
+    gpu_build_free(&gb);
+}
+
 /* The device library's random numbers round as the CPU's: no multiply-add may
    be contracted into an FMA (clang's default for the NVPTX target). */
 static void devlib_no_fma(void) {
@@ -648,6 +696,7 @@ static void on_fake_gpu(void) {
     /* after the comparisons: jc_fill_inputs draws from one sequence, and the
        tolerances above were measured on the inputs drawn first */
     fake_gpu_rules(lib);
+    fake_gpu_knob_loops();
     long nl = 0, nr = 0;
     fake_counts(&nl, &nr);
     ok(nr > 0 && nl > 0, "programs ran as replayed CUDA graphs (%ld replays, %ld kernel launches)", nr, nl);

@@ -159,7 +159,12 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
     }
     if (o->profile && rt.profile) jm_print_profile(t, pr, rt.profile, reps);
     if (o->out) {
-        const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : "jemc " JM_RT_VERSION " cpu",
+        /* the device that computed them: "jemc 0.1.0 cpu", "jemc 0.1.0 cuda (NVIDIA H100 ..., cuBLAS ..., cuDNN ...)" */
+        char made_by[700];
+        int on_cpu = strcmp(rt.dev->name, "cpu") == 0;
+        snprintf(made_by, sizeof made_by, "jemc " JM_RT_VERSION " %s%s%.600s%s", rt.dev->name, on_cpu ? "" : " (", on_cpu ? "" : rt.dev->describe(&rt),
+                 on_cpu ? "" : ")");
+        const char *meta[] = { "program", pr->name, "graph", t->graph, "producer", o->producer ? o->producer : made_by,
                                "precision", "f32" };
         if (jm_state_write_tensors(o->out, pr->outputs, out, pr->noutputs, meta, 4, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto done; }
     } else {

@@ -136,6 +136,11 @@ static int jm_gpu_attach(jm_rt *rt, const void *config) {
     v = getenv("JEMC_GPU_DETERMINISTIC");
     g->deterministic = !(v && strcmp(v, "0") == 0);
     if (jm_gpu_libs_open(rt) != 0) goto fail;
+    /* which cuBLAS and cuDNN were loaded (described with the GPU: `exec --repeat`, --out files) */
+    size_t k = strlen(g->desc);
+    if (g->cublas && k < sizeof g->desc) k += (size_t)snprintf(g->desc + k, sizeof g->desc - k, ", cuBLAS %s", g->api.cublas_path);
+    if (g->cudnn && k < sizeof g->desc)
+        snprintf(g->desc + k, sizeof g->desc - k, ", cuDNN %zu (%s)", g->api.cudnnGetVersion(), g->api.cudnn_path);
     return 0;
 fail:
     jm_gpu_detach(rt);

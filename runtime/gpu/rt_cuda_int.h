@@ -43,7 +43,7 @@ struct jm_gpu {
     jm_CUdevice dev;
     jm_CUcontext ctx;
     int have_ctx, sms, cc_major, cc_minor;
-    char desc[300];
+    char desc[1400];          /* the GPU, its driver, the cuBLAS and cuDNN loaded */
     jm_CUstream stream;
     jm_CUmodule mod;
     jm_CUfunction *kfn;                 /* by table kernel index */

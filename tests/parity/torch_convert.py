@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""References for tests/t_convert.c (tools/convert_pt.py against the official model classes).
+
+    torch_convert.py make --depth 10 --widen 1 --classes 10 --buffer 20 --batch 8 --records 16 --out DIR
+        DIR/official.pt     {"model_state_dict": CCF.state_dict(), "replay_buffer": [buffer, 3, 32, 32]}
+                            (tests/parity/jem_official.py, random weights, seed --seed)
+        DIR/official_dp.pt  the same saved from nn.DataParallel (every key "module.KEY")
+        DIR/inputs.safetensors    x: [batch, 3, 32, 32], the first records of DIR/test.bin
+        DIR/expected.safetensors  logits = CCF.classify(x), energy = -CCF(x), replay_buffer
+        DIR/test.bin        a CIFAR-10 binary file of --records images; labels: the model's argmax
+                            for the first half, argmax + 1 for the rest, so the accuracy is 0.5 exactly
+        DIR/expected_eval.safetensors  accuracy, loss (mean CE), energy (mean E) over test.bin
+        DIR/bad_missing.pt, bad_shape.pt, bad_norm.pt, bad_key.pt, not_a_pt.pt: inputs to refuse
+    torch_convert.py back --pt DIR/back.pt --depth 10 --widen 1 --classes 10 --out DIR/back.safetensors
+        loads the .pt into CCF with load_state_dict(strict=True) and writes logits, energy and
+        replay_buffer for DIR/inputs.safetensors
+
+Pixels are the CIFAR bytes mapped as jemc's reader does, v / 255 * 2 - 1 in double, then
+float32, so both sides see identical inputs. Everything is evaluated in float64 (the
+weights are float32 values) to be the exact reference.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F_
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+import jem_official  # noqa: E402
+import st_io  # noqa: E402
+
+
+def pixels_to_x(u8):
+    return (u8.to(torch.float64) / 255.0 * 2.0 - 1.0).to(torch.float32)
+
+
+def eval64(model, x):
+    m64 = model.to(torch.float64)
+    with torch.no_grad():
+        logits = m64.classify(x.to(torch.float64))
+    model.to(torch.float32)
+    return logits
+
+
+def make(a):
+    os.makedirs(a.out, exist_ok=True)
+    torch.manual_seed(a.seed)
+    model = jem_official.CCF(a.depth, a.widen, norm=None, n_classes=a.classes)
+    model.eval()
+    buf = torch.rand(a.buffer, 3, 32, 32) * 2 - 1
+    sd = model.state_dict()
+    torch.save({"model_state_dict": sd, "replay_buffer": buf}, os.path.join(a.out, "official.pt"))
+    dp = {"module." + k: v for k, v in sd.items()}
+    torch.save({"model_state_dict": dp, "replay_buffer": buf}, os.path.join(a.out, "official_dp.pt"))
+
+    u8 = torch.randint(0, 256, (a.records, 3, 32, 32), dtype=torch.uint8)
+    x_all = pixels_to_x(u8)
+    logits = eval64(model, x_all)
+    top2 = logits.topk(2, dim=1).values
+    margin = (top2[:, 0] - top2[:, 1]).min().item()
+    pred = logits.argmax(1)
+    half = a.records // 2
+    y = torch.cat([pred[:half], (pred[half:] + 1) % a.classes])
+    with open(os.path.join(a.out, "test.bin"), "wb") as f:
+        for i in range(a.records):
+            f.write(bytes([int(y[i])]) + u8[i].numpy().tobytes())
+    acc = (pred == y).to(torch.float64).mean()
+    loss = F_.cross_entropy(logits, y)
+    energy = (-logits.logsumexp(1)).mean()
+    st_io.write(os.path.join(a.out, "expected_eval.safetensors"),
+                [("accuracy", acc.reshape(1)), ("loss", loss.reshape(1)), ("energy", energy.reshape(1)),
+                 ("margin", torch.tensor([margin], dtype=torch.float64))])
+    x = x_all[:a.batch]
+    st_io.write(os.path.join(a.out, "inputs.safetensors"), [("x", x)])
+    lg = logits[:a.batch]
+    st_io.write(os.path.join(a.out, "expected.safetensors"),
+                [("logits", lg), ("energy", -lg.logsumexp(1)), ("replay_buffer", buf)])
+
+    # inputs the converter must refuse, each naming the key
+    bad = dict(sd)
+    del bad["f.layer2.0.conv2.bias"]
+    torch.save({"model_state_dict": bad, "replay_buffer": buf}, os.path.join(a.out, "bad_missing.pt"))
+    bad = dict(sd)
+    bad["f.layer1.0.conv2.weight"] = torch.zeros(16 * a.widen, 16 * a.widen, 5, 5)
+    torch.save({"model_state_dict": bad, "replay_buffer": buf}, os.path.join(a.out, "bad_shape.pt"))
+    bad = dict(sd)
+    bad["f.layer3.0.extra.weight"] = torch.zeros(1)
+    torch.save({"model_state_dict": bad, "replay_buffer": buf}, os.path.join(a.out, "bad_key.pt"))
+    bn = jem_official.CCF(a.depth, a.widen, norm="batch", n_classes=a.classes).state_dict()
+    torch.save({"model_state_dict": bn, "replay_buffer": buf}, os.path.join(a.out, "bad_norm.pt"))
+    with open(os.path.join(a.out, "not_a_pt.pt"), "w") as f:
+        f.write("this is not a checkpoint\n")
+    print("margin %.3g (smallest gap between the two largest logits)" % margin)
+
+
+def back(a):
+    model = jem_official.CCF(a.depth, a.widen, norm=None, n_classes=a.classes)
+    obj = torch.load(a.pt, map_location="cpu")
+    model.load_state_dict(obj["model_state_dict"], strict=True)
+    model.eval()
+    x = st_io.read(os.path.join(os.path.dirname(a.out), "inputs.safetensors"))[0]["x"]
+    logits = eval64(model, x)
+    st_io.write(a.out, [("logits", logits), ("energy", -logits.logsumexp(1)), ("replay_buffer", obj["replay_buffer"])])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cmd", choices=["make", "back"])
+    ap.add_argument("--depth", type=int, default=10)
+    ap.add_argument("--widen", type=int, default=1)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--buffer", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--records", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pt")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    (make if a.cmd == "make" else back)(a)
+
+
+if __name__ == "__main__":
+    main()

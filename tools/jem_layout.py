@@ -1,0 +1,103 @@
+"""The official JEM code's model layout and jemc's jem_wrn28 names (tools/convert_pt.py).
+
+Official JEM (wgrathwohl/JEM train_wrn_ebm.py; JEM++ and SADA-JEM copy it) saves
+{"model_state_dict": CCF.state_dict(), "replay_buffer": [N, 3, 32, 32]} where CCF has
+  f               wideresnet.Wide_ResNet(depth, width, norm): conv1, layer1..3 of
+                  wide_basic (bn1, conv1, bn2, conv2, shortcut.0), bn1, linear;
+                  f(x) returns the pooled features lrelu(bn1(h)) -> avg_pool 8 -> flatten
+  class_output    Linear(64k, classes): CCF's logits = class_output(f(x))
+  energy_output   Linear(64k, 1): the energy of the unconditional model F (--uncond) only
+jemc's lib/wrn.graph computes the same logits with the head named `linear` and no
+norm layers, so (norm None):
+  f.conv1.*, f.layerS.I.{conv1,conv2,shortcut.0}.*  ->  the same name without "f."
+  class_output.*                                    ->  linear.*
+  f.linear.*      Wide_ResNet's own head (Linear(64k, 10) whatever the classes): f's forward
+                  never calls it, so CCF's outputs do not depend on it: dropped
+  energy_output.* not used by CCF (logits-based energy): dropped
+  f.bn1.*, f.layerS.I.bn{1,2}.*  norm layers (--norm batch|instance|layer|act): refused,
+                  jemc's WRN has no normalisation
+"""
+
+import re
+
+
+class LayoutError(Exception):
+    pass
+
+
+def wrn_params(depth, widen, classes):
+    """jemc's parameters of jem_wrn28 -D depth -D widen -D classes, in graph order: [(name, shape)]."""
+    n, k = (depth - 4) // 6, widen
+    out = [("conv1.weight", [16, 3, 3, 3]), ("conv1.bias", [16])]
+    cin = 16
+    for s, cout in ((1, 16 * k), (2, 32 * k), (3, 64 * k)):
+        for i in range(n):
+            p = "layer%d.%d." % (s, i)
+            out += [(p + "conv1.weight", [cout, cin, 3, 3]), (p + "conv1.bias", [cout]),
+                    (p + "conv2.weight", [cout, cout, 3, 3]), (p + "conv2.bias", [cout])]
+            if i == 0 and (s != 1 or cin != cout):       # stride 2, or a change of width
+                out += [(p + "shortcut.0.weight", [cout, cin, 1, 1]), (p + "shortcut.0.bias", [cout])]
+            cin = cout
+    out += [("linear.weight", [classes, 64 * k]), ("linear.bias", [classes])]
+    return out
+
+
+def unused_heads(widen):
+    """Official tensors CCF's logits never read: (name, shape); filled with zeros by --to-pt."""
+    d = 64 * widen
+    return [("f.linear.weight", [10, d]), ("f.linear.bias", [10]),
+            ("energy_output.weight", [1, d]), ("energy_output.bias", [1])]
+
+
+_NORM = re.compile(r"^f\.(bn1|layer\d+\.\d+\.bn[12])\.")
+
+
+def to_jemc_name(key):
+    """Official key (after "module." is stripped) -> jemc name, None for a dropped head."""
+    if _NORM.match(key):
+        raise LayoutError("'%s' is a normalisation layer (the model was trained with --norm); jemc's WRN "
+                          "(graphs/lib/wrn.graph) has none, so only --norm None checkpoints convert" % key)
+    if key.startswith("f.linear.") or key.startswith("energy_output."):
+        return None
+    if key.startswith("class_output."):
+        return "linear." + key[len("class_output."):]
+    if key.startswith("f."):
+        return key[2:]
+    raise LayoutError("'%s' is not a key of the official CCF model (f.*, class_output.*, energy_output.*)" % key)
+
+
+def to_official_name(name):
+    """jemc parameter name -> official CCF key."""
+    if name.startswith("linear."):
+        return "class_output." + name[len("linear."):]
+    return "f." + name
+
+
+def infer_config(sd):
+    """depth, widen, classes from the jemc-named parameters' shapes."""
+    for need in ("conv1.weight", "layer1.0.conv1.weight", "linear.weight"):
+        if need not in sd:
+            raise LayoutError("missing key '%s' (needed to tell the depth, width and classes)" % need)
+    blocks = {int(m.group(1)) for m in (re.match(r"^layer1\.(\d+)\.", k) for k in sd) if m}
+    n = max(blocks) + 1
+    width = sd["layer1.0.conv1.weight"].shape[0]
+    if width % 16:
+        raise LayoutError("'layer1.0.conv1.weight' has %d output channels, not a multiple of 16" % width)
+    return 6 * n + 4, width // 16, sd["linear.weight"].shape[0]
+
+
+def check_params(sd, depth, widen, classes, name_of=lambda n: n):
+    """Every parameter of the configuration present with its shape, nothing else (errors name the key)."""
+    want = wrn_params(depth, widen, classes)
+    names = {n for n, _ in want}
+    for n, shape in want:
+        if n not in sd:
+            raise LayoutError("missing key '%s' (WRN-%d-%d, %d classes)" % (name_of(n), depth, widen, classes))
+        if list(sd[n].shape) != shape:
+            raise LayoutError("key '%s' has shape %s, WRN-%d-%d with %d classes needs %s"
+                              % (name_of(n), list(sd[n].shape), depth, widen, classes, shape))
+    for n in sd:
+        if n not in names:
+            raise LayoutError("key '%s' has no place in WRN-%d-%d (blocks per stage: %d)"
+                              % (name_of(n), depth, widen, (depth - 4) // 6))
+    return want

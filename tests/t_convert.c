@@ -3,7 +3,8 @@
  * tests/parity/torch_convert.py builds the official CCF (tests/parity/jem_official.py,
  * a faithful copy of wgrathwohl/JEM's Wide_ResNet, F and CCF) as WRN-10-1 with 10
  * classes and random weights, and saves it in the official layout {"model_state_dict",
- * "replay_buffer"} (also as saved from DataParallel, keys "module.*"). Then:
+ * "replay_buffer"} (also as saved from DataParallel, keys "module.*", and in JEM++'s /
+ * SADA-JEM's layout, whose Wide_ResNet has no f.linear). Then:
  * 1. convert_pt.py converts it; jem_wrn28 compiled with the printed -D flags runs `exec
  *    logits` and `exec energy` on fixed inputs with the converted file as --state: both
  *    match PyTorch's float64 evaluation of the .pt within 1e-4 of each tensor's largest
@@ -12,7 +13,7 @@
  *    accuracy is 0.5: the same accuracy, and mean loss and energy within 1e-4.
  * 3. The reverse (--to-pt) of a checkpoint jemc wrote (with its Adam state and knobs)
  *    loads into CCF with load_state_dict(strict=True) and gives the same logits, energy
- *    and buffer.
+ *    and buffer; with --layout jempp, into JEM++'s CCF.
  * 4. Refused, exit 1, naming the problem: a missing key, a wrong shape, an unknown key,
  *    a batch-norm model, a file that is not a .pt, a --to-pt input that is not safetensors.
  * Skips (TAP SKIP) when /usr/bin/python3 has no torch. ~10 s on 2 cores. */
@@ -135,6 +136,7 @@ int main(void) {
     /* 1. plain and DataParallel layouts */
     forward("official", exe);
     forward("official_dp", exe);
+    forward("official_jempp", exe);
 
     /* 2. eval accuracy on a CIFAR-10 file */
     char json[600], exp[600];
@@ -166,6 +168,16 @@ int main(void) {
         compare(back, "logits", want, "logits", 0, "--to-pt");
         compare(back, "energy", want, "energy", 0, "--to-pt");
         compare(back, "replay_buffer", want, "replay_buffer", 0, "--to-pt");
+    } else {
+        tap_diag("%s\n%s", cmd, out);
+    }
+    snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py --to-pt --layout jempp %s/jemc_ckpt.safetensors -o %s/back_pp.pt && " PY
+             "tests/parity/torch_convert.py back --layout jempp --pt %s/back_pp.pt --out %s/back_pp.safetensors", tmpdir, tmpdir, tmpdir, tmpdir);
+    if (ok(jt_run(cmd, out, sizeof out) == 0, "--to-pt --layout jempp: JEM++'s CCF.load_state_dict(strict=True) takes it")) {
+        char back[600], want[600];
+        snprintf(back, sizeof back, "%s/back_pp.safetensors", tmpdir);
+        snprintf(want, sizeof want, "%s/expected.safetensors", tmpdir);
+        compare(back, "logits", want, "logits", 0, "--to-pt --layout jempp");
     } else {
         tap_diag("%s\n%s", cmd, out);
     }

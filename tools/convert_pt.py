@@ -128,7 +128,7 @@ def to_pt(args):
     trunk = [(n, s) for n, s in want if not n.startswith("linear.")]
     for n, _ in trunk:
         sd[jem_layout.to_official_name(n)] = params[n].to(torch.float32).clone()
-    for n, shape in jem_layout.unused_heads(widen):
+    for n, shape in jem_layout.unused_heads(widen, args.layout):
         sd[n] = torch.zeros(shape)
     sd["class_output.weight"] = params["linear.weight"].to(torch.float32).clone()
     sd["class_output.bias"] = params["linear.bias"].to(torch.float32).clone()
@@ -138,8 +138,9 @@ def to_pt(args):
     tmp = "%s.tmp.%d" % (args.output, os.getpid())
     torch.save(obj, tmp)
     os.replace(tmp, args.output)
-    print("%s: WRN-%d-%d, %d classes -> %s (CCF(%d, %d, norm=None, n_classes=%d); f.linear and energy_output are zeros)"
-          % (args.input, depth, widen, classes, args.output, depth, widen, classes))
+    print("%s: WRN-%d-%d, %d classes -> %s (%s CCF(%d, %d, norm=None, n_classes=%d); unused heads %s are zeros)"
+          % (args.input, depth, widen, classes, args.output, args.layout, depth, widen, classes,
+             "f.linear and energy_output" if args.layout == "jem" else "energy_output"))
 
 
 def main(argv=None):
@@ -147,6 +148,8 @@ def main(argv=None):
     ap.add_argument("input", help="official .pt (or, with --to-pt, a jemc .safetensors checkpoint)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--to-pt", action="store_true", help="jemc checkpoint -> official .pt")
+    ap.add_argument("--layout", choices=["jem", "jempp"], default="jem",
+                    help="--to-pt for JEM's CCF (with f.linear) or JEM++/SADA-JEM's (without)")
     args = ap.parse_args(argv)
     try:
         (to_pt if args.to_pt else to_jemc)(args)

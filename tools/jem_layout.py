@@ -42,11 +42,12 @@ def wrn_params(depth, widen, classes):
     return out
 
 
-def unused_heads(widen):
-    """Official tensors CCF's logits never read: (name, shape); filled with zeros by --to-pt."""
+def unused_heads(widen, layout="jem"):
+    """Official tensors CCF's logits never read: (name, shape); filled with zeros by --to-pt.
+    JEM++'s (and SADA-JEM's) Wide_ResNet has its `linear` commented out: no f.linear there."""
     d = 64 * widen
-    return [("f.linear.weight", [10, d]), ("f.linear.bias", [10]),
-            ("energy_output.weight", [1, d]), ("energy_output.bias", [1])]
+    f_linear = [("f.linear.weight", [10, d]), ("f.linear.bias", [10])] if layout == "jem" else []
+    return f_linear + [("energy_output.weight", [1, d]), ("energy_output.bias", [1])]
 
 
 _NORM = re.compile(r"^f\.(bn1|layer\d+\.\d+\.bn[12])\.")

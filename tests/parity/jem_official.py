@@ -111,6 +111,19 @@ class F(nn.Module):
         return self.class_output(penult_z)
 
 
+class CCF_JEMPP(F):
+    """JEM++ / SADA-JEM: models/wideresnet.py comments out Wide_ResNet.linear, otherwise as JEM
+    at norm None (classify returns class_output(f(x)).squeeze(), the same for batch > 1)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.f.linear
+
+    def forward(self, x, y=None):
+        logits = self.classify(x)
+        return logits.logsumexp(1) if y is None else torch.gather(logits, 1, y[:, None])
+
+
 class CCF(F):
     def forward(self, x, y=None):
         logits = self.classify(x)

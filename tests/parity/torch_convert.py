@@ -4,6 +4,7 @@
     torch_convert.py make --depth 10 --widen 1 --classes 10 --buffer 20 --batch 8 --records 16 --out DIR
         DIR/official.pt     {"model_state_dict": CCF.state_dict(), "replay_buffer": [buffer, 3, 32, 32]}
                             (tests/parity/jem_official.py, random weights, seed --seed)
+        DIR/official_jempp.pt  the same in JEM++'s / SADA-JEM's layout (no f.linear)
         DIR/official_dp.pt  the same saved from nn.DataParallel (every key "module.KEY")
         DIR/inputs.safetensors    x: [batch, 3, 32, 32], the first records of DIR/test.bin
         DIR/expected.safetensors  logits = CCF.classify(x), energy = -CCF(x), replay_buffer
@@ -54,6 +55,8 @@ def make(a):
     buf = torch.rand(a.buffer, 3, 32, 32) * 2 - 1
     sd = model.state_dict()
     torch.save({"model_state_dict": sd, "replay_buffer": buf}, os.path.join(a.out, "official.pt"))
+    jempp = {k: v for k, v in sd.items() if not k.startswith("f.linear.")}     # JEM++'s layout
+    torch.save({"model_state_dict": jempp, "replay_buffer": buf}, os.path.join(a.out, "official_jempp.pt"))
     dp = {"module." + k: v for k, v in sd.items()}
     torch.save({"model_state_dict": dp, "replay_buffer": buf}, os.path.join(a.out, "official_dp.pt"))
 
@@ -98,7 +101,8 @@ def make(a):
 
 
 def back(a):
-    model = jem_official.CCF(a.depth, a.widen, norm=None, n_classes=a.classes)
+    cls = jem_official.CCF_JEMPP if a.layout == "jempp" else jem_official.CCF
+    model = cls(a.depth, a.widen, norm=None, n_classes=a.classes)
     obj = torch.load(a.pt, map_location="cpu")
     model.load_state_dict(obj["model_state_dict"], strict=True)
     model.eval()
@@ -118,6 +122,7 @@ def main():
     ap.add_argument("--records", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pt")
+    ap.add_argument("--layout", choices=["jem", "jempp"], default="jem")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)

@@ -16,6 +16,12 @@
  *    and buffer; with --layout jempp, into JEM++'s CCF.
  * 4. Refused, exit 1, naming the problem: a missing key, a wrong shape, an unknown key,
  *    a batch-norm model, a file that is not a .pt, a --to-pt input that is not safetensors.
+ * 5. VERA (tests/parity/vera_official.py, a faithful copy of wgrathwohl/VERA's Wide_ResNet,
+ *    JEM and generator classes): a checkpoint as VERA's train.py saves it ({"model":
+ *    {"logp_net", "g"}, "optimizer", "scheduler", ...}) converts; exec logits/energy match
+ *    JEM(Wide_ResNet) within 1e-4; --to-pt --layout vera loads strictly into VERA's JEM and
+ *    gives the same logits; refused naming the key: a --norm batch model, no model.logp_net,
+ *    a key of another VERA EBM, and a file whose unpickling would run code (it does not run).
  * Skips (TAP SKIP) when /usr/bin/python3 has no torch. ~10 s on 2 cores. */
 #include "tap.h"
 #include "helpers.h"
@@ -85,28 +91,33 @@ static double st_scalar(const char *path, const char *name) {
 }
 
 /* forward conversion of `pt`, then the compiled model on the converted file */
-static void forward(const char *pt, const char *exe) {
+static void forward_to(const char *pt, const char *exe, const char *expected, const char *flags, int has_buffer) {
     char cmd[2048], out[8192], conv[512];
     snprintf(conv, sizeof conv, "%s/%s.safetensors", tmpdir, pt);
     snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py %s/%s.pt -o %s", tmpdir, pt, conv);
     int rc = jt_run(cmd, out, sizeof out);
-    if (!ok(rc == 0 && strstr(out, "-D depth=10 -D widen=1 -D classes=10 -D buffer_size=20"),
+    if (!ok(rc == 0 && strstr(out, flags),
             "%s: converted, the compile flags printed", pt))
         tap_diag("%s\n%s", cmd, out);
     const char *progs[2] = { "logits", "energy" };
     for (int p = 0; p < 2; p++) {
         char res[600], want[600];
         snprintf(res, sizeof res, "%s/%s_%s.safetensors", tmpdir, pt, progs[p]);
-        snprintf(want, sizeof want, "%s/expected.safetensors", tmpdir);
+        snprintf(want, sizeof want, "%s/%s", tmpdir, expected);
         snprintf(cmd, sizeof cmd, "%s exec %s --state %s --in %s/inputs.safetensors --out %s", exe, progs[p], conv, tmpdir, res);
         if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: exec %s --state converted", pt, progs[p])) { tap_diag("%s\n%s", cmd, out); continue; }
         char what[128];
         snprintf(what, sizeof what, "%s: exec %s vs PyTorch", pt, progs[p]);
         compare(res, progs[p], want, progs[p], 1e-4, what);
     }
+    if (!has_buffer) return;
     char want[600];
-    snprintf(want, sizeof want, "%s/expected.safetensors", tmpdir);
+    snprintf(want, sizeof want, "%s/%s", tmpdir, expected);
     compare(conv, "replay", want, "replay_buffer", 0, pt);
+}
+
+static void forward(const char *pt, const char *exe) {
+    forward_to(pt, exe, "expected.safetensors", "-D depth=10 -D widen=1 -D classes=10 -D buffer_size=20", 1);
 }
 
 static void refuse(const char *cmd_args, const char *needle, const char *what) {
@@ -181,6 +192,32 @@ int main(void) {
     } else {
         tap_diag("%s\n%s", cmd, out);
     }
+
+    /* 5. VERA: forward, reverse, refusals */
+    forward_to("vera", exe, "expected_vera.safetensors", "-D depth=10 -D widen=1 -D classes=10 -o", 0);
+    snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py --to-pt --layout vera %s/vera.safetensors -o %s/back_vera.pt && " PY
+             "tests/parity/torch_convert.py back --layout vera --pt %s/back_vera.pt --out %s/back_vera.safetensors",
+             tmpdir, tmpdir, tmpdir, tmpdir);
+    if (ok(jt_run(cmd, out, sizeof out) == 0, "--to-pt --layout vera: VERA's JEM.load_state_dict(strict=True) takes it")) {
+        char back[600], want[600];
+        snprintf(back, sizeof back, "%s/back_vera.safetensors", tmpdir);
+        snprintf(want, sizeof want, "%s/expected_vera.safetensors", tmpdir);
+        compare(back, "logits", want, "logits", 0, "--to-pt --layout vera");
+        compare(back, "energy", want, "energy", 0, "--to-pt --layout vera");
+    } else {
+        tap_diag("%s\n%s", cmd, out);
+    }
+    char va[1024];
+    snprintf(va, sizeof va, "%s/bad_vera_norm.pt -o %s/x.safetensors", tmpdir, tmpdir);
+    refuse(va, "'logp_net.layer1.0.bn1.weight' is a normalisation layer", "a VERA --norm batch model");
+    snprintf(va, sizeof va, "%s/bad_vera_nologp.pt -o %s/x.safetensors", tmpdir, tmpdir);
+    refuse(va, "no 'model.logp_net'", "a VERA checkpoint without its EBM");
+    snprintf(va, sizeof va, "%s/bad_vera_key.pt -o %s/x.safetensors", tmpdir, tmpdir);
+    refuse(va, "'logp_net.output_linear.weight' is not a key of VERA's Wide_ResNet", "a VERA key of another EBM");
+    snprintf(va, sizeof va, "%s/bad_vera_code.pt -o %s/x.safetensors", tmpdir, tmpdir);
+    refuse(va, "it would build posix.system", "a VERA file whose unpickling would run code");
+    snprintf(va, sizeof va, "%s/pwned", tmpdir);
+    ok(access(va, F_OK) != 0, "that code did not run (no %s)", va);
 
     /* 4. what cannot be converted */
     char a[1024];

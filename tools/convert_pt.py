@@ -12,15 +12,31 @@ checkpoint of graphs/jem_wrn28.graph compiled with the printed -D flags
 tools/jem_layout.py says. Anything that cannot be mapped (a norm layer, an
 unknown key, a missing key, a wrong shape) is refused with the key named.
 
+VERA: a .pt of wgrathwohl/VERA's train.py ({"model": {"logp_net", "g"}, "optimizer",
+"scheduler", "epoch", ...}) with the Wide_ResNet EBM (--wide_resnet / --thicc_resnet,
+--norm None; any --dropout) converts the same way: model.logp_net ("logp_net." prefix
+of JEM(...) stripped) to jem_wrn28's parameters, names unchanged. The generator
+model.g, the optimizers and schedulers are left out (named in a note). VERA also saves
+Adam's and MultiStepLR's states (floats, a collections.Counter) that PyTorch 1.13's
+weights_only loader refuses: such files load through a restricted unpickler that
+builds tensors, OrderedDict, Counter and torch.Size, nothing else (a file that
+would run code is refused, naming the callable).
+
 Reverse (--to-pt): a jemc checkpoint of jem_wrn28 -> {"model_state_dict",
 "replay_buffer"} that the official CCF(depth, width, norm=None, n_classes)
 loads with load_state_dict(strict=True). The heads CCF never reads (f.linear,
 energy_output) are not in a jemc checkpoint; they are written as zeros.
+With --layout vera: {"model": {"logp_net": ...}}
+that VERA's JEM(Wide_ResNet(depth, widen, classes)) (or, for one class, the bare
+Wide_ResNet) loads strictly; no generator, no replay buffer.
 Optimizer moments and knobs (opt.*, config.*) have no official counterpart
 and are left out. Exit status: 0, or 1 with one line naming the problem.
 """
 
 import argparse
+import collections
+import pickle
+import types
 import os
 import sys
 
@@ -46,14 +62,25 @@ def load_pt(path):
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
         raise ConvertError("%s: not a PyTorch .pt file (neither a zip archive nor a pickle)" % path)
     try:
-        # weights_only: official checkpoints hold only tensors; no pickled code runs
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
+    except ConvertError:
+        raise
     except Exception as e:  # torch raises several kinds for a file that is not a checkpoint
         raise ConvertError("%s: not a PyTorch checkpoint of tensors (torch.load: %s)"
                            % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     if not isinstance(obj, dict):
         raise ConvertError("%s: holds a %s, not a dict (model_state_dict / replay_buffer or a state_dict)"
                            % (path, type(obj).__name__))
+    if "model" in obj:           # VERA's train.py
+        model = obj["model"]
+        if not isinstance(model, dict) or "logp_net" not in model:
+            raise ConvertError("%s: has 'model' but no 'model.logp_net' (VERA's checkpoints hold model.logp_net "
+                               "and model.g)" % path)
+        sd = model["logp_net"]
+        extra = [k for k in obj if k != "model"] + ["model." + k for k in model if k != "logp_net"]
+        if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+            raise ConvertError("%s: 'model.logp_net' is not a dict of tensors" % path)
+        return sd, None, extra, "vera"
     if "model_state_dict" in obj:
         sd, buf = obj["model_state_dict"], obj.get("replay_buffer")
         extra = [k for k in obj if k not in ("model_state_dict", "replay_buffer")]
@@ -61,7 +88,52 @@ def load_pt(path):
         sd, buf, extra = obj, None, []
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise ConvertError("%s: 'model_state_dict' is not a dict of tensors" % path)
-    return sd, buf, extra
+    return sd, buf, extra, "jem"
+
+
+def _torch_load(path):
+    """weights_only: official checkpoints hold only tensors and plain values; no pickled code runs.
+    VERA's also hold Adam's and MultiStepLR's states (floats, a collections.Counter), which
+    PyTorch 1.13's weights_only loader refuses (it has no BINFLOAT): those zip-format files are
+    read by torch's own zip reader with _Restricted, which builds nothing outside _ALLOWED.
+    (torch.load itself cannot take it: 1.13 replaces any pickle_module by pickle when
+    weights_only is False.)"""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = e
+    if hasattr(torch.serialization, "safe_globals"):          # PyTorch >= 2.5: floats are fine there
+        try:
+            with torch.serialization.safe_globals([collections.Counter]):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            raise first
+    with open(path, "rb") as f:
+        if not torch.serialization._is_zipfile(f):
+            raise first
+    with open(path, "rb") as f, torch.serialization._open_zipfile_reader(f) as z:
+        try:
+            return torch.serialization._load(z, "cpu", _RESTRICTED_PICKLE, encoding="utf-8")
+        except pickle.UnpicklingError as e:
+            raise ConvertError("%s: not a checkpoint of tensors and plain values (%s)" % (path, e))
+
+
+_ALLOWED = {("collections", "OrderedDict"), ("collections", "Counter"), ("torch", "Size"),
+            ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+            ("torch._utils", "_rebuild_parameter_with_state")} | {
+            ("torch", t) for t in ("float16", "bfloat16", "float32", "float64", "int8", "uint8", "int16",
+                                   "int32", "int64", "bool")}
+
+
+class _Restricted(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError("it would build %s.%s" % (module, name))
+
+
+_RESTRICTED_PICKLE = types.SimpleNamespace(Unpickler=_Restricted, __name__="pickle",
+                                           load=lambda f, **kw: _Restricted(f, **kw).load())
 
 
 def strip_module(sd):
@@ -72,18 +144,25 @@ def strip_module(sd):
 
 
 def to_jemc(args):
-    sd, buf, extra = load_pt(args.input)
+    sd, buf, extra, layout = load_pt(args.input)
     sd, had_module = strip_module(sd)
+    prefix = ""
+    if layout == "vera" and sd and all(k.startswith("logp_net.") for k in sd):
+        prefix = "logp_net."     # JEM(Wide_ResNet) of --clf / --jem
     out, dropped, official = {}, [], {}
     for k, v in sd.items():
-        name = jem_layout.to_jemc_name(k)
+        if layout == "vera":
+            name = jem_layout.vera_to_jemc_name(k[len(prefix):], prefix)
+        else:
+            name = jem_layout.to_jemc_name(k)
         if name is None:
             dropped.append(k)
             continue
         out[name] = v
         official[name] = k
     depth, widen, classes = jem_layout.infer_config(out)
-    want = jem_layout.check_params(out, depth, widen, classes, name_of=lambda n: official.get(n) or jem_layout.to_official_name(n))
+    want = jem_layout.check_params(out, depth, widen, classes, name_of=lambda n: official.get(n) or (
+        prefix + n if layout == "vera" else jem_layout.to_official_name(n)))
     tensors = [(n, out[n].to(torch.float32)) for n, _ in want]
     flags = "-D depth=%d -D widen=%d -D classes=%d" % (depth, widen, classes)
     if buf is not None:
@@ -95,15 +174,16 @@ def to_jemc(args):
     meta = {"format": "pt", "jemc.graph": GRAPH, "jemc.convert.source": os.path.basename(args.input),
             "jemc.convert.compile": flags}
     st_io.write(args.output, tensors, meta)
-    print("%s: WRN-%d-%d, %d classes%s -> %s (%d tensors)" % (
-        args.input, depth, widen, classes,
+    print("%s: %sWRN-%d-%d, %d classes%s -> %s (%d tensors)" % (
+        args.input, "VERA " if layout == "vera" else "", depth, widen, classes,
         ", replay buffer of %d" % buf.shape[0] if buf is not None else ", no replay buffer", args.output, len(tensors)))
     if had_module:
         print("note: stripped the DataParallel prefix 'module.'")
     if dropped:
         print("note: dropped %s (CCF's logits and energy never read them)" % ", ".join(sorted(dropped)))
     if extra:
-        print("note: ignored checkpoint entries %s" % ", ".join(sorted(map(str, extra))))
+        print("note: ignored checkpoint entries %s%s" % (", ".join(sorted(map(str, extra))),
+              " (model.g: VERA's generator, not part of jem_wrn28)" if "model.g" in extra else ""))
     print("compile with: jemc compile %s %s -o EXE" % (GRAPH, flags))
 
 
@@ -124,6 +204,8 @@ def to_pt(args):
             raise ConvertError("%s: tensor '%s' has no counterpart in the official CCF model" % (args.input, n))
     depth, widen, classes = jem_layout.infer_config(params)
     want = jem_layout.check_params(params, depth, widen, classes)
+    if args.layout == "vera":
+        return to_pt_vera(args, params, buf, depth, widen, classes, want)
     sd = {}
     trunk = [(n, s) for n, s in want if not n.startswith("linear.")]
     for n, _ in trunk:
@@ -143,13 +225,29 @@ def to_pt(args):
              "f.linear and energy_output" if args.layout == "jem" else "energy_output"))
 
 
+def to_pt_vera(args, params, buf, depth, widen, classes, want):
+    """VERA's Wide_ResNet has jemc's names; JEM(...) (--clf, classes > 1) prefixes them with logp_net."""
+    prefix = "logp_net." if classes > 1 else ""
+    sd = {prefix + n: params[n].to(torch.float32).clone() for n, _ in want}
+    tmp = "%s.tmp.%d" % (args.output, os.getpid())
+    torch.save({"model": {"logp_net": sd}}, tmp)
+    os.replace(tmp, args.output)
+    print("%s: WRN-%d-%d, %d classes -> %s (VERA %s(depth=%d, widen_factor=%d, num_classes=%d, norm=None)%s; "
+          "no generator model.g)" % (args.input, depth, widen, classes, args.output,
+                                      "JEM(Wide_ResNet" if prefix else "Wide_ResNet", depth, widen, classes,
+                                      ")" if prefix else ""))
+    if buf is not None:
+        print("note: left out the replay buffer (VERA's checkpoints have none)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("input", help="official .pt (or, with --to-pt, a jemc .safetensors checkpoint)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--to-pt", action="store_true", help="jemc checkpoint -> official .pt")
-    ap.add_argument("--layout", choices=["jem", "jempp"], default="jem",
-                    help="--to-pt for JEM's CCF (with f.linear) or JEM++/SADA-JEM's (without)")
+    ap.add_argument("--layout", choices=["jem", "jempp", "vera"], default="jem",
+                    help="--to-pt for JEM's CCF (with f.linear), JEM++/SADA-JEM's (without) or VERA's "
+                         "logp_net (model.logp_net)")
     args = ap.parse_args(argv)
     try:
         (to_pt if args.to_pt else to_jemc)(args)

@@ -16,6 +16,17 @@ norm layers, so (norm None):
   energy_output.* not used by CCF (logits-based energy): dropped
   f.bn1.*, f.layerS.I.bn{1,2}.*  norm layers (--norm batch|instance|layer|act): refused,
                   jemc's WRN has no normalisation
+
+Official VERA (wgrathwohl/VERA train.py save_ckpt) saves {"model": {"logp_net": ...,
+"g": ...}, "optimizer", "scheduler", "epoch", "itr", metric lists}; logp_net is
+JEM(Wide_ResNet(28, k, classes)) with --clf/--jem (keys "logp_net.*") or the bare
+Wide_ResNet with one output (an unconditional EBM, energy -f(x)). VERA's Wide_ResNet
+returns linear(pooled features), so its names are jemc's as they are:
+  logp_net.conv1.*, logp_net.layerS.I.{conv1,conv2,shortcut.0}.*, logp_net.linear.*
+                  ->  the name without "logp_net."
+  logp_net.bn1.*, logp_net.layerS.I.bn{1,2}.*  norm layers: refused as above
+Dropout (--dropout) has no parameters. The generator ("g": g.*, logsigma, stepsize,
+post_logsigma) is not part of jem_wrn28 and is left out.
 """
 
 import re
@@ -65,6 +76,21 @@ def to_jemc_name(key):
     if key.startswith("f."):
         return key[2:]
     raise LayoutError("'%s' is not a key of the official CCF model (f.*, class_output.*, energy_output.*)" % key)
+
+
+_VERA_NORM = re.compile(r"^(bn1|layer\d+\.\d+\.bn[12])\.")
+_VERA_KEY = re.compile(r"^(conv1|layer\d+\.\d+\.(conv[12]|shortcut\.0)|linear)\.(weight|bias)$")
+
+
+def vera_to_jemc_name(key, prefix=""):
+    """VERA Wide_ResNet key (prefix "logp_net." already removed) -> jemc name; errors show prefix + key."""
+    if _VERA_NORM.match(key):
+        raise LayoutError("'%s%s' is a normalisation layer (VERA trained with --norm); jemc's WRN "
+                          "(graphs/lib/wrn.graph) has none, so only --norm None checkpoints convert" % (prefix, key))
+    if not _VERA_KEY.match(key):
+        raise LayoutError("'%s%s' is not a key of VERA's Wide_ResNet (--wide_resnet / --thicc_resnet: conv1, "
+                          "layerS.I.conv1/conv2/shortcut.0, linear); other VERA EBMs do not convert" % (prefix, key))
+    return key
 
 
 def to_official_name(name):

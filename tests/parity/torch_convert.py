@@ -12,6 +12,14 @@
                             for the first half, argmax + 1 for the rest, so the accuracy is 0.5 exactly
         DIR/expected_eval.safetensors  accuracy, loss (mean CE), energy (mean E) over test.bin
         DIR/bad_missing.pt, bad_shape.pt, bad_norm.pt, bad_key.pt, not_a_pt.pt: inputs to refuse
+        DIR/vera.pt         a checkpoint as VERA's train.py save_ckpt writes it (tests/parity/vera_official.py):
+                            model.logp_net = JEM(Wide_ResNet(depth, widen, classes, dropout .3)), model.g =
+                            VERAGenerator(ResNetGenerator(feats 16)), Adam states after one step,
+                            MultiStepLR states (a collections.Counter inside), epoch/itr/metric lists
+        DIR/expected_vera.safetensors  logits = JEM.classify(x), energy = -JEM(x) on inputs.safetensors
+        DIR/bad_vera_norm.pt, bad_vera_nologp.pt, bad_vera_key.pt: VERA inputs to refuse
+        DIR/bad_vera_code.pt   vera.pt plus an object whose unpickling would run `touch DIR/pwned`
+    torch_convert.py back --layout vera --pt DIR/back.pt ...: into VERA's JEM(Wide_ResNet), strict
     torch_convert.py back --pt DIR/back.pt --depth 10 --widen 1 --classes 10 --out DIR/back.safetensors
         loads the .pt into CCF with load_state_dict(strict=True) and writes logits, energy and
         replay_buffer for DIR/inputs.safetensors
@@ -32,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import jem_official  # noqa: E402
+import vera_official  # noqa: E402
 import st_io  # noqa: E402
 
 
@@ -97,10 +106,77 @@ def make(a):
     torch.save({"model_state_dict": bn, "replay_buffer": buf}, os.path.join(a.out, "bad_norm.pt"))
     with open(os.path.join(a.out, "not_a_pt.pt"), "w") as f:
         f.write("this is not a checkpoint\n")
+    make_vera(a, x)
     print("margin %.3g (smallest gap between the two largest logits)" % margin)
 
 
+def vera_ckpt(a, norm=None):
+    """What VERA's train.py save_ckpt writes (a few iterations in, no eval yet: empty lists)."""
+    logp_net = vera_official.JEM(vera_official.Wide_ResNet(a.depth, a.widen, num_classes=a.classes, norm=norm,
+                                                           dropout_rate=0.3))
+    g = vera_official.VERAGenerator(vera_official.ResNetGenerator(False, feats=16), 128, post_lr=3e-5)
+    e_opt = torch.optim.Adam(logp_net.parameters(), lr=3e-5, betas=(0.0, 0.9))
+    g_opt = torch.optim.Adam(list(g.parameters()), lr=6e-5, betas=(0.0, 0.9))
+    sched = {"milestones": [150 * 1250, 175 * 1250], "gamma": 0.3}
+    e_sch = torch.optim.lr_scheduler.MultiStepLR(e_opt, **sched)
+    g_sch = torch.optim.lr_scheduler.MultiStepLR(g_opt, **sched)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1          # one optimiser step, so the Adam states hold tensors
+    (logp_net(x).sum() + g.g(torch.randn(2, 128)).sum()).backward()
+    e_opt.step()
+    g_opt.step()
+    e_sch.step()
+    g_sch.step()
+    e_opt.zero_grad()
+    g_opt.zero_grad()
+    logp_net.eval()
+    return logp_net, {
+        "epoch": 0, "train_accs": [], "test_accs": [], "aucs": [], "briers": [], "test_lps": [],
+        "modes": [], "kl": [], "eval_itrs": [], "itr": 10,
+        "model": {"logp_net": logp_net.state_dict(), "g": g.state_dict()},
+        "optimizer": {"e": e_opt.state_dict(), "g": g_opt.state_dict()},
+        "scheduler": {"e": e_sch.state_dict(), "g": g_sch.state_dict()}}
+
+
+def make_vera(a, x):
+    torch.manual_seed(a.seed + 1)
+    model, ck = vera_ckpt(a)
+    torch.save(ck, os.path.join(a.out, "vera.pt"))
+    logits = eval64(model, x)
+    st_io.write(os.path.join(a.out, "expected_vera.safetensors"),
+                [("logits", logits), ("energy", -logits.logsumexp(1))])
+    _, bn = vera_ckpt(a, norm="batch")
+    torch.save(bn, os.path.join(a.out, "bad_vera_norm.pt"))
+    bad = dict(ck)
+    bad["model"] = {"g": ck["model"]["g"]}
+    torch.save(bad, os.path.join(a.out, "bad_vera_nologp.pt"))
+    bad = dict(ck)
+    lp = dict(ck["model"]["logp_net"])
+    lp["logp_net.output_linear.weight"] = torch.zeros(a.classes, 128)    # a ResNetDiscriminator's head
+    bad["model"] = {"logp_net": lp, "g": ck["model"]["g"]}
+    torch.save(bad, os.path.join(a.out, "bad_vera_key.pt"))
+    bad = dict(ck)
+    bad["hook"] = _RunsCode("touch %s" % os.path.join(a.out, "pwned"))
+    torch.save(bad, os.path.join(a.out, "bad_vera_code.pt"))
+
+
+class _RunsCode:
+    def __init__(self, cmd):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
 def back(a):
+    if a.layout == "vera":
+        model = vera_official.JEM(vera_official.Wide_ResNet(a.depth, a.widen, num_classes=a.classes, norm=None))
+        obj = torch.load(a.pt, map_location="cpu")
+        model.load_state_dict(obj["model"]["logp_net"], strict=True)
+        model.eval()
+        x = st_io.read(os.path.join(os.path.dirname(a.out), "inputs.safetensors"))[0]["x"]
+        logits = eval64(model, x)
+        st_io.write(a.out, [("logits", logits), ("energy", -logits.logsumexp(1))])
+        return
     cls = jem_official.CCF_JEMPP if a.layout == "jempp" else jem_official.CCF
     model = cls(a.depth, a.widen, norm=None, n_classes=a.classes)
     obj = torch.load(a.pt, map_location="cpu")
@@ -122,7 +198,7 @@ def main():
     ap.add_argument("--records", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pt")
-    ap.add_argument("--layout", choices=["jem", "jempp"], default="jem")
+    ap.add_argument("--layout", choices=["jem", "jempp", "vera"], default="jem")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)

@@ -22,7 +22,10 @@
  *    JEM(Wide_ResNet) within 1e-4; --to-pt --layout vera loads strictly into VERA's JEM and
  *    gives the same logits; refused naming the key: a --norm batch model, no model.logp_net,
  *    a key of another VERA EBM, and a file whose unpickling would run code (it does not run).
- * Skips (TAP SKIP) when /usr/bin/python3 has no torch. ~10 s on 2 cores. */
+ * 6. VERA's generator too (vera_generator below): vera_wrn28 takes both networks; exec
+ *    generate's mean matches ResNetGenerator in both batch-norm modes within 1e-4; the reverse
+ *    writes model.g, which VERAGenerator loads strictly; a generator key missing is refused.
+ * Skips (TAP SKIP) when /usr/bin/python3 has no torch. ~35 s on 2 cores (three compiles). */
 #include "tap.h"
 #include "helpers.h"
 #include "engine/safetensors.h"
@@ -91,10 +94,11 @@ static double st_scalar(const char *path, const char *name) {
 }
 
 /* forward conversion of `pt`, then the compiled model on the converted file */
-static void forward_to(const char *pt, const char *exe, const char *expected, const char *flags, int has_buffer) {
+static void forward_to(const char *pt, const char *tag, const char *conv_args, const char *exe, const char *expected,
+                       const char *flags, int has_buffer) {
     char cmd[2048], out[8192], conv[512];
-    snprintf(conv, sizeof conv, "%s/%s.safetensors", tmpdir, pt);
-    snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py %s/%s.pt -o %s", tmpdir, pt, conv);
+    snprintf(conv, sizeof conv, "%s/%s.safetensors", tmpdir, tag);
+    snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py %s %s/%s.pt -o %s", conv_args, tmpdir, pt, conv);
     int rc = jt_run(cmd, out, sizeof out);
     if (!ok(rc == 0 && strstr(out, flags),
             "%s: converted, the compile flags printed", pt))
@@ -102,12 +106,12 @@ static void forward_to(const char *pt, const char *exe, const char *expected, co
     const char *progs[2] = { "logits", "energy" };
     for (int p = 0; p < 2; p++) {
         char res[600], want[600];
-        snprintf(res, sizeof res, "%s/%s_%s.safetensors", tmpdir, pt, progs[p]);
+        snprintf(res, sizeof res, "%s/%s_%s.safetensors", tmpdir, tag, progs[p]);
         snprintf(want, sizeof want, "%s/%s", tmpdir, expected);
         snprintf(cmd, sizeof cmd, "%s exec %s --state %s --in %s/inputs.safetensors --out %s", exe, progs[p], conv, tmpdir, res);
-        if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: exec %s --state converted", pt, progs[p])) { tap_diag("%s\n%s", cmd, out); continue; }
+        if (!ok(jt_run(cmd, out, sizeof out) == 0, "%s: exec %s --state converted", tag, progs[p])) { tap_diag("%s\n%s", cmd, out); continue; }
         char what[128];
-        snprintf(what, sizeof what, "%s: exec %s vs PyTorch", pt, progs[p]);
+        snprintf(what, sizeof what, "%s: exec %s vs PyTorch", tag, progs[p]);
         compare(res, progs[p], want, progs[p], 1e-4, what);
     }
     if (!has_buffer) return;
@@ -117,7 +121,61 @@ static void forward_to(const char *pt, const char *exe, const char *expected, co
 }
 
 static void forward(const char *pt, const char *exe) {
-    forward_to(pt, exe, "expected.safetensors", "-D depth=10 -D widen=1 -D classes=10 -D buffer_size=20", 1);
+    forward_to(pt, pt, "", exe, "expected.safetensors", "-D depth=10 -D widen=1 -D classes=10 -D buffer_size=20", 1);
+}
+
+/* 6. VERA with its generator: vera_wrn28 compiled with the printed flags (g_feats 16, batch 8)
+ * takes both networks; exec logits/energy as in 5; exec generate's `mean` on fixed latent rows
+ * h against VERA's ResNetGenerator in float64: with the graph's sample_mode (gen_batch, batch
+ * statistics: VERA never puts its generator in eval mode when sampling) against train() mode,
+ * and compiled with -D sample_mode=0 (gen_eval, running statistics) against eval() mode, which
+ * reads the converted running_mean/running_var. The reverse of the checkpoint jemc wrote
+ * loads into VERA's JEM and VERAGenerator with strict=True and gives the same outputs, logsigma
+ * and post_logsigma, bit for bit. */
+static void vera_generator(void) {
+    const char *flags = "-D depth=10 -D widen=1 -D classes=10 -D g_feats=16 -D noise_dim=128";
+    char cmd[2048], out[8192], vexe[2][400];
+    const char *modes[2] = { "", " -D sample_mode=0" }, *want[2] = { "mean_batch", "mean_eval" };
+    for (int m = 0; m < 2; m++) {
+        snprintf(vexe[m], sizeof vexe[m], "%s/vera_wrn10_g%d", tmpdir, m);
+        snprintf(cmd, sizeof cmd, "%s compile graphs/vera_wrn28.graph %s -D batch=8%s -o %s", jt_env("JEMC", "build/jemc"),
+                 flags, modes[m], vexe[m]);
+        if (!ok(jt_run(cmd, out, sizeof out) == 0, "vera_wrn28 compiled with the printed flags%s", modes[m])) {
+            tap_diag("%s\n%s", cmd, out);
+            return;
+        }
+    }
+    char fl[256];
+    snprintf(fl, sizeof fl, "compile graphs/vera_wrn28.graph %s -o", flags);
+    forward_to("vera", "vera_g", "", vexe[0], "expected_vera.safetensors", fl, 0);
+    for (int m = 0; m < 2; m++) {
+        char res[600], exp[600], what[160];
+        snprintf(res, sizeof res, "%s/gen_%d.safetensors", tmpdir, m);
+        snprintf(exp, sizeof exp, "%s/expected_vera.safetensors", tmpdir);
+        char so[400] = "";
+        if (!m) snprintf(so, sizeof so, " --state-out %s/vera_g_ckpt.safetensors", tmpdir);   /* gen_batch writes no state */
+        char gcmd[4096];
+        snprintf(gcmd, sizeof gcmd, "%s exec generate --state %s/vera_g.safetensors --in %s/gen_inputs.safetensors --out %s%s",
+                 vexe[m], tmpdir, tmpdir, res, so);
+        if (!ok(jt_run(gcmd, out, sizeof out) == 0, "vera_g: exec generate --state converted%s", modes[m])) {
+            tap_diag("%s\n%s", gcmd, out);
+            continue;
+        }
+        snprintf(what, sizeof what, "vera_g: exec generate%s vs ResNetGenerator %s", modes[m], m ? "eval()" : "train()");
+        compare(res, "mean", exp, want[m], 1e-4, what);
+    }
+    snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py --to-pt --layout vera %s/vera_g_ckpt.safetensors -o %s/back_vera_g.pt && " PY
+             "tests/parity/torch_convert.py back --layout vera --g-feats 16 --pt %s/back_vera_g.pt --out %s/back_vera_g.safetensors",
+             tmpdir, tmpdir, tmpdir, tmpdir);
+    if (ok(jt_run(cmd, out, sizeof out) == 0, "--to-pt --layout vera with model.g: JEM and VERAGenerator load it strict=True")) {
+        char back[600], exp[600];
+        snprintf(back, sizeof back, "%s/back_vera_g.safetensors", tmpdir);
+        snprintf(exp, sizeof exp, "%s/expected_vera.safetensors", tmpdir);
+        const char *names[6] = { "logits", "energy", "mean_batch", "mean_eval", "logsigma", "post_logsigma" };
+        for (int i = 0; i < 6; i++) compare(back, names[i], exp, names[i], 0, "--to-pt --layout vera, model.g");
+    } else {
+        tap_diag("%s\n%s", cmd, out);
+    }
 }
 
 static void refuse(const char *cmd_args, const char *needle, const char *what) {
@@ -193,8 +251,8 @@ int main(void) {
         tap_diag("%s\n%s", cmd, out);
     }
 
-    /* 5. VERA: forward, reverse, refusals */
-    forward_to("vera", exe, "expected_vera.safetensors", "-D depth=10 -D widen=1 -D classes=10 -o", 0);
+    /* 5. VERA: forward, reverse, refusals; --ebm-only: the EBM alone, for jem_wrn28 */
+    forward_to("vera", "vera", "--ebm-only", exe, "expected_vera.safetensors", "-D depth=10 -D widen=1 -D classes=10 -o", 0);
     snprintf(cmd, sizeof cmd, PY "tools/convert_pt.py --to-pt --layout vera %s/vera.safetensors -o %s/back_vera.pt && " PY
              "tests/parity/torch_convert.py back --layout vera --pt %s/back_vera.pt --out %s/back_vera.safetensors",
              tmpdir, tmpdir, tmpdir, tmpdir);
@@ -207,7 +265,10 @@ int main(void) {
     } else {
         tap_diag("%s\n%s", cmd, out);
     }
+    vera_generator();
     char va[1024];
+    snprintf(va, sizeof va, "%s/bad_vera_gmissing.pt -o %s/x.safetensors", tmpdir, tmpdir);
+    refuse(va, "missing key 'model.g.g.output_bn.running_var'", "a VERA generator without a running variance");
     snprintf(va, sizeof va, "%s/bad_vera_norm.pt -o %s/x.safetensors", tmpdir, tmpdir);
     refuse(va, "'logp_net.layer1.0.bn1.weight' is a normalisation layer", "a VERA --norm batch model");
     snprintf(va, sizeof va, "%s/bad_vera_nologp.pt -o %s/x.safetensors", tmpdir, tmpdir);

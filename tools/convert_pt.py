@@ -15,8 +15,13 @@ unknown key, a missing key, a wrong shape) is refused with the key named.
 VERA: a .pt of wgrathwohl/VERA's train.py ({"model": {"logp_net", "g"}, "optimizer",
 "scheduler", "epoch", ...}) with the Wide_ResNet EBM (--wide_resnet / --thicc_resnet,
 --norm None; any --dropout) converts the same way: model.logp_net ("logp_net." prefix
-of JEM(...) stripped) to jem_wrn28's parameters, names unchanged. The generator
-model.g, the optimizers and schedulers are left out (named in a note). VERA also saves
+of JEM(...) stripped) to the EBM's parameters, names unchanged, and the generator model.g
+(VERAGenerator(ResNetGenerator(feats))) to graphs/vera_wrn28.graph's g.* (batch-norm
+running statistics included), logsigma [1] to the scalar g.logsigma, post_logsigma as it
+is; VERAHMCGenerator's stepsize (an HMC step jemc takes as an input) is dropped with a
+note. The result is a checkpoint of vera_wrn28 with both networks (compile flags printed,
+g_feats and noise_dim included). --ebm-only leaves model.g out: a checkpoint of
+jem_wrn28. The optimizers and schedulers are left out (named in a note). VERA also saves
 Adam's and MultiStepLR's states (floats, a collections.Counter) that PyTorch 1.13's
 weights_only loader refuses: such files load through a restricted unpickler that
 builds tensors, OrderedDict, Counter and torch.Size, nothing else (a file that
@@ -26,9 +31,11 @@ Reverse (--to-pt): a jemc checkpoint of jem_wrn28 -> {"model_state_dict",
 "replay_buffer"} that the official CCF(depth, width, norm=None, n_classes)
 loads with load_state_dict(strict=True). The heads CCF never reads (f.linear,
 energy_output) are not in a jemc checkpoint; they are written as zeros.
-With --layout vera: {"model": {"logp_net": ...}}
+With --layout vera: {"model": {"logp_net": ..., "g": ...}}
 that VERA's JEM(Wide_ResNet(depth, widen, classes)) (or, for one class, the bare
-Wide_ResNet) loads strictly; no generator, no replay buffer.
+Wide_ResNet) and, where the checkpoint has vera_wrn28's generator, VERAGenerator(
+ResNetGenerator(g_feats), noise_dim) load strictly (eval.py's load of both); stepsize is
+written as its initial 1/noise_dim; no replay buffer.
 Optimizer moments and knobs (opt.*, config.*) have no official counterpart
 and are left out. Exit status: 0, or 1 with one line naming the problem.
 """
@@ -47,6 +54,7 @@ import jem_layout  # noqa: E402
 import st_io  # noqa: E402
 
 GRAPH = "graphs/jem_wrn28.graph"
+VERA_GRAPH = "graphs/vera_wrn28.graph"
 
 
 class ConvertError(Exception):
@@ -76,11 +84,13 @@ def load_pt(path):
         if not isinstance(model, dict) or "logp_net" not in model:
             raise ConvertError("%s: has 'model' but no 'model.logp_net' (VERA's checkpoints hold model.logp_net "
                                "and model.g)" % path)
-        sd = model["logp_net"]
-        extra = [k for k in obj if k != "model"] + ["model." + k for k in model if k != "logp_net"]
+        sd, gen = model["logp_net"], model.get("g")
+        extra = [k for k in obj if k != "model"] + ["model." + k for k in model if k not in ("logp_net", "g")]
         if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
             raise ConvertError("%s: 'model.logp_net' is not a dict of tensors" % path)
-        return sd, None, extra, "vera"
+        if gen is not None and (not isinstance(gen, dict) or not all(torch.is_tensor(v) for v in gen.values())):
+            raise ConvertError("%s: 'model.g' is not a dict of tensors" % path)
+        return sd, None, extra, "vera", gen
     if "model_state_dict" in obj:
         sd, buf = obj["model_state_dict"], obj.get("replay_buffer")
         extra = [k for k in obj if k not in ("model_state_dict", "replay_buffer")]
@@ -88,7 +98,7 @@ def load_pt(path):
         sd, buf, extra = obj, None, []
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise ConvertError("%s: 'model_state_dict' is not a dict of tensors" % path)
-    return sd, buf, extra, "jem"
+    return sd, buf, extra, "jem", None
 
 
 def _torch_load(path):
@@ -144,7 +154,10 @@ def strip_module(sd):
 
 
 def to_jemc(args):
-    sd, buf, extra, layout = load_pt(args.input)
+    sd, buf, extra, layout, gen = load_pt(args.input)
+    if gen is not None and args.ebm_only:
+        extra.append("model.g")
+        gen = None
     sd, had_module = strip_module(sd)
     prefix = ""
     if layout == "vera" and sd and all(k.startswith("logp_net.") for k in sd):
@@ -165,17 +178,25 @@ def to_jemc(args):
         prefix + n if layout == "vera" else jem_layout.to_official_name(n)))
     tensors = [(n, out[n].to(torch.float32)) for n, _ in want]
     flags = "-D depth=%d -D widen=%d -D classes=%d" % (depth, widen, classes)
+    graph, gnote = GRAPH, ""
+    if gen is not None:
+        gt, feats, noise_dim, gdrop = jem_layout.vera_gen_to_jemc(gen)
+        tensors += [(n, gt[n].to(torch.int64 if n.endswith("num_batches_tracked") else torch.float32))
+                    for n, _, _ in jem_layout.gen_params(feats, noise_dim)]
+        flags += " -D g_feats=%d -D noise_dim=%d" % (feats, noise_dim)
+        graph = VERA_GRAPH
+        gnote = ", generator ResNetGenerator(%d), noise_dim %d" % (feats, noise_dim)
     if buf is not None:
         if not torch.is_tensor(buf) or buf.dim() != 4 or list(buf.shape[1:]) != [3, 32, 32]:
             raise ConvertError("'replay_buffer' has shape %s, jem_wrn28's replay state is [N, 3, 32, 32]"
                                % (list(buf.shape) if torch.is_tensor(buf) else type(buf).__name__))
         tensors.append(("replay", buf.to(torch.float32)))
         flags += " -D buffer_size=%d" % buf.shape[0]
-    meta = {"format": "pt", "jemc.graph": GRAPH, "jemc.convert.source": os.path.basename(args.input),
+    meta = {"format": "pt", "jemc.graph": graph, "jemc.convert.source": os.path.basename(args.input),
             "jemc.convert.compile": flags}
     st_io.write(args.output, tensors, meta)
-    print("%s: %sWRN-%d-%d, %d classes%s -> %s (%d tensors)" % (
-        args.input, "VERA " if layout == "vera" else "", depth, widen, classes,
+    print("%s: %sWRN-%d-%d, %d classes%s%s -> %s (%d tensors)" % (
+        args.input, "VERA " if layout == "vera" else "", depth, widen, classes, gnote,
         ", replay buffer of %d" % buf.shape[0] if buf is not None else ", no replay buffer", args.output, len(tensors)))
     if had_module:
         print("note: stripped the DataParallel prefix 'module.'")
@@ -183,8 +204,11 @@ def to_jemc(args):
         print("note: dropped %s (CCF's logits and energy never read them)" % ", ".join(sorted(dropped)))
     if extra:
         print("note: ignored checkpoint entries %s%s" % (", ".join(sorted(map(str, extra))),
-              " (model.g: VERA's generator, not part of jem_wrn28)" if "model.g" in extra else ""))
-    print("compile with: jemc compile %s %s -o EXE" % (GRAPH, flags))
+              " (model.g: VERA's generator, left out by --ebm-only)" if "model.g" in extra else ""))
+    if gen is not None and gdrop:
+        print("note: dropped model.g.stepsize (VERAHMCGenerator's HMC step; jemc's mala_latent takes its step "
+              "eta as an input)")
+    print("compile with: jemc compile %s %s -o EXE" % (graph, flags))
 
 
 def to_pt(args):
@@ -192,12 +216,17 @@ def to_pt(args):
         st, _ = st_io.read(args.input)
     except OSError as e:
         raise ConvertError("%s: %s" % (args.input, e.strerror))
-    params, buf = {}, None
+    params, buf, gparams = {}, None, {}
     for n, v in st.items():
         if n == "replay":
             buf = v
-        elif n.startswith("opt.") or n.startswith("config."):
-            continue            # jem_wrn28's Adam (moments, step, grad norm) and knobs
+        elif n.startswith("opt.") or n.startswith("opt_g.") or n.startswith("opt_post.") or n.startswith("config."):
+            continue            # jem_wrn28's / vera_wrn28's Adams (moments, step, grad norm) and knobs
+        elif n.startswith("g.") or n == "post_logsigma":
+            if args.layout != "vera":
+                raise ConvertError("%s: tensor '%s' is vera_wrn28's generator; only --layout vera writes it"
+                                   % (args.input, n))
+            gparams[n] = v
         elif n == "conv1.weight" or n == "conv1.bias" or n.startswith("layer") or n.startswith("linear."):
             params[n] = v
         else:
@@ -205,7 +234,7 @@ def to_pt(args):
     depth, widen, classes = jem_layout.infer_config(params)
     want = jem_layout.check_params(params, depth, widen, classes)
     if args.layout == "vera":
-        return to_pt_vera(args, params, buf, depth, widen, classes, want)
+        return to_pt_vera(args, params, buf, depth, widen, classes, want, gparams)
     sd = {}
     trunk = [(n, s) for n, s in want if not n.startswith("linear.")]
     for n, _ in trunk:
@@ -225,17 +254,44 @@ def to_pt(args):
              "f.linear and energy_output" if args.layout == "jem" else "energy_output"))
 
 
-def to_pt_vera(args, params, buf, depth, widen, classes, want):
-    """VERA's Wide_ResNet has jemc's names; JEM(...) (--clf, classes > 1) prefixes them with logp_net."""
+def to_pt_vera(args, params, buf, depth, widen, classes, want, gparams):
+    """VERA's Wide_ResNet has jemc's names; JEM(...) (--clf, classes > 1) prefixes them with logp_net.
+    vera_wrn28's generator goes to model.g in VERAGenerator's state_dict order."""
     prefix = "logp_net." if classes > 1 else ""
     sd = {prefix + n: params[n].to(torch.float32).clone() for n, _ in want}
+    model, gdesc = {"logp_net": sd}, "no generator model.g"
+    if gparams:
+        if "g.input_linear.weight" not in gparams or "post_logsigma" not in gparams:
+            raise ConvertError("%s: has generator tensors but no '%s'" % (
+                args.input, "g.input_linear.weight" if "g.input_linear.weight" not in gparams else "post_logsigma"))
+        feats, noise_dim = gparams["g.input_linear.weight"].shape[0] // 16, gparams["post_logsigma"].numel()
+        gwant = jem_layout.gen_params(feats, noise_dim)
+        names = {n for n, _, _ in gwant}
+        for n in gparams:
+            if n not in names:
+                raise ConvertError("%s: tensor '%s' has no counterpart in VERA's VERAGenerator(ResNetGenerator(%d))"
+                                   % (args.input, n, feats))
+        g = {}
+        for n, shape, key in gwant:
+            if n not in gparams:
+                raise ConvertError("%s: missing tensor '%s' (vera_wrn28's generator, g_feats %d)" % (args.input, n, feats))
+            v = gparams[n]
+            if list(v.shape) != shape:
+                raise ConvertError("%s: tensor '%s' has shape %s, g_feats %d needs %s"
+                                   % (args.input, n, list(v.shape), feats, shape))
+            g[key] = v.to(torch.int64 if n.endswith("num_batches_tracked") else torch.float32).clone()
+        g["logsigma"] = g["logsigma"].reshape(1)
+        g["stepsize"] = torch.tensor(1.0 / noise_dim)
+        order = ["logsigma", "stepsize", "post_logsigma"] + [k for _, _, k in gwant if k.startswith("g.")]
+        model["g"] = {k: g[k] for k in order}
+        gdesc = "VERAGenerator(ResNetGenerator(feats=%d), noise_dim=%d), stepsize 1/%d" % (feats, noise_dim, noise_dim)
     tmp = "%s.tmp.%d" % (args.output, os.getpid())
-    torch.save({"model": {"logp_net": sd}}, tmp)
+    torch.save({"model": model}, tmp)
     os.replace(tmp, args.output)
     print("%s: WRN-%d-%d, %d classes -> %s (VERA %s(depth=%d, widen_factor=%d, num_classes=%d, norm=None)%s; "
-          "no generator model.g)" % (args.input, depth, widen, classes, args.output,
-                                      "JEM(Wide_ResNet" if prefix else "Wide_ResNet", depth, widen, classes,
-                                      ")" if prefix else ""))
+          "%s)" % (args.input, depth, widen, classes, args.output,
+                   "JEM(Wide_ResNet" if prefix else "Wide_ResNet", depth, widen, classes,
+                   ")" if prefix else "", gdesc))
     if buf is not None:
         print("note: left out the replay buffer (VERA's checkpoints have none)")
 
@@ -248,6 +304,8 @@ def main(argv=None):
     ap.add_argument("--layout", choices=["jem", "jempp", "vera"], default="jem",
                     help="--to-pt for JEM's CCF (with f.linear), JEM++/SADA-JEM's (without) or VERA's "
                          "logp_net (model.logp_net)")
+    ap.add_argument("--ebm-only", action="store_true",
+                    help="VERA: convert model.logp_net alone (a jem_wrn28 checkpoint), leaving the generator out")
     args = ap.parse_args(argv)
     try:
         (to_pt if args.to_pt else to_jemc)(args)

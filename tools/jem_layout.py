@@ -25,8 +25,18 @@ returns linear(pooled features), so its names are jemc's as they are:
   logp_net.conv1.*, logp_net.layerS.I.{conv1,conv2,shortcut.0}.*, logp_net.linear.*
                   ->  the name without "logp_net."
   logp_net.bn1.*, logp_net.layerS.I.bn{1,2}.*  norm layers: refused as above
-Dropout (--dropout) has no parameters. The generator ("g": g.*, logsigma, stepsize,
-post_logsigma) is not part of jem_wrn28 and is left out.
+Dropout (--dropout) has no parameters.
+
+VERA's generator "g" (VERAGenerator(ResNetGenerator(feats), noise_dim)) maps to
+graphs/vera_wrn28.graph's (docs/graph-language.md 15.4, 15.6):
+  g.input_linear.*, g.blockI.{bn1,conv1,bn2,conv2}.*, g.output_bn.*, g.output_conv.*
+                  ->  the same name (the blocks are called `as g`); batch norms with
+                      running_mean, running_var, num_batches_tracked
+  logsigma [1]    ->  g.logsigma, a scalar []
+  post_logsigma [noise_dim]  ->  post_logsigma
+  stepsize []     the HMC step of VERAHMCGenerator (requires_grad False, 1/noise_dim);
+                  jemc's latent MALA takes its step as an input (eta): dropped, and
+                  written back as 1/noise_dim
 """
 
 import re
@@ -128,3 +138,54 @@ def check_params(sd, depth, widen, classes, name_of=lambda n: n):
             raise LayoutError("key '%s' has no place in WRN-%d-%d (blocks per stage: %d)"
                               % (name_of(n), depth, widen, (depth - 4) // 6))
     return want
+
+
+def gen_params(feats, noise_dim):
+    """vera_wrn28's generator tensors -D g_feats -D noise_dim: [(jemc name, shape, VERA key)]."""
+    def bn(p):
+        return [(p + ".weight", [feats]), (p + ".bias", [feats]), (p + ".running_mean", [feats]),
+                (p + ".running_var", [feats]), (p + ".num_batches_tracked", [])]
+    g = [("input_linear.weight", [16 * feats, noise_dim]), ("input_linear.bias", [16 * feats])]
+    for i in (1, 2, 3):
+        b = "block%d." % i
+        g += bn(b + "bn1") + [(b + "conv1.weight", [feats, feats, 3, 3]), (b + "conv1.bias", [feats])]
+        g += bn(b + "bn2") + [(b + "conv2.weight", [feats, feats, 3, 3]), (b + "conv2.bias", [feats])]
+    g += bn("output_bn") + [("output_conv.weight", [3, feats, 3, 3]), ("output_conv.bias", [3])]
+    return ([("g.logsigma", [], "logsigma"), ("post_logsigma", [noise_dim], "post_logsigma")] +
+            [("g." + n, s, "g." + n) for n, s in g])
+
+
+def vera_gen_to_jemc(gsd):
+    """VERA's model.g state_dict -> ({jemc name: tensor}, feats, noise_dim, dropped keys).
+    Errors name the key as model.g.KEY."""
+    for need in ("g.input_linear.weight", "post_logsigma", "logsigma"):
+        if need not in gsd:
+            raise LayoutError("missing key 'model.g.%s' (VERA's VERAGenerator(ResNetGenerator))" % need)
+    w = gsd["g.input_linear.weight"]
+    if w.dim() != 2 or w.shape[0] % 16:
+        raise LayoutError("'model.g.g.input_linear.weight' has shape %s, ResNetGenerator's is [16 feats, 128]"
+                          % list(w.shape))
+    feats, noise_dim = w.shape[0] // 16, gsd["post_logsigma"].numel()
+    want = gen_params(feats, noise_dim)
+    by_key = {k: (n, s) for n, s, k in want}
+    out, dropped = {}, []
+    for k, v in gsd.items():
+        if k == "stepsize":
+            dropped.append(k)
+            continue
+        if k not in by_key:
+            raise LayoutError("'model.g.%s' is not a key of VERA's VERAGenerator(ResNetGenerator(%d)) "
+                              "(other VERA generators do not convert)" % (k, feats))
+        n, shape = by_key[k]
+        if k == "logsigma":
+            if v.numel() != 1:
+                raise LayoutError("'model.g.logsigma' has shape %s, VERA's is [1]" % list(v.shape))
+            v = v.reshape([])
+        if list(v.shape) != shape:
+            raise LayoutError("key 'model.g.%s' has shape %s, ResNetGenerator(%d) with noise_dim %d needs %s"
+                              % (k, list(v.shape), feats, noise_dim, shape))
+        out[n] = v
+    for n, _, k in want:
+        if n not in out:
+            raise LayoutError("missing key 'model.g.%s' (ResNetGenerator(%d))" % (k, feats))
+    return out, feats, noise_dim, dropped

@@ -16,10 +16,18 @@
                             model.logp_net = JEM(Wide_ResNet(depth, widen, classes, dropout .3)), model.g =
                             VERAGenerator(ResNetGenerator(feats 16)), Adam states after one step,
                             MultiStepLR states (a collections.Counter inside), epoch/itr/metric lists
-        DIR/expected_vera.safetensors  logits = JEM.classify(x), energy = -JEM(x) on inputs.safetensors
-        DIR/bad_vera_norm.pt, bad_vera_nologp.pt, bad_vera_key.pt: VERA inputs to refuse
+        DIR/expected_vera.safetensors  logits = JEM.classify(x), energy = -JEM(x) on inputs.safetensors;
+                            mean_batch = G(h) with batch statistics (train(): how VERA samples),
+                            mean_eval = G(h) with running statistics (eval()), h = gen_inputs.safetensors'
+                            [batch, 128]; logsigma, post_logsigma (the generator's batch norms, logsigma and
+                            post_logsigma are set to random values, so that a swapped name shows)
+        DIR/gen_inputs.safetensors  h: [batch, 128]
+        DIR/bad_vera_norm.pt, bad_vera_nologp.pt, bad_vera_key.pt, bad_vera_gmissing.pt (no
+                            model.g.g.output_bn.running_var): VERA inputs to refuse
         DIR/bad_vera_code.pt   vera.pt plus an object whose unpickling would run `touch DIR/pwned`
-    torch_convert.py back --layout vera --pt DIR/back.pt ...: into VERA's JEM(Wide_ResNet), strict
+    torch_convert.py back --layout vera --pt DIR/back.pt ...: into VERA's JEM(Wide_ResNet) and, with
+        --g-feats F, VERAGenerator(ResNetGenerator(F), 128), both strict; writes logits, energy and
+        mean_batch, mean_eval, logsigma, post_logsigma for DIR/gen_inputs.safetensors
     torch_convert.py back --pt DIR/back.pt --depth 10 --widen 1 --classes 10 --out DIR/back.safetensors
         loads the .pt into CCF with load_state_dict(strict=True) and writes logits, energy and
         replay_buffer for DIR/inputs.safetensors
@@ -30,6 +38,7 @@ weights are float32 values) to be the exact reference.
 """
 
 import argparse
+import copy
 import os
 import sys
 
@@ -128,8 +137,18 @@ def vera_ckpt(a, norm=None):
     g_sch.step()
     e_opt.zero_grad()
     g_opt.zero_grad()
+    with torch.no_grad():       # batch norms, sigma and the posterior width away from their initial values
+        for m in g.g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(7)
+        g.logsigma.fill_(-2.5)
+        g.post_logsigma.add_(0.1 * torch.randn(128))
     logp_net.eval()
-    return logp_net, {
+    return logp_net, g, {
         "epoch": 0, "train_accs": [], "test_accs": [], "aucs": [], "briers": [], "test_lps": [],
         "modes": [], "kl": [], "eval_itrs": [], "itr": 10,
         "model": {"logp_net": logp_net.state_dict(), "g": g.state_dict()},
@@ -137,14 +156,29 @@ def vera_ckpt(a, norm=None):
         "scheduler": {"e": e_sch.state_dict(), "g": g_sch.state_dict()}}
 
 
+def gen_outputs(g, h):
+    """G(h) in float64 with batch statistics (a copy in train(): the file's running statistics
+    stay) and with running statistics (eval()); logsigma, post_logsigma."""
+    g64 = copy.deepcopy(g.g).to(torch.float64)
+    with torch.no_grad():
+        g64.eval()
+        me = g64(h.to(torch.float64))
+        g64.train()                 # after eval(): this forward updates the copy's running statistics
+        mb = g64(h.to(torch.float64))
+    return [("mean_batch", mb), ("mean_eval", me), ("logsigma", g.logsigma.detach().reshape([]).clone()),
+            ("post_logsigma", g.post_logsigma.detach().clone())]
+
+
 def make_vera(a, x):
     torch.manual_seed(a.seed + 1)
-    model, ck = vera_ckpt(a)
+    model, g, ck = vera_ckpt(a)
     torch.save(ck, os.path.join(a.out, "vera.pt"))
     logits = eval64(model, x)
+    h = torch.randn(a.batch, 128)
+    st_io.write(os.path.join(a.out, "gen_inputs.safetensors"), [("h", h)])
     st_io.write(os.path.join(a.out, "expected_vera.safetensors"),
-                [("logits", logits), ("energy", -logits.logsumexp(1))])
-    _, bn = vera_ckpt(a, norm="batch")
+                [("logits", logits), ("energy", -logits.logsumexp(1))] + gen_outputs(g, h))
+    _, _, bn = vera_ckpt(a, norm="batch")
     torch.save(bn, os.path.join(a.out, "bad_vera_norm.pt"))
     bad = dict(ck)
     bad["model"] = {"g": ck["model"]["g"]}
@@ -154,6 +188,11 @@ def make_vera(a, x):
     lp["logp_net.output_linear.weight"] = torch.zeros(a.classes, 128)    # a ResNetDiscriminator's head
     bad["model"] = {"logp_net": lp, "g": ck["model"]["g"]}
     torch.save(bad, os.path.join(a.out, "bad_vera_key.pt"))
+    bad = dict(ck)
+    gm = dict(ck["model"]["g"])
+    del gm["g.output_bn.running_var"]
+    bad["model"] = {"logp_net": ck["model"]["logp_net"], "g": gm}
+    torch.save(bad, os.path.join(a.out, "bad_vera_gmissing.pt"))
     bad = dict(ck)
     bad["hook"] = _RunsCode("touch %s" % os.path.join(a.out, "pwned"))
     torch.save(bad, os.path.join(a.out, "bad_vera_code.pt"))
@@ -175,7 +214,13 @@ def back(a):
         model.eval()
         x = st_io.read(os.path.join(os.path.dirname(a.out), "inputs.safetensors"))[0]["x"]
         logits = eval64(model, x)
-        st_io.write(a.out, [("logits", logits), ("energy", -logits.logsumexp(1))])
+        gen = []
+        if a.g_feats:           # eval.py: logp_net.load_state_dict(...), g.load_state_dict(...), both strict
+            g = vera_official.VERAGenerator(vera_official.ResNetGenerator(False, feats=a.g_feats), 128)
+            g.load_state_dict(obj["model"]["g"], strict=True)
+            h = st_io.read(os.path.join(os.path.dirname(a.out), "gen_inputs.safetensors"))[0]["h"]
+            gen = gen_outputs(g, h)
+        st_io.write(a.out, [("logits", logits), ("energy", -logits.logsumexp(1))] + gen)
         return
     cls = jem_official.CCF_JEMPP if a.layout == "jempp" else jem_official.CCF
     model = cls(a.depth, a.widen, norm=None, n_classes=a.classes)
@@ -198,6 +243,7 @@ def main():
     ap.add_argument("--records", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pt")
+    ap.add_argument("--g-feats", type=int, default=0)
     ap.add_argument("--layout", choices=["jem", "jempp", "vera"], default="jem")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()

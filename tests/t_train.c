@@ -155,6 +155,28 @@ static void test_commands(void) {
     r |= run("%s sample --ckpt %s --n 3 --at 5 --out %s/at1.png", exe, ck, dir);
     int h3 = png_height(dir, "at.png"), h2 = png_height(dir, "at2.png"), h1 = png_height(dir, "at1.png");
     ok(r == 0 && h1 > 0 && h2 > h1 && h3 - h2 == h2 - h1, "a grid row per step count (1, 2, 3 rows: %d, %d, %d pixels)", h1, h2, h3);
+    /* --program: 10 chains at batch 8 are two runs, the second with 2 real
+       chains and 6 copies; the per-chain energies the program outputs must
+       average, over the real chains only, to the energy `sample` computes of
+       the same samples, and a one-value output to its value */
+    r = run("%s sample --ckpt %s --program sample_scored --n 10 --steps 2 --out %s/sc.png --json %s/sc.json", exe, ck, dir, dir);
+    snprintf(p, sizeof p, "%s/sc.json", dir);
+    js[0] = 0;
+    jf = fopen(p, "r");
+    if (jf) { size_t got = fread(js, 1, sizeof js - 1, jf); js[got] = 0; fclose(jf); }
+    double e_all = NAN, e_prog = NAN, width = NAN, sps = NAN;
+    if ((k = strstr(js, "\"energy\": "))) e_all = atof(k + 10);
+    if ((k = strstr(js, "\"e\": "))) e_prog = atof(k + 5);
+    if ((k = strstr(js, "\"width\": "))) width = atof(k + 9);
+    if ((k = strstr(js, "\"seconds_per_step\": "))) sps = atof(k + 20);
+    ok(r == 0 && strstr(out, "after 2 sample_scored steps") && strstr(js, "\"program\": \"sample_scored\"") && width == 8 && sps > 0 &&
+       fabs(e_prog - e_all) <= 1e-5 * fabs(e_all) && e_all != 0,
+       "sample --program: per-chain output e averages to the samples' energy over the real chains (%.7g vs %.7g), width %g, %g s a step", e_prog, e_all, width, sps);
+    if (r || !(width == 8)) tap_diag("%s\n%s", out, js);
+    r = run("%s sample --ckpt %s --program sample_cond --out %s/x.png", exe, ck, dir);
+    ok(r == 2 && strstr(out, "give --class C"), "sample --program of a class-conditional program without --class is refused");
+    r = run("%s sample --ckpt %s --program no_such --out %s/x.png", exe, ck, dir);
+    ok(r == 2 && strstr(out, "no_such"), "sample --program with an unknown program names it (exit %d)", r);
     r = run("%s sample --ckpt %s --at 5,2", exe, ck);
     ok(r == 2 && strstr(out, "increasing step counts"), "--at must increase");
     r = run("%s sample --ckpt %s --at 2,5 --steps 20", exe, ck);

@@ -28,7 +28,23 @@ static const char *jm_sample_usage =
     "(or all) with --mala-steps N gives class-conditional samples with `mala_latent_cond`.\n\n"
     "--at 1,5,10,20,50 snapshots the same --n chains (default 8) after each listed number of steps:\n"
     "a captioned grid row per count, its mean energy printed, in --json and drawn by --plot. A row\n"
-    "of 0 steps shows the starting points; long-run chains are e.g. --from buffer --at 0,100,1000.";
+    "of 0 steps shows the starting points; long-run chains are e.g. --from buffer --at 0,100,1000.\n\n"
+    "--program NAME runs another sampler program of the graph (x: f32[B,C,H,W] [, y: i64[B] with\n"
+    "--class] -> samples, its steps the run-time setting sgld_steps), e.g. the sample_pyld, sample_mala\n"
+    "or sample_hmc of graphs/jem_mnist.graph. Every other f32 output with one value per chain (or one\n"
+    "value) is averaged over the chains and the runs (a MALA program's `accepts`: accepted moves per\n"
+    "chain), printed and written to --json under \"outputs\"; so is the time per step of a batch of chains.";
+
+/* How many values of output o a run reports per chain: B (one per chain),
+   1 (one value), or 0 (not reported: the samples, a non-f32 output, any other
+   shape). */
+static int64_t jm_sample_per_chain(const jm_tprogram *pr, int o, int so, int64_t B) {
+    const jm_tdesc *d = &pr->outputs[o];
+    if (o == so || d->dtype != JM_DT_F32) return 0;
+    int64_t n = 1;
+    for (int r = 0; r < d->rank; r++) n *= d->dim[r];
+    return n == 1 ? 1 : (d->rank == 1 && n == B) ? B : 0;
+}
 
 /* Parses --at: step counts >= 0, strictly increasing. Returns how many, or -1. */
 static int jm_sample_parse_at(const char *s, int64_t *at, int cap, const char *who) {
@@ -237,7 +253,7 @@ done:
 int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     char who[256], err[1024];
     snprintf(who, sizeof who, "%s sample", exe);
-    const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL, *at_s = NULL, *json = NULL, *plot = NULL, *names = NULL;
+    const char *ckpt = NULL, *out = "samples.png", *gif = NULL, *from = "noise", *cls = NULL, *at_s = NULL, *json = NULL, *plot = NULL, *names = NULL, *prog = NULL;
     int64_t n = -1, steps = -1, seed = 0, threads = 0, gif_every = 5, nrow = 8, scale = 2, mala_steps = -1;
     double mala_eta = -1;
     jm_arg_list sets;
@@ -247,6 +263,7 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         { "--out", JM_ARG_STR, &out, "FILE.png", "the grid (default samples.png)", 0, 0 },
         { "--n", JM_ARG_INT, &n, "N", "samples (per class with --class all, per row with --at; default 64, 8 with --at)", 1, 100000 },
         { "--steps", JM_ARG_INT, &steps, "K", "SGLD steps (default: the graph's sgld_steps)", 0, 1e7 },
+        { "--program", JM_ARG_STR, &prog, "NAME", "the sampler program (default sample, or sample_cond with --class)", 0, 0 },
         { "--class", JM_ARG_STR, &cls, "C|all", "class-conditional samples of class C, or a row per class", 0, 0 },
         { "--from", JM_ARG_STR, &from, "noise|buffer|generator", "SGLD from uniform noise (default) or the replay buffer; or a VERA generator's samples", 0, 0 },
         { "--mala-steps", JM_ARG_INT, &mala_steps, "N", "with --from generator: N latent MALA steps (mala_latent; default 0)", 0, 1e7 },
@@ -273,7 +290,7 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     int all = cls && strcmp(cls, "all") == 0;
     if (strcmp(from, "generator") == 0) {
         /* the SGLD chains' options have no meaning for the generator */
-        const char *sgld_only = steps >= 0 ? "--steps" : at_s ? "--at" : gif ? "--gif" : plot ? "--plot" : NULL;
+        const char *sgld_only = steps >= 0 ? "--steps" : at_s ? "--at" : gif ? "--gif" : plot ? "--plot" : prog ? "--program" : NULL;
         if (sgld_only) { fprintf(stderr, "%s: %s is for SGLD chains, not --from generator (use --mala-steps)\n", who, sgld_only); return 2; }
         if (mala_eta > 0 && mala_steps <= 0) { fprintf(stderr, "%s: --mala-eta is the step size of --mala-steps N: give both\n", who); return 2; }
         jm_gen_cmd gc = { ckpt, out, cls, json, names, n < 0 ? 64 : n, seed, threads, nrow, scale, mala_steps < 0 ? 0 : mala_steps, mala_eta, &sets };
@@ -297,11 +314,14 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
         c_only = strtoll(cls, &end, 10);
         if (!*cls || *end || c_only < 0) { fprintf(stderr, "%s: --class takes a class number or 'all', got '%s'\n", who, cls); return 2; }
     }
-    int p = jm_session_program(t, cls ? "sample_cond" : "sample", 1, who);
+    int p = jm_session_program(t, prog ? prog : cls ? "sample_cond" : "sample", 1, who);
     if (p < 0) return 2;
     const jm_tprogram *pr = &t->programs[p];
     int xi = jm_session_input(pr, "x"), yi = jm_session_input(pr, "y"), so = jm_session_output(pr, "samples");
     if (xi < 0 || so < 0 || pr->inputs[xi].rank != 4 || (cls && yi < 0)) { fprintf(stderr, "%s: program %s must take x: f32[B,C,H,W]%s and output samples\n", who, pr->name, cls ? ", y: i64[B]" : ""); return 2; }
+    /* a class-conditional program has nothing to condition on without --class */
+    if (yi >= 0 && !cls) { fprintf(stderr, "%s: program %s takes the classes y: give --class C or --class all\n", who, pr->name); return 2; }
+    if (pr->ninputs != (yi >= 0 ? 2 : 1)) { fprintf(stderr, "%s: program %s must take x%s only\n", who, pr->name, yi >= 0 ? " and y" : ""); return 2; }
     const jm_tdesc *xd = &pr->inputs[xi];
     int64_t B = xd->dim[0], C = xd->dim[1], H = xd->dim[2], W = xd->dim[3], per = C * H * W;
     jm_rt rt;
@@ -350,6 +370,10 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
             x[i] = -1.0f + 2.0f * (float)jm_philox_uniform((uint32_t)(i % per), (uint32_t)(i / per), 0x5a3d1e, 0, (uint64_t)seed);
     }
     memcpy(x0, x, sizeof(float) * (size_t)(total * per));
+    /* the program's other f32 outputs of one value per chain (or one value):
+       summed over the real chains of every run, reported as means */
+    double osum[16] = { 0 }, t_run = 0;
+    int64_t ocount[16] = { 0 }, batch_steps = 0;
     /* chains in batches of B, K steps run in segments that end at every GIF frame
        (each gif_every steps) and every --at count */
     for (int64_t b0 = 0; b0 < total; b0 += B) {
@@ -371,8 +395,17 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
             const void *in[2];
             in[xi] = bx;
             if (yi >= 0) in[yi] = by;
+            double t0 = jm_session_now();
             if (jm_rt_run(&rt, p, in, outs) != 0) { fprintf(stderr, "%s: %s failed: %s\n", who, pr->name, rt.err); goto free_all; }
+            t_run += jm_session_now() - t0;
+            batch_steps += seg;
             memcpy(bx, outs[so], sizeof(float) * (size_t)(B * per));
+            for (int o = 0; o < pr->noutputs && o < 16; o++) {
+                int64_t k = jm_sample_per_chain(pr, o, so, B);
+                const float *v = outs[o];
+                for (int64_t i = 0; i < (k == 1 ? 1 : k ? real : 0); i++) osum[o] += v[i];
+                ocount[o] += k == 1 ? 1 : k ? real : 0;
+            }
             done += seg;
             for (; r < nat && at[r] == done; r++)
                 for (int64_t i = 0; i < real; i++) memcpy(snaps + ((r * total) + b0 + i) * per, bx + i * per, sizeof(float) * (size_t)per);
@@ -404,13 +437,16 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
     }
     if (steps_knob >= 0) jm_knob_put(&rt, steps_knob, (double)steps);
     double es = jm_sample_mean_energy(&rt, x, total, per), e0 = jm_sample_mean_energy(&rt, x0, total, per);
-    printf("%s: %" PRId64 " samples after %" PRId64 " SGLD steps from %s -> %s%s%s\n", who, total, steps, from, out, gif ? ", " : "", gif ? gif : "");
+    printf("%s: %" PRId64 " samples after %" PRId64 " %s steps from %s -> %s%s%s\n", who, total, steps, prog ? pr->name : "SGLD", from, out, gif ? ", " : "", gif ? gif : "");
     if (isfinite(es)) printf("mean energy: samples %.4f, their starting points %.4f\n", es, e0);
     for (int r = 0; r < nat; r++) {
         at_energy[r] = jm_sample_mean_energy(&rt, snaps + r * total * per, total, per);
         if (isfinite(at_energy[r])) printf("  after %7" PRId64 " step%s: mean energy %.4f\n", at[r], at[r] == 1 ? " " : "s", at_energy[r]);
     }
     if (plot && jm_sample_plot(plot, at, at_energy, nat, from, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", who, err); goto free_all; }
+    if (batch_steps > 0) printf("%s: %.4f s per step of a batch of %" PRId64 " chains\n", pr->name, t_run / (double)batch_steps, B);
+    for (int o = 0; o < pr->noutputs && o < 16; o++)
+        if (ocount[o]) printf("%s: mean %.6g over the chains and runs\n", pr->outputs[o].name, osum[o] / (double)ocount[o]);
     if (json) {
         FILE *jf = fopen(json, "w");
         if (!jf) { fprintf(stderr, "%s: cannot write %s\n", who, json); goto free_all; }
@@ -427,7 +463,16 @@ int jm_sample_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **ar
             jm_sample_json_num(jf, at_energy[r]);
             fprintf(jf, "}");
         }
-        fprintf(jf, "]}\n");
+        fprintf(jf, "], \"program\": \"%s\", \"seconds_per_step\": ", pr->name);
+        jm_sample_json_num(jf, batch_steps > 0 ? t_run / (double)batch_steps : NAN);
+        fprintf(jf, ", \"batch\": %" PRId64 ", \"outputs\": {", B);
+        for (int o = 0, first = 1; o < pr->noutputs && o < 16; o++)
+            if (ocount[o]) {
+                fprintf(jf, "%s\"%s\": ", first ? "" : ", ", pr->outputs[o].name);
+                jm_sample_json_num(jf, osum[o] / (double)ocount[o]);
+                first = 0;
+            }
+        fprintf(jf, "}}\n");
         if (fclose(jf) != 0) { fprintf(stderr, "%s: cannot write %s\n", who, json); goto free_all; }
     }
     rc = 0;

@@ -35,6 +35,7 @@
 #include "engine/rt_knobs.h"
 #include "rt_sample.h"
 #include "rt_session.h"
+#include "rt_gm.h"
 #include "data_table.h"
 #include "engine/names.h"
 #include "engine/rt_state.h"
@@ -48,7 +49,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *data, *labels, *test, *test_labels, *out, *resume, *program;
+    const char *data, *labels, *test, *test_labels, *out, *resume, *program, *init;
     int64_t epochs, iters, pretrain, log_every, ckpt_every, sample_every, seed, data_seed, threads, labels_per_class;
     int64_t max_rollbacks, guard_every, crop, drop_repeated;
     int baseline, cond, flip, no_progress, progress, no_standardize;
@@ -528,6 +529,7 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
         { "--lr-drop", JM_ARG_NUM, &o->lr_drop, "F", "divergence guard: learning-rate factor per rollback (default 0.5)", 0, 1 },
         { "--max-energy-gap", JM_ARG_NUM, &o->max_gap, "G", "divergence guard: |E(data) - E(samples)| above G diverges (default 1e4)", 0, 1e300 },
         { "--guard-every", JM_ARG_INT, &o->guard_every, "N", "divergence guard: iterations between good states kept (default 50)", 1, 1e9 },
+        { "--init", JM_ARG_STR, &o->init, "gm|uniform", "a graph with class Gaussians (gm_mean, gm_chol): gm fits them and fills the replay buffer with gm_fill (default); uniform fits them but leaves the buffer at its initialiser", 0, 0 },
         { "--threads", JM_ARG_INT, &o->threads, "N", "threads (default: all cores)", 0, 4096 },
         { "--progress", JM_ARG_FLAG, &o->progress, NULL, "progress bar even when stderr is not a terminal", 0, 0 },
         { "--no-progress", JM_ARG_FLAG, &o->no_progress, NULL, "no progress bar", 0, 0 },
@@ -930,6 +932,11 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
 }
 
 static jm_train_next jm_trainer_open(jm_trainer *tr) {
+    const char *init = tr->o.init ? tr->o.init : "gm";
+    if (strcmp(init, "gm") != 0 && strcmp(init, "uniform") != 0) {
+        fprintf(stderr, "%s: --init takes gm or uniform, got '%s'\n", tr->who, init);
+        return jm_trainer_stop(tr, 2);
+    }
     jm_train_next next = jm_trainer_open_session(tr);
     if (next == JM_TRAIN_GO) next = jm_trainer_settle(tr);
     if (next == JM_TRAIN_GO) next = jm_trainer_open_data(tr);
@@ -937,6 +944,9 @@ static jm_train_next jm_trainer_open(jm_trainer *tr) {
         fprintf(stderr, "%s: note: %s already has %" PRId64 " iterations (asked for %" PRId64 ")\n", tr->who, tr->o.resume, tr->pos.it, tr->total);
     if (next == JM_TRAIN_GO) next = jm_trainer_open_run(tr);
     if (next != JM_TRAIN_GO) return next;
+    /* JEM++'s informative initialisation (rt_gm.h): the class Gaussians of a fresh
+       run fitted and the replay buffer filled from them (--init gm), before the clock */
+    if (jm_gm_train_init(&tr->rt, &tr->ds, tr->o.resume != NULL, strcmp(init, "gm") == 0, tr->who) != 0) return jm_trainer_stop(tr, 1);
     /* the clock and the first metrics interval */
     tr->perm_epoch = tr->perml_epoch = -1;
     tr->t_start = tr->t_log = jm_session_now();

@@ -346,7 +346,7 @@ static jm_module *jm_elaborate(jm_elab *E) {
                                              "header", "augment", "noise", "labels_per_class", NULL };
     static const char *const opt_kinds[] = { "adam", "adamw", "sgd", NULL };
     static const char *const opt_keys[] = { "lr", "beta1", "beta2", "eps", "weight_decay", "momentum", "warmup",
-                                            "decay_epochs", "decay_rate", "schedule", NULL };
+                                            "decay_epochs", "decay_rate", "schedule", "sam_rho", "sam_adaptive", NULL };
     jm_module *m = E->m;
     jm_ctx root = jm_root_ctx(E);
     /* Pass 1 (in jm_collect): names and config constants. Pass 2: state, data and

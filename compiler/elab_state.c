@@ -5,8 +5,10 @@
  * state writes (by assignment or by rows, `x[idx] = rows`), its outputs, and
  * `minimize loss with opt`: the gradient's norm, the optimizer's step counter,
  * learning-rate warm-up, Adam/AdamW moments and bias corrections, SGD momentum,
- * and the parameter updates. */
+ * SAM/ASAM's options (the second pass itself is elab_sam.c) and the parameter
+ * updates. */
 #include "elab_int.h"
+#include "elab_sam.h"
 #include <math.h>
 #include <string.h>
 
@@ -360,6 +362,32 @@ static jm_value jm_record_knob(const jm_decl_record *r, const char *key, double 
     return x;
 }
 
+/* An optimizer's argument as written, or NULL. */
+static const jm_config_value *jm_record_arg(const jm_decl_record *r, const char *key) {
+    for (int i = 0; i < r->nargs; i++)
+        if (strcmp(r->args[i].name, key) == 0) return &r->args[i];
+    return NULL;
+}
+
+/* sam_rho (a finite number >= 0) and sam_adaptive (0 or 1), checked where they
+   are written; 0 after an error (reported at the argument). */
+static int jm_sam_options(jm_elab *E, const jm_decl_record *opt, double *rho, int *adaptive) {
+    const jm_config_value *r = jm_record_arg(opt, "sam_rho"), *a = jm_record_arg(opt, "sam_adaptive");
+    *rho = jm_record_num(opt, "sam_rho", 0);
+    double ad = jm_record_num(opt, "sam_adaptive", 0);
+    int ok = 1;
+    if (r && !(*rho >= 0 && isfinite(*rho))) {
+        jm_diag_error(E->d, r->loc, "%s(): sam_rho must be a finite number >= 0 (the SAM radius; 0: no SAM), got %g", opt->kind, *rho);
+        ok = 0;
+    }
+    if (a && ad != 0 && ad != 1) {
+        jm_diag_error(E->d, a->loc, "%s(): sam_adaptive must be 0 (SAM) or 1 (ASAM), got %g", opt->kind, ad);
+        ok = 0;
+    }
+    *adaptive = ad == 1;
+    return ok;
+}
+
 static int jm_new_state(jm_ctx *c, const char *name, jm_type t, jm_loc loc) {
     jm_module *m = c->E->m;
     int gi = jm_module_find_global(m, name);
@@ -440,6 +468,15 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
        values: a second minimize steps from what the first one left (§13.3) */
     jm_value grads = jm_elab_params_grad(c, loss, s->loc, opt);
     if (grads.kind == JM_V_ERR) return;
+    /* sam_rho > 0: the step uses the gradient at the SAM-perturbed parameters
+       (elab_sam.c); sam_rho = 0 leaves the expansion exactly as without SAM */
+    double rho;
+    int adaptive;
+    if (!jm_sam_options(E, opt, &rho, &adaptive)) return;
+    if (rho > 0) {
+        grads = jm_elab_sam_grads(c, loss, &grads, jm_record_knob(opt, "sam_rho", rho), adaptive, s->loc);
+        if (grads.kind == JM_V_ERR) return;
+    }
     jm_write_grad_norm(c, opt, &grads, s->loc);
     int is_adam = strcmp(opt->kind, "adam") == 0 || strcmp(opt->kind, "adamw") == 0;
     double lr = jm_record_num(opt, "lr", 1e-3), b1 = jm_record_num(opt, "beta1", 0.9), b2 = jm_record_num(opt, "beta2", 0.999);

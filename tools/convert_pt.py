@@ -4,13 +4,16 @@
     /usr/bin/python3 tools/convert_pt.py CKPT.pt -o model.safetensors
     /usr/bin/python3 tools/convert_pt.py --to-pt model.safetensors -o CKPT.pt
 
-Forward: a .pt of wgrathwohl/JEM (or JEM++ / SADA-JEM trained with --norm None):
+Forward: a .pt of wgrathwohl/JEM, JEM++ or SADA-JEM (--norm None or --norm batch):
 {"model_state_dict": CCF state_dict, "replay_buffer": [N, 3, 32, 32]} or a bare
 state_dict, "module." prefixes (DataParallel) stripped. The result is a jemc
 checkpoint of graphs/jem_wrn28.graph compiled with the printed -D flags
 (`EXE eval ... --ckpt`, `EXE exec ... --state`); the names map as
-tools/jem_layout.py says. Anything that cannot be mapped (a norm layer, an
-unknown key, a missing key, a wrong shape) is refused with the key named.
+tools/jem_layout.py says. A --norm batch model keeps its batch norms (weight, bias,
+running_mean, running_var, num_batches_tracked as i64) under the same names without
+"f.", for jem_wrn28 -D norm=1 (printed). Anything that cannot be mapped (an instance,
+layer or act norm, an unknown key, a missing key, a wrong shape) is refused with the
+key named.
 
 VERA: a .pt of wgrathwohl/VERA's train.py ({"model": {"logp_net", "g"}, "optimizer",
 "scheduler", "epoch", ...}) with the Wide_ResNet EBM (--wide_resnet / --thicc_resnet,
@@ -28,21 +31,22 @@ builds tensors, OrderedDict, Counter and torch.Size, nothing else (a file that
 would run code is refused, naming the callable).
 
 Reverse (--to-pt): a jemc checkpoint of jem_wrn28 -> {"model_state_dict",
-"replay_buffer"} that the official CCF(depth, width, norm=None, n_classes)
-loads with load_state_dict(strict=True). The heads CCF never reads (f.linear,
+"replay_buffer"} that the official CCF(depth, width, norm, n_classes) loads with
+load_state_dict(strict=True), norm=None or, from a -D norm=1 checkpoint, "batch". The heads CCF never reads (f.linear,
 energy_output) are not in a jemc checkpoint; they are written as zeros.
 With --layout vera: {"model": {"logp_net": ..., "g": ...}}
 that VERA's JEM(Wide_ResNet(depth, widen, classes)) (or, for one class, the bare
 Wide_ResNet) and, where the checkpoint has vera_wrn28's generator, VERAGenerator(
 ResNetGenerator(g_feats), noise_dim) load strictly (eval.py's load of both); stepsize is
 written as its initial 1/noise_dim; no replay buffer.
-Optimizer moments and knobs (opt.*, config.*) have no official counterpart
+Optimizer states and knobs (opt*.*, config.*) have no official counterpart
 and are left out. Exit status: 0, or 1 with one line naming the problem.
 """
 
 import argparse
 import collections
 import pickle
+import re
 import types
 import os
 import sys
@@ -173,15 +177,20 @@ def to_jemc(args):
             continue
         out[name] = v
         official[name] = k
+
+    def name_of(n):
+        return official.get(n) or (prefix + n if layout == "vera" else jem_layout.to_official_name(n))
+    norm = jem_layout.check_norm(out, name_of)
     depth, widen, classes = jem_layout.infer_config(out)
-    want = jem_layout.check_params(out, depth, widen, classes, name_of=lambda n: official.get(n) or (
-        prefix + n if layout == "vera" else jem_layout.to_official_name(n)))
-    tensors = [(n, out[n].to(torch.float32)) for n, _ in want]
+    want = jem_layout.check_params(out, depth, widen, classes, name_of=name_of, norm=norm)
+    tensors = [(n, out[n].to(_dtype(n))) for n, _ in want]
     flags = "-D depth=%d -D widen=%d -D classes=%d" % (depth, widen, classes)
+    if norm:
+        flags += " -D norm=1"
     graph, gnote = GRAPH, ""
     if gen is not None:
         gt, feats, noise_dim, gdrop = jem_layout.vera_gen_to_jemc(gen)
-        tensors += [(n, gt[n].to(torch.int64 if n.endswith("num_batches_tracked") else torch.float32))
+        tensors += [(n, gt[n].to(_dtype(n)))
                     for n, _, _ in jem_layout.gen_params(feats, noise_dim)]
         flags += " -D g_feats=%d -D noise_dim=%d" % (feats, noise_dim)
         graph = VERA_GRAPH
@@ -195,8 +204,9 @@ def to_jemc(args):
     meta = {"format": "pt", "jemc.graph": graph, "jemc.convert.source": os.path.basename(args.input),
             "jemc.convert.compile": flags}
     st_io.write(args.output, tensors, meta)
-    print("%s: %sWRN-%d-%d, %d classes%s%s -> %s (%d tensors)" % (
-        args.input, "VERA " if layout == "vera" else "", depth, widen, classes, gnote,
+    print("%s: %sWRN-%d-%d, %d classes%s%s%s -> %s (%d tensors)" % (
+        args.input, "VERA " if layout == "vera" else "", depth, widen, classes,
+        ", batch norm (running statistics included)" if norm else "", gnote,
         ", replay buffer of %d" % buf.shape[0] if buf is not None else ", no replay buffer", args.output, len(tensors)))
     if had_module:
         print("note: stripped the DataParallel prefix 'module.'")
@@ -211,6 +221,11 @@ def to_jemc(args):
     print("compile with: jemc compile %s %s -o EXE" % (graph, flags))
 
 
+def _dtype(name):
+    """BatchNorm2d's step counter is int64 in PyTorch and i64 in jemc; everything else float32."""
+    return torch.int64 if name.endswith("num_batches_tracked") else torch.float32
+
+
 def to_pt(args):
     try:
         st, _ = st_io.read(args.input)
@@ -220,25 +235,31 @@ def to_pt(args):
     for n, v in st.items():
         if n == "replay":
             buf = v
-        elif n.startswith("opt.") or n.startswith("opt_g.") or n.startswith("opt_post.") or n.startswith("config."):
-            continue            # jem_wrn28's / vera_wrn28's Adams (moments, step, grad norm) and knobs
+        elif re.match(r"^opt\w*\.", n) or n.startswith("config."):
+            continue            # the graphs' optimizers (opt, opt_g, opt_post, opt_jempp, opt_sada: moments,
+                                # momentum buffers, step, grad norm) and knobs
         elif n.startswith("g.") or n == "post_logsigma":
             if args.layout != "vera":
                 raise ConvertError("%s: tensor '%s' is vera_wrn28's generator; only --layout vera writes it"
                                    % (args.input, n))
             gparams[n] = v
-        elif n == "conv1.weight" or n == "conv1.bias" or n.startswith("layer") or n.startswith("linear."):
+        elif (n == "conv1.weight" or n == "conv1.bias" or n.startswith("layer") or n.startswith("linear.")
+              or n.startswith("bn1.")):
             params[n] = v
         else:
             raise ConvertError("%s: tensor '%s' has no counterpart in the official CCF model" % (args.input, n))
+    norm = jem_layout.check_norm(params)
     depth, widen, classes = jem_layout.infer_config(params)
-    want = jem_layout.check_params(params, depth, widen, classes)
+    want = jem_layout.check_params(params, depth, widen, classes, norm=norm)
     if args.layout == "vera":
+        if norm:
+            raise ConvertError("%s: a batch-norm WRN (jem_wrn28 -D norm=1): VERA's Wide_ResNet skips layer1.0's "
+                               "bn1, so --layout vera takes only norm-free checkpoints" % args.input)
         return to_pt_vera(args, params, buf, depth, widen, classes, want, gparams)
     sd = {}
     trunk = [(n, s) for n, s in want if not n.startswith("linear.")]
     for n, _ in trunk:
-        sd[jem_layout.to_official_name(n)] = params[n].to(torch.float32).clone()
+        sd[jem_layout.to_official_name(n)] = params[n].to(_dtype(n)).clone()
     for n, shape in jem_layout.unused_heads(widen, args.layout):
         sd[n] = torch.zeros(shape)
     sd["class_output.weight"] = params["linear.weight"].to(torch.float32).clone()
@@ -249,8 +270,9 @@ def to_pt(args):
     tmp = "%s.tmp.%d" % (args.output, os.getpid())
     torch.save(obj, tmp)
     os.replace(tmp, args.output)
-    print("%s: WRN-%d-%d, %d classes -> %s (%s CCF(%d, %d, norm=None, n_classes=%d); unused heads %s are zeros)"
-          % (args.input, depth, widen, classes, args.output, args.layout, depth, widen, classes,
+    print("%s: WRN-%d-%d, %d classes -> %s (%s CCF(%d, %d, norm=%s, n_classes=%d); unused heads %s are zeros)"
+          % (args.input, depth, widen, classes, args.output, args.layout, depth, widen,
+             "'batch'" if norm else "None", classes,
              "f.linear and energy_output" if args.layout == "jem" else "energy_output"))
 
 

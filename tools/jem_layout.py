@@ -1,21 +1,40 @@
 """The official JEM code's model layout and jemc's jem_wrn28 names (tools/convert_pt.py).
 
-Official JEM (wgrathwohl/JEM train_wrn_ebm.py; JEM++ and SADA-JEM copy it) saves
+Official JEM (wgrathwohl/JEM 3d01161 train_wrn_ebm.py; JEM++ and SADA-JEM copy it) saves
 {"model_state_dict": CCF.state_dict(), "replay_buffer": [N, 3, 32, 32]} where CCF has
   f               wideresnet.Wide_ResNet(depth, width, norm): conv1, layer1..3 of
                   wide_basic (bn1, conv1, bn2, conv2, shortcut.0), bn1, linear;
                   f(x) returns the pooled features lrelu(bn1(h)) -> avg_pool 8 -> flatten
   class_output    Linear(64k, classes): CCF's logits = class_output(f(x))
   energy_output   Linear(64k, 1): the energy of the unconditional model F (--uncond) only
-jemc's lib/wrn.graph computes the same logits with the head named `linear` and no
-norm layers, so (norm None):
+jemc's lib/wrn.graph computes the same logits with the head named `linear`:
   f.conv1.*, f.layerS.I.{conv1,conv2,shortcut.0}.*  ->  the same name without "f."
   class_output.*                                    ->  linear.*
   f.linear.*      Wide_ResNet's own head (Linear(64k, 10) whatever the classes): f's forward
                   never calls it, so CCF's outputs do not depend on it: dropped
   energy_output.* not used by CCF (logits-based energy): dropped
-  f.bn1.*, f.layerS.I.bn{1,2}.*  norm layers (--norm batch|instance|layer|act): refused,
-                  jemc's WRN has no normalisation
+  f.bn1.*, f.layerS.I.bn{1,2}.*  the norm slots (get_norm; Identity, no keys, at --norm None):
+                  --norm batch (JEM++'s and SADA-JEM's recipes) -> the same name without "f."
+                  in jem_wrn28 -D norm=1, all five of BatchNorm2d's tensors: weight, bias,
+                  running_mean, running_var, num_batches_tracked (i64 []).
+                  --norm instance (InstanceNorm2d affine: weight, bias), layer (GroupNorm(1):
+                  weight, bias) and act (ActNorm: loc, scale, initialized): refused, jemc's
+                  WRN has batch norm only.
+Batch norm in the official code, checked in wgrathwohl/JEM 3d01161 (wideresnet.py get_norm),
+sndnyang/JEMPP fba6ba5 and sndnyang/SADAJEM 9d8f3c7 (models/norms.py get_norm): the same
+nn.BatchNorm2d(C, momentum=0.9) (PyTorch's convention: running <- 0.1 running + 0.9 batch),
+eps 1e-5, affine, track_running_stats, so num_batches_tracked is in every state_dict.
+wide_basic.bn1 normalises the block input (in_planes channels), bn2 conv1's output
+(planes), Wide_ResNet.bn1 layer3's output (64k); every block applies both (unlike VERA).
+JEM++/SADA-JEM differences: Wide_ResNet.linear commented out (no f.linear), leak passed
+through (0.2 everywhere), get_norm also maps the string "none" to Identity; JEMPP's F calls
+self.f(x, feature=True) (its wideresnet_yopo variant has the same keys); SADA-JEM's Wide_ResNet
+adds layer4 and re-creates bn1 at 128k channels for 64-pixel datasets (not jem_wrn28's
+32x32: such a file is refused as an unknown key). Their checkpoint() saves
+{"model_state_dict", "replay_buffer"} as JEM; SADA-JEM's eval also loads a bare state_dict
+and wraps f in DataParallel for several GPUs ("module." keys); both evaluate in f.eval().
+--norm defaults: batch in eval_jempp.py, train_sadajem.py and eval_sadajem.py, None in
+train_jempp.py (JEM++'s published recipe passes --norm batch).
 
 Official VERA (wgrathwohl/VERA train.py save_ckpt) saves {"model": {"logp_net": ...,
 "g": ...}, "optimizer", "scheduler", "epoch", "itr", metric lists}; logp_net is
@@ -24,7 +43,10 @@ Wide_ResNet with one output (an unconditional EBM, energy -f(x)). VERA's Wide_Re
 returns linear(pooled features), so its names are jemc's as they are:
   logp_net.conv1.*, logp_net.layerS.I.{conv1,conv2,shortcut.0}.*, logp_net.linear.*
                   ->  the name without "logp_net."
-  logp_net.bn1.*, logp_net.layerS.I.bn{1,2}.*  norm layers: refused as above
+  logp_net.bn1.*, logp_net.layerS.I.bn{1,2}.*  norm layers: refused. VERA's wide_basic
+                  (91ff0dd models/wideresnet.py) has a `first` flag: layer1.0 creates bn1
+                  (its keys are in the state_dict) but its forward skips it, which
+                  jemc's -D norm=1 WRN does not model.
 Dropout (--dropout) has no parameters.
 
 VERA's generator "g" (VERAGenerator(ResNetGenerator(feats), noise_dim)) maps to
@@ -46,19 +68,31 @@ class LayoutError(Exception):
     pass
 
 
-def wrn_params(depth, widen, classes):
-    """jemc's parameters of jem_wrn28 -D depth -D widen -D classes, in graph order: [(name, shape)]."""
+BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def bn_params(prefix, channels):
+    """BatchNorm2d's state_dict entries (jemc's batch_norm has the same): [(name, shape)]."""
+    return [(prefix + "." + f, [] if f == "num_batches_tracked" else [channels]) for f in BN_FIELDS]
+
+
+def wrn_params(depth, widen, classes, norm=False):
+    """jemc's tensors of jem_wrn28 -D depth -D widen -D classes [-D norm=1], in the official
+    state_dict's order: [(name, shape)]. With norm, each block's bn1 (on the block input) and
+    bn2 (on conv1's output) and the model's bn1 (before the head) are batch norms."""
     n, k = (depth - 4) // 6, widen
+    bn = bn_params if norm else (lambda p, c: [])
     out = [("conv1.weight", [16, 3, 3, 3]), ("conv1.bias", [16])]
     cin = 16
     for s, cout in ((1, 16 * k), (2, 32 * k), (3, 64 * k)):
         for i in range(n):
             p = "layer%d.%d." % (s, i)
-            out += [(p + "conv1.weight", [cout, cin, 3, 3]), (p + "conv1.bias", [cout]),
-                    (p + "conv2.weight", [cout, cout, 3, 3]), (p + "conv2.bias", [cout])]
+            out += bn(p + "bn1", cin) + [(p + "conv1.weight", [cout, cin, 3, 3]), (p + "conv1.bias", [cout])]
+            out += bn(p + "bn2", cout) + [(p + "conv2.weight", [cout, cout, 3, 3]), (p + "conv2.bias", [cout])]
             if i == 0 and (s != 1 or cin != cout):       # stride 2, or a change of width
                 out += [(p + "shortcut.0.weight", [cout, cin, 1, 1]), (p + "shortcut.0.bias", [cout])]
             cin = cout
+    out += bn("bn1", 64 * k)
     out += [("linear.weight", [classes, 64 * k]), ("linear.bias", [classes])]
     return out
 
@@ -71,14 +105,18 @@ def unused_heads(widen, layout="jem"):
     return f_linear + [("energy_output.weight", [1, d]), ("energy_output.bias", [1])]
 
 
-_NORM = re.compile(r"^f\.(bn1|layer\d+\.\d+\.bn[12])\.")
+_NORM = re.compile(r"^f\.(bn1|layer\d+\.\d+\.bn[12])\.(\w+)$")
 
 
 def to_jemc_name(key):
-    """Official key (after "module." is stripped) -> jemc name, None for a dropped head."""
-    if _NORM.match(key):
-        raise LayoutError("'%s' is a normalisation layer (the model was trained with --norm); jemc's WRN "
-                          "(graphs/lib/wrn.graph) has none, so only --norm None checkpoints convert" % key)
+    """Official key (after "module." is stripped) -> jemc name, None for a dropped head.
+    A norm slot's weight/bias map as batch norm's; check_norm tells batch norm from
+    instance/layer norm (the same two keys) by the running statistics."""
+    m = _NORM.match(key)
+    if m and m.group(2) not in BN_FIELDS:
+        raise LayoutError("'%s' is an ActNorm tensor (the model was trained with --norm act); jemc's WRN "
+                          "(graphs/lib/wrn.graph) has batch norm only, so --norm None and --norm batch "
+                          "checkpoints convert" % key)
     if key.startswith("f.linear.") or key.startswith("energy_output."):
         return None
     if key.startswith("class_output."):
@@ -88,6 +126,19 @@ def to_jemc_name(key):
     raise LayoutError("'%s' is not a key of the official CCF model (f.*, class_output.*, energy_output.*)" % key)
 
 
+def check_norm(sd, name_of=lambda n: n):
+    """jemc-named tensors: True for a batch-norm model, False for none; a norm slot with an
+    affine weight but no running statistics is InstanceNorm2d or GroupNorm(1): refused."""
+    slots = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in sd if re.match(r"^(bn1|layer\d+\.\d+\.bn[12])\.", n)))
+    for slot in slots:
+        if slot + ".running_mean" not in sd and slot + ".running_var" not in sd:
+            raise LayoutError("'%s' is a normalisation layer without running statistics (the model was trained "
+                              "with --norm instance or layer); jemc's WRN (graphs/lib/wrn.graph) has batch norm "
+                              "only, so --norm None and --norm batch checkpoints convert"
+                              % name_of(next(n for n in sd if n.startswith(slot + "."))))
+    return bool(slots)
+
+
 _VERA_NORM = re.compile(r"^(bn1|layer\d+\.\d+\.bn[12])\.")
 _VERA_KEY = re.compile(r"^(conv1|layer\d+\.\d+\.(conv[12]|shortcut\.0)|linear)\.(weight|bias)$")
 
@@ -95,8 +146,9 @@ _VERA_KEY = re.compile(r"^(conv1|layer\d+\.\d+\.(conv[12]|shortcut\.0)|linear)\.
 def vera_to_jemc_name(key, prefix=""):
     """VERA Wide_ResNet key (prefix "logp_net." already removed) -> jemc name; errors show prefix + key."""
     if _VERA_NORM.match(key):
-        raise LayoutError("'%s%s' is a normalisation layer (VERA trained with --norm); jemc's WRN "
-                          "(graphs/lib/wrn.graph) has none, so only --norm None checkpoints convert" % (prefix, key))
+        raise LayoutError("'%s%s' is a normalisation layer (VERA trained with --norm): VERA's layer1.0 skips its "
+                          "bn1, which jemc's batch-norm WRN (-D norm=1) applies, so only --norm None VERA "
+                          "checkpoints convert" % (prefix, key))
     if not _VERA_KEY.match(key):
         raise LayoutError("'%s%s' is not a key of VERA's Wide_ResNet (--wide_resnet / --thicc_resnet: conv1, "
                           "layerS.I.conv1/conv2/shortcut.0, linear); other VERA EBMs do not convert" % (prefix, key))
@@ -111,7 +163,7 @@ def to_official_name(name):
 
 
 def infer_config(sd):
-    """depth, widen, classes from the jemc-named parameters' shapes."""
+    """depth, widen, classes from the jemc-named parameters' shapes (check_norm tells norm)."""
     for need in ("conv1.weight", "layer1.0.conv1.weight", "linear.weight"):
         if need not in sd:
             raise LayoutError("missing key '%s' (needed to tell the depth, width and classes)" % need)
@@ -123,13 +175,14 @@ def infer_config(sd):
     return 6 * n + 4, width // 16, sd["linear.weight"].shape[0]
 
 
-def check_params(sd, depth, widen, classes, name_of=lambda n: n):
-    """Every parameter of the configuration present with its shape, nothing else (errors name the key)."""
-    want = wrn_params(depth, widen, classes)
+def check_params(sd, depth, widen, classes, name_of=lambda n: n, norm=False):
+    """Every tensor of the configuration present with its shape, nothing else (errors name the key)."""
+    want = wrn_params(depth, widen, classes, norm)
     names = {n for n, _ in want}
     for n, shape in want:
         if n not in sd:
-            raise LayoutError("missing key '%s' (WRN-%d-%d, %d classes)" % (name_of(n), depth, widen, classes))
+            raise LayoutError("missing key '%s' (WRN-%d-%d, %d classes%s)"
+                              % (name_of(n), depth, widen, classes, ", batch norm" if norm else ""))
         if list(sd[n].shape) != shape:
             raise LayoutError("key '%s' has shape %s, WRN-%d-%d with %d classes needs %s"
                               % (name_of(n), list(sd[n].shape), depth, widen, classes, shape))

@@ -2,11 +2,38 @@
 
 wgrathwohl/JEM wideresnet.py (Wide_ResNet, wide_basic, get_norm, Identity) and
 train_wrn_ebm.py (F, CCF), module for module, so that state_dict() has exactly the
-official keys and order (we cannot download published weights). ActNorm (--norm act)
-is left out: its module lives in norms.py and jemc refuses every norm anyway.
-JEM++ (sndnyang/JEMPP) and SADA-JEM copy these classes (with n_classes and
-dropout_rate passed through), so their norm-None checkpoints have the same keys.
+official keys and order (we cannot download published weights). get_norm has every
+--norm: batch (BatchNorm2d, momentum 0.9 in PyTorch's convention, eps 1e-5), instance,
+layer, and act (ActNorm: only its state_dict, loc/scale/initialized; jemc refuses it).
+JEM++ (sndnyang/JEMPP) and SADA-JEM copy these classes (n_classes and dropout_rate
+passed through; their get_norm is JEM's), so their checkpoints have the same keys
+but for Wide_ResNet.linear, which they comment out (CCF_JEMPP).
+
+As a script it writes the --norm batch checkpoints of tests/t_convert.c:
+
+    jem_official.py make-bn --depth 10 --widen 1 --classes 10 --buffer 20 --inputs X --out DIR
+        (X: a safetensors file with x [batch, 3, 32, 32], tests/parity/torch_convert.py's inputs)
+        DIR/bn_jem.pt                 JEM's CCF(norm="batch"): {"model_state_dict", "replay_buffer"}
+        DIR/bn_jempp.pt               JEM++'s CCF (no f.linear), the same entries
+        DIR/bn_sada.pt                SADA-JEM's CCF saved from nn.DataParallel (keys "module.*"),
+                                      as its checkpoint() does when training on several GPUs
+        DIR/bn_expected_L.safetensors logits = CCF.classify(x) in eval() mode (running statistics)
+                                      and float64, energy = -logsumexp, replay_buffer, and
+                                      num_batches_tracked of every batch norm (float64, in order)
+        DIR/bn_bad_instance.pt, bn_bad_act.pt   --norm instance / act models, to be refused
+        DIR/bn_bad_missing.pt         bn_jem.pt without f.layer2.0.bn2.running_var, to be refused
+    Each model gets random batch-norm weights and biases, then 3 train-mode forwards on
+    random batches (mean 0.3, sd 1.5) before saving: running statistics far from 0 and 1
+    and different in every layer, num_batches_tracked 3, so a swapped name shows.
+
+    jem_official.py back-bn --layout jem|jempp --pt P --inputs X --out O
+        loads P's model_state_dict into CCF / CCF_JEMPP (norm="batch") with
+        load_state_dict(strict=True) and writes O as bn_expected_L (replay_buffer if P has one).
 """
+
+import argparse
+import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -30,7 +57,21 @@ def get_norm(n_filters, norm):
         return nn.InstanceNorm2d(n_filters, affine=True)
     if norm == "layer":
         return nn.GroupNorm(1, n_filters)
+    if norm == "act":
+        return ActNorm(n_filters, False)
     raise ValueError("norm %r not re-implemented" % norm)
+
+
+class ActNorm(nn.Module):
+    """norms.ActNorm's state: loc and scale [1, C, 1, 1], the buffer `initialized` (uint8);
+    the forward is not needed here (jemc refuses the model)."""
+
+    def __init__(self, in_channel, logdet=True):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(1, in_channel, 1, 1))
+        self.scale = nn.Parameter(torch.ones(1, in_channel, 1, 1))
+        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+        self.logdet = logdet
 
 
 class wide_basic(nn.Module):
@@ -130,3 +171,93 @@ class CCF(F):
         if y is None:
             return logits.logsumexp(1)          # -E(x)
         return torch.gather(logits, 1, y[:, None])
+
+
+# ---- the --norm batch checkpoints of tests/t_convert.c ----
+
+def _write_st(path, tensors):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+    import st_io
+    st_io.write(path, tensors)
+
+
+def _read_x(path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+    import st_io
+    return st_io.read(path)[0]["x"]
+
+
+def _outputs(model, x, buf):
+    """eval() mode, float64: logits, energy, the buffer, every num_batches_tracked."""
+    import copy
+    m64 = copy.deepcopy(model).to(torch.float64)
+    m64.eval()
+    with torch.no_grad():
+        logits = m64.classify(x.to(torch.float64))
+    nbt = [b.to(torch.float64) for n, b in model.state_dict().items() if n.endswith("num_batches_tracked")]
+    out = [("logits", logits), ("energy", -logits.logsumexp(1)), ("num_batches_tracked", torch.stack(nbt))]
+    return out + ([("replay_buffer", buf)] if buf is not None else [])
+
+
+def bn_model(cls, a):
+    model = cls(a.depth, a.widen, norm="batch", n_classes=a.classes)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+        model.train()
+        for _ in range(3):
+            model.classify(torch.randn(16, 3, 32, 32) * 1.5 + 0.3)
+    model.eval()
+    return model
+
+
+def make_bn(a):
+    os.makedirs(a.out, exist_ok=True)
+    torch.manual_seed(a.seed)
+    x = _read_x(a.inputs)
+    for layout, cls in (("jem", CCF), ("jempp", CCF_JEMPP), ("sada", CCF_JEMPP)):
+        model = bn_model(cls, a)
+        buf = torch.rand(a.buffer, 3, 32, 32) * 2 - 1
+        sd = model.state_dict()
+        if layout == "sada":            # checkpoint() of an nn.DataParallel(f)
+            sd = {"module." + k: v for k, v in sd.items()}
+        torch.save({"model_state_dict": sd, "replay_buffer": buf}, os.path.join(a.out, "bn_%s.pt" % layout))
+        _write_st(os.path.join(a.out, "bn_expected_%s.safetensors" % layout), _outputs(model, x, buf))
+        if layout == "jem":
+            del sd["f.layer2.0.bn2.running_var"]
+            torch.save({"model_state_dict": sd}, os.path.join(a.out, "bn_bad_missing.pt"))
+    for norm in ("instance", "act"):
+        sd = CCF(a.depth, a.widen, norm=norm, n_classes=a.classes).state_dict()
+        torch.save({"model_state_dict": sd}, os.path.join(a.out, "bn_bad_%s.pt" % norm))
+
+
+def back_bn(a):
+    model = (CCF_JEMPP if a.layout == "jempp" else CCF)(a.depth, a.widen, norm="batch", n_classes=a.classes)
+    obj = torch.load(a.pt, map_location="cpu")
+    model.load_state_dict(obj["model_state_dict"], strict=True)
+    model.eval()
+    x = _read_x(a.inputs)
+    _write_st(a.out, _outputs(model, x, obj.get("replay_buffer")))
+
+
+def main():
+    ap = argparse.ArgumentParser(description="--norm batch checkpoints of the official JEM classes")
+    ap.add_argument("cmd", choices=["make-bn", "back-bn"])
+    ap.add_argument("--depth", type=int, default=10)
+    ap.add_argument("--widen", type=int, default=1)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--buffer", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--layout", choices=["jem", "jempp"], default="jem")
+    ap.add_argument("--pt")
+    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    (make_bn if a.cmd == "make-bn" else back_bn)(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,9 @@
  *    (double, 4e6 draws); the chains' variance after 20 steps must stay s^2
  *    (a correct Metropolis-Hastings chain leaves its target invariant;
  *    without the test it would be 1.44 s^2 for MALA, 1.23 s^2 for HMC, with the
- *    reverse density dropped 1.32 s^2) and their mean 0; mala_adapt must reach
+ *    reverse density dropped 1.32 s^2) and their mean 0; the same at temp 2.5 with
+ *    the steps scaled (the same acceptance, variance 2.5 s^2; seen red with
+ *    the proposal's energy not divided by temp: 0.12, 0.42); mala_adapt must reach
  *    57% acceptance, its step then frozen at rate 0 exactly. Bounds are 5
  *    standard errors. Interpreter and compiled code both.
  * 3. Compiled against the interpreter in memory (compiled_helpers.h), every
@@ -131,11 +133,11 @@ static void gauss(void) {
     char dir[300], cmd[8000], out[16384], graph[400];
     snprintf(graph, sizeof graph, "%s/tests/parity/samplers_gauss.graph", root());
     snprintf(dir, sizeof dir, "%s/gauss", tmpdir);
-    const char *gp[] = { "mala_gauss", "hmc_gauss", "mala_adapt_gauss" };
-    jm_st_file f[2][3];
+    const char *gp[] = { "mala_gauss", "hmc_gauss", "mala_adapt_gauss", "mala_temp_gauss", "hmc_temp_gauss" };
+    jm_st_file f[2][5];
     int okf = 1;
     for (int t = 0; t < 2; t++)
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < 5; p++) {
             const char *tg = t ? "cpu" : "interp";
             snprintf(cmd, sizeof cmd, "mkdir -p %s && %s run %s %s --target %s --seed %d --out %s/%s_%s.safetensors", dir, jemc(), graph, gp[p], tg,
                      seed() + 11, dir, gp[p], tg);
@@ -151,9 +153,12 @@ static void gauss(void) {
     double var_tol = 5 * sqrt(2 / (chains * dims)), mean_tol = 5 / sqrt(chains * dims);
     for (int t = 0; t < 2; t++) {
         const char *tg = t ? "cpu" : "interp";
-        const char *name[] = { "mala", "hmc" };
-        for (int p = 0; p < 2; p++) {
-            double ref = json_num(out, name[p]), se = json_num(out, p ? "hmc_se" : "mala_se");
+        /* 3, 4: the tempered chains (temp 2.5, steps scaled) are the same chains in units of
+           sqrt(T) s: the same references, the variance T s^2 */
+        const char *name[] = { "mala", "hmc", NULL, "mala at temp 2.5", "hmc at temp 2.5" };
+        for (int p = 0; p < 5; p++) {
+            if (p == 2) continue;
+            double ref = json_num(out, p % 3 ? "hmc" : "mala"), se = json_num(out, p % 3 ? "hmc_se" : "mala_se");
             double a = scalar(&f[t][p], "accept1"), tol = 5 * sqrt(ref * (1 - ref) / chains) + 5 * se;
             ok(fabs(a - ref) <= tol, "gauss %s: %s accepts %.4f of chains at the target, the double reference %.4f (within %.4f)", tg, name[p], a, ref, tol);
             double v = scalar(&f[t][p], "var"), m = scalar(&f[t][p], "mean");
@@ -170,7 +175,7 @@ static void gauss(void) {
            scalar(&f[t][2], "var"));
     }
     for (int t = 0; t < 2; t++)
-        for (int p = 0; p < 3; p++) jm_st_free(&f[t][p]);
+        for (int p = 0; p < 5; p++) jm_st_free(&f[t][p]);
 }
 
 /* 3. compiled code against the interpreter, in memory, the graph's own weights */

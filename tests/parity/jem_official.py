@@ -11,7 +11,7 @@ but for Wide_ResNet.linear, which they comment out (CCF_JEMPP).
 
 As a script it writes the --norm batch checkpoints of tests/t_convert.c:
 
-    jem_official.py make-bn --depth 10 --widen 1 --classes 10 --buffer 20 --inputs X --out DIR
+    jem_official.py make-bn --depth 10 --widen 1 --classes 10 --buffer 20 --inputs X [--test T] --out DIR
         (X: a safetensors file with x [batch, 3, 32, 32], tests/parity/torch_convert.py's inputs)
         DIR/bn_jem.pt                 JEM's CCF(norm="batch"): {"model_state_dict", "replay_buffer"}
         DIR/bn_jempp.pt               JEM++'s CCF (no f.linear), the same entries
@@ -22,6 +22,9 @@ As a script it writes the --norm batch checkpoints of tests/t_convert.c:
                                       num_batches_tracked of every batch norm (float64, in order)
         DIR/bn_bad_instance.pt, bn_bad_act.pt   --norm instance / act models, to be refused
         DIR/bn_bad_missing.pt         bn_jem.pt without f.layer2.0.bn2.running_var, to be refused
+        DIR/bn_expected_eval.safetensors  with --test DIR/test.bin (CIFAR-10 records, pixels mapped as
+                                      jemc's reader does): bn_jem's accuracy, mean cross-entropy and
+                                      mean energy over it in eval() mode
     Each model gets random batch-norm weights and biases, then 3 train-mode forwards on
     random batches (mean 0.3, sd 1.5) before saving: running statistics far from 0 and 1
     and different in every layer, num_batches_tracked 3, so a swapped name shows.
@@ -199,6 +202,22 @@ def _outputs(model, x, buf):
     return out + ([("replay_buffer", buf)] if buf is not None else [])
 
 
+def _eval_scores(model, path):
+    """accuracy, mean cross-entropy and mean energy -logsumexp over a CIFAR-10 binary file."""
+    import copy
+    raw = open(path, "rb").read()
+    rec = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(-1, 1 + 3 * 32 * 32)
+    y = rec[:, 0].to(torch.int64)
+    x = (rec[:, 1:].to(torch.float64) / 255.0 * 2.0 - 1.0).to(torch.float32).reshape(-1, 3, 32, 32)
+    m64 = copy.deepcopy(model).to(torch.float64)
+    m64.eval()
+    with torch.no_grad():
+        logits = m64.classify(x.to(torch.float64))
+    acc = (logits.argmax(1) == y).to(torch.float64).mean()
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    return [("accuracy", acc.reshape(1)), ("loss", loss.reshape(1)), ("energy", (-logits.logsumexp(1)).mean().reshape(1))]
+
+
 def bn_model(cls, a):
     model = cls(a.depth, a.widen, norm="batch", n_classes=a.classes)
     with torch.no_grad():
@@ -225,6 +244,8 @@ def make_bn(a):
             sd = {"module." + k: v for k, v in sd.items()}
         torch.save({"model_state_dict": sd, "replay_buffer": buf}, os.path.join(a.out, "bn_%s.pt" % layout))
         _write_st(os.path.join(a.out, "bn_expected_%s.safetensors" % layout), _outputs(model, x, buf))
+        if layout == "jem" and a.test:
+            _write_st(os.path.join(a.out, "bn_expected_eval.safetensors"), _eval_scores(model, a.test))
         if layout == "jem":
             del sd["f.layer2.0.bn2.running_var"]
             torch.save({"model_state_dict": sd}, os.path.join(a.out, "bn_bad_missing.pt"))
@@ -253,6 +274,7 @@ def main():
     ap.add_argument("--layout", choices=["jem", "jempp"], default="jem")
     ap.add_argument("--pt")
     ap.add_argument("--inputs", required=True)
+    ap.add_argument("--test")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)

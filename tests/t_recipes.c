@@ -11,7 +11,8 @@
  * (SADA-JEM's clipped SGLD) with the norms in train() but not updating their
  * running statistics, replay write-back, f(x_q) then f(x) in train() (each
  * updating them, momentum 0.9), CE + E(data) - E(samples), SGD with momentum
- * 0.9, weight decay and jemc's warm-up.
+ * 0.9, weight decay and jemc's warm-up; SADA-JEM's with ASAM (rho 2) over
+ * the SGD (the loss again at the perturbed weights, running statistics frozen).
  *
  * Compared, each tensor at its own scale (max|got - want| / max|want|):
  * every output, every parameter, running statistic, num_batches_tracked,
@@ -26,10 +27,13 @@
  * through train-mode batch norm's backward; reported to the lead). Compiled
  * code runs one step (its compile is the slow part); `evaluate` runs on
  * PyTorch's stepped state, so the eval-mode check is not blurred by that.
- * Seen red: bn_momentum 0.1 in the graph (running statistics off by 0.4,
- * evaluate's logits off); the sampler in bn_eval instead of bn_batch (replay
- * and everything after it off); the data's forward before the samples' (the
- * running statistics off by 0.1). */
+ * ASAM (rho 2) is checked in the f64 interpreter; compiled code runs SADA-JEM's
+ * step with -D sam_rho=0 (ASAM turns the compiled gradient error into 4-10% of
+ * the update).
+ * Seen red: bn_momentum 0.1 instead of 0.9 in lib/wrn.graph (running
+ * statistics off by 7.6 of their scale, every run); the samplers in bn_eval
+ * instead of bn_batch in jem_wrn28.graph (f64: e_sample off by 2.3e-4, the
+ * replay rows and every parameter after them off). */
 #include "tap.h"
 #include "helpers.h"
 #include "engine/safetensors.h"
@@ -128,8 +132,8 @@ static int run_cmp(const char *what, const char *cmd, const char *po, const char
 }
 
 typedef struct {
-    const char *program, *opt, *defs, *ref;
-    int iters, seed, eval;
+    const char *label, *program, *opt, *defs, *ref;
+    int iters, seed, eval, cpu;       /* cpu: also compiled f32 */
 } jt_case;
 
 static void recipe_case(const jt_case *c) {
@@ -137,7 +141,7 @@ static void recipe_case(const jt_case *c) {
     const char *jemc = jt_env("JEMC", "build/jemc");
     const char *gdir = getenv("JM_RECIPE_GRAPHS");
     snprintf(graph, sizeof graph, "%s/jem_wrn28.graph", gdir && *gdir ? gdir : "graphs");
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, c->program);
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, c->label);
     snprintf(cmd, sizeof cmd, "mkdir -p %s && %s compile %s %s --dump=ir %s > %s/ir.txt && "
              "/usr/bin/python3 tests/parity/torch_recipes.py --program %s %s --ir %s/ir.txt --iters %d --jemc-seed %d --out %s",
              dir, jemc, graph, c->program, c->defs, dir, c->program, c->ref, dir, c->iters, c->seed, dir);
@@ -159,14 +163,14 @@ static void recipe_case(const jt_case *c) {
         jm_st_free(&e1);
     }
     const char *targets[] = { "interp", "cpu" };
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 1 + c->cpu; t++) {
         double tol = t ? 1e-4 : 1e-9, tol_g = t ? 2e-2 : 1e-9;
         char prev[600];
         snprintf(prev, sizeof prev, "%s/state.safetensors", dir);
         int iters = t ? 1 : c->iters;     /* compiled: one step (the compile is the slow part) */
         for (int k = 1; k <= iters; k++) {
             char what[200], po[600], ps[600], pw[600];
-            snprintf(what, sizeof what, "%s %s %s step %d", c->program, targets[t], t ? "f32" : "f64", k);
+            snprintf(what, sizeof what, "%s %s %s step %d", c->label, targets[t], t ? "f32" : "f64", k);
             snprintf(po, sizeof po, "%s/out_%s_%d.safetensors", dir, targets[t], k);
             snprintf(ps, sizeof ps, "%s/state_%s_%d.safetensors", dir, targets[t], k);
             snprintf(pw, sizeof pw, "%s/expected_%d.safetensors", dir, k);
@@ -181,7 +185,7 @@ static void recipe_case(const jt_case *c) {
             /* eval mode: evaluate on PyTorch's stepped state (its parameters and
                running statistics) is PyTorch's eval() */
             snprintf(prev, sizeof prev, "%s/state_%d.safetensors", dir, k);
-            snprintf(what, sizeof what, "%s %s %s evaluate after step %d", c->program, targets[t], t ? "f32" : "f64", k);
+            snprintf(what, sizeof what, "%s %s %s evaluate after step %d", c->label, targets[t], t ? "f32" : "f64", k);
             snprintf(po, sizeof po, "%s/eval_%s.safetensors", dir, targets[t]);
             snprintf(pw, sizeof pw, "%s/eval_%d.safetensors", dir, k);
             snprintf(cmd, sizeof cmd, "%s run %s evaluate %s --target %s --precision %s --state %s --in %s/inputs.safetensors --out %s",
@@ -220,12 +224,17 @@ int main(void) {
     if (!mkdtemp(tmpdir)) skip_all("cannot create a temporary directory");
     /* seed 8: chains 0 and 2 restart, buffer row 14 is drawn twice */
     const jt_case cases[] = {
-        { "train_step_jempp", "opt_jempp",
+        { "jempp", "train_step_jempp", "opt_jempp",
           "-D batch=4 -D depth=10 -D widen=1 -D buffer_size=16 -D reinit=0.5 -D pyld_steps=2 -D norm=1 -D warmup=2",
-          "--steps 2 --inner 5 --sample-lr 0.2 --wd 4e-4 --warmup 2 --opt opt_jempp", 2, 8, 1 },
-        { "train_step_sada", "opt_sada",
+          "--steps 2 --inner 5 --sample-lr 0.2 --wd 4e-4 --warmup 2 --opt opt_jempp", 2, 8, 1, 1 },
+        /* ASAM rho 2 multiplies the compiled f32 gradient error (above) into 4-10% of the
+           update: the f64 interpreter checks ASAM, compiled code runs SADA with rho 0 */
+        { "sada_asam", "train_step_sada", "opt_sada",
           "-D batch=4 -D depth=10 -D widen=1 -D buffer_size=16 -D reinit=0.5 -D sada_steps=2 -D norm=1 -D warmup=0 -D px_weight=0.5",
-          "--steps 2 --sample-lr 1.0 --wd 5e-4 --warmup 0 --px-weight 0.5 --opt opt_sada", 1, 8, 0 },
+          "--steps 2 --sample-lr 1.0 --wd 5e-4 --warmup 0 --px-weight 0.5 --sam-rho 2.0 --opt opt_sada", 1, 8, 0, 0 },
+        { "sada_sgd", "train_step_sada", "opt_sada",
+          "-D batch=4 -D depth=10 -D widen=1 -D buffer_size=16 -D reinit=0.5 -D sada_steps=2 -D norm=1 -D warmup=0 -D px_weight=0.5 -D sam_rho=0",
+          "--steps 2 --sample-lr 1.0 --wd 5e-4 --warmup 0 --px-weight 0.5 --opt opt_sada", 1, 8, 0, 1 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) recipe_case(&cases[i]);
     char cmd[600];

@@ -22,7 +22,9 @@ One iteration as jemc defines it (docs/samplers.md "Recipes"):
   train(): f(x_q), then f(x) (each updates the running statistics, momentum 0.9)
   loss = CE(f(x), y) + px_weight * (mean E(x) - mean E(x_q))
   backward; torch.optim.SGD(momentum 0.9, weight_decay) at jemc's warm-up
-  lr_t = lr * min(1, t / warmup), t = 1 for the first step.
+  lr_t = lr * min(1, t / warmup), t = 1 for the first step; with --sam-rho
+  (SADA-JEM) ASAM first: perturb, the loss again on the same x, y, x_q with
+  the running statistics frozen, restore, the SGD step with that gradient.
 
 Random draws are jemc's (torch_iteration.py's Philox, stream ids from the IR).
 Writes to --out: state.safetensors (the starting state; the norms' weights,
@@ -174,8 +176,27 @@ def iteration(args, model, opt, replay, x, y, t, call, st):
     loss_px = e_x.mean() - e_q.mean()
     loss = loss_ce + args.px_weight * loss_px
     out = dict(loss=loss, loss_ce=loss_ce, loss_px=loss_px, e_data=e_x.mean(), e_sample=e_q.mean(), acc=accuracy(f_x, y))
-    loss.backward()
-    grad_norm = torch.sqrt(sum((p.grad * p.grad).sum() for p in model.parameters()))
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss, params)
+    if args.sam_rho > 0:
+        # ASAM (SADA-JEM): e_p = p^2 g rho / (|| |p| g || + 1e-12), the loss again at
+        # p + e_p on the same x, y, x_q with the running statistics frozen, restore
+        norm = torch.norm(torch.stack([(p.abs() * g).norm(p=2) for p, g in zip(params, grads)]), p=2)
+        scale = args.sam_rho / (norm + 1e-12)
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.add_(p * p * g * scale)
+        set_mode(model, "batch")
+        f_q2, f_x2 = model(x_q), model(x)
+        loss2 = F.cross_entropy(f_x2, y) + args.px_weight * (lse(f_q2).mean() - lse(f_x2).mean())
+        grads = torch.autograd.grad(loss2, params)
+        with torch.no_grad():
+            for p, sv in zip(params, saved):
+                p.copy_(sv)
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    grad_norm = torch.sqrt(sum((g * g).sum() for g in grads))
     for g in opt.param_groups:
         g["lr"] = args.lr * min(1.0, t / args.warmup) if args.warmup > 0 else args.lr
     opt.step()
@@ -204,6 +225,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=0)
     ap.add_argument("--opt", default="opt_jempp")
     ap.add_argument("--iters", type=int, default=2)
+    ap.add_argument("--sam-rho", type=float, default=0.0, help="train_step_sada's ASAM radius (0: plain SGD)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jemc-seed", type=int, default=0)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"],

@@ -40,7 +40,10 @@ Wide_ResNet) and, where the checkpoint has vera_wrn28's generator, VERAGenerator
 ResNetGenerator(g_feats), noise_dim) load strictly (eval.py's load of both); stepsize is
 written as its initial 1/noise_dim; no replay buffer.
 Optimizer states and knobs (opt*.*, config.*) have no official counterpart
-and are left out. Exit status: 0, or 1 with one line naming the problem.
+and are left out, and so are lib/informative.graph's gm_mean and gm_chol (JEM++ and
+SADA-JEM keep their class means and covariances in separate files, not in the
+checkpoint; a note names them when they are not empty). Exit status: 0, or 1 with
+one line naming the problem.
 """
 
 import argparse
@@ -231,10 +234,12 @@ def to_pt(args):
         st, _ = st_io.read(args.input)
     except OSError as e:
         raise ConvertError("%s: %s" % (args.input, e.strerror))
-    params, buf, gparams = {}, None, {}
+    params, buf, gparams, gm = {}, None, {}, []
     for n, v in st.items():
         if n == "replay":
             buf = v
+        elif n in ("gm_mean", "gm_chol"):
+            gm.append(n)        # lib/informative.graph's per-class Gaussians (empty unless -D gm_on=1)
         elif re.match(r"^opt\w*\.", n) or n.startswith("config."):
             continue            # the graphs' optimizers (opt, opt_g, opt_post, opt_jempp, opt_sada: moments,
                                 # momentum buffers, step, grad norm) and knobs
@@ -251,6 +256,10 @@ def to_pt(args):
     norm = jem_layout.check_norm(params)
     depth, widen, classes = jem_layout.infer_config(params)
     want = jem_layout.check_params(params, depth, widen, classes, norm=norm)
+    if any(st[n].numel() for n in gm):
+        print("note: left out %s (JEM++'s informative initialisation: the official code keeps its class means "
+              "and covariances in separate files, DATASET_mean.pt and DATASET_cov.pt, not in the checkpoint)"
+              % " and ".join(gm))
     if args.layout == "vera":
         if norm:
             raise ConvertError("%s: a batch-norm WRN (jem_wrn28 -D norm=1): VERA's Wide_ResNet skips layer1.0's "

@@ -492,6 +492,38 @@ static void test_fake_gpu(void) {
     if (r || r2 || !got) tap_diag("GPU:\n%s\nCPU:\n%s", cpu_out, out);
 }
 
+/* tools/compare_samplers.sh on tests/train/tiny.graph (which imports
+   graphs/lib/compare_samplers.graph): every sampler runs at the budget's steps
+   (20 gradient evaluations: SGLD, PYLD, SADA 20 steps, MALA 10, HMC 4), the
+   table has a row each, and the acceptance rates are rates (within [0, 100]%) */
+static void test_compare_samplers(void) {
+    char ck[512];
+    snprintf(ck, sizeof ck, "%s/straight/last.safetensors", dir);
+    int r = run("JEMC=%s GRAPH=tests/train/tiny.graph N=12 THREADS=1 DATA=%s/train-images-idx3-ubyte LABELS=%s/train-labels-idx1-ubyte "
+                "tools/compare_samplers.sh mnist %s %s/cmp", jemc, dir, dir, ck, dir);
+    ok(r == 0, "tools/compare_samplers.sh runs on tiny.graph (exit %d)", r);
+    if (r) { tap_diag("%s", out); return; }
+    char p[600];
+    snprintf(p, sizeof p, "%s/cmp/table.md", dir);
+    char *t = slurp(p, NULL);
+    const char *rows[] = { "| sample | 20 | 20 |", "| sample_pyld | 20 | 20 |", "| sample_sada | 20 | 20 |", "| sample_mala | 10 | 20 |", "| sample_hmc | 4 | 20 |" };
+    int all = t != NULL;
+    for (int i = 0; t && i < 5; i++) all &= strstr(t, rows[i]) != NULL;
+    ok(all, "the table has every sampler at 20 gradient evaluations");
+    int rates = 0;
+    for (const char *q = t; q && (q = strstr(q, "%")); q++) {
+        const char *b = q;
+        while (b > t && b[-1] != ' ') b--;
+        double v = atof(b);
+        rates += v >= 0 && v <= 100;
+    }
+    ok(rates == 2, "MALA's and HMC's acceptance are rates in [0, 100]%% (%d found)", rates);
+    if (!all || rates != 2) tap_diag("%s", t ? t : "(no table)");
+    free(t);
+    r = run("JEMC=%s tools/compare_samplers.sh cifar10 %s", jemc, ck);
+    ok(r == 2 && strstr(out, "mnist or cifar"), "an unknown model kind is refused");
+}
+
 int main(void) {
     jemc = jt_env("JEMC", "build/jemc");
     snprintf(dir, sizeof dir, "/tmp/jemc_train.XXXXXX");
@@ -511,6 +543,7 @@ int main(void) {
     test_kill9();
     test_guard();
     test_commands();
+    test_compare_samplers();
     test_knobs();
     test_pgd_linear();
     test_torch();

@@ -43,12 +43,6 @@
 
 static char tmpdir[256];
 
-static int readf(const char *path, jm_st_file *f) {
-    char err[512];
-    memset(f, 0, sizeof *f);
-    if (jm_st_read(path, f, err, sizeof err) != 0) { tap_diag("%s", err); return -1; }
-    return 0;
-}
 
 static const jm_st_tensor *find2(const jm_st_file *a, const jm_st_file *b, const char *name) {
     const jm_st_tensor *t = jm_st_find(a, name);

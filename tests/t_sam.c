@@ -38,19 +38,7 @@ static char tmpdir[256];
 static const char *jemc(void) { return jt_env("JEMC", "build/jemc"); }
 static const char *graph = "tests/parity/sam.graph";
 
-static int readf(const char *path, jm_st_file *f) {
-    char err[512];
-    memset(f, 0, sizeof *f);
-    if (jm_st_read(path, f, err, sizeof err) != 0) { tap_diag("%s", err); return -1; }
-    return 0;
-}
 
-static double json_num(const char *s, const char *key) {
-    char k[80];
-    snprintf(k, sizeof k, "\"%s\": ", key);
-    const char *p = strstr(s, k);
-    return p ? strtod(p + strlen(k), NULL) : NAN;
-}
 
 /* a tensor by name in the state file or the outputs file */
 static const jm_st_tensor *find2(const jm_st_file *a, const jm_st_file *b, const char *name) {

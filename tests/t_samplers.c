@@ -45,20 +45,7 @@ static const char *jemc(void) { return jt_env("JEMC", "build/jemc"); }
 static int seed(void) { return atoi(jt_env("JM_SMP_SEED", "0")); }
 static const char *root(void) { return jt_env("JM_SMP_ROOT", "."); }
 
-static int readf(const char *path, jm_st_file *f) {
-    char err[512];
-    memset(f, 0, sizeof *f);
-    if (jm_st_read(path, f, err, sizeof err) != 0) { tap_diag("%s", err); return -1; }
-    return 0;
-}
 
-/* a number after "key": in torch_samplers.py's JSON summary */
-static double json_num(const char *s, const char *key) {
-    char k[80];
-    snprintf(k, sizeof k, "\"%s\": ", key);
-    const char *p = strstr(s, k);
-    return p ? strtod(p + strlen(k), NULL) : NAN;
-}
 
 /* a scalar output of a jemc --out file (NaN when absent) */
 static double scalar(const jm_st_file *f, const char *name) {

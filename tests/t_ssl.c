@@ -62,12 +62,6 @@ static const char *jemc(void) { return jt_env("JEMC", "build/jemc"); }
 static int seed(void) { return atoi(jt_env("JM_SSL_SEED", "0")); }
 static const char *root(void) { return jt_env("JM_SSL_ROOT", "."); }
 
-static int readf(const char *path, jm_st_file *f) {
-    char err[512];
-    memset(f, 0, sizeof *f);
-    if (jm_st_read(path, f, err, sizeof err) != 0) { tap_diag("%s", err); return -1; }
-    return 0;
-}
 
 /* jemc's results: up to two files (outputs, state) searched in order */
 static const jm_st_tensor *find2(const jm_st_file *a, const jm_st_file *b, const char *name) {

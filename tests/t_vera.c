@@ -152,20 +152,7 @@ static void no_extra(const char *what, const jm_st_file *got, const jm_st_file *
     ok(extra == 0, "%s: jemc's state holds nothing PyTorch's lacks", what);
 }
 
-static int readf(const char *path, jm_st_file *f) {
-    char err[512];
-    memset(f, 0, sizeof *f);
-    if (jm_st_read(path, f, err, sizeof err) != 0) { tap_diag("%s", err); return -1; }
-    return 0;
-}
 
-/* a number after "key": in torch_vera.py's JSON summary */
-static double json_num(const char *s, const char *key) {
-    char k[80];
-    snprintf(k, sizeof k, "\"%s\": ", key);
-    const char *p = strstr(s, k);
-    return p ? strtod(p + strlen(k), NULL) : NAN;
-}
 
 static const char *jemc(void) { return jt_env("JEMC", "build/jemc"); }
 /* JM_VERA_SEED=N: PyTorch's seed (weights, data) N and jemc's N + 7 instead of

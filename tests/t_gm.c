@@ -24,11 +24,15 @@
  *     gm_on = 0 holds empty tensors and fits nothing; a training set missing a
  *     class is refused naming it; --init with another word is a usage error.
  *
- * Seen red (then restored): the factor transposed when written out (gm_chol
- * against numpy 1.0 of scale, the draw 2.3); the jitter dropped (train exits 1:
- * class 0's covariance is not positive definite, pivot 0 of 784: MNIST's corner
- * pixels never vary); the buffer's rows given class (row / per_class + 1) mod C
- * (gm_row_class): the worst pixel 55 standard errors off. */
+ * Seen red (then restored), one break at a time:
+ *   - each factor transposed when rt_gm.c writes it out: gm_chol 0.98 of scale,
+ *     the backward error 1.0, the upper triangle 0.51, the buffer 155 standard
+ *     errors off (the draw point stays green: it uses the checkpoint's factor);
+ *   - the jitter dropped: train exits 1, "class 0 (208 records ...): its
+ *     covariance + 0.0001 I is not positive definite (pivot 0 of 784)" (MNIST's
+ *     corner pixels never vary), and every point that needs the checkpoint fails;
+ *   - gm_row_class giving row / per_class + 1: the buffer 765 standard errors off;
+ *   - gm_draw using L_c^T (permute(gm_chol, [0, 2, 1])): the draw 1.7 of scale. */
 #include "train_helpers.h"
 #include "st_helpers.h"
 #include "tap.h"

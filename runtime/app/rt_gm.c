@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { JM_GM_NB = 128, JM_GM_TW = 16, JM_GM_TR = 4, JM_GM_GRAM_ROWS = 256 };
+enum { JM_GM_NB = 128, JM_GM_TW = 16, JM_GM_TR = 4, JM_GM_GRAM_ROWS = 512 };
 
 static int jm_gm_team(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 

@@ -20,7 +20,7 @@
 
 #define JM_GM_JITTER 1e-4
 /* records per float GEMM whose product is added into the double Gram matrix */
-#define JM_GM_CHUNK 256
+#define JM_GM_CHUNK 1024
 
 /* Where the time of a fit went. */
 typedef struct { double mean_s, gram_s, chol_s; } jm_gm_times;

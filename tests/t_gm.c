@@ -6,7 +6,10 @@
  *
  *   - the Cholesky alone: a 300 x 300 Kac-Murdock-Szego matrix (three panels,
  *     ragged tiles) against its closed-form factor; a matrix that is not
- *     positive definite is refused, naming the pivot;
+ *     positive definite is refused, naming the pivot, and on 2 threads 200 times
+ *     at pivots in the first, a middle and the last panel without a hang (a
+ *     fresh process under `timeout`; seen red, exit 124, with the failure read
+ *     at the loop's head, where one thread could leave before the single);
  *   - class 0's covariance (the engine's float GEMM, centred, chunks added in
  *     double) and mean against numpy, each at its own scale;
  *   - train's fit: gm_mean and gm_chol in the checkpoint against numpy, and the
@@ -99,6 +102,7 @@ static double rel_err(const jm_st_tensor *got, const jm_st_tensor *want, size_t 
 }
 
 /* the test's own standard normals' source: xorshift64, 32-bit words */
+static const char *self = "t_gm";   /* this program, for --cholesky-failures */
 static uint64_t rng = 88172645463325252ull;
 static uint32_t urand_next(void) {
     rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
@@ -125,6 +129,14 @@ static void test_cholesky(void) {
     rc = jm_gm_cholesky(m, 3, 1, &bad);
     ok(rc == -1 && bad == 1, "a matrix that is not positive definite: refused at pivot 1 (rc %d, pivot %lld)", rc, (long long)bad);
     free(a);
+    /* refused on 2 threads in the first, a middle and the last panel, in a
+       fresh process (libgomp's team does not survive fork) that `timeout`
+       ends: a thread that read the failure at the loop's head deadlocked the
+       team, and the run hung with pivot 0 */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "timeout 60 %s --cholesky-failures", self);
+    int r = jt_run(cmd, NULL, 0);
+    ok(r == 0, "2 threads refuse 200 matrices at pivots 0, 5, 130 and 299 without a hang (exit %d; 124: hung)", r);
 }
 
 /* class 0's mean and covariance from the runtime against numpy's, on the loader's records */
@@ -249,7 +261,26 @@ static void test_buffer(const char *ck, const jm_st_file *ref) {
     jm_st_free(&f);
 }
 
-int main(void) {
+/* `t_gm --cholesky-failures`: 200 refusals on 2 threads; exit 0 when each
+   names its pivot */
+static int cholesky_failures(void) {
+    enum { n = 300 };
+    const int pivots[4] = { 0, 5, 130, n - 1 };
+    double *b = malloc(sizeof(double) * n * n);
+    for (int rep = 0; b && rep < 200; rep++) {
+        memset(b, 0, sizeof(double) * n * n);
+        for (int i = 0; i < n; i++) b[i * n + i] = 1;
+        b[pivots[rep % 4] * (n + 1)] = -1;
+        int64_t got = -2;
+        if (jm_gm_cholesky(b, n, 2, &got) != -1 || got != pivots[rep % 4]) return 3;
+    }
+    free(b);
+    return b ? 0 : 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--cholesky-failures") == 0) return cholesky_failures();
+    self = argv[0];
     jemc = jt_env("JEMC", "build/jemc");
     (void)ulp32;
     const char *src = jt_env("JM_MNIST", "../shared/data/mnist");

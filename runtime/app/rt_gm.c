@@ -138,8 +138,12 @@ int jm_gm_cholesky(double *a, int64_t n, int threads, int64_t *bad) {
     double *pk = malloc(sizeof(double) * (size_t)(strips * JM_GM_NB * JM_GM_TW + 1));
     if (!pk) { *bad = -1; return -1; }
     int64_t fail = -1;
+    /* `fail` is read only after the single's barrier: a thread that read it at
+       the loop's head could see the single's write before reaching the single,
+       leave the loop and wait at the region's end while the others wait at the
+       single's barrier (a deadlock, seen with a failing first pivot) */
 #pragma omp parallel num_threads(jm_gm_team(threads))
-    for (int64_t k0 = 0; k0 < n && fail < 0; k0 += JM_GM_NB) {
+    for (int64_t k0 = 0; k0 < n; k0 += JM_GM_NB) {
         int64_t kb = n - k0 < JM_GM_NB ? n - k0 : JM_GM_NB, j0 = k0 + kb, m = n - j0;
 #pragma omp single
         {

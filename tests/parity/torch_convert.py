@@ -11,7 +11,8 @@
         DIR/test.bin        a CIFAR-10 binary file of --records images; labels: the model's argmax
                             for the first half, argmax + 1 for the rest, so the accuracy is 0.5 exactly
         DIR/expected_eval.safetensors  accuracy, loss (mean CE), energy (mean E) over test.bin
-        DIR/bad_missing.pt, bad_shape.pt, bad_norm.pt, bad_key.pt, not_a_pt.pt: inputs to refuse
+        DIR/bad_missing.pt, bad_shape.pt, bad_key.pt, not_a_pt.pt: inputs to refuse
+        (batch-norm checkpoints convert now: jem_official.py make-bn writes them)
         DIR/vera.pt         a checkpoint as VERA's train.py save_ckpt writes it (tests/parity/vera_official.py):
                             model.logp_net = JEM(Wide_ResNet(depth, widen, classes, dropout .3)), model.g =
                             VERAGenerator(ResNetGenerator(feats 16)), Adam states after one step,
@@ -111,8 +112,6 @@ def make(a):
     bad = dict(sd)
     bad["f.layer3.0.extra.weight"] = torch.zeros(1)
     torch.save({"model_state_dict": bad, "replay_buffer": buf}, os.path.join(a.out, "bad_key.pt"))
-    bn = jem_official.CCF(a.depth, a.widen, norm="batch", n_classes=a.classes).state_dict()
-    torch.save({"model_state_dict": bn, "replay_buffer": buf}, os.path.join(a.out, "bad_norm.pt"))
     with open(os.path.join(a.out, "not_a_pt.pt"), "w") as f:
         f.write("this is not a checkpoint\n")
     make_vera(a, x)

@@ -24,12 +24,12 @@ typedef struct {
 } jc_module;
 
 static uint64_t rng_state = 88172645463325252ull;
-static double urand(void) {
+static inline double urand(void) {
     rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
     return (double)(rng_state >> 11) / 9007199254740992.0;
 }
 
-static jm_module *jc_load(jt_unit *u, const char *text, const char *file, const char *const *defs, int ndefs) {
+static inline jm_module *jc_load(jt_unit *u, const char *text, const char *file, const char *const *defs, int ndefs) {
     memset(u, 0, sizeof *u);
     u->errf = open_memstream(&u->errors, &u->errlen);
     jm_diag_init(&u->d, &u->arena, u->errf);
@@ -45,7 +45,7 @@ static jm_module *jc_load(jt_unit *u, const char *text, const char *file, const 
     return u->m;
 }
 
-static int jc_compile(jc_module *c, const char *text, const char *file, const char *const *defs, int ndefs) {
+static inline int jc_compile(jc_module *c, const char *text, const char *file, const char *const *defs, int ndefs) {
     memset(c, 0, sizeof *c);
     if (!jc_load(&c->u, text, file, defs, ndefs)) return -1;
     if (jm_lower(c->u.m, &c->u.d) != 0 || jm_simplify(c->u.m, &c->u.d, 1) != 0 || jm_plan_build(c->u.m, &c->plan, &c->u.d) != 0) {
@@ -62,12 +62,12 @@ static int jc_compile(jc_module *c, const char *text, const char *file, const ch
     return 0;
 }
 
-static void jc_free(jc_module *c) {
+static inline void jc_free(jc_module *c) {
     if (c->jit) { jm_cpu_jit_free(c->jit); free(c->fns); }
     jt_unload(&c->u);
 }
 
-static void jc_to_typed(const jm_tensor *t, int dt, void *dst) {
+static inline void jc_to_typed(const jm_tensor *t, int dt, void *dst) {
     int64_t n = jm_type_numel(&t->type);
     for (int64_t i = 0; i < n; i++)
         switch (dt) {
@@ -89,18 +89,18 @@ typedef struct {
 } jc_worst;
 /* error / tolerance, where a tolerance of 0 (bitwise) makes any error infinitely bad
    (e / 0 against 0 / 0 = NaN compares false: a bitwise case could not fail) */
-static double jc_ratio(double e, double tol) { return tol > 0 ? e / tol : e > 0 ? INFINITY : 0; }
-static void jc_note_value(jc_worst *w, const char *label, const char *name, double e, double tol, int64_t at) {
+static inline double jc_ratio(double e, double tol) { return tol > 0 ? e / tol : e > 0 ? INFINITY : 0; }
+static inline void jc_note_value(jc_worst *w, const char *label, const char *name, double e, double tol, int64_t at) {
     if (jc_ratio(e, tol) > jc_ratio(w->value, w->vtol) || isnan(e)) { w->value = e; w->vtol = tol; w->vname = name; w->vat = at; }
     if (getenv("JEMC_TEST_REPORT")) printf("# report %s %s value %.3g\n", label, name, e);
 }
-static void jc_note_change(jc_worst *w, const char *label, const char *name, double e, int64_t at, double rms, double rtol) {
+static inline void jc_note_change(jc_worst *w, const char *label, const char *name, double e, int64_t at, double rms, double rtol) {
     if (e > w->change) { w->change = e; w->cname = name; w->cat = at; }
     if (jc_ratio(rms, rtol) > jc_ratio(w->rms, w->rtol) || isnan(rms)) { w->rms = rms; w->rtol = rtol; w->rname = name; }
     if (getenv("JEMC_TEST_REPORT")) printf("# report %s %s change %.3g rms %.3g\n", label, name, e, rms);
 }
 
-static void jc_fill_inputs(jm_module *m, int p, jm_tensor *in, double lo, double hi, int64_t classes) {
+static inline void jc_fill_inputs(jm_module *m, int p, jm_tensor *in, double lo, double hi, int64_t classes) {
     jm_program *pr = &m->programs[p];
     for (int i = 0; i < pr->ninputs; i++) {
         jm_tensor_alloc(&in[i], &m->graphs[pr->graph].node[pr->inputs[i].node].type);

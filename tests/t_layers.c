@@ -132,9 +132,9 @@ int main(void) {
     snprintf(b, sizeof b, "%s/expected_state.safetensors", dir);
     const char *st[] = { "bn.running_mean", "bn.running_var", "bn.num_batches_tracked", "bn.weight" };
     compare(a, b, st, 4, 1e-9);
-    snprintf(cmd, sizeof cmd, "%s run tests/parity/layers.graph bn_eval --precision f64 --state %s/state.safetensors "
+    snprintf(cmd, sizeof cmd, "%s run tests/parity/layers.graph bn_running --precision f64 --state %s/state.safetensors "
              "--in %s/inputs.safetensors --out %s/eval.safetensors", jemc, dir, dir, dir);
-    if (!ok(jt_run(cmd, out, sizeof out) == 0, "jemc run bn_eval")) tap_diag("%s", out);
+    if (!ok(jt_run(cmd, out, sizeof out) == 0, "jemc run bn_running")) tap_diag("%s", out);
     snprintf(a, sizeof a, "%s/eval.safetensors", dir);
     snprintf(b, sizeof b, "%s/expected.safetensors", dir);
     const char *ev[] = { "bn" };

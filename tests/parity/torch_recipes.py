@@ -25,13 +25,16 @@ One iteration as jemc defines it (docs/samplers.md "Recipes"):
   lr_t = lr * min(1, t / warmup), t = 1 for the first step; with --sam-rho
   (SADA-JEM) ASAM first: perturb, the loss again on the same x, y, x_q with
   the running statistics frozen, restore, the SGD step with that gradient.
+train_step_ce (the classifier step, `train --baseline` / `--pretrain`): train(),
+  loss = CE(f(x), y) (one forward, updating the running statistics), backward,
+  torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8) at the same warm-up; no draws.
 
 Random draws are jemc's (torch_iteration.py's Philox, stream ids from the IR).
 Writes to --out: state.safetensors (the starting state; the norms' weights,
 biases and running statistics are perturbed away from PyTorch's init so that
 every one matters), inputs.safetensors (x, y), expected_K.safetensors after
-iteration K (outputs, every parameter and buffer, OPT.momentum.*, OPT.grad_norm,
-replay), state_K.safetensors (the model's state and replay after it) and eval_K.safetensors: logits and energy of x in eval() (running
+iteration K (outputs, every parameter and buffer, OPT.momentum.* (Adam:
+OPT.m.*, OPT.v.*), OPT.grad_norm, replay), state_K.safetensors (the model's state and replay after it) and eval_K.safetensors: logits and energy of x in eval() (running
 statistics) after iteration K.
 """
 
@@ -136,7 +139,7 @@ def sada(model, x0, n_steps, lr):
     return x
 
 
-def streams(ir_text):
+def streams(ir_text, program):
     pick = {}
     for kind, stream, a, b, shape, depth in read_draws(ir_text):
         if depth:
@@ -145,6 +148,10 @@ def streams(ir_text):
         if key is None or key in pick:
             raise SystemExit("unexpected draw rng_%s stream=%d a=%g b=%g" % (kind, stream, a, b))
         pick[key] = (kind, stream, a, b, shape)
+    if program == "train_step_ce":          # the classifier step draws nothing
+        if pick:
+            raise SystemExit("train_step_ce draws %s" % sorted(pick))
+        return pick
     if set(pick) != {"idx", "restart", "fresh"}:
         raise SystemExit("the IR lacks draws: %s" % sorted({"idx", "restart", "fresh"} - set(pick)))
     return pick
@@ -155,7 +162,26 @@ def accuracy(logits, y):
     return (picked >= logits.max(dim=1).values).to(logits.dtype).mean()
 
 
+def iteration_ce(args, model, opt, x, y, t):
+    """train_step_ce: cross-entropy in train() and Adam (no draws, no chains)."""
+    set_mode(model, "train")
+    model.zero_grad(set_to_none=True)
+    f_x = model(x)
+    loss = F.cross_entropy(f_x, y)
+    out = dict(loss=loss, loss_ce=loss, acc=accuracy(f_x, y))
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss, params)
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    for g in opt.param_groups:
+        g["lr"] = args.lr * min(1.0, t / args.warmup) if args.warmup > 0 else args.lr
+    opt.step()
+    return out, torch.sqrt(sum((g * g).sum() for g in grads)).detach(), {}
+
+
 def iteration(args, model, opt, replay, x, y, t, call, st):
+    if args.program == "train_step_ce":
+        return iteration_ce(args, model, opt, x, y, t)
     dt = x.dtype
     d = {k: torch.from_numpy(draw(v[0], v[4], v[2], v[3], v[1], call, args.jemc_seed)) for k, v in st.items()}
     restart = d["restart"].to(dt) < args.reinit
@@ -207,7 +233,7 @@ def iteration(args, model, opt, replay, x, y, t, call, st):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--program", default="train_step_jempp", choices=["train_step_jempp", "train_step_sada"])
+    ap.add_argument("--program", default="train_step_jempp", choices=["train_step_jempp", "train_step_sada", "train_step_ce"])
     ap.add_argument("--ir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--depth", type=int, default=10)
@@ -255,8 +281,11 @@ def main(argv=None):
                       list(model.state_dict().items()) + [("replay", replay)], meta)
     write_safetensors(os.path.join(args.out, "inputs.safetensors"), [("x", x), ("y", y)], meta)
     with open(args.ir) as f:
-        st = streams(f.read())
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
+        st = streams(f.read(), args.program)
+    if args.program == "train_step_ce":
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
     infos = []
     for k in range(args.iters):
         out, gn, info = iteration(args, model, opt, replay, x, y, k + 1, k, st)
@@ -264,7 +293,11 @@ def main(argv=None):
         ts = [(n, v.detach().clone()) for n, v in out.items()]
         ts += [(n, v.detach().clone()) for n, v in model.state_dict().items()]
         for n, p in model.named_parameters():
-            ts.append(("%s.momentum.%s" % (args.opt, n), opt.state[p]["momentum_buffer"].clone()))
+            if args.program == "train_step_ce":
+                ts.append(("%s.m.%s" % (args.opt, n), opt.state[p]["exp_avg"].clone()))
+                ts.append(("%s.v.%s" % (args.opt, n), opt.state[p]["exp_avg_sq"].clone()))
+            else:
+                ts.append(("%s.momentum.%s" % (args.opt, n), opt.state[p]["momentum_buffer"].clone()))
         ts.append(("%s.grad_norm" % args.opt, gn.clone()))
         ts.append(("%s.step" % args.opt, torch.tensor(k + 1, dtype=torch.int64)))
         ts.append(("replay", replay.clone()))

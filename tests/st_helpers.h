@@ -54,4 +54,19 @@ static inline double json_num(const char *s, const char *key) {
     const char *p = strstr(s, k);
     return p ? strtod(p + strlen(k), NULL) : NAN;
 }
+/* A tensor of jemc's state that a PyTorch reference of one training step need
+   not hold: the run-time settings (config.*), empty tensors (lib/informative.graph's
+   gm_mean/gm_chol with gm_on = 0), and the state of the graph's optimizers other
+   than `opt`, the one the step ran (jem_wrn28.graph's opt, lib/recipes.graph's
+   opt_jempp and opt_sada). Anything else jemc holds, the reference must too. */
+static inline int st_reference_may_lack(const jm_st_tensor *t, const char *opt) {
+    static const char *const optimizers[] = { "opt", "opt_jempp", "opt_sada" };
+    if (strncmp(t->name, "config.", 7) == 0 || numel(t) == 0) return 1;
+    for (size_t i = 0; i < sizeof optimizers / sizeof optimizers[0]; i++) {
+        size_t n = strlen(optimizers[i]);
+        if (strncmp(t->name, optimizers[i], n) == 0 && t->name[n] == '.' && strcmp(optimizers[i], opt) != 0) return 1;
+    }
+    return 0;
+}
+
 #endif

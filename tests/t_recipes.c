@@ -147,16 +147,11 @@ static void compare(const char *what, const jm_st_file *go, const jm_st_file *gs
         if (gr && e >= worst_g) { worst_g = e; snprintf(wg, sizeof wg, "%s", w->name); }
         if (!gr && e >= worst) { worst = e; snprintf(wn, sizeof wn, "%s", w->name); }
     }
-    size_t ol = strlen(opt);
     const jm_st_file *files[2] = { go, gs };
     for (int f = 0; f < 2; f++)
         for (int k = 0; files[f] && k < files[f]->n; k++) {
             const char *n = files[f]->t[k].name;
-            int own = strncmp(n, opt, ol) == 0 && n[ol] == '.';
-            int other = !own && (strncmp(n, "opt.", 4) == 0 || strncmp(n, "opt_jempp.", 10) == 0 || strncmp(n, "opt_sada.", 9) == 0);
-            /* empty tensors hold nothing to compare: lib/informative.graph's
-               gm_mean/gm_chol with gm_on = 0 */
-            if (strncmp(n, "config.", 7) != 0 && !other && numel(&files[f]->t[k]) > 0 && !jm_st_find(want, n)) {
+            if (!st_reference_may_lack(&files[f]->t[k], opt) && !jm_st_find(want, n)) {
                 tap_diag("%s: PyTorch has no '%s'", what, n);
                 extra++;
             }

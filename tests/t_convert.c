@@ -158,6 +158,31 @@ static void reverse(const char *src, const char *layout, const char *loader, con
  * reads the converted running_mean/running_var. The reverse of the checkpoint jemc wrote
  * loads into VERA's JEM and VERAGenerator with strict=True and gives the same outputs, logsigma
  * and post_logsigma, bit for bit. */
+/* `eval accuracy --ckpt CKPT` on the 16-image CIFAR-10 file against PyTorch's
+   evaluation in EXPECTED (its accuracy exactly, mean cross-entropy and energy
+   within 1e-4); `prefix` starts every point's name, `acc_what` names the accuracy */
+static void eval_accuracy(const char *exe, const char *ckpt, const char *expected, const char *prefix, const char *acc_what) {
+    char json[600], exp[600], cmd[2048], out[8192];
+    snprintf(json, sizeof json, "%s/%seval.json", tmpdir, *prefix ? "bn_" : "");
+    snprintf(exp, sizeof exp, "%s/%s", tmpdir, expected);
+    snprintf(cmd, sizeof cmd, "%s eval accuracy --ckpt %s/%s --data %s/test.bin --format cifar10 --json %s",
+             exe, tmpdir, ckpt, tmpdir, json);
+    if (!ok(jt_run(cmd, out, sizeof out) == 0, "%seval accuracy --ckpt converted", prefix)) {
+        tap_diag("%s\n%s", cmd, out);
+        return;
+    }
+    FILE *f = fopen(json, "r");
+    char text[4096] = "";
+    if (f) { size_t n = fread(text, 1, sizeof text - 1, f); text[n] = 0; fclose(f); }
+    char what[300];
+    snprintf(what, sizeof what, "%seval accuracy: %s", prefix, acc_what);
+    is_near(json_num(text, "accuracy"), st_scalar(exp, "accuracy"), 1e-9, what);
+    snprintf(what, sizeof what, "%seval accuracy: mean cross-entropy within 1e-4", prefix);
+    is_near(json_num(text, "loss"), st_scalar(exp, "loss"), 1e-4, what);
+    snprintf(what, sizeof what, "%seval accuracy: mean energy within 1e-4", prefix);
+    is_near(json_num(text, "energy"), st_scalar(exp, "energy"), 1e-4, what);
+}
+
 static void vera_generator(void) {
     const char *flags = "-D depth=10 -D widen=1 -D classes=10 -D g_feats=16 -D noise_dim=128";
     char cmd[2048], out[8192], vexe[2][400];
@@ -248,21 +273,7 @@ static void batch_norm(void) {
         reverse(src, l ? "jempp" : "jem", loader[l ? 1 : 0], tag, exp, names, 4, what);
     }
     if (have) {         /* eval accuracy --ckpt: the evaluate program, in eval mode too */
-        char json[600], exp[600];
-        snprintf(json, sizeof json, "%s/bn_eval.json", tmpdir);
-        snprintf(exp, sizeof exp, "%s/bn_expected_eval.safetensors", tmpdir);
-        snprintf(cmd, sizeof cmd, "%s eval accuracy --ckpt %s/bn_jem.safetensors --data %s/test.bin --format cifar10 --json %s",
-                 exe, tmpdir, tmpdir, json);
-        if (ok(jt_run(cmd, out, sizeof out) == 0, "bn_jem: eval accuracy --ckpt converted")) {
-            FILE *f = fopen(json, "r");
-            char text[4096] = "";
-            if (f) { size_t n = fread(text, 1, sizeof text - 1, f); text[n] = 0; fclose(f); }
-            is_near(json_num(text, "accuracy"), st_scalar(exp, "accuracy"), 1e-9, "bn_jem: eval accuracy: PyTorch eval()'s accuracy");
-            is_near(json_num(text, "loss"), st_scalar(exp, "loss"), 1e-4, "bn_jem: eval accuracy: mean cross-entropy within 1e-4");
-            is_near(json_num(text, "energy"), st_scalar(exp, "energy"), 1e-4, "bn_jem: eval accuracy: mean energy within 1e-4");
-        } else {
-            tap_diag("%s\n%s", cmd, out);
-        }
+        eval_accuracy(exe, "bn_jem.safetensors", "bn_expected_eval.safetensors", "bn_jem: ", "PyTorch eval()'s accuracy");
         snprintf(cmd, sizeof cmd, "%s exec logits --state %s/bn_jem.safetensors --in %s/inputs.safetensors "
                  "--state-out %s/bn_jemc_ckpt.safetensors", exe, tmpdir, tmpdir, tmpdir);
         if (ok(jt_run(cmd, out, sizeof out) == 0, "a -D norm=1 checkpoint written by exec --state-out"))
@@ -307,21 +318,7 @@ int main(void) {
     forward("official_jempp", exe);
 
     /* 2. eval accuracy on a CIFAR-10 file */
-    char json[600], exp[600];
-    snprintf(json, sizeof json, "%s/eval.json", tmpdir);
-    snprintf(exp, sizeof exp, "%s/expected_eval.safetensors", tmpdir);
-    snprintf(cmd, sizeof cmd, "%s eval accuracy --ckpt %s/official.safetensors --data %s/test.bin --format cifar10 --json %s",
-             exe, tmpdir, tmpdir, json);
-    if (ok(jt_run(cmd, out, sizeof out) == 0, "eval accuracy --ckpt converted")) {
-        FILE *f = fopen(json, "r");
-        char text[4096] = "";
-        if (f) { size_t n = fread(text, 1, sizeof text - 1, f); text[n] = 0; fclose(f); }
-        is_near(json_num(text, "accuracy"), st_scalar(exp, "accuracy"), 1e-9, "eval accuracy: PyTorch's accuracy (0.5)");
-        is_near(json_num(text, "loss"), st_scalar(exp, "loss"), 1e-4, "eval accuracy: mean cross-entropy within 1e-4");
-        is_near(json_num(text, "energy"), st_scalar(exp, "energy"), 1e-4, "eval accuracy: mean energy within 1e-4");
-    } else {
-        tap_diag("%s\n%s", cmd, out);
-    }
+    eval_accuracy(exe, "official.safetensors", "expected_eval.safetensors", "", "PyTorch's accuracy (0.5)");
 
     /* 3. reverse, from a checkpoint jemc wrote (parameters, replay, Adam state, knobs) */
     snprintf(cmd, sizeof cmd, "%s exec logits --state %s/official.safetensors --in %s/inputs.safetensors --state-out %s/jemc_ckpt.safetensors",

@@ -19,11 +19,12 @@
 #      both at SGD_LR after a WARMUP-iteration warm-up, the generative term
 #      weighted PX_WEIGHT (JEM's CPU run used 0.1; the official 1.0 is for
 #      runs from scratch), no data noise beyond the classifier's augmentation;
-#   3. both: accuracy and calibration on the 10,000 test images; OOD (log
+#   3. all three (the classifier as the starting point): accuracy and calibration on the 10,000 test images; OOD (log
 #      p(x), max p(y|x), input-gradient norm) against MNIST, Fashion-MNIST
 #      (padded to 32x32) and uniform noise on EVAL_LIMIT records of each; and
 #      the replay buffer, fresh chains and long-run chains as pictures.
 #
+# The sampler table of docs/evaluation.md is tools/compare_samplers.sh on $OUT/jempp.
 # Everything lands in $OUT (default build/cifarpp). STAGE=train|eval|samples runs one stage.
 set -eu
 cd "$(dirname "$0")/.."
@@ -57,7 +58,7 @@ if [ "$STAGE" = all ] || [ "$STAGE" = train ]; then
     CE_ITERS=$(iterations "$OUT/ce/last.safetensors")
     for r in jempp sada; do
         "$EXE" train --data "$DATA" --test "$OUT/test2k.bin" --resume "$OUT/ce/last.safetensors" \
-            --change baseline,program,decay-epochs,decay-rate --program "train_step_$r" \
+            --change baseline,program,decay-epochs,decay-rate,test --program "train_step_$r" \
             --iters $((CE_ITERS + 100000)) --max-seconds "$RECIPE_SECONDS" --threads "$THREADS_EACH" \
             --set sgd_lr="$SGD_LR" --set warmup="$WARMUP" --set px_weight="$PX_WEIGHT" $AUG \
             --log-every 10 --ckpt-every 100 --sample-every 100 --no-progress --out "$OUT/$r" > "$OUT/$r.log" 2>&1 &
@@ -67,7 +68,7 @@ if [ "$STAGE" = all ] || [ "$STAGE" = train ]; then
 fi
 
 if [ "$STAGE" = all ] || [ "$STAGE" = eval ]; then
-    for r in jempp sada; do
+    for r in ce jempp sada; do
         CK=$OUT/$r/last.safetensors
         (
             "$EXE" eval accuracy --ckpt "$CK" --data "$DATA" --threads "$THREADS_EACH" --json "$OUT/$r/accuracy.json"

@@ -150,14 +150,6 @@ static void reverse(const char *src, const char *layout, const char *loader, con
     for (int i = 0; i < n; i++) compare(back, names[i], exp, names[i], 0, what);
 }
 
-/* 6. VERA with its generator: vera_wrn28 compiled with the printed flags (g_feats 16, batch 8)
- * takes both networks; exec logits/energy as in 5; exec generate's `mean` on fixed latent rows
- * h against VERA's ResNetGenerator in float64: with the graph's sample_mode (gen_batch, batch
- * statistics: VERA never puts its generator in eval mode when sampling) against train() mode,
- * and compiled with -D sample_mode=0 (gen_eval, running statistics) against eval() mode, which
- * reads the converted running_mean/running_var. The reverse of the checkpoint jemc wrote
- * loads into VERA's JEM and VERAGenerator with strict=True and gives the same outputs, logsigma
- * and post_logsigma, bit for bit. */
 /* `eval accuracy --ckpt CKPT` on the 16-image CIFAR-10 file against PyTorch's
    evaluation in EXPECTED (its accuracy exactly, mean cross-entropy and energy
    within 1e-4); `prefix` starts every point's name, `acc_what` names the accuracy */
@@ -183,6 +175,14 @@ static void eval_accuracy(const char *exe, const char *ckpt, const char *expecte
     is_near(json_num(text, "energy"), st_scalar(exp, "energy"), 1e-4, what);
 }
 
+/* 6. VERA with its generator: vera_wrn28 compiled with the printed flags (g_feats 16, batch 8)
+ * takes both networks; exec logits/energy as in 5; exec generate's `mean` on fixed latent rows
+ * h against VERA's ResNetGenerator in float64: with the graph's sample_mode (gen_batch, batch
+ * statistics: VERA never puts its generator in eval mode when sampling) against train() mode,
+ * and compiled with -D sample_mode=0 (gen_eval, running statistics) against eval() mode, which
+ * reads the converted running_mean/running_var. The reverse of the checkpoint jemc wrote
+ * loads into VERA's JEM and VERAGenerator with strict=True and gives the same outputs, logsigma
+ * and post_logsigma, bit for bit. */
 static void vera_generator(void) {
     const char *flags = "-D depth=10 -D widen=1 -D classes=10 -D g_feats=16 -D noise_dim=128";
     char cmd[2048], out[8192], vexe[2][400];

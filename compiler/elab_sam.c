@@ -42,7 +42,9 @@ jm_value jm_elab_sam_grads(jm_ctx *c, int loss, const jm_value *grads, jm_value 
     for (int i = 0; i < n; i++) {
         int gn = jm_tensor_node(c, grads->items[i]);
         if (gn < 0) return jm_v_err();
-        p[i] = m->graphs[c->g].node[gn].src[1];     /* the parameter's node (jm_elab_params_grad's target) */
+        int gd = gn;
+        if (m->graphs[c->g].node[gd].op == JM_OP_ALLREDUCE) gd = m->graphs[c->g].node[gd].src[0];   /* minimize's mean over shards */
+        p[i] = m->graphs[c->g].node[gd].src[1];     /* the parameter's node (jm_elab_params_grad's target) */
         jm_value a = grads->items[i];
         if (adaptive) a = jm_binary(c, JM_T_STAR, jm_v_tensor(c, jm_add(c, JM_OP_ABS, &p[i], 1, NULL, NULL, loc)), a, loc);
         int s = jm_sum_sq(c, a, loc);

@@ -439,6 +439,24 @@ static int jm_clamp_update(jm_ctx *c, int x, double lo, double hi, jm_loc loc) {
     return jm_add(c, JM_OP_WHERE, w2, 3, NULL, NULL, loc);
 }
 
+/* Data parallelism: the step's gradient is the mean of every shard's gradient
+   (each shard's loss is a mean over its share of the batch, so this is the
+   gradient of the whole batch's loss). One allreduce node per gradient, free on
+   one shard; compiler/dp.c and the runtime (engine/rt_dp.c) do the rest. The
+   gradients SAM perturbs along are averaged too, so SAM follows the whole
+   batch's gradient (and needs two exchanges: dp.c says such a program is not
+   data-parallel). */
+static int jm_mean_over_shards(jm_ctx *c, jm_value *grads, jm_loc loc) {
+    for (int i = 0; i < grads->nitems; i++) {
+        int g = jm_tensor_node(c, grads->items[i]);
+        if (g < 0) return -1;
+        int r = jm_add(c, JM_OP_ALLREDUCE, &g, 1, NULL, NULL, loc);
+        if (r < 0) return -1;
+        grads->items[i] = jm_v_tensor(c, r);
+    }
+    return 0;
+}
+
 /* minimize loss with opt: gradient of loss for every parameter, then the
    optimizer's update written to the parameters and its state (moments, step). */
 void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
@@ -468,6 +486,7 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
        values: a second minimize steps from what the first one left (§13.3) */
     jm_value grads = jm_elab_params_grad(c, loss, s->loc, opt);
     if (grads.kind == JM_V_ERR) return;
+    if (jm_mean_over_shards(c, &grads, s->loc) != 0) return;
     /* sam_rho > 0: the step uses the gradient at the SAM-perturbed parameters
        (elab_sam.c); sam_rho = 0 leaves the expansion exactly as without SAM */
     double rho;
@@ -476,6 +495,7 @@ void jm_elab_stmt_minimize(jm_ctx *c, jm_stmt *s) {
     if (rho > 0) {
         grads = jm_elab_sam_grads(c, loss, &grads, jm_record_knob(opt, "sam_rho", rho), adaptive, s->loc);
         if (grads.kind == JM_V_ERR) return;
+        if (jm_mean_over_shards(c, &grads, s->loc) != 0) return;
     }
     jm_write_grad_norm(c, opt, &grads, s->loc);
     int is_adam = strcmp(opt->kind, "adam") == 0 || strcmp(opt->kind, "adamw") == 0;

@@ -79,6 +79,10 @@ typedef struct {
     jm_binding *outputs; int noutputs, capoutputs;
     jm_state_write *writes; int nwrites, capwrites; /* committed when the program ends */
     int nodes[3];                           /* node counts: elaborated, after autodiff, after simplify */
+    /* data parallelism (dp.c): a training program (one with allreduce nodes)
+       runs over shards of its batch; dp_why says why it cannot, NULL when it can */
+    int dp;                                 /* has collectives */
+    const char *dp_why;
 } jm_program;
 
 typedef enum { JM_CV_INT, JM_CV_FLOAT, JM_CV_BOOL, JM_CV_STRING } jm_cv_kind;

@@ -2,7 +2,7 @@
  *
  *   jemc check   GRAPH [-D k=v]...                       parse and type-check
  *   jemc info    GRAPH [-D k=v]...                       parameters and MACs per program
- *   jemc compile GRAPH -o EXE [--cpu NAME] [--emit=...] | --dump=ir|grad|simplify|lower|fused|plan [-D k=v]...
+ *   jemc compile GRAPH -o EXE [--cpu NAME] [--emit=...] | --dump=ir|grad|simplify|lower|dp|fused|plan [-D k=v]...
  *   jemc run     GRAPH PROGRAM [--state S] [--in IN] [--out OUT] [--state-out S2]
  *                [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N] [-D k=v]...
  */
@@ -14,6 +14,7 @@
 #include "llvm_host.h"
 #include "tensorio.h"
 #include "lower.h"
+#include "dp.h"
 #include "plan.h"
 #include "cpu_target.h"
 #include "gpu_target.h"
@@ -55,7 +56,7 @@ static void jm_usage(FILE *out) {
         "  jemc compile GRAPH -o EXE [--target cpu|cuda] [--cpu NAME] [--gpu-arch sm_90] [--precision tf32|fp32]\n"
         "               [--libdevice BC]\n"
         "               [--emit=exe|obj|asm|llvm] [-O0..3] [--time] [-D name=value]...\n"
-        "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|fused|plan|ptx [-D name=value]...\n"
+        "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|dp|fused|plan|ptx [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
         "               [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N] [-D name=value]...\n"
@@ -65,8 +66,9 @@ static void jm_usage(FILE *out) {
         "  compile   -o EXE writes a native executable running every program (EXE exec PROGRAM ...,\n"
         "            EXE --help); --cpu x86-64-v3 makes it portable; --emit=obj|asm|llvm writes the\n"
         "            kernels and program table instead. --dump=ir prints the IR as elaborated, grad after\n"
-        "            autodiff, simplify after simplification, lower after lowering composites, fused the\n"
-        "            kernels and steps, plan the memory plan (docs/backend-cpu.md)\n"
+        "            autodiff, simplify after simplification, lower after lowering composites, dp what\n"
+        "            the training programs share across data-parallel shards (docs/data-parallel.md),\n"
+        "            fused the kernels and steps, plan the memory plan (docs/backend-cpu.md)\n"
         "  run       evaluates one program with the reference interpreter (or --target cpu: compiled\n"
         "            code through LLVM's JIT): parameters and state\n"
         "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
@@ -354,6 +356,12 @@ static int jm_cmd_compile(jm_opts *o, jm_plan *plan, const jm_diags *d) {
         argv[k++] = "-lcairo";
         argv[k++] = "-lffi";
         argv[k++] = "-ldl";
+        /* RUNPATH: the MPI shim (libjemc_dist.so, runtime/dist/) beside the runtime, dlopened by
+           launched runs; -Xlinker, not -Wl, so a comma in the folder's path stays in it */
+        argv[k++] = "-Xlinker";
+        argv[k++] = "-rpath";
+        argv[k++] = "-Xlinker";
+        argv[k++] = dir;
 #ifdef JM_LINK_EXTRA
         argv[k++] = JM_LINK_EXTRA;      /* a sanitizer build's runtime needs the sanitizer libraries */
 #endif
@@ -481,8 +489,8 @@ int main(int argc, char **argv) {
     jm_diag_init(&d, &arena, stderr);
     int rc = 1;
     if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0 &&
-        strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0 && strcmp(o.dump, "ptx") != 0) {
-        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, fused, plan, ptx)\n", o.dump);
+        strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "dp") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0 && strcmp(o.dump, "ptx") != 0) {
+        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, dp, fused, plan, ptx)\n", o.dump);
         goto out;
     }
     /* the pipeline: front end (parse, elaborate, type-check) -> simplify -> autodiff -> simplify,
@@ -566,14 +574,19 @@ int main(int argc, char **argv) {
     if (o.dump && strcmp(o.dump, "simplify") == 0) jm_ir_dump(m, o.program, stdout);
     /* the code generators' part: lower composites -> simplify -> fusion, schedule, memory plan */
     jm_plan plan;
-    int want_plan = (strcmp(cmd, "compile") == 0 && (!o.dump || strcmp(o.dump, "lower") == 0 || strcmp(o.dump, "fused") == 0 ||
-                     strcmp(o.dump, "plan") == 0 || strcmp(o.dump, "ptx") == 0)) || (strcmp(cmd, "run") == 0 && strcmp(o.target, "cpu") == 0);
+    int want_plan = (strcmp(cmd, "compile") == 0 && (!o.dump || strcmp(o.dump, "lower") == 0 || strcmp(o.dump, "dp") == 0 ||
+                     strcmp(o.dump, "fused") == 0 || strcmp(o.dump, "plan") == 0 || strcmp(o.dump, "ptx") == 0)) || (strcmp(cmd, "run") == 0 && strcmp(o.target, "cpu") == 0);
     if (want_plan) {
         if (jm_lower(m, &d) != 0 || jm_simplify(m, &d, 1) != 0) {
             fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
             goto out;
         }
         if (o.dump && strcmp(o.dump, "lower") == 0) jm_ir_dump(m, o.program, stdout);
+        if (jm_dp_prepare(m, &d) != 0) {
+            fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");
+            goto out;
+        }
+        if (o.dump && strcmp(o.dump, "dp") == 0) jm_dp_dump(m, &d, o.program, stdout);
         jm_time_phase("simplify, autodiff, lower");
         if (jm_plan_build(m, &plan, &d) != 0) {
             fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");

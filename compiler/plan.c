@@ -3,6 +3,7 @@
  * in order while recording each buffer's lifetime, then place the scratch
  * buffers (memory plan). Kernel specifications go to the code generator. */
 #include "plan.h"
+#include "dp.h"
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -33,6 +34,12 @@ typedef struct {
     char **seen;                 /* per graph: scratch marks, all zero between uses */
     int *list; int nlist, caplist;   /* the nodes marked in seen, to clear them */
     int failed;
+    /* data parallelism (dp.h): per root-graph node, 1 when it depends on a
+       collective (phase 1); the first phase-1 step; the collectives */
+    char *phase1;
+    int cut;
+    jm_tcoll *colls; int ncolls, capcolls;
+    int *coll_buf;               /* per collective: MEAN its buffer id; ROWS its index and rows buffer ids (2 each) */
 } jm_pctx;
 
 static jm_node *PN(jm_pctx *C, int g, int i) { return &C->m->graphs[g].node[i]; }
@@ -516,7 +523,8 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
     case JM_OP_RNG_UNIFORM: case JM_OP_RNG_NORMAL: case JM_OP_RNG_RANDINT: case JM_OP_RNG_BERNOULLI:
         at[0] = jm_type_numel(&nd->type);
         at[1] = (uint32_t)nd->attr.i[0];
-        nat = 2;
+        at[2] = nd->attr.ni > 1 && nd->attr.i[1] == 1;     /* per example (dp.h): numbered from shard * numel */
+        nat = 3;
         op = nd->op == JM_OP_RNG_UNIFORM ? JM_LIB_RNG_UNIFORM : nd->op == JM_OP_RNG_NORMAL ? JM_LIB_RNG_NORMAL
            : nd->op == JM_OP_RNG_RANDINT ? JM_LIB_RNG_RANDINT : JM_LIB_RNG_BERNOULLI;
         if (at[0] > (int64_t)UINT32_MAX) { jm_unsupported(C, nd, "random draws are limited to 2^32 elements per tensor"); return; }
@@ -529,6 +537,17 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
         at[3] = jm_idx_dtype(ix->dtype);
         nat = 4;
         op = nd->op == JM_OP_GATHER ? JM_LIB_GATHER : nd->op == JM_OP_SCATTER ? JM_LIB_SCATTER : JM_LIB_INDEX_ADD;
+        if (jm_dp_is_collective(nd)) {
+            /* the rows of every shard (dp.h): collective at[4] gathers them at the cut */
+            at[4] = C->ncolls;
+            nat = 5;
+            jm_tcoll tc = { JM_COLL_ROWS, (int32_t)jm_idx_dtype(nd->type.dtype), C->nsteps, { 0, 0 },
+                            { jm_bytes(ix), jm_bytes(&PN(C, g, nd->src[2])->type) } };
+            JM_VEC_PUSH(C->m->arena, C->colls, C->ncolls, C->capcolls, tc);
+            C->coll_buf = realloc(C->coll_buf, sizeof(int) * 2 * (size_t)C->ncolls);
+            C->coll_buf[2 * (C->ncolls - 1)] = ids[2];
+            C->coll_buf[2 * (C->ncolls - 1) + 1] = ids[3];
+        }
         break;
     }
     case JM_OP_ONEHOT: {
@@ -675,6 +694,7 @@ static void jm_assign_bufs(jm_pctx *C, int g) {
             /* a reshape of a materialized value is an alias, assigned in order (a reshape
                of a constant is computed) */
             if ((nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && C->mat[g][nd->src[0]]) break;
+            if (nd->op == JM_OP_ALLREDUCE) break;                  /* averaged in place: its source's buffer (jm_plan_graph) */
             if (nd->op == JM_OP_LOOP) break;                       /* a tuple: its LOOP_OUTs have the buffers */
             if (C->epi_conv[g][i] && C->epi_inplace[g][C->epi_root[g][i]]) break;   /* writes its epilogue's buffer (below) */
             if (nd->op == JM_OP_LOOP_OUT) break;                   /* assigned by the loop */
@@ -704,7 +724,10 @@ static int *jm_schedule(jm_pctx *C, int g) {
     int n = gr->nnode;
     int *first = malloc(sizeof(int) * (size_t)(n + 1)), *last = malloc(sizeof(int) * (size_t)(n + 1)), *order = malloc(sizeof(int) * (size_t)(n + 1));
     int64_t *key = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    for (int i = 0; i < n; i++) { first[i] = INT_MAX; last[i] = C->ext[g][i] ? INT_MAX : -1; key[i] = 2 * (int64_t)i; order[i] = i; }
+    /* phase 1 (dp.h) after phase 0: the collectives meet between them */
+    const char *ph = gr->parent < 0 ? C->phase1 : NULL;
+#define JM_KEY(j) (2 * (int64_t)(j) + (ph && ph[j] ? 4 * (int64_t)n : 0))
+    for (int i = 0; i < n; i++) { first[i] = INT_MAX; last[i] = C->ext[g][i] ? INT_MAX : -1; key[i] = JM_KEY(i); order[i] = i; }
     for (int i = 0; i < n; i++)
         for (int k = 0; k < gr->node[i].nsrc; k++) {
             int src = gr->node[i].src[k];
@@ -719,6 +742,7 @@ static int *jm_schedule(jm_pctx *C, int g) {
         if (C->epi_of[g][i] >= 0) continue;          /* a shared epilogue's convolution is read after it */
         int dest = first[i];
         if (dest == INT_MAX || dest <= i + 1) continue;
+        if (ph && ph[dest] != ph[i]) continue;      /* never across the cut */
         /* the buffers this step reads: a kernel's leaves, a runtime op's operands
            (and an epilogue's convolution's) */
         char *sn = jm_seen_get(C, g);
@@ -741,8 +765,9 @@ static int *jm_schedule(jm_pctx *C, int g) {
             if (last[j] < dest) okk = 0;
         }
         jm_seen_clear(C, g);
-        if (okk) key[i] = 2 * (int64_t)dest - 1;
+        if (okk) key[i] = JM_KEY(dest) - 1;
     }
+#undef JM_KEY
     qsort_r(order, (size_t)n, sizeof(int), jm_sched_cmp, key);
     free(first); free(last); free(key);
     return order;
@@ -760,8 +785,25 @@ static void jm_plan_graph(jm_pctx *C, int g) {
         int i = order[oi];
         jm_node *nd = &gr->node[i];
         if (!C->mat[g][i] || C->epi_conv[g][i]) continue;
+        if (gr->parent < 0 && C->phase1 && C->phase1[i] && C->cut < 0) C->cut = C->nsteps;
         switch (nd->op) {
         case JM_OP_PARAM: case JM_OP_STATE: case JM_OP_INPUT: case JM_OP_LOOP_ARG: break;
+        case JM_OP_ALLREDUCE: {
+            /* averaged in place between the phases; dp.c leaves only sources
+               computed from the batch, never a global's buffer */
+            int b = C->vbuf[g][nd->src[0]];
+            if (C->bufs[b].region != JM_REGION_SCRATCH) { jm_unsupported(C, nd, "internal error: a mean over shards of a global"); break; }
+            C->vbuf[g][i] = b;
+            int dup = 0;
+            for (int k = 0; k < C->ncolls; k++) dup |= C->colls[k].kind == JM_COLL_MEAN && C->coll_buf[2 * k] == b;
+            if (dup) break;
+            jm_tcoll tc = { JM_COLL_MEAN, (int32_t)jm_idx_dtype(nd->type.dtype), -1, { 0, 0 }, { jm_bytes(&nd->type), 0 } };
+            JM_VEC_PUSH(C->m->arena, C->colls, C->ncolls, C->capcolls, tc);
+            C->coll_buf = realloc(C->coll_buf, sizeof(int) * 2 * (size_t)C->ncolls);
+            C->coll_buf[2 * (C->ncolls - 1)] = b;
+            C->coll_buf[2 * (C->ncolls - 1) + 1] = -1;
+            break;
+        }
         case JM_OP_RESHAPE: case JM_OP_STOP_GRAD:
             if (C->mat[g][nd->src[0]]) { C->vbuf[g][i] = C->vbuf[g][nd->src[0]]; break; }
             jm_emit_kernel(C, g, i, JM_KERNEL_ELEMWISE);
@@ -941,8 +983,18 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         C.bufs[C.gbuf[i]].offset = goff[i];
     }
     int g = pr->graph;
+    C.cut = -1;
+    if (pr->dp) {
+        jm_graph *gr = &m->graphs[g];
+        C.phase1 = jm_arena_alloc(m->arena, (size_t)gr->nnode + 1);
+        for (int i = 0; i < gr->nnode; i++) {
+            const jm_node *n = &gr->node[i];
+            C.phase1[i] = (char)jm_dp_is_collective(n);
+            for (int k = 0; k < n->nsrc; k++) C.phase1[i] |= C.phase1[n->src[k]];
+        }
+    }
     jm_plan_graph(&C, g);
-    if (C.failed) return -1;
+    if (C.failed) { free(C.coll_buf); return -1; }
     jm_tprogram *tp = &P->table.programs[p];
     tp->name = pr->name;
     /* state writes whose value is itself a global are copied to scratch first, so
@@ -986,6 +1038,17 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         for (int b = 0; b < C.steps[s].nbuf; b++) C.steps[s].buf[b] = jm_ref_of(&C, (int)C.steps[s].buf[b]);
     tp->steps = C.steps;
     tp->nsteps = C.nsteps;
+    /* phase 1 starts at the first step of a node that depends on a collective
+       (the state writes' copies after the last step belong to it too) */
+    tp->cut = C.cut >= 0 ? C.cut : C.nsteps;
+    tp->dp_why = pr->dp ? (pr->dp_why ? pr->dp_why : "") : "it is not a training step (no minimize)";
+    for (int k = 0; k < C.ncolls; k++) {
+        jm_tcoll *tc = &C.colls[k];
+        for (int j = 0; j < 2; j++) tc->ref[j] = C.coll_buf[2 * k + j] >= 0 ? jm_ref_of(&C, C.coll_buf[2 * k + j]) : jm_ref_make(JM_REGION_SCRATCH, 0);
+    }
+    tp->colls = C.colls;
+    tp->ncolls = C.ncolls;
+    free(C.coll_buf);
     return 0;
 }
 

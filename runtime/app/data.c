@@ -975,8 +975,14 @@ static void jm_data_noise(float *out, int64_t chw, float sigma, uint64_t seed, u
 
 void jm_data_batch(const jm_dataset *ds, const int64_t *idx, int64_t b, const jm_augment *aug, uint64_t seed,
                    uint64_t step, float *x_out, int64_t *y_out) {
+    jm_data_batch_share(ds, idx, b, aug, seed, step, 0, x_out, y_out);
+}
+
+void jm_data_batch_share(const jm_dataset *ds, const int64_t *idx, int64_t b, const jm_augment *aug, uint64_t seed,
+                         uint64_t step, int64_t slot0, float *x_out, int64_t *y_out) {
     int64_t chw = (int64_t)ds->c * ds->h * ds->w;
-    /* Each slot's draws depend only on (seed, step, i), so threads do not change them. */
+    /* Each slot's draws depend only on (seed, step, slot0 + i), so threads do not
+       change them, nor the shards a batch is split into. */
 #pragma omp parallel for schedule(static) if (aug && b * chw >= (1 << 16))
     for (int64_t i = 0; i < b; i++) {
         int64_t r = idx[i];
@@ -992,8 +998,8 @@ void jm_data_batch(const jm_dataset *ds, const int64_t *idx, int64_t b, const jm
             memcpy(out, src, (size_t)chw * sizeof(float));
             continue;
         }
-        jm_data_choice ch = jm_data_choose(aug, seed, step, i);
+        jm_data_choice ch = jm_data_choose(aug, seed, step, slot0 + i);
         jm_data_crop_flip(ds, src, aug->crop_pad > 0 ? aug->crop_pad : 0, ch, out);
-        if (aug->noise != 0.0f) jm_data_noise(out, chw, aug->noise, seed, step, i);
+        if (aug->noise != 0.0f) jm_data_noise(out, chw, aug->noise, seed, step, slot0 + i);
     }
 }

@@ -122,4 +122,8 @@ typedef struct { int crop_pad; int hflip; float noise; } jm_augment;
    with label -1 rather than a read out of bounds. */
 void jm_data_batch(const jm_dataset *ds, const int64_t *idx, int64_t b, const jm_augment *aug, uint64_t seed, uint64_t step,
                    float *x_out, int64_t *y_out);
+/* The same for the share of a larger batch that starts at slot slot0 (a
+   data-parallel shard): its random choices are those of slots slot0 + i. */
+void jm_data_batch_share(const jm_dataset *ds, const int64_t *idx, int64_t b, const jm_augment *aug, uint64_t seed,
+                         uint64_t step, int64_t slot0, float *x_out, int64_t *y_out);
 #endif

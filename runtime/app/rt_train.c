@@ -39,6 +39,8 @@
 #include "data_table.h"
 #include "engine/names.h"
 #include "engine/rt_state.h"
+#include "engine/rt_dp.h"
+#include "dist/dist.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -51,7 +53,7 @@
 typedef struct {
     const char *data, *labels, *test, *test_labels, *out, *resume, *program, *init;
     int64_t epochs, iters, pretrain, log_every, ckpt_every, sample_every, seed, data_seed, threads, labels_per_class;
-    int64_t max_rollbacks, guard_every, crop, drop_repeated;
+    int64_t max_rollbacks, guard_every, crop, drop_repeated, accumulate;
     int baseline, cond, flip, no_progress, progress, no_standardize;
     double noise, decay_rate, lr_drop, max_gap, max_seconds, val_split, test_split;
     const char *decay_epochs;
@@ -162,6 +164,12 @@ typedef struct {
     double t_start, t_log, now, last_loss, last_acc;
     int64_t it_log;
     int rc;
+    /* data parallelism (engine/rt_dp.h): the job's processes (NULL: this one
+       alone), this one's rank, and --accumulate's K micro-batches each; the
+       global batch is nranks * K * B, shard rank * K + m takes its slice m */
+    jm_coll *coll;
+    int rank, nranks;
+    int64_t K;
 } jm_trainer;
 
 static int jm_mkdir_p(const char *dir, const char *who) {
@@ -367,6 +375,46 @@ static void jm_trainer_init(jm_trainer *tr, const jm_table *t, jm_kernel_fn *ker
     snprintf(tr->who, sizeof tr->who, "%s train", exe);
     tr->p_main = tr->p_ce = -1;
     tr->rc = 1;
+    tr->nranks = 1;
+}
+
+/* The job's processes (dist/dist.h) when an MPI launcher started this one:
+   its rank names it in messages ("[r1]"). 0, or -1 after a message. */
+static int jm_trainer_join(jm_trainer *tr) {
+    char err[1024];
+    tr->coll = jm_dist_open(err, sizeof err);
+    if (!tr->coll) {
+        if (!err[0]) return 0;
+        fprintf(stderr, "%s: %s\n", tr->who, err);
+        return -1;
+    }
+    tr->rank = tr->coll->rank;
+    tr->nranks = tr->coll->size;
+    if (tr->rank > 0) {
+        size_t l = strlen(tr->who);
+        snprintf(tr->who + l, sizeof tr->who - l, " [r%d]", tr->rank);
+    }
+    return 0;
+}
+
+/* Every rank starts from the same state (the same seed initialises alike;
+   a --resume reads the same file): checked, by the state's hash. */
+static int jm_trainer_same_state(jm_trainer *tr) {
+    if (!tr->coll || tr->nranks < 2) return 0;
+    const unsigned char *st = tr->rt.state;
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t i = 0; i < tr->t->state_bytes; i++) h = (h ^ st[i]) * 1099511628211ull;
+    double lo[2] = { (double)(h >> 32), (double)(h & 0xffffffffu) }, hi[2] = { lo[0], lo[1] };
+    char e[256];
+    if (tr->coll->allreduce_f64(tr->coll, lo, 2, JM_COLL_MIN, e, sizeof e) != 0 || tr->coll->allreduce_f64(tr->coll, hi, 2, JM_COLL_MAX, e, sizeof e) != 0) {
+        fprintf(stderr, "%s: %s\n", tr->who, e);
+        return -1;
+    }
+    if (lo[0] != hi[0] || lo[1] != hi[1]) {
+        fprintf(stderr, "%s: the %d processes start from different states (another --seed, or --resume files that differ?)\n", tr->who, tr->nranks);
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ the run's options */
@@ -530,7 +578,8 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
         { "--max-energy-gap", JM_ARG_NUM, &o->max_gap, "G", "divergence guard: |E(data) - E(samples)| above G diverges (default 1e4)", 0, 1e300 },
         { "--guard-every", JM_ARG_INT, &o->guard_every, "N", "divergence guard: iterations between good states kept (default 50)", 1, 1e9 },
         { "--init", JM_ARG_STR, &o->init, "gm|uniform", "a graph with class Gaussians (gm_mean, gm_chol): gm fits them and fills the replay buffer with gm_fill (default); uniform fits them but leaves the buffer at its initialiser", 0, 0 },
-        { "--threads", JM_ARG_INT, &o->threads, "N", "threads (default: all cores)", 0, 4096 },
+        { "--threads", JM_ARG_INT, &o->threads, "N", "threads (default: all cores; under mpirun, the cores / processes on the machine)", 0, 4096 },
+        { "--accumulate", JM_ARG_INT, &o->accumulate, "K", "micro-batches per step: K batches' gradients averaged before one update (default 1)", 1, 4096 },
         { "--progress", JM_ARG_FLAG, &o->progress, NULL, "progress bar even when stderr is not a terminal", 0, 0 },
         { "--no-progress", JM_ARG_FLAG, &o->no_progress, NULL, "no progress bar", 0, 0 },
     };
@@ -815,9 +864,16 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     }
     int xi = jm_session_input(prm, "x");
     tr->B = prm->inputs[xi].dim[0];
-    tr->ipe = tr->n / tr->B;
+    tr->K = o->accumulate > 0 ? o->accumulate : 1;
+    if (tr->ssl && tr->K * tr->nranks > 1) {
+        fprintf(stderr, "%s: the semi-supervised %s runs on one process without --accumulate (data parallelism does not split its labelled batch yet)\n", who, prm->name);
+        return jm_trainer_stop(tr, 2);
+    }
+    /* an iteration takes one global batch: every shard's slice of it */
+    int64_t G = tr->B * tr->K * tr->nranks;
+    tr->ipe = tr->n / G;
     if (tr->ipe < 1) {
-        fprintf(stderr, "%s: %s has %" PRId64 " training records, fewer than one batch of %" PRId64 "\n", who, tr->ds.path, tr->n, tr->B);
+        fprintf(stderr, "%s: %s has %" PRId64 " training records, fewer than one batch of %" PRId64 "\n", who, tr->ds.path, tr->n, G);
         return jm_trainer_stop(tr, 1);
     }
     tr->total = o->iters > 0 ? o->iters : o->epochs * tr->ipe;
@@ -878,9 +934,9 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     const jm_train_opts *o = &tr->o;
     const char *who = tr->who;
     char path[1200];
-    tr->x = malloc(sizeof(float) * (size_t)(tr->B * tr->per));
-    tr->y = malloc(sizeof(int64_t) * (size_t)tr->B);
-    tr->idx = malloc(sizeof(int64_t) * (size_t)tr->B);
+    tr->x = malloc(sizeof(float) * (size_t)(tr->K * tr->B * tr->per));
+    tr->y = malloc(sizeof(int64_t) * (size_t)(tr->K * tr->B));
+    tr->idx = malloc(sizeof(int64_t) * (size_t)(tr->K * tr->B));
     tr->perm = malloc(sizeof(int64_t) * (size_t)(tr->n + 1));
     if (tr->ssl) {
         tr->xl = malloc(sizeof(float) * (size_t)(tr->Bl * tr->per));
@@ -915,12 +971,17 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
         return jm_trainer_stop(tr, 1);
     }
     snprintf(tr->sdir, sizeof tr->sdir, "%s/samples", o->out);
-    if (jm_mkdir_p(o->out, who) != 0 || jm_mkdir_p(tr->sdir, who) != 0) return jm_trainer_stop(tr, 1);
+    if (tr->rank == 0 && (jm_mkdir_p(o->out, who) != 0 || jm_mkdir_p(tr->sdir, who) != 0)) return jm_trainer_stop(tr, 1);
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out);
-    /* a fresh run starts a new metrics file; a resumed one appends */
-    tr->metrics = fopen(path, o->resume ? "a" : "w");
+    /* a fresh run starts a new metrics file; a resumed one appends; rank 0
+       alone of a job writes files and reports */
+    tr->metrics = tr->rank == 0 ? fopen(path, o->resume ? "a" : "w") : fopen("/dev/null", "w");
     if (!tr->metrics) { fprintf(stderr, "%s: cannot write %s: %s\n", who, path, strerror(errno)); return jm_trainer_stop(tr, 1); }
-    tr->tty = !o->no_progress && (o->progress || isatty(2));
+    tr->tty = tr->rank == 0 && !o->no_progress && (o->progress || isatty(2));
+    if (tr->rank > 0) return JM_TRAIN_GO;
+    if (tr->K * tr->nranks > 1)
+        fprintf(stderr, "%s: data-parallel: %d process%s x %" PRId64 " micro-batch%s of %" PRId64 " = global batch %" PRId64 "\n", who, tr->nranks,
+                tr->nranks == 1 ? "" : "es", tr->K, tr->K == 1 ? "" : "es", tr->B, tr->B * tr->K * tr->nranks);
     fprintf(stderr, "%s: %s, %" PRId64 " records of %dx%dx%d, batch %" PRId64 ", %" PRId64 " iterations per epoch, %" PRId64 " iterations%s%s\n  settings: ",
             who, tr->ds.path, tr->n, tr->ds.c, tr->ds.h, tr->ds.w, tr->B, tr->ipe, tr->total, o->resume ? ", resuming at " : "", o->resume ? o->resume : "");
     jm_knob_list(&tr->rt, stderr, " ");
@@ -1060,11 +1121,18 @@ static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
         free(tmp);
         tr->perm_epoch = epoch;
     }
-    int64_t k = tr->pos.it % tr->ipe;
-    for (int64_t i = 0; i < tr->B; i++) tr->idx[i] = tr->perm[k * tr->B + i];
+    int64_t k = tr->pos.it % tr->ipe, G = tr->B * tr->K * tr->nranks;
     jm_augment aug = { (int)o->crop, o->flip, (float)o->noise };
     int augment = o->crop || o->flip || o->noise > 0;
-    jm_data_batch(&tr->ds, tr->idx, tr->B, augment ? &aug : NULL, (uint64_t)o->data_seed, (uint64_t)tr->pos.it, tr->x, tr->y);
+    /* micro-batch m is shard rank * K + m: the slice of the global batch it
+       names, augmented as that slice of one batch of G would be */
+    for (int64_t m = 0; m < tr->K; m++) {
+        int64_t first = ((int64_t)tr->rank * tr->K + m) * tr->B;
+        int64_t *idx = tr->idx + m * tr->B;
+        for (int64_t i = 0; i < tr->B; i++) idx[i] = tr->perm[k * G + first + i];
+        jm_data_batch_share(&tr->ds, idx, tr->B, augment ? &aug : NULL, (uint64_t)o->data_seed, (uint64_t)tr->pos.it, first,
+                            tr->x + m * tr->B * tr->per, tr->y + m * tr->B);
+    }
     if (!tr->ssl) return 0;
     /* The labelled batch: the labelled subset cycled in its own order, reshuffled
        every nlab / Bl iterations (its "epoch"), from a seed of its own (--data-seed
@@ -1117,15 +1185,20 @@ static jm_train_next jm_trainer_step(jm_trainer *tr) {
     void **out = tr->out = use_ce ? tr->out_ce : tr->out_main;
     /* the inputs: x, and y when the program takes labels; x_lab and y_lab for a
        semi-supervised one (jm_trainer_inputs_ok) */
-    const void *in[4];
-    in[jm_session_input(pr, "x")] = tr->x;
-    int yi = jm_session_input(pr, "y");
-    if (yi >= 0) in[yi] = tr->y;
+    const void *in1[4], **in = tr->K > 1 ? malloc(sizeof(void *) * (size_t)(4 * tr->K)) : in1;
+    if (!in) { fprintf(stderr, "%s: out of memory\n", tr->who); return jm_trainer_stop(tr, 1); }
+    int xi = jm_session_input(pr, "x"), yi = jm_session_input(pr, "y");
+    for (int64_t m = 0; m < tr->K; m++) {
+        in[m * pr->ninputs + xi] = tr->x + m * tr->B * tr->per;
+        if (yi >= 0) in[m * pr->ninputs + yi] = tr->y + m * tr->B;
+    }
     if (!use_ce && tr->ssl) {
         in[tr->xl_in] = tr->xl;
         in[tr->yl_in] = tr->yl;
     }
-    if (jm_rt_run(&tr->rt, p, in, out) != 0) { fprintf(stderr, "%s: %s failed: %s\n", tr->who, pr->name, tr->rt.err); return jm_trainer_stop(tr, 1); }
+    int rc = jm_rt_run_shards(&tr->rt, p, tr->coll, (int)tr->K, in, out);
+    if (in != in1) free((void *)in);
+    if (rc != 0) { fprintf(stderr, "%s: %s failed: %s\n", tr->who, pr->name, tr->rt.err); return jm_trainer_stop(tr, 1); }
     tr->loss = jm_session_scalar(pr, out, "loss");
     tr->e_data = jm_session_scalar(pr, out, "e_data");
     tr->e_sample = jm_session_scalar(pr, out, "e_sample");
@@ -1153,7 +1226,15 @@ static jm_train_next jm_trainer_tally(jm_trainer *tr) {
     tr->last_acc = jm_session_scalar(pr, tr->out, "acc");
     tr->now = jm_session_now();
     /* a time budget ends the run like its last iteration would */
-    if (tr->o.max_seconds > 0 && tr->now - tr->t_start >= tr->o.max_seconds && tr->pos.it < tr->total) {
+    int over = tr->o.max_seconds > 0 && tr->now - tr->t_start >= tr->o.max_seconds;
+    if (tr->coll && tr->o.max_seconds > 0) {
+        /* every rank stops at the same iteration: when the first of them is over time */
+        double v = over;
+        char e[256];
+        if (tr->coll->allreduce_f64(tr->coll, &v, 1, JM_COLL_MAX, e, sizeof e) != 0) { fprintf(stderr, "%s: %s\n", tr->who, e); return jm_trainer_stop(tr, 1); }
+        over = v != 0;
+    }
+    if (over && tr->pos.it < tr->total) {
         fprintf(stderr, "%s%s: --max-seconds %g reached at iteration %" PRId64 "\n", tr->tty ? "\n" : "", tr->who, tr->o.max_seconds, tr->pos.it);
         tr->total = tr->pos.it;
     }
@@ -1186,6 +1267,7 @@ static void jm_trainer_report_optimizers(jm_trainer *tr, FILE *m) {
 /* every --log-every iterations: the interval's means to metrics.jsonl (and a line
    to stderr without a progress bar); the progress bar */
 static jm_train_next jm_trainer_report(jm_trainer *tr) {
+    if (tr->rank > 0) return JM_TRAIN_GO;
     const jm_tprogram *pr = tr->pr;
     int64_t it = tr->pos.it;
     double now = tr->now, *sum = tr->sum;
@@ -1223,7 +1305,7 @@ static jm_train_next jm_trainer_report(jm_trainer *tr) {
    still give the iterations of the run straight through */
 static jm_train_next jm_trainer_test(jm_trainer *tr) {
     int64_t it = tr->pos.it;
-    if (!tr->test.n || (it % tr->ipe != 0 && !jm_trainer_last(tr))) return JM_TRAIN_GO;
+    if (!tr->test.n || (it % tr->ipe != 0 && !jm_trainer_last(tr)) || tr->rank > 0) return JM_TRAIN_GO;
     double acc, tl, te;
     uint32_t call = tr->rt.call;
     int rc = jm_train_evaluate(&tr->rt, &tr->test, &acc, &tl, &te, tr->who);
@@ -1264,7 +1346,7 @@ static void jm_save_generator_grid(jm_trainer *tr, const char *path) {
    generator) every --sample-every iterations and at the end (not while pretraining) */
 static jm_train_next jm_trainer_samples(jm_trainer *tr) {
     int64_t it = tr->pos.it;
-    if (tr->o.sample_every > 0 && (it % tr->o.sample_every == 0 || jm_trainer_last(tr)) && it > tr->o.pretrain) {
+    if (tr->rank == 0 && tr->o.sample_every > 0 && (it % tr->o.sample_every == 0 || jm_trainer_last(tr)) && it > tr->o.pretrain) {
         char path[1200];
         if (jm_find_global(tr->t, "replay") >= 0) {
             snprintf(path, sizeof path, "%s/buffer_%06" PRId64 ".png", tr->sdir, it);
@@ -1285,14 +1367,19 @@ static jm_train_next jm_trainer_checkpoint(jm_trainer *tr) {
     if (next != JM_TRAIN_GO) return next;
     char path[1200];
     snprintf(path, sizeof path, "%s/last.safetensors", tr->o.out);
-    if (jm_save_ckpt(&tr->rt, path, &tr->pos, tr->lr_knob, tr->nlr, tr->optmeta, tr->noptmeta, tr->has_tf ? &tr->tf : NULL, tr->who) != 0)
+    /* one checkpoint per job, by rank 0; the others wait for it to be complete */
+    if (tr->rank == 0 && jm_save_ckpt(&tr->rt, path, &tr->pos, tr->lr_knob, tr->nlr, tr->optmeta, tr->noptmeta, tr->has_tf ? &tr->tf : NULL, tr->who) != 0)
         return jm_trainer_stop(tr, 1);
+    char e[256];
+    if (tr->coll && tr->coll->barrier(tr->coll, e, sizeof e) != 0) { fprintf(stderr, "%s: %s\n", tr->who, e); return jm_trainer_stop(tr, 1); }
     return JM_TRAIN_GO;
 }
 
 /* ------------------------------------------------------------------ the end */
 
 static void jm_trainer_finish(jm_trainer *tr) {
+    tr->rc = 0;
+    if (tr->rank > 0) return;
     char path[1200];
     if (tr->tty) fputc('\n', stderr);
     snprintf(path, sizeof path, "%s/last.safetensors", tr->o.out);
@@ -1314,6 +1401,18 @@ static int jm_trainer_close(jm_trainer *tr) {
     jm_data_free(&tr->test);
     for (int r = 0; r < JM_TRAIN_NRUN; r++) free(tr->restored[r]);
     for (int i = 0; i < 2 * JM_TRAIN_NRUN; i++) free(tr->optmeta[i]);
+    jm_rt_dp_free();
+    if (tr->coll) {
+        /* a rank that fails ends the whole job now (its peers would wait in the
+           next collective forever); a finished one leaves with the others */
+        if (tr->rc != 0) {
+            fprintf(stderr, "%s: ending the job (rank %d of %d failed)\n", tr->who, tr->rank, tr->nranks);
+            fflush(stderr);
+            tr->coll->abort(tr->coll, tr->rc);
+        }
+        jm_dist_close(tr->coll);
+        tr->coll = NULL;
+    }
     return tr->rc;
 }
 
@@ -1326,7 +1425,12 @@ static jm_train_next (*const jm_trainer_iteration[])(jm_trainer *) = {
 int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **argv, const char *exe) {
     jm_trainer tr;
     jm_trainer_init(&tr, t, kernels, exe);
-    if (jm_trainer_parse_options(&tr, argc, argv) != JM_TRAIN_GO || jm_trainer_open(&tr) != JM_TRAIN_GO) return jm_trainer_close(&tr);
+    if (jm_trainer_parse_options(&tr, argc, argv) != JM_TRAIN_GO) return jm_trainer_close(&tr);
+    if (jm_trainer_join(&tr) != 0) return jm_trainer_close(&tr);
+    if (jm_trainer_open(&tr) != JM_TRAIN_GO || jm_trainer_same_state(&tr) != 0) {
+        if (tr.rc == 0) tr.rc = 1;
+        return jm_trainer_close(&tr);
+    }
     const int nphases = (int)(sizeof jm_trainer_iteration / sizeof jm_trainer_iteration[0]);
     jm_train_next next = JM_TRAIN_GO;
     while (tr.pos.it < tr.total && next != JM_TRAIN_STOP) {

@@ -31,6 +31,7 @@ typedef struct {
     void ***ptrs;                /* per step: its buffers' addresses */
     uint32_t call;
     volatile int64_t failed_at;  /* the step sequence number of the first failure, INT64_MAX while none */
+    int s0, s1;                  /* the steps to run: all, or a data-parallel phase's */
 } jm_exec;
 
 /* Every thread executes the same sequence of steps (loop bodies included), each
@@ -86,8 +87,11 @@ static void jm_lib_rng(jm_exec *x, const jm_step *st, void *out, uint32_t iterat
     uint32_t stream = (uint32_t)st->iat[1];
     double a = st->fat[0], bb = st->fat[1];
     uint64_t seed = x->rt->seed;
+    /* a per-example draw (iat[2], compiler/dp.h) is numbered by the global example */
+    int64_t off = st->nint > 2 && st->iat[2] ? x->rt->shard * N : 0;
     jm_split(N, 16, &b, &e);
-    for (int64_t i = b; i < e; i++) {
+    for (int64_t i0 = b; i0 < e; i0++) {
+        int64_t i = i0 + off;
         double v;
         switch (st->op) {
         case JM_LIB_RNG_UNIFORM: v = a + (bb - a) * jm_philox_uniform((uint32_t)i, iteration, stream, x->call, seed); break;
@@ -99,11 +103,11 @@ static void jm_lib_rng(jm_exec *x, const jm_step *st, void *out, uint32_t iterat
         default: v = jm_philox_uniform((uint32_t)i, iteration, stream, x->call, seed) < a; break;
         }
         switch (st->dtype) {
-        case JM_DT_F32: ((float *)out)[i] = (float)v; break;
-        case JM_DT_F64: ((double *)out)[i] = v; break;
-        case JM_DT_I32: ((int32_t *)out)[i] = (int32_t)v; break;
-        case JM_DT_I64: ((int64_t *)out)[i] = (int64_t)v; break;
-        default: ((unsigned char *)out)[i] = v != 0; break;
+        case JM_DT_F32: ((float *)out)[i0] = (float)v; break;
+        case JM_DT_F64: ((double *)out)[i0] = v; break;
+        case JM_DT_I32: ((int32_t *)out)[i0] = (int32_t)v; break;
+        case JM_DT_I64: ((int64_t *)out)[i0] = (int64_t)v; break;
+        default: ((unsigned char *)out)[i0] = v != 0; break;
         }
     }
 }
@@ -127,6 +131,17 @@ static void jm_lib_rows(jm_exec *x, const jm_step *st, void **p) {
     jm_split(row, 16, &b, &e);
     for (int64_t r = 0; r < rows; r++)
         memcpy((char *)p[0] + (size_t)(r * row + b) * esz, (char *)p[1] + (size_t)(r * row + b) * esz, (size_t)(e - b) * esz);
+    if (st->op == JM_LIB_SCATTER && st->nint > 4 && x->rt->dp_nshards > 1) {
+        /* the rows of every shard, in shard order (rt_dp.c gathered them) */
+        size_t ib = (size_t)k * jm_rt_dtype_size(idt), rb = (size_t)(k * row) * esz;
+        for (int sh = 0; sh < x->rt->dp_nshards; sh++) {
+            const unsigned char *ix = x->rt->dp_rows[st->iat[4]] + (size_t)sh * (ib + rb), *rw = ix + ib;
+            if (jm_check_indices(x, st, ix, idt, k, rows, "row index")) return;
+            for (int64_t r = 0; r < k; r++)
+                memcpy((char *)p[0] + (size_t)(jm_index_at(ix, idt, r) * row + b) * esz, rw + (size_t)(r * row + b) * esz, (size_t)(e - b) * esz);
+        }
+        return;
+    }
     for (int64_t r = 0; r < k; r++) {
         int64_t j = jm_index_at(p[2], idt, r);
         if (st->op == JM_LIB_SCATTER) {
@@ -237,10 +252,10 @@ static void jm_exec_thread(jm_exec *x) {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned int csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040u);            /* FTZ (bit 15) | DAZ (bit 6) */
-    jm_exec_steps(x, 0, x->pr->nsteps, 0);
+    jm_exec_steps(x, x->s0, x->s1, 0);
     _mm_setcsr(csr);
 #else
-    jm_exec_steps(x, 0, x->pr->nsteps, 0);
+    jm_exec_steps(x, x->s0, x->s1, 0);
 #endif
 }
 
@@ -299,7 +314,10 @@ static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
     if (t0 != 0 && s1 > s0 && pr->steps[s1 - 1].kind != JM_STEP_LOOP) x->rt->profile[s1 - 1] += omp_get_wtime() - t0;
 }
 
-static int jm_cpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+/* Runs steps [s0, s1) of program p: with `inputs`, copied in first; with
+   `finish`, the outputs read and the writes committed after, and the call
+   counted (jm_cpu_run: all of it; jm_cpu_run_phase: a data-parallel phase). */
+static int jm_cpu_exec(jm_rt *rt, int p, int s0, int s1, const void *const *inputs, void *const *outputs, int finish) {
     const jm_tprogram *pr = &rt->t->programs[p];
     if (pr->scratch_bytes > rt->scratch_cap) {
         free(rt->scratch);
@@ -318,9 +336,9 @@ static int jm_cpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
         ptrs[s] = flat + k;
         for (int i = 0; i < pr->steps[s].nbuf; i++) flat[k++] = JM_ADDR(pr->steps[s].buf[i]);
     }
-    for (int i = 0; i < pr->ninputs; i++)
+    for (int i = 0; inputs && i < pr->ninputs; i++)
         memcpy(JM_ADDR(pr->inputs[i].ref), inputs[i], (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype));
-    jm_exec x = { rt, pr, ptrs, rt->call, INT64_MAX };
+    jm_exec x = { rt, pr, ptrs, rt->call, INT64_MAX, s0, s1 };
     if (rt->threads > 0) {
         #pragma omp parallel num_threads(rt->threads)
         jm_exec_thread(&x);
@@ -331,6 +349,7 @@ static int jm_cpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
     free(ptrs);
     free(flat);
     if (x.failed_at != INT64_MAX) return -1;
+    if (!finish) return 0;
     for (int i = 0; i < pr->noutputs; i++)
         memcpy(outputs[i], JM_ADDR(pr->outputs[i].ref), (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype));
     /* Writes commit after the outputs are read: a program sees (and returns) its
@@ -340,6 +359,22 @@ static int jm_cpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
         memcpy(jm_rt_host_global(rt, pr->writes[i].global), JM_ADDR(pr->writes[i].src), (size_t)pr->writes[i].bytes);
 #undef JM_ADDR
     rt->call++;
+    return 0;
+}
+
+static int jm_cpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+    return jm_cpu_exec(rt, p, 0, rt->t->programs[p].nsteps, inputs, outputs, 1);
+}
+
+static int jm_cpu_run_phase(jm_rt *rt, int p, int phase, const void *const *inputs, void *const *outputs) {
+    const jm_tprogram *pr = &rt->t->programs[p];
+    return phase == 0 ? jm_cpu_exec(rt, p, 0, pr->cut, inputs, NULL, 0) : jm_cpu_exec(rt, p, pr->cut, pr->nsteps, NULL, outputs, 1);
+}
+
+static int jm_cpu_scratch_io(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write) {
+    unsigned char *a = rt->scratch + jm_ref_offset(ref);
+    if (write) memcpy(a, host, (size_t)bytes);
+    else memcpy(host, a, (size_t)bytes);
     return 0;
 }
 
@@ -363,4 +398,6 @@ const jm_device jm_device_cpu = {
     .restore = jm_cpu_restore,
     .memory = jm_cpu_memory,
     .describe = jm_cpu_describe,
+    .run_phase = jm_cpu_run_phase,
+    .scratch_io = jm_cpu_scratch_io,
 };

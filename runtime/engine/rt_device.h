@@ -13,10 +13,11 @@
  * keeps the two coherent through sync_global (per global, on demand) and
  * snapshot/restore (the whole state, for the divergence guard).
  *
- * Data-parallel training adds collective operations here (allreduce and
- * broadcast over a group of runtimes: MPI on CPU ranks, NCCL on GPU ranks), as
- * further fields; a device without them leaves them NULL, so the devices
- * below, defined with designated initialisers, need no change. */
+ * Data-parallel training (engine/rt_dp.c) runs a training step in two phases
+ * around its collectives (run_phase, scratch_io below); the collectives
+ * themselves go through a transport (engine/rt_coll.h: MPI). A device without
+ * them leaves them NULL, so the devices, defined with designated
+ * initialisers, need no change. */
 #ifndef JM_RT_DEVICE_H
 #define JM_RT_DEVICE_H
 #include <stdint.h>
@@ -44,6 +45,15 @@ typedef struct jm_device {
     void (*memory)(const jm_rt *rt, double *mine, double *in_use);
     /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs), driver 13.0", for messages */
     const char *(*describe)(const jm_rt *rt);
+    /* Data parallelism (engine/rt_dp.c); NULL where the device does not run
+       shards yet (then a step runs on one shard only). run_phase runs one
+       phase of program p (rt_table.h: jm_tprogram.cut): 0, the inputs copied
+       in and steps [0, cut), nothing committed and the call not counted;
+       1, steps [cut, nsteps), the outputs read, the writes committed, the call
+       counted. scratch_io copies `bytes` at scratch reference ref to the host
+       (write = 0) or from it (write = 1). 0, or -1 with rt->err set. */
+    int (*run_phase)(jm_rt *rt, int p, int phase, const void *const *inputs, void *const *outputs);
+    int (*scratch_io)(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write);
 } jm_device;
 
 extern const jm_device jm_device_cpu;

@@ -133,9 +133,14 @@ static int jm_rt_load_externs(jm_rt *rt, const jm_tprogram *pr) {
     return 0;
 }
 
-int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+int jm_rt_prepare(jm_rt *rt, int p) {
     rt->err[0] = 0;
     if (jm_rt_load_externs(rt, &rt->t->programs[p]) != 0) return -1;
     if (!rt->dev_open && jm_rt_attach(rt, jm_rt_dev_chosen, jm_rt_dev_config) != 0) return -1;
+    return 0;
+}
+
+int jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+    if (jm_rt_prepare(rt, p) != 0) return -1;
     return rt->dev->run(rt, p, inputs, outputs);
 }

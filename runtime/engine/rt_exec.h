@@ -27,6 +27,13 @@ struct jm_rt {
     const jm_device *dev;        /* the device running the programs: jm_device_cpu until one is open */
     int dev_open;                /* dev->open succeeded (dev->close is due) */
     void *dev_data;              /* the open device's own (the CUDA device: its jm_gpu) */
+    /* data parallelism (rt_dp.h): the shard of the batch this run computes
+       (per-example draws are numbered from shard * numel); while phase 1 runs
+       with dp_nshards > 1, every shard's rows for each scatter collective c:
+       dp_rows[c] holds dp_nshards x (index bytes + row bytes), in shard order */
+    int64_t shard;
+    int dp_nshards;
+    unsigned char **dp_rows;
     char err[1024];
 };
 
@@ -40,6 +47,9 @@ void jm_rt_close(jm_rt *rt);
    extern functions loads their libraries first (an error names the function
    and the library, and nothing runs). */
 int  jm_rt_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs);
+/* What jm_rt_run does before running p: its extern functions loaded, the
+   chosen device attached. 0, or -1 with rt->err set. */
+int  jm_rt_prepare(jm_rt *rt, int p);
 /* Where a global's host copy lives (in rt->state). With a device that keeps
    its own copy, the value is first brought back from the device when the device
    has a newer one; jm_rt_global also marks it for the device again before the

@@ -105,6 +105,14 @@ int jm_table_serialize(const jm_table *t, int64_t **words, int64_t *nwords) {
             for (int i = 0; i < st->nbuf; i++) jm_w_put(&b, st->buf[i]);
             for (int i = 0; i < st->nint; i++) jm_w_put(&b, st->iat[i]);
         }
+        jm_w_put(&b, pr->cut);
+        jm_w_str(&b, pr->dp_why ? pr->dp_why : "");
+        jm_w_put(&b, pr->ncolls);
+        for (int i = 0; i < pr->ncolls; i++) {
+            const jm_tcoll *c = &pr->colls[i];
+            jm_w_put(&b, c->kind); jm_w_put(&b, c->dtype); jm_w_put(&b, c->step);
+            for (int k = 0; k < 2; k++) { jm_w_put(&b, c->ref[k]); jm_w_put(&b, c->bytes[k]); }
+        }
     }
     jm_w_put(&b, t->nkernels);
     for (int i = 0; i < t->nkernels; i++) jm_w_str(&b, t->kernels[i]);
@@ -349,6 +357,27 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
                 if (st->nbuf != 2) jm_r_fail(&r, "program table: step %d of %s: a copy needs 2 buffers, has %d", s, pr->name, st->nbuf);
                 else for (int i = 0; i < 2; i++) jm_r_check_ref(&r, st->buf[i], st->n, S, X, "copy");
             }
+        }
+        pr->cut = (int32_t)jm_r_count(&r, pr->nsteps, "phase cut");
+        pr->dp_why = jm_r_str(&r);
+        pr->ncolls = (int32_t)jm_r_count(&r, nwords, "collective");
+        pr->colls = jm_r_alloc(&r, sizeof(jm_tcoll) * (size_t)pr->ncolls);
+        for (int i = 0; i < pr->ncolls && !r.failed; i++) {
+            jm_tcoll *c = &pr->colls[i];
+            c->kind = (int32_t)jm_r_count(&r, JM_COLL_ROWS, "collective kind");
+            c->dtype = (int32_t)jm_r_count(&r, JM_DT_BOOL, "collective dtype");
+            c->step = (int32_t)jm_r_get(&r);
+            for (int k = 0; k < 2; k++) { c->ref[k] = jm_r_get(&r); c->bytes[k] = jm_r_count(&r, INT64_C(1) << 42, "collective bytes"); }
+            if (r.failed) break;
+            /* the buffers live in scratch (a mean is written in place between the phases) */
+            for (int k = 0; k < 2; k++) {
+                if (c->bytes[k] > 0 && jm_ref_region(c->ref[k]) != JM_REGION_SCRATCH) jm_r_fail(&r, "program table: collective %d of %s is not in scratch", i, pr->name);
+                else jm_r_check_ref(&r, c->ref[k], c->bytes[k], S, X, "collective");
+            }
+            if (c->kind == JM_COLL_MEAN && c->dtype != JM_DT_F32 && c->dtype != JM_DT_F64) jm_r_fail(&r, "program table: collective %d of %s averages a non-float", i, pr->name);
+            if (c->kind == JM_COLL_ROWS && (c->step < pr->cut || c->step >= pr->nsteps || pr->steps[c->step].kind != JM_STEP_LIB ||
+                                            pr->steps[c->step].op != JM_LIB_SCATTER || pr->steps[c->step].nint < 5 || pr->steps[c->step].iat[4] != i))
+                jm_r_fail(&r, "program table: collective %d of %s names a bad scatter step", i, pr->name);
         }
     }
     t->nkernels = (int32_t)jm_r_count(&r, nwords, "kernel");

@@ -1,0 +1,31 @@
+/* rt_dp.h — one data-parallel training step: a program run over S shards of
+ * its batch, S = (processes of the job) x (micro-batches per process).
+ *
+ * compiler/dp.h says what a shard computes and where the shards meet. Here,
+ * per step:
+ *   1. for each micro-batch m of this process: shard = rank * K + m; phase 0
+ *      (the device's run_phase) on its inputs; then its collectives' operands
+ *      are read back: each MEAN buffer summed into a staging area (the first
+ *      copied, the next added in order), each ROWS buffer pair appended;
+ *   2. across processes (engine/rt_coll.h): the sums allreduced, the rows
+ *      allgathered (rank order, so shard order), the sums scaled by 1/S;
+ *   3. the means written back in place, the rows handed to the scatters, and
+ *      phase 1 run once: the optimizer's update, the replay buffer's writes,
+ *      the outputs (batch means, averaged), the call counted.
+ * With two shards the mean is (a + b) * 0.5 whichever two shards they are:
+ * two processes with one micro-batch each and one process accumulating two
+ * micro-batches take bitwise the same step. One shard (no transport, K = 1)
+ * is jm_rt_run itself. */
+#ifndef JM_RT_DP_H
+#define JM_RT_DP_H
+#include "rt_coll.h"
+#include "rt_exec.h"
+
+/* Runs program p as one step over coll's ranks (NULL: this process alone) x K
+   micro-batches: inputs[m * ninputs + i] is micro-batch m's input i. 0, or -1
+   with rt->err set (a program that cannot run over shards says why: its
+   table's dp_why). Every rank must call it alike. */
+int jm_rt_run_shards(jm_rt *rt, int p, jm_coll *coll, int K, const void *const *inputs, void *const *outputs);
+/* Frees the staging buffers (jm_rt_close does not know them). */
+void jm_rt_dp_free(void);
+#endif

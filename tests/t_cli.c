@@ -242,6 +242,12 @@ int main(void) {
     ok(rc == 0 && strstr(out, "sgld_grad_x: f32[2,4] ="), "programs with grad run (autodiff expands them)");
     rc = J(out, sizeof out, "compile graphs/jem_mnist.graph sgld_grad --dump=grad -D batch=2");
     ok(rc == 0 && strstr(out, "conv2d_bwd_data") && !strstr(out, " = grad "), "--dump=grad shows the differentiated graph, with no grad node left");
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph --dump=dp -D batch=2");
+    ok(rc == 0 && strstr(out, "program train_step: data-parallel") && strstr(out, "rows of all shards") &&
+       strstr(out, "per-example draw  %7 rng_uniform f32[2,1,28,28] (graphs/jem_mnist.graph:69:25)") &&
+       strstr(out, "program train_step_ce: data-parallel") && strstr(out, "10 means, 0 row scatters, 0 per-example draws") &&
+       strstr(out, "program logits: no collectives"),
+       "--dump=dp: the training steps' means, row scatters and per-example draws (the replay buffer's noise, not the parameters)");
     /* the failed runs above named --out files in dir (a bad state file, a truncated one, bad inputs); o.safetensors
        shows that --out does write there when the run succeeds */
     snprintf(path, sizeof path, "%s/o.safetensors", dir);
@@ -301,7 +307,7 @@ int main(void) {
        "EXE info lists programs, inputs, outputs and the parameter count");
     snprintf(cmd_buf, sizeof cmd_buf, "%s --version", exe);
     rc = jt_run(cmd_buf, out, sizeof out);
-    ok(rc == 0 && strstr(out, "program table version 2") && strstr(out, "CPU "), "EXE --version names the table version and the CPU");
+    ok(rc == 0 && strstr(out, "program table version 3") && strstr(out, "CPU "), "EXE --version names the table version and the CPU");
     rc = J(out, sizeof out, "compile %s/g.graph -o %s/g3 --cpu x86-64-v3", dir, dir);
     snprintf(cmd_buf, sizeof cmd_buf, "%s/g3 exec fwd --state %s/w.safetensors --in %s/in.safetensors", dir, dir, dir);
     int rc2 = jt_run(cmd_buf, out, sizeof out);

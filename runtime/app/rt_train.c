@@ -42,6 +42,7 @@
 #include "engine/rt_dp.h"
 #include "dist/dist.h"
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -399,7 +400,7 @@ static int jm_trainer_join(jm_trainer *tr) {
 
 /* Every rank starts from the same state (the same seed initialises alike;
    a --resume reads the same file): checked, by the state's hash. */
-static int jm_trainer_same_state(jm_trainer *tr) {
+static int jm_trainer_same_state(jm_trainer *tr, const char *when) {
     if (!tr->coll || tr->nranks < 2) return 0;
     const unsigned char *st = tr->rt.state;
     uint64_t h = 1469598103934665603ull;
@@ -411,7 +412,7 @@ static int jm_trainer_same_state(jm_trainer *tr) {
         return -1;
     }
     if (lo[0] != hi[0] || lo[1] != hi[1]) {
-        fprintf(stderr, "%s: the %d processes start from different states (another --seed, or --resume files that differ?)\n", tr->who, tr->nranks);
+        fprintf(stderr, "%s: the %d processes' states differ %s\n", tr->who, tr->nranks, when);
         return -1;
     }
     return 0;
@@ -1161,6 +1162,12 @@ static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
    NaN out of a checkpoint. */
 static void jm_trainer_inject_nan(jm_trainer *tr, int64_t *when) {
     if (*when <= 0 || tr->pos.it + 1 != *when) return;
+    /* JEMC_TEST_INJECT_RANK=R: only rank R of a job is poisoned (the others
+       must roll back with it); JEMC_TEST_KILL_RANK=R: rank R is killed there */
+    const char *only = getenv("JEMC_TEST_INJECT_RANK");
+    if (only && atoi(only) != tr->rank) { *when = 0; return; }
+    const char *kill_rank = getenv("JEMC_TEST_KILL_RANK");
+    if (kill_rank && atoi(kill_rank) == tr->rank) { fflush(NULL); raise(SIGKILL); }
     const jm_table *t = tr->t;
     /* JEMC_TEST_INJECT_NAN_GLOBAL=NAME poisons that f32 global (say, a generator's
        parameter); the first f32 parameter otherwise */
@@ -1378,6 +1385,8 @@ static jm_train_next jm_trainer_checkpoint(jm_trainer *tr) {
 /* ------------------------------------------------------------------ the end */
 
 static void jm_trainer_finish(jm_trainer *tr) {
+    /* the replicas end as they started: identical (checked, not assumed) */
+    if (jm_trainer_same_state(tr, "at the end (a jemc bug: please report it)") != 0) return;
     tr->rc = 0;
     if (tr->rank > 0) return;
     char path[1200];
@@ -1427,7 +1436,7 @@ int jm_train_main(const jm_table *t, jm_kernel_fn *kernels, int argc, char **arg
     jm_trainer_init(&tr, t, kernels, exe);
     if (jm_trainer_parse_options(&tr, argc, argv) != JM_TRAIN_GO) return jm_trainer_close(&tr);
     if (jm_trainer_join(&tr) != 0) return jm_trainer_close(&tr);
-    if (jm_trainer_open(&tr) != JM_TRAIN_GO || jm_trainer_same_state(&tr) != 0) {
+    if (jm_trainer_open(&tr) != JM_TRAIN_GO || jm_trainer_same_state(&tr, "at the start (another --seed, or --resume files that differ?)") != 0) {
         if (tr.rc == 0) tr.rc = 1;
         return jm_trainer_close(&tr);
     }

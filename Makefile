@@ -40,7 +40,8 @@ LDLIBS    = -fopenmp -lm $(RT_LIBS) $(LLVM_LDFLAGS)
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c)) $(wildcard codegen/*.c)
 # runtime/ in layers (runtime/README.md): engine/, gpu/ beside it, app/ on top. gpu/dev_lib.c is
 # device code (NVPTX bitcode below), app/rt_main.c the executables' main().
-RUNTIME_SRC  := $(filter-out runtime/app/rt_main.c runtime/gpu/dev_lib.c,$(wildcard runtime/*/*.c))
+# runtime/dist/dist_mpi.c is the MPI shim, a library of its own (below).
+RUNTIME_SRC  := $(filter-out runtime/app/rt_main.c runtime/gpu/dev_lib.c runtime/dist/dist_mpi.c,$(wildcard runtime/*/*.c))
 TEST_SRC     := $(wildcard tests/t_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(B)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(B)/%.o)
@@ -50,7 +51,7 @@ TEST_BIN     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 GPU_TOOLS    := $(B)/st_compare $(B)/st_inputs
 
 .PHONY: all deps deps-build deps-test deps-cuda test fuzz fuzz-merge fuzz-seeds clean bench demo demo-vera
-all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc $(GPU_TOOLS)
+all: deps-build $(B)/jemc $(B)/libjemrt.a $(B)/jemrt_main.o $(B)/jemrt_dev.bc $(GPU_TOOLS) $(B)/libjemc_dist.so
 
 deps:
 	@tools/deps.sh fuzz
@@ -79,6 +80,16 @@ $(B)/libjemrt.a: $(RUNTIME_OBJ)
 # main() of the executables jemc writes (linked by `jemc compile`, next to libjemrt.a)
 $(B)/jemrt_main.o: $(B)/runtime/app/rt_main.o
 	cp $< $@
+
+# The MPI shim (runtime/dist/README.md), beside jemc, where the executables' RUNPATH finds it.
+# mpicc is looked for when the recipe runs, after deps-build has installed Open MPI; without
+# it the shim is left out, saying so, and everything else builds (only launched runs need it).
+DIST_CFLAGS = -std=c11 -g -O2 $(WARN) -D_GNU_SOURCE -Iruntime -shared -fPIC
+$(B)/libjemc_dist.so: runtime/dist/dist_mpi.c runtime/engine/rt_coll.h | deps-build
+	@mkdir -p $(dir $@)
+	@if command -v mpicc >/dev/null 2>&1; then \
+	    echo "mpicc $(DIST_CFLAGS) $< -o $@"; mpicc $(DIST_CFLAGS) $< -o $@; \
+	else echo "make: no mpicc: $@ not built (multi-process runs need it; tools/deps.sh build installs Open MPI)" >&2; fi
 
 # The runtime's GPU library kernels (runtime/gpu/dev_lib.c) as NVPTX bitcode, which
 # `jemc compile --target cuda` links into every GPU executable's PTX module. No CUDA

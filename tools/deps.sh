@@ -13,7 +13,8 @@ check_only=0
 [ "${2:-}" = "--check" ] && check_only=1
 
 # clang-19: the runtime's GPU library kernels (runtime/gpu/dev_lib.c) are compiled to NVPTX bitcode
-build="gcc make llvm-19-dev clang-19 libffi-dev libpng-dev zlib1g-dev libgif-dev libcairo2-dev"
+# Open MPI: mpicc builds the multi-process shim (runtime/dist/), mpirun launches and tests it
+build="gcc make llvm-19-dev clang-19 libffi-dev libpng-dev zlib1g-dev libgif-dev libcairo2-dev openmpi-bin libopenmpi-dev"
 test="$build perl python3 python3-torch python3-numpy python3-sklearn"
 fuzz="$test libclang-rt-19-dev"
 case "$what" in

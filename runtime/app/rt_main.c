@@ -1,6 +1,7 @@
 /* rt_main.c — main() of every executable jemc writes. The generated object
  * provides the program table and the kernels; everything else is the runtime. */
 #include "rt_cli.h"
+#include "rt_threads.h"
 
 extern const int64_t jm_table_words[];
 extern const int64_t jm_table_nwords;
@@ -16,6 +17,9 @@ extern const char jm_gpu_arch[] __attribute__((weak));
 extern const char jm_gpu_precision[] __attribute__((weak));
 
 int main(int argc, char **argv) {
+    /* threads per rank, and libgomp's wait policy on shared cores (may re-execute this
+       executable once, before anything else has happened) */
+    jm_threads_setup(argc, argv);
     static jm_gpu_image img;
     if (jm_gpu_ptx && jm_gpu_kernels && jm_gpu_arch && &jm_gpu_cubin_len) {
         img.ptx = jm_gpu_ptx;

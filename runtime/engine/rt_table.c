@@ -378,6 +378,14 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
             if (c->kind == JM_COLL_ROWS && (c->step < pr->cut || c->step >= pr->nsteps || pr->steps[c->step].kind != JM_STEP_LIB ||
                                             pr->steps[c->step].op != JM_LIB_SCATTER || pr->steps[c->step].nint < 5 || pr->steps[c->step].iat[4] != i))
                 jm_r_fail(&r, "program table: collective %d of %s names a bad scatter step", i, pr->name);
+            else if (c->kind == JM_COLL_ROWS) {
+                /* the gathered rows are read with the step's shape: the sizes must agree */
+                const jm_step *st = &pr->steps[c->step];
+                int64_t k = st->iat[2], row = st->iat[1];
+                if (st->iat[3] < JM_DT_F32 || st->iat[3] > JM_DT_BOOL || k < 0 || row < 0 || c->dtype != st->dtype ||
+                    c->bytes[0] != k * (int64_t)jm_rt_dtype_size((int)st->iat[3]) || c->bytes[1] != k * row * (int64_t)jm_rt_dtype_size(st->dtype))
+                    jm_r_fail(&r, "program table: collective %d of %s does not match its scatter's shape", i, pr->name);
+            }
         }
     }
     t->nkernels = (int32_t)jm_r_count(&r, nwords, "kernel");

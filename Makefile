@@ -175,6 +175,9 @@ fuzz-seeds: all $(B)/tests/fuzz/gen_seeds
 # runtime's convolution and matmul kernels against the machine's FMA peak.
 $(B)/bench_kernels: bench/bench_kernels.c $(B)/libjemrt.a
 	$(CC) $(CFLAGS) $< $(B)/libjemrt.a -fopenmp -lm -o $@
+# one gradient exchange between MPI processes (bench/dp_scaling.sh runs it under mpirun)
+$(B)/bench_allreduce: bench/bench_allreduce.c $(B)/libjemrt.a
+	$(CC) $(CFLAGS) $< $(B)/libjemrt.a -fopenmp -ldl -lm -Wl,-rpath,$(abspath $(B)) -o $@
 bench: all $(B)/bench_kernels
 	bench/run.sh
 	$(B)/bench_kernels

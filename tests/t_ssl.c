@@ -312,6 +312,7 @@ static void info_case(void) {
 /* 5. the executable: each training program trains under `train
    --labels-per-class` on a small table (the inputs x, x_lab, y_lab are the
    names train feeds), logs its own metrics, and eval reads the checkpoint */
+static void dp_case(const char *exe, const char *csv, const char *dir);
 static void e2e_case(void) {
     char dir[300], cmd[8000], out[16384], exe[400], csv[400];
     snprintf(dir, sizeof dir, "%s/e2e", tmpdir);
@@ -349,6 +350,51 @@ static void e2e_case(void) {
     ok(jt_run(cmd, out, sizeof out) == 0 && strstr(out, "60 records: accuracy"), "e2e: eval accuracy reads the VERA checkpoint");
     snprintf(cmd, sizeof cmd, "%s train --data %s --program train_step_vat --iters 2 --no-progress --out %s/run_refused", exe, csv, dir);
     ok(jt_run(cmd, out, sizeof out) == 2 && strstr(out, "--labels-per-class"), "e2e: a program of x_lab without --labels-per-class is refused (exit 2)");
+    dp_case(exe, csv, dir);
+}
+
+/* the loss logged at iteration `step` of a run's metrics.jsonl, or NAN */
+static double logged_loss(const char *run, int step) {
+    char path[600], want[40], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    snprintf(want, sizeof want, "{\"step\": %d,", step);
+    FILE *f = fopen(path, "r");
+    double v = NAN;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, want, strlen(want)) == 0 && strstr(line, "\"loss\": ")) v = strtod(strstr(line, "\"loss\": ") + 8, NULL);
+    if (f) fclose(f);
+    return v;
+}
+
+/* Data parallelism with a labelled batch (docs/data-parallel.md): the JEM step
+   at unlabelled 4 + labelled 3 with --accumulate 2 follows 8 + 6 within float
+   rounding; VERA's two minimizes are refused with the reason. */
+static void dp_case(const char *exe, const char *csv, const char *dir) {
+    char cmd[3000], out[8192], half[600];
+    snprintf(half, sizeof half, "%s_half", exe);
+    snprintf(cmd, sizeof cmd, "%s compile %s/graphs/ssl_tabular.graph -D batch=4 -D lab_batch=3 -D features=6 -D classes=3 -D hidden1=16 "
+             "-D hidden2=12 -D hidden3=12 -D hidden4=8 -D hidden5=8 -D hidden6=8 -D noise_dim=4 -D g_hidden=8 -D buffer_size=50 "
+             "-D sgld_steps=3 -D post_samples=5 -o %s", jemc(), root(), half);
+    if (!ok(jt_run(cmd, out, sizeof out) == 0, "dp: the graph at half the batches compiles")) { tap_diag("%s", out); return; }
+    snprintf(cmd, sizeof cmd, "%s train --data %s --labels-per-class 3 --program train_step_jem --iters 6 --log-every 1 --threads 1 --no-progress "
+             "--out %s/dp_whole && %s train --data %s --labels-per-class 3 --program train_step_jem --iters 6 --log-every 1 --threads 1 --no-progress "
+             "--accumulate 2 --out %s/dp_acc", exe, csv, dir, half, csv, dir);
+    int rc = jt_run(cmd, out, sizeof out);
+    ok(rc == 0, "dp: train_step_jem at 8 + 6, and at 4 + 3 with --accumulate 2");
+    if (rc) tap_diag("%s", out);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/dp_whole", dir);
+    snprintf(b, sizeof b, "%s/dp_acc", dir);
+    double worst = 0;
+    for (int st = 1; st <= 6; st++) {
+        double x = logged_loss(a, st), y = logged_loss(b, st), rel = fabs(x - y) / fmax(fabs(x), 1e-3);
+        if (!(rel <= worst)) worst = isnan(rel) ? INFINITY : rel;
+    }
+    ok(worst <= 1e-5, "dp: the 6 iterations' losses agree within 1e-5 relative (worst %.3g): both batches are split", worst);
+    snprintf(cmd, sizeof cmd, "%s train --data %s --labels-per-class 3 --program train_step_vera --iters 2 --threads 1 --no-progress --accumulate 2 --out %s/dp_vera",
+             half, csv, dir);
+    ok(jt_run(cmd, out, sizeof out) != 0 && strstr(out, "cannot run over 2 shards") && strstr(out, "second exchange"),
+       "dp: VERA's step (two minimizes) is refused over 2 shards, saying why");
 }
 
 int main(void) {

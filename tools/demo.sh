@@ -10,7 +10,9 @@
 #      chains, the loss curves, and the test accuracy on the held-out t10k digits.
 #
 # DEMO_ITERS, DEMO_SECONDS (training time budget), DEMO_THREADS and DEMO_OUT change
-# the length, threads and folder.
+# the length, threads and folder. DEMO_RANKS=N trains with `mpirun -np N`, each
+# process on batch 64/N with DEMO_THREADS/N threads: the same global batch of 64
+# (docs/data-parallel.md).
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-build/demo}
@@ -33,7 +35,20 @@ else
 fi
 mkdir -p "$OUT"
 EXE=$OUT/jem_mnist
+RANKS=${DEMO_RANKS:-1}
 build/jemc compile graphs/jem_mnist.graph -o "$EXE"
+LAUNCH=""
+TRAIN_EXE=$EXE
+TRAIN_THREADS=$THREADS
+if [ "$RANKS" -gt 1 ]; then
+    # one shard of the global batch per process; Open MPI as in a container (tests/mpi_helpers.h)
+    TRAIN_EXE=$OUT/jem_mnist_b$((64 / RANKS))
+    build/jemc compile graphs/jem_mnist.graph -D batch=$((64 / RANKS)) -o "$TRAIN_EXE"
+    TRAIN_THREADS=$(( THREADS / RANKS > 0 ? THREADS / RANKS : 1 ))
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+        OMPI_MCA_hwloc_base_binding_policy=none OMPI_MCA_btl_vader_single_copy_mechanism=none
+    LAUNCH="mpirun -np $RANKS -x OMP_NUM_THREADS=$TRAIN_THREADS"
+fi
 echo "demo: $($EXE info | tail -1)"
 
 # The recipe (graphs/jem_mnist.graph; every number below is a run-time setting):
@@ -46,7 +61,7 @@ echo "demo: $($EXE info | tail -1)"
 #    stays near 94% for the length of a demo); data noise 0.03 as JEM.
 # --max-seconds keeps the whole demo under 15 minutes on a slow or busy machine.
 rm -rf "$OUT/run"
-"$EXE" train --data "$DATA" --test "$DATA" --out "$OUT/run" --iters "$ITERS" --threads "$THREADS" \
+$LAUNCH "$TRAIN_EXE" train --data "$DATA" --test "$DATA" --out "$OUT/run" --iters "$ITERS" --threads "$TRAIN_THREADS" \
     --pretrain 700 --set lr=0.001 --set warmup=100 --set px_weight=0.1 --decay-epochs 5,13 --decay-rate 0.1 \
     --noise 0.03 --log-every 20 --ckpt-every 200 --sample-every 200 --seed 1 --max-seconds "$SECONDS_BUDGET"
 CK=$OUT/run/last.safetensors

@@ -162,7 +162,7 @@ typedef struct {
     /* the metrics interval and the clock */
     double sum[JM_TRAIN_MAXM], gn_sum[JM_TRAIN_MAXGN];
     int cnt[JM_TRAIN_MAXM], gn_cnt[JM_TRAIN_MAXGN];
-    double t_start, t_log, now, last_loss, last_acc;
+    double t_start, t_log, now, last_loss, last_acc, exch_log;
     int64_t it_log;
     int rc;
     /* data parallelism (engine/rt_dp.h): the job's processes (NULL: this one
@@ -785,10 +785,12 @@ static int jm_trainer_fits_lab(jm_trainer *tr, const jm_tprogram *pr) {
         return -1;
     }
     tr->Bl = xl->dim[0];
-    tr->ipel = tr->nlab / tr->Bl;
+    /* the labelled batch is split across the shards like the unlabelled one */
+    int64_t Gl = tr->Bl * tr->K * tr->nranks;
+    tr->ipel = tr->nlab / Gl;
     if (tr->ipel < 1) {
         fprintf(stderr, "%s: %" PRId64 " labelled records (--labels-per-class %" PRId64 "), fewer than x_lab's batch of %" PRId64 "\n", tr->who,
-                tr->nlab, tr->o.labels_per_class, tr->Bl);
+                tr->nlab, tr->o.labels_per_class, Gl);
         return -1;
     }
     return 0;
@@ -832,6 +834,7 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     tr->p_ce = o->pretrain > 0 ? jm_session_program(t, "train_step_ce", 1, who) : -1;
     if (tr->p_main < 0 || (o->pretrain > 0 && tr->p_ce < 0)) return jm_trainer_stop(tr, 2);
     const jm_tprogram *prm = &t->programs[tr->p_main];
+    tr->K = o->accumulate > 0 ? o->accumulate : 1;
     tr->ssl = jm_trainer_inputs_ok(prm, o->labels_per_class, who);
     if (tr->ssl < 0 || (tr->p_ce >= 0 && jm_trainer_inputs_ok(&t->programs[tr->p_ce], o->labels_per_class, who) != 0)) return jm_trainer_stop(tr, 2);
     /* --pretrain would train train_step_ce on every record's label: not semi-supervised */
@@ -865,11 +868,6 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     }
     int xi = jm_session_input(prm, "x");
     tr->B = prm->inputs[xi].dim[0];
-    tr->K = o->accumulate > 0 ? o->accumulate : 1;
-    if (tr->ssl && tr->K * tr->nranks > 1) {
-        fprintf(stderr, "%s: the semi-supervised %s runs on one process without --accumulate (data parallelism does not split its labelled batch yet)\n", who, prm->name);
-        return jm_trainer_stop(tr, 2);
-    }
     /* an iteration takes one global batch: every shard's slice of it */
     int64_t G = tr->B * tr->K * tr->nranks;
     tr->ipe = tr->n / G;
@@ -940,9 +938,9 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     tr->idx = malloc(sizeof(int64_t) * (size_t)(tr->K * tr->B));
     tr->perm = malloc(sizeof(int64_t) * (size_t)(tr->n + 1));
     if (tr->ssl) {
-        tr->xl = malloc(sizeof(float) * (size_t)(tr->Bl * tr->per));
-        tr->yl = malloc(sizeof(int64_t) * (size_t)tr->Bl);
-        tr->idxl = malloc(sizeof(int64_t) * (size_t)tr->Bl);
+        tr->xl = malloc(sizeof(float) * (size_t)(tr->K * tr->Bl * tr->per));
+        tr->yl = malloc(sizeof(int64_t) * (size_t)(tr->K * tr->Bl));
+        tr->idxl = malloc(sizeof(int64_t) * (size_t)(tr->K * tr->Bl));
         tr->perml = malloc(sizeof(int64_t) * (size_t)(tr->nlab + 1));
         if (!tr->xl || !tr->yl || !tr->idxl || !tr->perml) { fprintf(stderr, "%s: out of memory\n", who); return jm_trainer_stop(tr, 1); }
     }
@@ -1149,8 +1147,14 @@ static int jm_trainer_batch(jm_trainer *tr, int64_t epoch) {
         free(tmp);
         tr->perml_epoch = le;
     }
-    for (int64_t i = 0; i < tr->Bl; i++) tr->idxl[i] = tr->perml[lk * tr->Bl + i];
-    jm_data_batch(&tr->ds, tr->idxl, tr->Bl, augment ? &aug : NULL, lseed, (uint64_t)tr->pos.it, tr->xl, tr->yl);
+    int64_t Gl = tr->Bl * tr->K * tr->nranks;
+    for (int64_t m = 0; m < tr->K; m++) {
+        int64_t first = ((int64_t)tr->rank * tr->K + m) * tr->Bl;
+        int64_t *idx = tr->idxl + m * tr->Bl;
+        for (int64_t i = 0; i < tr->Bl; i++) idx[i] = tr->perml[lk * Gl + first + i];
+        jm_data_batch_share(&tr->ds, idx, tr->Bl, augment ? &aug : NULL, lseed, (uint64_t)tr->pos.it, first,
+                            tr->xl + m * tr->Bl * tr->per, tr->yl + m * tr->Bl);
+    }
     return 0;
 }
 
@@ -1192,16 +1196,16 @@ static jm_train_next jm_trainer_step(jm_trainer *tr) {
     void **out = tr->out = use_ce ? tr->out_ce : tr->out_main;
     /* the inputs: x, and y when the program takes labels; x_lab and y_lab for a
        semi-supervised one (jm_trainer_inputs_ok) */
-    const void *in1[4], **in = tr->K > 1 ? malloc(sizeof(void *) * (size_t)(4 * tr->K)) : in1;
+    const void *in1[4], **in = tr->K > 1 ? malloc(sizeof(void *) * (size_t)(pr->ninputs * tr->K + 4)) : in1;
     if (!in) { fprintf(stderr, "%s: out of memory\n", tr->who); return jm_trainer_stop(tr, 1); }
     int xi = jm_session_input(pr, "x"), yi = jm_session_input(pr, "y");
     for (int64_t m = 0; m < tr->K; m++) {
         in[m * pr->ninputs + xi] = tr->x + m * tr->B * tr->per;
         if (yi >= 0) in[m * pr->ninputs + yi] = tr->y + m * tr->B;
     }
-    if (!use_ce && tr->ssl) {
-        in[tr->xl_in] = tr->xl;
-        in[tr->yl_in] = tr->yl;
+    for (int64_t m = 0; m < tr->K && !use_ce && tr->ssl; m++) {
+        in[m * pr->ninputs + tr->xl_in] = tr->xl + m * tr->Bl * tr->per;
+        in[m * pr->ninputs + tr->yl_in] = tr->yl + m * tr->Bl;
     }
     int rc = jm_rt_run_shards(&tr->rt, p, tr->coll, (int)tr->K, in, out);
     if (in != in1) free((void *)in);
@@ -1285,6 +1289,10 @@ static jm_train_next jm_trainer_report(jm_trainer *tr) {
         for (int i = 0; i < pr->noutputs && i < JM_TRAIN_MAXM; i++)
             if (cnt[i]) fprintf(m, ", \"%s\": %.9g", pr->outputs[i].name, sum[i] / cnt[i]);
         jm_trainer_report_optimizers(tr, m);
+        /* data parallelism: the time between the phases (the exchange), per iteration */
+        if (tr->K * tr->nranks > 1 && it > tr->it_log)
+            fprintf(m, ", \"exchange_ms\": %.4f", 1e3 * (tr->rt.dp_exchange_s - tr->exch_log) / (double)(it - tr->it_log));
+        tr->exch_log = tr->rt.dp_exchange_s;
         fprintf(m, ", \"it_per_s\": %.4f, \"seconds\": %.3f}\n", (double)(it - tr->it_log) / (now - tr->t_log), now - tr->t_start);
         fflush(m);
         if (!tr->tty) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* staging, reused by every step: the means' sums (f32 and f64 apart), one
    micro-batch's operand, and per ROWS collective every shard's rows */
@@ -26,6 +27,12 @@ void jm_rt_dp_free(void) {
     for (int c = 0; c < jm_dp.nrow_colls; c++) free(jm_dp.rows[c]);
     free(jm_dp.rows); free(jm_dp.nrows);
     memset(&jm_dp, 0, sizeof jm_dp);
+}
+
+static double jm_dp_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int jm_dp_oom(jm_rt *rt) {
@@ -159,13 +166,18 @@ int jm_rt_run_shards(jm_rt *rt, int p, jm_coll *coll, int K, const void *const *
     }
     if (jm_dp_reserve(rt, pr, S) != 0) return -1;
     int rc = 0;
+    double spent = 0;
     for (int m = 0; m < K && rc == 0; m++) {
         rt->shard = (int64_t)rank * K + m;
         rc = rt->dev->run_phase(rt, p, 0, inputs + (size_t)m * (size_t)pr->ninputs, NULL);
+        double t0 = jm_dp_now();
         if (rc == 0) rc = jm_dp_collect(rt, pr, m, rank, K);
+        spent += jm_dp_now() - t0;
     }
     rt->shard = 0;
+    double t0 = jm_dp_now();
     if (rc == 0) rc = jm_dp_exchange(rt, pr, coll, K, S);
+    rt->dp_exchange_s += spent + jm_dp_now() - t0;
     if (rc != 0) return -1;
     rt->dp_nshards = S;
     rt->dp_rows = jm_dp.rows;

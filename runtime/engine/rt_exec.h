@@ -34,6 +34,7 @@ struct jm_rt {
     int64_t shard;
     int dp_nshards;
     unsigned char **dp_rows;
+    double dp_exchange_s;        /* wall seconds spent between the phases (reading back, exchanging, writing the means), summed */
     char err[1024];
 };
 

@@ -20,11 +20,12 @@ static const char *jm_dp_where(jm_module *m, jm_diags *d, jm_loc loc) {
     return jm_arena_printf(m->arena, "%s:%d:%d", file, loc.line, loc.col);
 }
 
-/* Is a draw of type t one value per example: its leading dimension one of the
-   program's batch sizes (the inputs' leading dimensions)? */
+/* Is a draw of type t values per example: 1 + the first axis whose size is
+   one of the program's batch sizes (the inputs' leading dimensions), or 0.
+   VERA's posterior draws [samples, batch, noise] are per example on axis 1. */
 static int jm_per_example(const jm_type *t, const int64_t *batch, int nbatch) {
-    if (t->rank < 1) return 0;
-    for (int k = 0; k < nbatch; k++) if (t->dim[0] == batch[k]) return 1;
+    for (int a = 0; a < t->rank; a++)
+        for (int k = 0; k < nbatch; k++) if (t->dim[a] == batch[k]) return a + 1;
     return 0;
 }
 
@@ -36,7 +37,7 @@ static void jm_dp_sharded(const jm_module *m, int g, char *sharded) {
         const jm_node *n = &gr->node[i];
         sharded[i] = 0;
         if (n->op == JM_OP_INPUT) { sharded[i] = 1; continue; }
-        if (jm_is_rng(n->op)) { sharded[i] = n->attr.ni > 1 && n->attr.i[1] == 1; continue; }
+        if (jm_is_rng(n->op)) { sharded[i] = n->attr.ni > 1 && n->attr.i[1] > 0; continue; }
         if (jm_dp_is_collective(n)) continue;
         for (int s = 0; s < n->nsrc; s++) sharded[i] |= sharded[n->src[s]];
     }
@@ -78,9 +79,10 @@ static int jm_dp_program(jm_module *m, int p, jm_diags *d) {
         if (jm_root_of(m, h) != g) continue;
         for (int i = 0; i < m->graphs[h].nnode; i++) {
             jm_node *n = &m->graphs[h].node[i];
-            if (!jm_is_rng(n->op) || !jm_per_example(&n->type, batch, nbatch)) continue;
+            int axis1 = jm_is_rng(n->op) ? jm_per_example(&n->type, batch, nbatch) : 0;
+            if (!axis1) continue;
             if (n->attr.ni < 2) n->attr.ni = 2;
-            n->attr.i[1] = 1;
+            n->attr.i[1] = axis1;
         }
     }
     char *sharded = malloc((size_t)gr->nnode + 64);
@@ -127,20 +129,20 @@ static int jm_dp_program(jm_module *m, int p, jm_diags *d) {
     char *phase1 = malloc((size_t)gr->nnode + 64);
     if (!sharded || !phase1) { free(sharded); free(phase1); jm_diag_error(d, pr->loc, "out of memory"); return -1; }
     jm_dp_sharded(m, g, sharded);
-    /* one exchange per step: nothing computed from the batch may depend on a
-       collective's result, and a collective's operands are phase 0 */
+    /* the exchanges per step: a collective's phase is one more than its
+       sources'; the runtime runs the phases in turn, exchanging between them */
+    int phases = 1;
     for (int i = 0; i < gr->nnode; i++) {
         const jm_node *n = &gr->node[i];
-        phase1[i] = (char)jm_dp_is_collective(n);
-        for (int s = 0; s < n->nsrc; s++) phase1[i] |= phase1[n->src[s]];
-        if (!phase1[i]) continue;
-        int batch_src = 0;
-        for (int s = 0; s < n->nsrc; s++) batch_src |= sharded[n->src[s]] && phase1[n->src[s]];
-        if ((sharded[i] && !jm_dp_is_collective(n)) || (jm_dp_is_collective(n) && batch_src))
-            jm_dp_why(m, pr, jm_arena_printf(m->arena, "%s at %s computes from the batch after the gradients are averaged, "
-                                             "which needs a second exchange per step (SAM, or a second minimize)",
-                                             jm_ops[n->op].name, jm_dp_where(m, d, n->loc)));
+        int ph = 0;
+        for (int s = 0; s < n->nsrc; s++) if (phase1[n->src[s]] > ph) ph = phase1[n->src[s]];
+        if (jm_dp_is_collective(n)) ph++;
+        phase1[i] = (char)(ph > 100 ? 100 : ph);
+        if (ph + 1 > phases) phases = ph + 1;
     }
+    pr->dp_phases = phases;
+    if (phases > JM_DP_MAX_PHASES)
+        jm_dp_why(m, pr, jm_arena_printf(m->arena, "it needs %d exchanges per step (at most %d)", phases - 1, JM_DP_MAX_PHASES - 1));
     free(sharded);
     free(phase1);
     return 0;
@@ -157,7 +159,8 @@ void jm_dp_dump(jm_module *m, jm_diags *d, const char *program, FILE *out) {
         jm_program *pr = &m->programs[p];
         if (program && strcmp(program, pr->name) != 0) continue;
         if (!pr->dp) { fprintf(out, "program %s: no collectives (not a training step)\n", pr->name); continue; }
-        fprintf(out, "program %s: %s\n", pr->name, pr->dp_why ? "NOT data-parallel" : "data-parallel");
+        fprintf(out, "program %s: %s, %d exchange%s per step\n", pr->name, pr->dp_why ? "NOT data-parallel" : "data-parallel",
+                pr->dp_phases - 1, pr->dp_phases == 2 ? "" : "s");
         if (pr->dp_why) fprintf(out, "  because %s\n", pr->dp_why);
         int g = pr->graph;
         int nmean = 0, nrows = 0, ndraw = 0;
@@ -166,9 +169,9 @@ void jm_dp_dump(jm_module *m, jm_diags *d, const char *program, FILE *out) {
             for (int i = 0; i < m->graphs[h].nnode; i++) {
                 const jm_node *n = &m->graphs[h].node[i];
                 char ts[96];
-                if (jm_is_rng(n->op) && n->attr.ni > 1 && n->attr.i[1] == 1) {
-                    fprintf(out, "  per-example draw  %%%d %s %s (%s)\n", i, jm_ops[n->op].name, jm_type_str(&n->type, ts, sizeof ts),
-                            jm_dp_where(m, d, n->loc));
+                if (jm_is_rng(n->op) && n->attr.ni > 1 && n->attr.i[1] > 0) {
+                    fprintf(out, "  per-example draw  %%%d %s %s%s (%s)\n", i, jm_ops[n->op].name, jm_type_str(&n->type, ts, sizeof ts),
+                            n->attr.i[1] > 1 ? jm_arena_printf(m->arena, " on axis %d", (int)n->attr.i[1] - 1) : "", jm_dp_where(m, d, n->loc));
                     ndraw++;
                 }
                 if (h != g || !jm_dp_is_collective(n)) continue;

@@ -13,14 +13,17 @@
  *     into state (a replay buffer's new chains: marked k = 1, the rows of
  *     every shard in shard order) or a float value averaged over the shards
  *     (a batch norm's running statistics);
- *   - random draws of one value per example (leading dimension = the batch)
- *     are numbered by the global example (shard * numel + element), so S
- *     shards of batch B draw what one shard of batch S*B draws.
+ *   - random draws of values per example (a dimension of the batch's size:
+ *     the first such axis, attr i[1] = axis + 1) are numbered by the global
+ *     example (the element's index in the draw of S*B), so S shards of batch
+ *     B draw what one shard of batch S*B draws.
  * Everything before the collectives is "phase 0", run once per micro-batch;
  * what depends on them is "phase 1", run once per step (plan.c orders the
  * steps so). A program whose batch computation needs a collective's result
- * (SAM, a second minimize) would need two exchanges: it is marked not
- * data-parallel (jm_program.dp_why) and runs on one shard only.
+ * (SAM's second pass, a second minimize) has more phases: phase k holds what
+ * depends on k collectives in a row, and the shards exchange between each
+ * (over processes; --accumulate needs a single exchange, since a micro-batch's
+ * activations do not survive the next micro-batch).
  *
  * The shard-dependence ("sharded") of a node: inputs and per-example draws are
  * sharded, a collective's result is not, any other node is when a source is. */
@@ -28,6 +31,8 @@
 #define JM_DP_H
 #include <stdio.h>
 #include "ir.h"
+
+#define JM_DP_MAX_PHASES 8
 
 int jm_dp_prepare(jm_module *m, jm_diags *d);     /* 0 ok; -1 after reporting */
 /* Is node n of graph g a collective (an allreduce, or a scatter of every shard's rows)? */

@@ -82,6 +82,7 @@ typedef struct {
     /* data parallelism (dp.c): a training program (one with allreduce nodes)
        runs over shards of its batch; dp_why says why it cannot, NULL when it can */
     int dp;                                 /* has collectives */
+    int dp_phases;                          /* 1 + the exchanges per step (dp.h) */
     const char *dp_why;
 } jm_program;
 

@@ -34,10 +34,12 @@ typedef struct {
     char **seen;                 /* per graph: scratch marks, all zero between uses */
     int *list; int nlist, caplist;   /* the nodes marked in seen, to clear them */
     int failed;
-    /* data parallelism (dp.h): per root-graph node, 1 when it depends on a
-       collective (phase 1); the first phase-1 step; the collectives */
-    char *phase1;
-    int cut;
+    /* data parallelism (dp.h): per root-graph node, its phase (the
+       collectives on its longest path); the phase being emitted and where each
+       phase's steps start; the collectives */
+    char *phase;
+    int phase_now;
+    int32_t phase_start[JM_DP_MAX_PHASES + 1];
     jm_tcoll *colls; int ncolls, capcolls;
     int *coll_buf;               /* per collective: MEAN its buffer id; ROWS its index and rows buffer ids (2 each) */
 } jm_pctx;
@@ -523,8 +525,13 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
     case JM_OP_RNG_UNIFORM: case JM_OP_RNG_NORMAL: case JM_OP_RNG_RANDINT: case JM_OP_RNG_BERNOULLI:
         at[0] = jm_type_numel(&nd->type);
         at[1] = (uint32_t)nd->attr.i[0];
-        at[2] = nd->attr.ni > 1 && nd->attr.i[1] == 1;     /* per example (dp.h): numbered from shard * numel */
-        nat = 3;
+        /* per example (dp.h): iat[2] = its batch axis + 1, iat[3] the batch, iat[4]
+           the elements after that axis; the runtime numbers elements globally */
+        at[2] = nd->attr.ni > 1 && nd->attr.i[1] > 0 ? nd->attr.i[1] : 0;
+        at[3] = at[2] ? nd->type.dim[at[2] - 1] : 0;
+        at[4] = 1;
+        for (int d = (int)at[2]; at[2] && d < nd->type.rank; d++) at[4] *= nd->type.dim[d];
+        nat = 5;
         op = nd->op == JM_OP_RNG_UNIFORM ? JM_LIB_RNG_UNIFORM : nd->op == JM_OP_RNG_NORMAL ? JM_LIB_RNG_NORMAL
            : nd->op == JM_OP_RNG_RANDINT ? JM_LIB_RNG_RANDINT : JM_LIB_RNG_BERNOULLI;
         if (at[0] > (int64_t)UINT32_MAX) { jm_unsupported(C, nd, "random draws are limited to 2^32 elements per tensor"); return; }
@@ -542,7 +549,7 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
             at[4] = C->ncolls;
             nat = 5;
             jm_tcoll tc = { JM_COLL_ROWS, (int32_t)jm_idx_dtype(nd->type.dtype), C->nsteps, { 0, 0 },
-                            { jm_bytes(ix), jm_bytes(&PN(C, g, nd->src[2])->type) } };
+                            { jm_bytes(ix), jm_bytes(&PN(C, g, nd->src[2])->type) }, C->phase[i] };
             JM_VEC_PUSH(C->m->arena, C->colls, C->ncolls, C->capcolls, tc);
             C->coll_buf = realloc(C->coll_buf, sizeof(int) * 2 * (size_t)C->ncolls);
             C->coll_buf[2 * (C->ncolls - 1)] = ids[2];
@@ -725,7 +732,7 @@ static int *jm_schedule(jm_pctx *C, int g) {
     int *first = malloc(sizeof(int) * (size_t)(n + 1)), *last = malloc(sizeof(int) * (size_t)(n + 1)), *order = malloc(sizeof(int) * (size_t)(n + 1));
     int64_t *key = malloc(sizeof(int64_t) * (size_t)(n + 1));
     /* phase 1 (dp.h) after phase 0: the collectives meet between them */
-    const char *ph = gr->parent < 0 ? C->phase1 : NULL;
+    const char *ph = gr->parent < 0 ? C->phase : NULL;
 #define JM_KEY(j) (2 * (int64_t)(j) + (ph && ph[j] ? 4 * (int64_t)n : 0))
     for (int i = 0; i < n; i++) { first[i] = INT_MAX; last[i] = C->ext[g][i] ? INT_MAX : -1; key[i] = JM_KEY(i); order[i] = i; }
     for (int i = 0; i < n; i++)
@@ -742,7 +749,7 @@ static int *jm_schedule(jm_pctx *C, int g) {
         if (C->epi_of[g][i] >= 0) continue;          /* a shared epilogue's convolution is read after it */
         int dest = first[i];
         if (dest == INT_MAX || dest <= i + 1) continue;
-        if (ph && ph[dest] != ph[i]) continue;      /* never across the cut */
+        if (ph && ph[dest] != ph[i]) continue;      /* never across an exchange */
         /* the buffers this step reads: a kernel's leaves, a runtime op's operands
            (and an epilogue's convolution's) */
         char *sn = jm_seen_get(C, g);
@@ -785,7 +792,7 @@ static void jm_plan_graph(jm_pctx *C, int g) {
         int i = order[oi];
         jm_node *nd = &gr->node[i];
         if (!C->mat[g][i] || C->epi_conv[g][i]) continue;
-        if (gr->parent < 0 && C->phase1 && C->phase1[i] && C->cut < 0) C->cut = C->nsteps;
+        while (gr->parent < 0 && C->phase && C->phase[i] > C->phase_now) C->phase_start[++C->phase_now] = C->nsteps;
         switch (nd->op) {
         case JM_OP_PARAM: case JM_OP_STATE: case JM_OP_INPUT: case JM_OP_LOOP_ARG: break;
         case JM_OP_ALLREDUCE: {
@@ -797,7 +804,7 @@ static void jm_plan_graph(jm_pctx *C, int g) {
             int dup = 0;
             for (int k = 0; k < C->ncolls; k++) dup |= C->colls[k].kind == JM_COLL_MEAN && C->coll_buf[2 * k] == b;
             if (dup) break;
-            jm_tcoll tc = { JM_COLL_MEAN, (int32_t)jm_idx_dtype(nd->type.dtype), -1, { 0, 0 }, { jm_bytes(&nd->type), 0 } };
+            jm_tcoll tc = { JM_COLL_MEAN, (int32_t)jm_idx_dtype(nd->type.dtype), -1, { 0, 0 }, { jm_bytes(&nd->type), 0 }, C->phase[i] };
             JM_VEC_PUSH(C->m->arena, C->colls, C->ncolls, C->capcolls, tc);
             C->coll_buf = realloc(C->coll_buf, sizeof(int) * 2 * (size_t)C->ncolls);
             C->coll_buf[2 * (C->ncolls - 1)] = b;
@@ -983,14 +990,14 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         C.bufs[C.gbuf[i]].offset = goff[i];
     }
     int g = pr->graph;
-    C.cut = -1;
-    if (pr->dp) {
+    if (pr->dp && pr->dp_phases <= JM_DP_MAX_PHASES) {
         jm_graph *gr = &m->graphs[g];
-        C.phase1 = jm_arena_alloc(m->arena, (size_t)gr->nnode + 1);
+        C.phase = jm_arena_alloc(m->arena, (size_t)gr->nnode + 1);
         for (int i = 0; i < gr->nnode; i++) {
             const jm_node *n = &gr->node[i];
-            C.phase1[i] = (char)jm_dp_is_collective(n);
-            for (int k = 0; k < n->nsrc; k++) C.phase1[i] |= C.phase1[n->src[k]];
+            int ph = 0;
+            for (int k = 0; k < n->nsrc; k++) if (C.phase[n->src[k]] > ph) ph = C.phase[n->src[k]];
+            C.phase[i] = (char)(ph + jm_dp_is_collective(n));
         }
     }
     jm_plan_graph(&C, g);
@@ -1038,9 +1045,12 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         for (int b = 0; b < C.steps[s].nbuf; b++) C.steps[s].buf[b] = jm_ref_of(&C, (int)C.steps[s].buf[b]);
     tp->steps = C.steps;
     tp->nsteps = C.nsteps;
-    /* phase 1 starts at the first step of a node that depends on a collective
-       (the state writes' copies after the last step belong to it too) */
-    tp->cut = C.cut >= 0 ? C.cut : C.nsteps;
+    /* phase k starts at the first step of a node after k exchanges (the
+       state writes' copies after the last step belong to the last phase) */
+    tp->nphases = C.phase_now + 1;
+    tp->phase_start = jm_arena_alloc(m->arena, sizeof(int32_t) * (size_t)(tp->nphases + 1));
+    for (int k = 0; k < tp->nphases; k++) tp->phase_start[k] = C.phase_start[k];
+    tp->phase_start[tp->nphases] = C.nsteps;
     tp->dp_why = pr->dp ? (pr->dp_why ? pr->dp_why : "") : "it is not a training step (no minimize)";
     for (int k = 0; k < C.ncolls; k++) {
         jm_tcoll *tc = &C.colls[k];
@@ -1079,6 +1089,9 @@ static int jm_is_lr_knob(const jm_module *m, const jm_global *gl) {
 int jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d) {
     memset(P, 0, sizeof *P);
     P->m = m;
+    /* the training programs' shards (dp.h); again is a no-op, so callers that
+       ran it for --dump=dp and those that did not plan alike */
+    if (jm_dp_prepare(m, d) != 0) return -1;
     jm_table *t = &P->table;
     t->nglobals = m->nglobals;
     t->globals = jm_arena_alloc(m->arena, sizeof(jm_tglobal) * (size_t)(m->nglobals + 1));

@@ -11,6 +11,8 @@
  *     every rank ends with the same state (it fails otherwise);
  *   - a 2-rank checkpoint resumes on 1 process (--accumulate 2) bitwise as
  *     the 2-rank run straight through;
+ *   - SGD + SAM (tests/train/tiny_sam.graph: two exchanges per step) on 2
+ *     ranks x 8 follows 1 x 16 within 1e-5; --accumulate refuses it;
  *   - a NaN on rank 1 alone rolls both ranks back together and the run ends;
  *   - a rank killed mid-run ends the job within seconds, naming the failure,
  *     and leaves the last checkpoint whole.
@@ -20,7 +22,7 @@
 #include "mpi_helpers.h"
 #include <time.h>
 
-static char dir[256], data[300], e8[300], e16[300];
+static char dir[256], data[300], e8[300], e16[300], s8[300], s16[300];
 
 /* metric `key` of line `step` of a metrics.jsonl, or NAN */
 static double metric(const char *path, int step, const char *key) {
@@ -128,6 +130,29 @@ static void test_two_ranks(const char *mpi) {
     ok(same_tensors(a, b, why, sizeof why), "resumed on another process count, bitwise as straight through (%s)", why);
 }
 
+/* SAM: two exchanges per step (the perturbation's gradient, then the step's):
+   2 ranks x 8 follow 1 x 16; --accumulate refuses it, saying why */
+static void test_two_exchanges(const char *mpi) {
+    char why[600], a[400], b[400];
+    int r1 = run("%s %s train --data %s --out %s/sam2 --iters 12 --log-every 1 --no-progress", mpi, s8, data, dir);
+    int r2 = run("%s train --data %s --out %s/sam1 --iters 12 --log-every 1 --no-progress --threads 1", s16, data, dir);
+    ok(r1 == 0 && r2 == 0, "SGD + SAM: 12 iterations on 2 ranks x 8 and on 1 x 16");
+    if (r1 || r2) { tap_diag("%s", out); return; }
+    snprintf(a, sizeof a, "%s/sam2/metrics.jsonl", dir);
+    snprintf(b, sizeof b, "%s/sam1/metrics.jsonl", dir);
+    double worst = 0;
+    for (int st = 1; st <= 12; st++) {
+        double x = metric(a, st, "loss"), y = metric(b, st, "loss"), rel = fabs(x - y) / fmax(fabs(y), 1e-3);
+        if (!(rel <= worst)) worst = isnan(rel) ? INFINITY : rel;
+    }
+    ok(worst <= 1e-5, "SAM: every iteration's loss within 1e-5 relative (worst %.3g)", worst);
+    snprintf(a, sizeof a, "%s/sam2/last.safetensors", dir);
+    snprintf(b, sizeof b, "%s/sam1/last.safetensors", dir);
+    ok(close_tensors(a, b, 1e-5, why, sizeof why), "SAM: every tensor within 1e-5 of its scale after 12 iterations: %s", why);
+    int r = run("%s train --data %s --out %s/sam_acc --iters 2 --no-progress --threads 1 --accumulate 2", s8, data, dir);
+    ok(r != 0 && strstr(out, "exchanges 2 times per step") != NULL, "SAM with --accumulate 2 is refused, saying why (exit %d)", r);
+}
+
 static void test_faults(const char *mpi) {
     char a[400], why[600];
     /* a NaN in rank 1's parameters only: the mean spreads it, both roll back */
@@ -159,16 +184,21 @@ int main(void) {
     write_idx(data, lb, 64, 0);
     snprintf(e8, sizeof e8, "%s/tiny8", dir);
     snprintf(e16, sizeof e16, "%s/tiny16", dir);
-    int r = run("%s compile tests/train/tiny.graph -o %s && %s compile tests/train/tiny.graph -D batch=16 -o %s", jemc, e8, jemc, e16);
-    ok(r == 0, "compile tests/train/tiny.graph at batch 8 and 16");
+    snprintf(s8, sizeof s8, "%s/sam8", dir);
+    snprintf(s16, sizeof s16, "%s/sam16", dir);
+    int r = run("%s compile tests/train/tiny.graph -o %s && %s compile tests/train/tiny.graph -D batch=16 -o %s && "
+                "%s compile tests/train/tiny_sam.graph -o %s && %s compile tests/train/tiny_sam.graph -D batch=16 -o %s",
+                jemc, e8, jemc, e16, jemc, s8, jemc, s16);
+    ok(r == 0, "compile tests/train/tiny.graph and tiny_sam.graph at batch 8 and 16");
     if (r) { tap_diag("%s", out); return tap_done(); }
     test_accumulate_matches_whole_batch();
     char why[1300], mpi[1024];
     if (!jt_mpi_usable(why, sizeof why)) {
-        skip(11, why);
+        skip(15, why);
     } else {
         jt_mpi_prefix(mpi, sizeof mpi, 2, 1);
         test_two_ranks(mpi);
+        test_two_exchanges(mpi);
         test_faults(mpi);
     }
     char rm[300];

@@ -87,11 +87,15 @@ static void jm_lib_rng(jm_exec *x, const jm_step *st, void *out, uint32_t iterat
     uint32_t stream = (uint32_t)st->iat[1];
     double a = st->fat[0], bb = st->fat[1];
     uint64_t seed = x->rt->seed;
-    /* a per-example draw (iat[2], compiler/dp.h) is numbered by the global example */
-    int64_t off = st->nint > 2 && st->iat[2] ? x->rt->shard * N : 0;
+    /* a per-example draw (iat[2..4], compiler/dp.h) over S > 1 shards is
+       numbered by the global example: local (o, k, r), o before the batch
+       axis, k on it, r after, is element (o, shard * B + k, r) of the draw of S * B */
+    int S = x->rt->dp_nshards;
+    int per = st->nint > 4 && st->iat[2] > 0 && S > 1 && st->iat[3] > 0 && st->iat[4] > 0;
+    int64_t B = per ? st->iat[3] : 1, in = per ? st->iat[4] : 1, sh = x->rt->shard;
     jm_split(N, 16, &b, &e);
     for (int64_t i0 = b; i0 < e; i0++) {
-        int64_t i = i0 + off;
+        int64_t i = per ? ((i0 / (B * in)) * (S * B) + sh * B + (i0 / in) % B) * in + i0 % in : i0;
         double v;
         switch (st->op) {
         case JM_LIB_RNG_UNIFORM: v = a + (bb - a) * jm_philox_uniform((uint32_t)i, iteration, stream, x->call, seed); break;
@@ -131,7 +135,7 @@ static void jm_lib_rows(jm_exec *x, const jm_step *st, void **p) {
     jm_split(row, 16, &b, &e);
     for (int64_t r = 0; r < rows; r++)
         memcpy((char *)p[0] + (size_t)(r * row + b) * esz, (char *)p[1] + (size_t)(r * row + b) * esz, (size_t)(e - b) * esz);
-    if (st->op == JM_LIB_SCATTER && st->nint > 4 && x->rt->dp_nshards > 1) {
+    if (st->op == JM_LIB_SCATTER && st->nint > 4 && x->rt->dp_nshards > 1 && x->rt->dp_rows) {
         /* the rows of every shard, in shard order (rt_dp.c gathered them) */
         size_t ib = (size_t)k * jm_rt_dtype_size(idt), rb = (size_t)(k * row) * esz;
         for (int sh = 0; sh < x->rt->dp_nshards; sh++) {
@@ -368,7 +372,8 @@ static int jm_cpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
 
 static int jm_cpu_run_phase(jm_rt *rt, int p, int phase, const void *const *inputs, void *const *outputs) {
     const jm_tprogram *pr = &rt->t->programs[p];
-    return phase == 0 ? jm_cpu_exec(rt, p, 0, pr->cut, inputs, NULL, 0) : jm_cpu_exec(rt, p, pr->cut, pr->nsteps, NULL, outputs, 1);
+    int last = phase == pr->nphases - 1;
+    return jm_cpu_exec(rt, p, pr->phase_start[phase], pr->phase_start[phase + 1], phase == 0 ? inputs : NULL, last ? outputs : NULL, last);
 }
 
 static int jm_cpu_scratch_io(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write) {

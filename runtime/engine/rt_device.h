@@ -46,11 +46,11 @@ typedef struct jm_device {
     /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs), driver 13.0", for messages */
     const char *(*describe)(const jm_rt *rt);
     /* Data parallelism (engine/rt_dp.c); NULL where the device does not run
-       shards yet (then a step runs on one shard only). run_phase runs one
-       phase of program p (rt_table.h: jm_tprogram.cut): 0, the inputs copied
-       in and steps [0, cut), nothing committed and the call not counted;
-       1, steps [cut, nsteps), the outputs read, the writes committed, the call
-       counted. scratch_io copies `bytes` at scratch reference ref to the host
+       shards yet (then a step runs on one shard only). run_phase runs phase k
+       of program p (rt_table.h: jm_tprogram.phase_start): phase 0 copies the
+       inputs in first; the last phase reads the outputs, commits the writes
+       and counts the call after; the others commit and count nothing.
+       scratch_io copies `bytes` at scratch reference ref to the host
        (write = 0) or from it (write = 1). 0, or -1 with rt->err set. */
     int (*run_phase)(jm_rt *rt, int p, int phase, const void *const *inputs, void *const *outputs);
     int (*scratch_io)(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write);

@@ -5,14 +5,26 @@
 #include <string.h>
 #include <time.h>
 
-/* staging, reused by every step: the means' sums (f32 and f64 apart), one
-   micro-batch's operand, and per ROWS collective every shard's rows */
+#define JM_DP_PHASES 8     /* as compiler/dp.h's JM_DP_MAX_PHASES */
+
+/* staging, reused by every step: the means' sums (f32 and f64 apart, each
+   collective at off[c], grouped by phase so that one exchange is one
+   contiguous allreduce), one micro-batch's operand, and per ROWS collective
+   every shard's rows */
 static struct {
     float *s32; int64_t n32;
     double *s64; int64_t n64;
     unsigned char *tmp; int64_t ntmp;
     unsigned char **rows; int64_t *nrows; int nrow_colls;
+    int64_t *off; int noff;
+    int64_t lo32[JM_DP_PHASES + 1], lo64[JM_DP_PHASES + 1];   /* phase k's sums: [lo[k], lo[k + 1]) */
 } jm_dp;
+
+static double jm_dp_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void *jm_dp_grow(void *p, int64_t *cap, int64_t want) {
     if (want <= *cap) return p;
@@ -23,16 +35,10 @@ static void *jm_dp_grow(void *p, int64_t *cap, int64_t want) {
 }
 
 void jm_rt_dp_free(void) {
-    free(jm_dp.s32); free(jm_dp.s64); free(jm_dp.tmp);
+    free(jm_dp.s32); free(jm_dp.s64); free(jm_dp.tmp); free(jm_dp.off);
     for (int c = 0; c < jm_dp.nrow_colls; c++) free(jm_dp.rows[c]);
     free(jm_dp.rows); free(jm_dp.nrows);
     memset(&jm_dp, 0, sizeof jm_dp);
-}
-
-static double jm_dp_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int jm_dp_oom(jm_rt *rt) {
@@ -40,13 +46,23 @@ static int jm_dp_oom(jm_rt *rt) {
     return -1;
 }
 
-/* the staging space the step of program pr needs, for S shards, K here */
+/* the staging space the step of program pr needs, for S shards, and the sums' layout */
 static int jm_dp_reserve(jm_rt *rt, const jm_tprogram *pr, int S) {
     int64_t n32 = 0, n64 = 0, tmp = 0;
-    for (int c = 0; c < pr->ncolls; c++) {
-        const jm_tcoll *cl = &pr->colls[c];
-        if (cl->kind == JM_COLL_MEAN) {
-            if (cl->dtype == JM_DT_F32) n32 += cl->bytes[0] / 4; else n64 += cl->bytes[0] / 8;
+    if (pr->ncolls > jm_dp.noff) {
+        int64_t *o = realloc(jm_dp.off, sizeof(int64_t) * (size_t)pr->ncolls);
+        if (!o) return jm_dp_oom(rt);
+        jm_dp.off = o;
+        jm_dp.noff = pr->ncolls;
+    }
+    for (int ph = 0; ph <= JM_DP_PHASES; ph++) {
+        jm_dp.lo32[ph] = n32;
+        jm_dp.lo64[ph] = n64;
+        for (int c = 0; c < pr->ncolls; c++) {
+            const jm_tcoll *cl = &pr->colls[c];
+            if (cl->kind != JM_COLL_MEAN || cl->phase != ph) continue;
+            if (cl->dtype == JM_DT_F32) { jm_dp.off[c] = n32; n32 += cl->bytes[0] / 4; }
+            else { jm_dp.off[c] = n64; n64 += cl->bytes[0] / 8; }
             if (cl->bytes[0] > tmp) tmp = cl->bytes[0];
         }
     }
@@ -74,12 +90,13 @@ static int jm_dp_reserve(jm_rt *rt, const jm_tprogram *pr, int S) {
     return 0;
 }
 
-/* After micro-batch m's phase 0 (shard slot m of this process's K): each
-   mean's operand into the sums, each scatter's index and rows into slot m. */
-static int jm_dp_collect(jm_rt *rt, const jm_tprogram *pr, int m, int rank, int K) {
-    int64_t o32 = 0, o64 = 0;
+/* After micro-batch m's run of the phase before `phase`: each of its means'
+   operands into the sums (the first copied, the next added in order), each
+   of its scatters' index and rows into this shard's slot. */
+static int jm_dp_collect(jm_rt *rt, const jm_tprogram *pr, int phase, int m, int rank, int K) {
     for (int c = 0; c < pr->ncolls; c++) {
         const jm_tcoll *cl = &pr->colls[c];
+        if (cl->phase != phase) continue;
         if (cl->kind == JM_COLL_ROWS) {
             int64_t one = cl->bytes[0] + cl->bytes[1];
             unsigned char *slot = jm_dp.rows[c] + (size_t)((int64_t)rank * K + m) * (size_t)one;
@@ -91,39 +108,35 @@ static int jm_dp_collect(jm_rt *rt, const jm_tprogram *pr, int m, int rank, int 
         if (cl->dtype == JM_DT_F32) {
             int64_t n = cl->bytes[0] / 4;
             const float *v = (const float *)jm_dp.tmp;
-            float *acc = jm_dp.s32 + o32;
+            float *acc = jm_dp.s32 + jm_dp.off[c];
             if (m == 0) memcpy(acc, v, (size_t)n * 4);
             else for (int64_t i = 0; i < n; i++) acc[i] += v[i];
-            o32 += n;
         } else {
             int64_t n = cl->bytes[0] / 8;
             const double *v = (const double *)jm_dp.tmp;
-            double *acc = jm_dp.s64 + o64;
+            double *acc = jm_dp.s64 + jm_dp.off[c];
             if (m == 0) memcpy(acc, v, (size_t)n * 8);
             else for (int64_t i = 0; i < n; i++) acc[i] += v[i];
-            o64 += n;
         }
     }
     return 0;
 }
 
-/* Across processes, then the means written back in place. */
-static int jm_dp_exchange(jm_rt *rt, const jm_tprogram *pr, jm_coll *coll, int K, int S) {
-    int64_t n32 = 0, n64 = 0;
-    for (int c = 0; c < pr->ncolls; c++)
-        if (pr->colls[c].kind == JM_COLL_MEAN) {
-            if (pr->colls[c].dtype == JM_DT_F32) n32 += pr->colls[c].bytes[0] / 4; else n64 += pr->colls[c].bytes[0] / 8;
-        }
+/* The exchange before `phase`: across processes, then the means written back in place. */
+static int jm_dp_exchange(jm_rt *rt, const jm_tprogram *pr, int phase, jm_coll *coll, int K, int S) {
+    float *s32 = jm_dp.s32 + jm_dp.lo32[phase];
+    double *s64 = jm_dp.s64 + jm_dp.lo64[phase];
+    int64_t n32 = jm_dp.lo32[phase + 1] - jm_dp.lo32[phase], n64 = jm_dp.lo64[phase + 1] - jm_dp.lo64[phase];
     if (coll && coll->size > 1) {
         char e[512];
-        if ((n32 && coll->allreduce_f32(coll, jm_dp.s32, n32, e, sizeof e) != 0) ||
-            (n64 && coll->allreduce_f64(coll, jm_dp.s64, n64, JM_COLL_SUM, e, sizeof e) != 0)) {
-            snprintf(rt->err, sizeof rt->err, "averaging the gradients across %d processes: %s", coll->size, e);
+        if ((n32 && coll->allreduce_f32(coll, s32, n32, e, sizeof e) != 0) ||
+            (n64 && coll->allreduce_f64(coll, s64, n64, JM_COLL_SUM, e, sizeof e) != 0)) {
+            snprintf(rt->err, sizeof rt->err, "averaging over %d processes before phase %d: %s", coll->size, phase, e);
             return -1;
         }
         for (int c = 0; c < pr->ncolls; c++) {
             const jm_tcoll *cl = &pr->colls[c];
-            if (cl->kind != JM_COLL_ROWS) continue;
+            if (cl->kind != JM_COLL_ROWS || cl->phase != phase) continue;
             int64_t mine = (int64_t)K * (cl->bytes[0] + cl->bytes[1]);
             /* this rank's K slots out of the gathered area, then every rank's into it */
             if (!(jm_dp.tmp = jm_dp_grow(jm_dp.tmp, &jm_dp.ntmp, mine + 8))) return jm_dp_oom(rt);
@@ -137,15 +150,13 @@ static int jm_dp_exchange(jm_rt *rt, const jm_tprogram *pr, jm_coll *coll, int K
     /* the sum of S shards' means, times 1/S (exact for S a power of two) */
     float f = 1.0f / (float)S;
     double d = 1.0 / (double)S;
-    for (int64_t i = 0; i < n32; i++) jm_dp.s32[i] *= f;
-    for (int64_t i = 0; i < n64; i++) jm_dp.s64[i] *= d;
-    int64_t o32 = 0, o64 = 0;
+    for (int64_t i = 0; i < n32; i++) s32[i] *= f;
+    for (int64_t i = 0; i < n64; i++) s64[i] *= d;
     for (int c = 0; c < pr->ncolls; c++) {
         const jm_tcoll *cl = &pr->colls[c];
-        if (cl->kind != JM_COLL_MEAN) continue;
-        void *src = cl->dtype == JM_DT_F32 ? (void *)(jm_dp.s32 + o32) : (void *)(jm_dp.s64 + o64);
+        if (cl->kind != JM_COLL_MEAN || cl->phase != phase) continue;
+        void *src = cl->dtype == JM_DT_F32 ? (void *)(jm_dp.s32 + jm_dp.off[c]) : (void *)(jm_dp.s64 + jm_dp.off[c]);
         if (rt->dev->scratch_io(rt, cl->ref[0], src, cl->bytes[0], 1) != 0) return -1;
-        if (cl->dtype == JM_DT_F32) o32 += cl->bytes[0] / 4; else o64 += cl->bytes[0] / 8;
     }
     return 0;
 }
@@ -160,29 +171,49 @@ int jm_rt_run_shards(jm_rt *rt, int p, jm_coll *coll, int K, const void *const *
         snprintf(rt->err, sizeof rt->err, "%s cannot run over %d shards of its batch: %s", pr->name, S, pr->dp_why);
         return -1;
     }
+    int P = pr->nphases;
+    if (P > JM_DP_PHASES) {
+        snprintf(rt->err, sizeof rt->err, "%s has %d phases; this runtime runs at most %d", pr->name, P, JM_DP_PHASES);
+        return -1;
+    }
+    if (K > 1 && P > 2) {
+        /* a micro-batch's activations do not survive the next micro-batch's phase 0 */
+        snprintf(rt->err, sizeof rt->err, "%s exchanges %d times per step (SAM, or several minimizes): --accumulate takes programs "
+                 "of one exchange; run it on more processes instead", pr->name, P - 1);
+        return -1;
+    }
+    if (P == 1) return rt->dev->run(rt, p, inputs, outputs);   /* nothing of it depends on the batch */
     if (!rt->dev->run_phase || !rt->dev->scratch_io) {
         snprintf(rt->err, sizeof rt->err, "the %s device does not run data-parallel steps yet (--accumulate, mpirun): use --device cpu", rt->dev->name);
         return -1;
     }
     if (jm_dp_reserve(rt, pr, S) != 0) return -1;
     int rc = 0;
-    double spent = 0;
+    double spent = 0, t0;
+    rt->dp_nshards = S;
     for (int m = 0; m < K && rc == 0; m++) {
         rt->shard = (int64_t)rank * K + m;
         rc = rt->dev->run_phase(rt, p, 0, inputs + (size_t)m * (size_t)pr->ninputs, NULL);
-        double t0 = jm_dp_now();
-        if (rc == 0) rc = jm_dp_collect(rt, pr, m, rank, K);
+        t0 = jm_dp_now();
+        if (rc == 0) rc = jm_dp_collect(rt, pr, 1, m, rank, K);
+        spent += jm_dp_now() - t0;
+    }
+    /* the later phases (K = 1 when there are several), each after its exchange */
+    for (int ph = 1; ph < P && rc == 0; ph++) {
+        t0 = jm_dp_now();
+        rc = jm_dp_exchange(rt, pr, ph, coll, K, S);
+        spent += jm_dp_now() - t0;
+        if (rc != 0) break;
+        rt->shard = (int64_t)rank * K;
+        rt->dp_rows = jm_dp.rows;
+        rc = rt->dev->run_phase(rt, p, ph, NULL, ph == P - 1 ? outputs : NULL);
+        t0 = jm_dp_now();
+        if (rc == 0 && ph + 1 < P) rc = jm_dp_collect(rt, pr, ph + 1, 0, rank, K);
         spent += jm_dp_now() - t0;
     }
     rt->shard = 0;
-    double t0 = jm_dp_now();
-    if (rc == 0) rc = jm_dp_exchange(rt, pr, coll, K, S);
-    rt->dp_exchange_s += spent + jm_dp_now() - t0;
-    if (rc != 0) return -1;
-    rt->dp_nshards = S;
-    rt->dp_rows = jm_dp.rows;
-    rc = rt->dev->run_phase(rt, p, 1, NULL, outputs);
     rt->dp_nshards = 0;
     rt->dp_rows = NULL;
-    return rc;
+    rt->dp_exchange_s += spent;
+    return rc == 0 ? 0 : -1;
 }

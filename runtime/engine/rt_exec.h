@@ -28,9 +28,10 @@ struct jm_rt {
     int dev_open;                /* dev->open succeeded (dev->close is due) */
     void *dev_data;              /* the open device's own (the CUDA device: its jm_gpu) */
     /* data parallelism (rt_dp.h): the shard of the batch this run computes
-       (per-example draws are numbered from shard * numel); while phase 1 runs
-       with dp_nshards > 1, every shard's rows for each scatter collective c:
-       dp_rows[c] holds dp_nshards x (index bytes + row bytes), in shard order */
+       and the number of shards of the step (per-example draws are numbered by
+       the global example); after the first exchange, every shard's rows for
+       each scatter collective c: dp_rows[c] holds dp_nshards x (index bytes +
+       row bytes), in shard order */
     int64_t shard;
     int dp_nshards;
     unsigned char **dp_rows;

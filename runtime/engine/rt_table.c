@@ -105,13 +105,19 @@ int jm_table_serialize(const jm_table *t, int64_t **words, int64_t *nwords) {
             for (int i = 0; i < st->nbuf; i++) jm_w_put(&b, st->buf[i]);
             for (int i = 0; i < st->nint; i++) jm_w_put(&b, st->iat[i]);
         }
-        jm_w_put(&b, pr->cut);
+        /* a table built without phases (by hand: tests/fuzz) has one */
+        if (!pr->phase_start) { jm_w_put(&b, 1); jm_w_put(&b, 0); jm_w_put(&b, pr->nsteps); }
+        else {
+            jm_w_put(&b, pr->nphases);
+            for (int k = 0; k <= pr->nphases; k++) jm_w_put(&b, pr->phase_start[k]);
+        }
         jm_w_str(&b, pr->dp_why ? pr->dp_why : "");
         jm_w_put(&b, pr->ncolls);
         for (int i = 0; i < pr->ncolls; i++) {
             const jm_tcoll *c = &pr->colls[i];
             jm_w_put(&b, c->kind); jm_w_put(&b, c->dtype); jm_w_put(&b, c->step);
             for (int k = 0; k < 2; k++) { jm_w_put(&b, c->ref[k]); jm_w_put(&b, c->bytes[k]); }
+            jm_w_put(&b, c->phase);
         }
     }
     jm_w_put(&b, t->nkernels);
@@ -358,7 +364,16 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
                 else for (int i = 0; i < 2; i++) jm_r_check_ref(&r, st->buf[i], st->n, S, X, "copy");
             }
         }
-        pr->cut = (int32_t)jm_r_count(&r, pr->nsteps, "phase cut");
+        pr->nphases = (int32_t)jm_r_count(&r, 64, "phase");
+        pr->phase_start = jm_r_alloc(&r, sizeof(int32_t) * (size_t)(pr->nphases + 1));
+        for (int k = 0; k <= pr->nphases && !r.failed; k++) {
+            pr->phase_start[k] = (int32_t)jm_r_count(&r, pr->nsteps, "phase start");
+            /* phases in order, the first at step 0, the last ending at the last step */
+            if ((k == 0 && pr->phase_start[k] != 0) || (k > 0 && pr->phase_start[k] < pr->phase_start[k - 1]) ||
+                (k == pr->nphases && pr->phase_start[k] != pr->nsteps))
+                jm_r_fail(&r, "program table: %s's phases are out of order", pr->name);
+        }
+        if (!r.failed && pr->nphases < 1) jm_r_fail(&r, "program table: %s has no phase", pr->name);
         pr->dp_why = jm_r_str(&r);
         pr->ncolls = (int32_t)jm_r_count(&r, nwords, "collective");
         pr->colls = jm_r_alloc(&r, sizeof(jm_tcoll) * (size_t)pr->ncolls);
@@ -368,14 +383,16 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
             c->dtype = (int32_t)jm_r_count(&r, JM_DT_BOOL, "collective dtype");
             c->step = (int32_t)jm_r_get(&r);
             for (int k = 0; k < 2; k++) { c->ref[k] = jm_r_get(&r); c->bytes[k] = jm_r_count(&r, INT64_C(1) << 42, "collective bytes"); }
+            c->phase = (int32_t)jm_r_count(&r, pr->nphases - 1, "collective phase");
             if (r.failed) break;
+            if (c->phase < 1) jm_r_fail(&r, "program table: collective %d of %s comes before phase 0", i, pr->name);
             /* the buffers live in scratch (a mean is written in place between the phases) */
             for (int k = 0; k < 2; k++) {
                 if (c->bytes[k] > 0 && jm_ref_region(c->ref[k]) != JM_REGION_SCRATCH) jm_r_fail(&r, "program table: collective %d of %s is not in scratch", i, pr->name);
                 else jm_r_check_ref(&r, c->ref[k], c->bytes[k], S, X, "collective");
             }
             if (c->kind == JM_COLL_MEAN && c->dtype != JM_DT_F32 && c->dtype != JM_DT_F64) jm_r_fail(&r, "program table: collective %d of %s averages a non-float", i, pr->name);
-            if (c->kind == JM_COLL_ROWS && (c->step < pr->cut || c->step >= pr->nsteps || pr->steps[c->step].kind != JM_STEP_LIB ||
+            if (c->kind == JM_COLL_ROWS && (c->phase < 1 || c->step < pr->phase_start[c->phase] || c->step >= pr->nsteps || pr->steps[c->step].kind != JM_STEP_LIB ||
                                             pr->steps[c->step].op != JM_LIB_SCATTER || pr->steps[c->step].nint < 5 || pr->steps[c->step].iat[4] != i))
                 jm_r_fail(&r, "program table: collective %d of %s names a bad scatter step", i, pr->name);
             else if (c->kind == JM_COLL_ROWS) {

@@ -45,8 +45,9 @@ typedef enum { JM_STEP_KERNEL = 1, JM_STEP_LIB, JM_STEP_COPY, JM_STEP_LOOP } jm_
  *   MATMUL        out, a, b;  iat = batch, M, N, K, transA, transB, sA, sB
  *   CONV_*        out, in0, in1; iat = N,C,H,W, O,KH,KW, OH,OW, stride h/w, pad h/w, dil h/w, groups
  *   *POOL*        out, in0 [, in1]; iat = NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw
- *   RNG_*         out; iat = numel, stream, per example (1: element numbers start at shard * numel);
- *                 fat = parameters; dtype = out's
+ *   RNG_*         out; iat = numel, stream, per example (its batch axis + 1, or 0), the batch B, the
+ *                 elements after that axis; with S shards, element i of shard s is numbered as in
+ *                 the draw of S * B (engine/rt_cpu.c); fat = parameters; dtype = out's
  *   GATHER/SCATTER/INDEX_ADD  out, a, idx [, rows]; iat = rows of a, row size (elements), k, idx dtype
  *                 [, SCATTER: the ROWS collective writing every shard's rows (jm_tcoll)]
  *   ONEHOT        out, labels; iat = numel(labels), classes, labels dtype
@@ -104,15 +105,16 @@ typedef struct { int32_t global; jm_ref src; int64_t bytes; } jm_twrite;
 
 /* A collective of a training step (compiler/dp.c; the runtime: engine/rt_dp.c).
  *   MEAN  the buffer at ref[0] (bytes[0], dtype f32 or f64) is averaged over
- *         the shards at the cut, in place
+ *         the shards before phase `phase` runs, in place
  *   ROWS  the SCATTER step `step` (iat[4] = this collective's index) writes the
  *         rows of every shard: the index buffer ref[0] and the rows ref[1] of
- *         each shard are gathered at the cut, in shard order */
+ *         each shard are gathered before phase `phase`, in shard order */
 enum { JM_COLL_MEAN = 1, JM_COLL_ROWS = 2 };
 typedef struct {
     int32_t kind, dtype, step;
     jm_ref ref[2];
     int64_t bytes[2];
+    int32_t phase;             /* 1 .. nphases - 1: exchanged before that phase runs */
 } jm_tcoll;
 
 typedef struct {
@@ -122,10 +124,11 @@ typedef struct {
     jm_twrite *writes; int32_t nwrites;
     jm_step *steps; int32_t nsteps;
     int64_t scratch_bytes;
-    /* data parallelism: steps [0, cut) are phase 0 (run once per shard of the
-       batch), [cut, nsteps) phase 1 (once per step, after the collectives);
+    /* data parallelism: phase k is steps [phase_start[k], phase_start[k + 1]),
+       phase_start[0] = 0 and phase_start[nphases] = nsteps; phase 0 runs once
+       per micro-batch, the shards exchange before each later phase (compiler/dp.h).
        dp_why: "" when the program can run over several shards, else why not */
-    int32_t cut;
+    int32_t nphases, *phase_start;
     jm_tcoll *colls; int32_t ncolls;
     const char *dp_why;
 } jm_tprogram;

@@ -78,7 +78,7 @@ static const struct { const char *name; int locked, path; } jm_run_options[] = {
     { "--seed", 1, 0 }, { "--data-seed", 1, 0 },
     { "--max-rollbacks", 1, 0 }, { "--lr-drop", 1, 0 }, { "--max-energy-gap", 1, 0 }, { "--guard-every", 1, 0 },
     { "--iters", 0, 0 }, { "--epochs", 0, 0 }, { "--out", 0, 0 },
-    { "--log-every", 0, 0 }, { "--ckpt-every", 0, 0 }, { "--sample-every", 0, 0 },
+    { "--log-every", 0, 0 }, { "--ckpt-every", 0, 0 }, { "--sample-every", 0, 0 }, { "--accumulate", 0, 0 },
 };
 enum { JM_TRAIN_NRUN = (int)(sizeof jm_run_options / sizeof jm_run_options[0]), JM_TRAIN_MAXARGS = 48 };
 
@@ -541,7 +541,7 @@ static void jm_trainer_table(jm_trainer *tr, const jm_arg *args, int n) {
 static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **argv) {
     jm_train_opts *o = &tr->o;
     o->out = "run"; o->program = "train_step"; o->epochs = 1; o->log_every = 20; o->ckpt_every = 500; o->sample_every = 500;
-    o->seed = 0; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4;
+    o->seed = 0; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4; o->accumulate = 1;
     const jm_arg args[] = {
         { "--data", JM_ARG_STR, &o->data, "DIR|FILE", "training data: an MNIST/CIFAR directory, IDX, CIFAR binary or CSV file", 0, 0 },
         { "--labels", JM_ARG_STR, &o->labels, "FILE", "labels file: IDX (default: derived from the images file name), or text of one label a line for CSV/text", 0, 0 },

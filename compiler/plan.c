@@ -544,7 +544,7 @@ static void jm_emit_lib(jm_pctx *C, int g, int i) {
         at[3] = jm_idx_dtype(ix->dtype);
         nat = 4;
         op = nd->op == JM_OP_GATHER ? JM_LIB_GATHER : nd->op == JM_OP_SCATTER ? JM_LIB_SCATTER : JM_LIB_INDEX_ADD;
-        if (jm_dp_is_collective(nd)) {
+        if (jm_dp_is_collective(nd) && C->phase) {
             /* the rows of every shard (dp.h): collective at[4] gathers them at the cut */
             at[4] = C->ncolls;
             nat = 5;
@@ -801,7 +801,7 @@ static void jm_plan_graph(jm_pctx *C, int g) {
             int b = C->vbuf[g][nd->src[0]];
             if (C->bufs[b].region != JM_REGION_SCRATCH) { jm_unsupported(C, nd, "internal error: a mean over shards of a global"); break; }
             C->vbuf[g][i] = b;
-            int dup = 0;
+            int dup = !C->phase;       /* no phases: a program that never runs over shards (dp_why) */
             for (int k = 0; k < C->ncolls; k++) dup |= C->colls[k].kind == JM_COLL_MEAN && C->coll_buf[2 * k] == b;
             if (dup) break;
             jm_tcoll tc = { JM_COLL_MEAN, (int32_t)jm_idx_dtype(nd->type.dtype), -1, { 0, 0 }, { jm_bytes(&nd->type), 0 }, C->phase[i] };

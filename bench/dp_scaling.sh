@@ -33,8 +33,8 @@ $JEMC compile graphs/jem_mnist.graph -D batch=32 -o "$OUT/b32" >/dev/null
 LOG=10
 # it/s and exchange ms over the logged intervals after the first
 rate() {
-    awk -v log="$LOG" '/"it_per_s"/ { s = $0; sub(/.*"step": /, "", s); step = s + 0;
-        if (step <= log) next;
+    awk -v lg="$LOG" '/"it_per_s"/ { s = $0; sub(/.*"step": /, "", s); step = s + 0;
+        if (step <= lg) next;
         r = $0; sub(/.*"it_per_s": /, "", r); n++; it += r;
         if ($0 ~ /exchange_ms/) { e = $0; sub(/.*"exchange_ms": /, "", e); ex += e; ne++ } }
         END { printf "%8.3f it/s  exchange %s", it / n, ne ? sprintf("%.2f ms/it", ex / ne) : "-" }' "$1/metrics.jsonl"

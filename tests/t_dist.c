@@ -10,9 +10,10 @@
  *      text; and abort ends both ranks with a nonzero status within seconds.
  *   4. threads (app/rt_threads.h): when to wait passively; an oversubscribed
  *      process re-executes itself once with OMP_WAIT_POLICY=passive, one the
- *      user set a policy for does not; 2 ranks on this machine get half the
- *      cores each when nobody said how many threads.
- * This file is also the ranks' program: `t_dist --child ops|abort|threads`
+ *      user set a policy for does not, under mpirun too (then MPI starts in
+ *      the new image); 2 ranks on this machine get half the cores each when
+ *      nobody said how many threads.
+ * This file is also the ranks' program: `t_dist --child ops|abort|threads|threads-open`
  * (each rank writes its report to $T_DIST_OUT/rankN.txt, so the two never
  * interleave; `threads` prints one line). */
 #include "tap.h"
@@ -302,7 +303,15 @@ static void test_mpi(const char *self) {
 static int child_threads(int argc, char **argv) {
     jm_threads_setup(argc, argv);
     const char *p = getenv("OMP_WAIT_POLICY"), *x = getenv("JEMC_THREADS_REEXEC");
-    printf("policy=%s reexec=%s max_threads=%d\n", p ? p : "-", x ? x : "-", omp_get_max_threads());
+    char opened[1100] = "-";
+    if (strcmp(argv[2], "threads-open") == 0) {     /* then MPI, in the re-executed image */
+        char err[1024];
+        jm_coll *c = jm_dist_open(err, sizeof err);
+        if (c && c->barrier(c, err, sizeof err) == 0) snprintf(opened, sizeof opened, "ok");
+        else snprintf(opened, sizeof opened, "failed: %s", err);
+        jm_dist_close(c);
+    }
+    printf("policy=%s reexec=%s max_threads=%d open=%s\n", p ? p : "-", x ? x : "-", omp_get_max_threads(), opened);
     return 0;
 }
 
@@ -324,7 +333,7 @@ static void test_threads(const char *self) {
     unsetenv("OMP_NUM_THREADS");
     snprintf(cmd, sizeof cmd, "%s --child threads --threads %d", self, 2 * cores + 2);
     jt_run(cmd, out, sizeof out);
-    snprintf(want, sizeof want, "policy=passive reexec=1 max_threads=%d\n", cores);   /* --threads acts later, in the runtime */
+    snprintf(want, sizeof want, "policy=passive reexec=1 max_threads=%d open=-\n", cores);   /* --threads acts later, in the runtime */
     if (!ok(strstr(out, want) != NULL, "--threads %d on %d cores: re-executed once, waiting passively", 2 * cores + 2, cores))
         tap_diag("%s\nexpected %s", out, want);
     snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=active %s --child threads --threads %d", self, 2 * cores + 2);
@@ -335,19 +344,31 @@ static void test_threads(const char *self) {
     if (!ok(strstr(out, "policy=- reexec=-") != NULL, "--threads 1: no re-execution")) tap_diag("%s", out);
 
     char why[600], pre[1024];
-    if (!jt_mpi_usable(why, sizeof why)) { skip(1, why); return; }
+    if (!jt_mpi_usable(why, sizeof why)) { skip(2, why); return; }
     jt_mpi_prefix(pre, sizeof pre, 2, 0);
     snprintf(cmd, sizeof cmd, "%s %s --child threads </dev/null", pre, self);
     jt_run(cmd, out, sizeof out);
     int per_rank = cores / 2 > 1 ? cores / 2 : 1, n = 0;
-    snprintf(want, sizeof want, "policy=- reexec=- max_threads=%d\n", per_rank);
+    snprintf(want, sizeof want, "policy=- reexec=- max_threads=%d open=-\n", per_rank);
     for (const char *p = out; (p = strstr(p, want)); p++) n++;
     if (!ok(n == 2, "mpirun -np 2 without OMP_NUM_THREADS: %d thread(s) per rank, no re-execution", per_rank)) tap_diag("%s", out);
+    /* all cores per rank: each re-executes itself (same pid, under mpirun), then MPI starts */
+    char shim[1024];
+    jt_mpi_shim_path(shim, sizeof shim);
+    int all = cores > 1 ? cores : 2;
+    jt_mpi_prefix(pre, sizeof pre, 2, all);
+    snprintf(cmd, sizeof cmd, "JEMC_DIST_LIB=%s %s %s --child threads-open </dev/null", shim, pre, self);
+    jt_run(cmd, out, sizeof out);
+    snprintf(want, sizeof want, "policy=passive reexec=1 max_threads=%d open=ok\n", all);
+    n = 0;
+    for (const char *p = out; (p = strstr(p, want)); p++) n++;
+    if (!ok(n == 2, "mpirun -np 2 with OMP_NUM_THREADS=%d: both ranks re-execute, wait passively, then open MPI", all))
+        tap_diag("%s", out);
 }
 
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "--child") == 0)
-        return strcmp(argv[2], "threads") == 0 ? child_threads(argc, argv) : child(argv[2]);
+        return strncmp(argv[2], "threads", 7) == 0 ? child_threads(argc, argv) : child(argv[2]);
     test_environment();
     test_missing_shim();
     test_mpi(argv[0]);

@@ -136,7 +136,7 @@ int main(void) {
     /* 2. layers: the engine names no device and no application code */
     const char *const engine_words[] = { "jm_gpu", "jm_cuda", "jm_device_cuda", "cuda", "cublas", "cudnn", "jm_cli", "jm_train",
                                          "jm_sample", "jm_eval", "jm_session", "#include \"gpu/", "#include \"app/",
-                                         "#include \"../gpu/", "#include \"../app/", NULL };
+                                         "#include \"../gpu/", "#include \"../app/", "#include \"dist/", "#include <mpi.h>", NULL };
     layer_ctx ec = { engine_words, "the engine must not name a device's or the application's code (runtime/README.md)", 0 };
     walk("runtime/engine", check_layer, &ec);
     ok(ec.bad == 0, "runtime/engine names no GPU function and no application code");
@@ -144,9 +144,16 @@ int main(void) {
     layer_ctx gc = { gpu_words, "a device must not reach into the application (runtime/README.md)", 0 };
     walk("runtime/gpu", check_layer, &gc);
     ok(gc.bad == 0, "runtime/gpu includes nothing of runtime/app");
+    /* the transport beside gpu/: neither the application nor a device */
+    const char *const dist_words[] = { "#include \"app/", "#include \"../app/", "#include \"gpu/", "#include \"../gpu/", "jm_cli", "jm_train",
+                                       "jm_sample", "jm_eval", "jm_session", "jm_gpu", NULL };
+    layer_ctx dc = { dist_words, "the transport must not reach into the application or a device (runtime/README.md)", 0 };
+    walk("runtime/dist", check_layer, &dc);
+    ok(dc.bad == 0, "runtime/dist includes nothing of runtime/app or runtime/gpu");
 
     /* 3. every layer says what it owns */
-    const char *const layers[] = { "runtime/README.md", "runtime/engine/README.md", "runtime/gpu/README.md", "runtime/app/README.md" };
+    const char *const layers[] = { "runtime/README.md", "runtime/engine/README.md", "runtime/gpu/README.md", "runtime/dist/README.md",
+                                   "runtime/app/README.md" };
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
         long n = 0;
         char *s = slurp(layers[i], &n);

@@ -104,15 +104,24 @@ void jm_threads_setup(int argc, char **argv) {
     }
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv(JM_THREADS_SENTINEL)) return;
     if ((threads > 0 ? threads : cores) < 2) return;
-    /* others' load only when this is the job's one process here: sibling ranks
-       would count as others (they are busy starting MPI) */
-    int others = local_known && local == 1 ? jm_threads_others_busy(cores) : 0;
-    if (!jm_threads_want_passive(threads, local, cores, others)) return;
-    if (access("/proc/self/exe", X_OK) != 0) return;
+    /* others' load only when the count alone does not decide, and only when this
+       is the job's one process here: sibling ranks would count as others (they
+       are busy starting MPI) */
+    if (!jm_threads_want_passive(threads, local, cores, 0) &&
+        !(local_known && local == 1 && jm_threads_want_passive(threads, local, cores, jm_threads_others_busy(cores))))
+        return;
+    /* the file /proc/self/exe points to, not the link itself: the process keeps
+       its name (ps, top, pgrep show "exe" otherwise); an executable deleted or
+       replaced since it started reads "PATH (deleted)": not re-executed */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || (size_t)n >= sizeof self - 1) return;
+    self[n] = 0;
+    if (access(self, X_OK) != 0) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);
     setenv(JM_THREADS_SENTINEL, "1", 1);
     fflush(NULL);
-    execv("/proc/self/exe", argv);
+    execv(self, argv);
     /* could not: go on as before, with the environment as it was */
     unsetenv("OMP_WAIT_POLICY");
     unsetenv(JM_THREADS_SENTINEL);

@@ -12,7 +12,7 @@
  *    OMP_WAIT_POLICY nor GOMP_SPINCOUNT, when the process will use T >= 2
  *    threads and T x L > usable cores, or (when it is the job's only process
  *    on this machine) another process is using a core right now, it re-executes itself once
- *    (/proc/self/exe, same argv) with OMP_WAIT_POLICY=passive: libgomp reads
+ *    (the file /proc/self/exe names, same argv) with OMP_WAIT_POLICY=passive: libgomp reads
  *    that only at load. Otherwise, or when it cannot re-execute, it returns
  *    and nothing changed. Quiet singletons return without re-executing. */
 void jm_threads_setup(int argc, char **argv);

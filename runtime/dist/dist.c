@@ -66,6 +66,26 @@ int jm_dist_local_size_env(void) {
     return (int)n;
 }
 
+/* A bare name dlopened from a library (a sanitizer's dlopen interceptor, say)
+   is not looked for on the executable's RUNPATH, which applies to the
+   executable's own calls only: look in the executable's search directories
+   (its RUNPATH first, as dlinfo's RTLD_DI_SERINFO lists them) by full path. */
+static void *jm_dist_open_on_runpath(const char *name) {
+    void *self = dlopen(NULL, RTLD_LAZY);
+    Dl_serinfo size;
+    if (!self || dlinfo(self, RTLD_DI_SERINFOSIZE, &size) != 0) return NULL;
+    Dl_serinfo *info = malloc(size.dls_size);
+    void *h = NULL;
+    if (info && dlinfo(self, RTLD_DI_SERINFOSIZE, info) == 0 && dlinfo(self, RTLD_DI_SERINFO, info) == 0)
+        for (unsigned i = 0; i < info->dls_cnt && !h; i++) {
+            char path[PATH_MAX];
+            if (snprintf(path, sizeof path, "%s/%s", info->dls_serpath[i].dls_name, name) < (int)sizeof path)
+                h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+        }
+    free(info);
+    return h;
+}
+
 jm_coll *jm_dist_open(char *err, size_t errlen) {
     if (errlen) err[0] = 0;
     if (!jm_dist_launched()) return NULL;
@@ -76,6 +96,15 @@ jm_coll *jm_dist_open(char *err, size_t errlen) {
                       "or set JEMC_DIST_LIB to the shim's path";
     /* RTLD_GLOBAL: MPI's own plugins, which it dlopens in turn, may need its symbols */
     void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+    if (!h && !strchr(lib, '/')) {
+        char first[512];
+        snprintf(first, sizeof first, "%s", dlerror());
+        h = jm_dist_open_on_runpath(lib);
+        if (!h) {
+            snprintf(err, errlen, "launched by an MPI launcher, but cannot load the MPI layer %s (%s): %s", lib, first, fix);
+            return NULL;
+        }
+    }
     if (!h) {
         snprintf(err, errlen, "launched by an MPI launcher, but cannot load the MPI layer %s (%s): %s", lib, dlerror(), fix);
         return NULL;

@@ -125,26 +125,24 @@ static int jm_dp_program(jm_module *m, int p, jm_diags *d) {
     }
     gr = &m->graphs[g];
     free(sharded);
-    sharded = malloc((size_t)gr->nnode + 64);
-    char *phase1 = malloc((size_t)gr->nnode + 64);
-    if (!sharded || !phase1) { free(sharded); free(phase1); jm_diag_error(d, pr->loc, "out of memory"); return -1; }
-    jm_dp_sharded(m, g, sharded);
+    char *phase = malloc((size_t)gr->nnode + 64);
+    if (!phase) { jm_diag_error(d, pr->loc, "out of memory"); return -1; }
     /* the exchanges per step: a collective's phase is one more than its
-       sources'; the runtime runs the phases in turn, exchanging between them */
+       sources'; the runtime runs the phases in turn, exchanging between them
+       (plan.c orders the steps by the same rule) */
     int phases = 1;
     for (int i = 0; i < gr->nnode; i++) {
         const jm_node *n = &gr->node[i];
         int ph = 0;
-        for (int s = 0; s < n->nsrc; s++) if (phase1[n->src[s]] > ph) ph = phase1[n->src[s]];
+        for (int s = 0; s < n->nsrc; s++) if (phase[n->src[s]] > ph) ph = phase[n->src[s]];
         if (jm_dp_is_collective(n)) ph++;
-        phase1[i] = (char)(ph > 100 ? 100 : ph);
+        phase[i] = (char)(ph > 100 ? 100 : ph);
         if (ph + 1 > phases) phases = ph + 1;
     }
     pr->dp_phases = phases;
     if (phases > JM_DP_MAX_PHASES)
         jm_dp_why(m, pr, jm_arena_printf(m->arena, "it needs %d exchanges per step (at most %d)", phases - 1, JM_DP_MAX_PHASES - 1));
-    free(sharded);
-    free(phase1);
+    free(phase);
     return 0;
 }
 

@@ -1041,6 +1041,20 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         tp->writes[k].src = jm_ref_of(&C, wsrc[k]);
         tp->writes[k].bytes = jm_bytes(&m->globals[pr->writes[k].global].type);
     }
+    /* a mean's operand is final once the last step of the phase before it
+       that names its buffer has run (a loop's body steps count as the loop's):
+       the runtime starts exchanging it there, while the rest of the backward
+       pass runs (engine/rt_dp.c); step = how many steps that is */
+    for (int k = 0; k < C.ncolls; k++) {
+        jm_tcoll *tc = &C.colls[k];
+        if (tc->kind != JM_COLL_MEAN) continue;
+        int root = jm_find(&C, C.coll_buf[2 * k]);
+        int lo = C.phase_start[tc->phase - 1], hi = tc->phase <= C.phase_now ? C.phase_start[tc->phase] : C.nsteps;
+        tc->step = lo;
+        for (int s = lo; s < hi; s++)
+            for (int b = 0; b < C.steps[s].nbuf; b++)
+                if (jm_find(&C, (int)C.steps[s].buf[b]) == root) tc->step = s + 1;
+    }
     for (int s = 0; s < C.nsteps; s++)
         for (int b = 0; b < C.steps[s].nbuf; b++) C.steps[s].buf[b] = jm_ref_of(&C, (int)C.steps[s].buf[b]);
     tp->steps = C.steps;

@@ -86,6 +86,39 @@ static void check_f64(jm_coll *c, int64_t n, int op, const char *name) {
     free(b);
 }
 
+/* Nonblocking sums: two buffers posted (one in several chunks), the
+   transport progressed, then waited for: each is the blocking sum's bits. */
+static void check_posted(jm_coll *c, const char *name) {
+    int64_t n[2] = { 3017, 700 };
+    float *b[2];
+    char err[512] = "", det[640] = "";
+    int rc = 0, good = 1;
+    for (int k = 0; k < 2; k++) {
+        b[k] = malloc(sizeof(float) * (size_t)(n[k] + 1));
+        for (int64_t i = 0; i < n[k]; i++) b[k][i] = val_f32(c->rank, i + 11 * k);
+        b[k][n[k]] = -7.0f;
+        if (rc == 0) rc = c->post_f32(c, b[k], n[k], err, sizeof err);
+        for (int t = 0; t < 3 && rc == 0; t++) rc = c->progress(c, err, sizeof err);
+    }
+    if (rc == 0) rc = c->wait_all(c, err, sizeof err);
+    if (rc == 0) rc = c->wait_all(c, err, sizeof err);      /* nothing posted: returns at once */
+    for (int k = 0; k < 2 && rc == 0 && good; k++) {
+        if (b[k][n[k]] != -7.0f) { good = 0; snprintf(det, sizeof det, "buffer %d: wrote past the end", k); }
+        for (int64_t i = 0; i < n[k] && good; i++) {
+            float want = val_f32(0, i + 11 * k) + val_f32(1, i + 11 * k);
+            if (memcmp(&b[k][i], &want, sizeof want) != 0) {
+                good = 0;
+                snprintf(det, sizeof det, "buffer %d element %lld is %.9g, expected %.9g", k, (long long)i, b[k][i], want);
+            }
+        }
+    }
+    if (rc != 0) { good = 0; snprintf(det, sizeof det, "returned %d: %s", rc, err); }
+    report(good, name, det);
+    fprintf(rep, "R%d hash %s %016llx\n", me, name, (unsigned long long)hash_bytes(b[0], sizeof(float) * (size_t)n[0]));
+    free(b[0]);
+    free(b[1]);
+}
+
 static void check_allgather(jm_coll *c, int64_t bytes, const char *name) {
     unsigned char *s = malloc((size_t)bytes), *r = malloc((size_t)(c->size * bytes + 1));
     for (int64_t i = 0; i < bytes; i++) s[i] = val_byte(c->rank, i);
@@ -140,6 +173,7 @@ static int child(const char *what) {
     }
     check_f32(c, 700, "f32 sum");
     check_f32(c, 3017, "f32 sum chunked");
+    check_posted(c, "f32 posted sums");
     check_f64(c, 2500, JM_COLL_SUM, "f64 sum");
     check_f64(c, 2500, JM_COLL_MIN, "f64 min");
     check_f64(c, 2500, JM_COLL_MAX, "f64 max");
@@ -243,11 +277,11 @@ static const char *hash_of(const char *rep_text, int r, const char *name, char *
     return buf;
 }
 
-static const char *checks[] = { "open", "f32 sum", "f32 sum chunked", "f64 sum", "f64 min", "f64 max", "allgather",
+static const char *checks[] = { "open", "f32 sum", "f32 sum chunked", "f32 posted sums", "f64 sum", "f64 min", "f64 max", "allgather",
                                 "allgather chunked", "bcast from 1 chunked", "bcast from 0", "barrier", "bad op refused",
                                 "MPI error as text", "closed", NULL };
-static const char *hashed[] = { "f32 sum", "f32 sum chunked", "f64 sum", "f64 min", "f64 max", NULL };
-#define N_MPI_POINTS (1 + 14 + 5 + 1)
+static const char *hashed[] = { "f32 sum", "f32 sum chunked", "f32 posted sums", "f64 sum", "f64 min", "f64 max", NULL };
+#define N_MPI_POINTS (1 + 15 + 6 + 1)
 
 static void test_mpi(const char *self) {
     char why[600];

@@ -125,9 +125,16 @@ static void test_two_ranks(const char *mpi) {
                  dir, dir, e8, dir, dir);
     ok(r1 == 0 && r2 == 0, "20 iterations on 2 ranks; the 2-rank checkpoint of 12 resumed on 1 process to 20");
     if (r2) tap_diag("%s", out);
+    ok(strstr(out, "warning: the checkpoint was trained at a global batch") == NULL, "that resume keeps the global batch of 16: no warning");
     snprintf(a, sizeof a, "%s/np2_20/last.safetensors", dir);
     snprintf(b, sizeof b, "%s/resumed/last.safetensors", dir);
     ok(same_tensors(a, b, why, sizeof why), "resumed on another process count, bitwise as straight through (%s)", why);
+    /* without --accumulate 2 the global batch halves: allowed, said, with the fix */
+    int r = run("cp -r %s/np2_0 %s/halved && %s train --resume %s/halved/last.safetensors --out %s/halved --iters 13 --no-progress --threads 1",
+                dir, dir, e8, dir, dir);
+    ok(r == 0 && strstr(out, "warning: the checkpoint was trained at a global batch of 16 examples per iteration; this run takes 8") &&
+       strstr(out, "--accumulate 2 keeps 16"), "a 2-process checkpoint resumed on 1 process alone: warned that the global batch goes 16 -> 8, and how to keep it");
+    if (r) tap_diag("%s", out);
 }
 
 /* SAM: two exchanges per step (the perturbation's gradient, then the step's):
@@ -151,6 +158,29 @@ static void test_two_exchanges(const char *mpi) {
     ok(close_tensors(a, b, 1e-5, why, sizeof why), "SAM: every tensor within 1e-5 of its scale after 12 iterations: %s", why);
     int r = run("%s train --data %s --out %s/sam_acc --iters 2 --no-progress --threads 1 --accumulate 2", s8, data, dir);
     ok(r != 0 && strstr(out, "exchanges 2 times per step") != NULL, "SAM with --accumulate 2 is refused, saying why (exit %d)", r);
+}
+
+/* Overlap: with buckets of 200 bytes the gradients go out during the
+   backward pass (metrics: buckets_early per iteration); the steps are bitwise
+   those of one exchange after it (--bucket-mb 0), for one exchange per step
+   and for SAM's two */
+static void test_overlap(const char *mpi) {
+    char why[600], a[400], b[400];
+    const char *ex[] = { e8, s8 }, *name[] = { "train_step", "SAM" };
+    for (int i = 0; i < 2; i++) {
+        int r1 = run("%s %s train --data %s --out %s/ov_small_%d --iters 12 --log-every 4 --no-progress --bucket-mb 0.0002", mpi, ex[i], data, dir, i);
+        int r2 = run("%s %s train --data %s --out %s/ov_off_%d --iters 12 --log-every 4 --no-progress --bucket-mb 0", mpi, ex[i], data, dir, i);
+        ok(r1 == 0 && r2 == 0, "%s: 12 iterations on 2 ranks with 200-byte gradient buckets and with one exchange (--bucket-mb 0)", name[i]);
+        if (r1 || r2) { tap_diag("%s", out); continue; }
+        snprintf(a, sizeof a, "%s/ov_small_%d/metrics.jsonl", dir, i);
+        snprintf(b, sizeof b, "%s/ov_off_%d/metrics.jsonl", dir, i);
+        double early = metric(a, 12, "buckets_early"), wait = metric(a, 12, "exchange_wait_ms"), none = metric(b, 12, "buckets_early");
+        ok(early >= 1 && wait >= 0 && isnan(none), "%s: %.1f buckets per iteration sent during the backward pass (%.3f ms waited after it); none logged without buckets",
+           name[i], early, wait);
+        snprintf(a, sizeof a, "%s/ov_small_%d/last.safetensors", dir, i);
+        snprintf(b, sizeof b, "%s/ov_off_%d/last.safetensors", dir, i);
+        ok(same_tensors(a, b, why, sizeof why), "%s: the overlapped steps end bitwise where one exchange ends (%s)", name[i], why);
+    }
 }
 
 static void test_faults(const char *mpi) {
@@ -194,10 +224,11 @@ int main(void) {
     test_accumulate_matches_whole_batch();
     char why[1300], mpi[1024];
     if (!jt_mpi_usable(why, sizeof why)) {
-        skip(15, why);
+        skip(24, why);     /* the points of the four tests below */
     } else {
         jt_mpi_prefix(mpi, sizeof mpi, 2, 1);
         test_two_ranks(mpi);
+        test_overlap(mpi);
         test_two_exchanges(mpi);
         test_faults(mpi);
     }

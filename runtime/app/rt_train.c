@@ -56,7 +56,7 @@ typedef struct {
     int64_t epochs, iters, pretrain, log_every, ckpt_every, sample_every, seed, data_seed, threads, labels_per_class;
     int64_t max_rollbacks, guard_every, crop, drop_repeated, accumulate;
     int baseline, cond, flip, no_progress, progress, no_standardize;
-    double noise, decay_rate, lr_drop, max_gap, max_seconds, val_split, test_split;
+    double noise, decay_rate, lr_drop, max_gap, max_seconds, val_split, test_split, bucket_mb;
     const char *decay_epochs;
     jm_arg_list sets, changes;
 } jm_train_opts;
@@ -93,6 +93,7 @@ typedef struct {
     double lr_base[JM_TRAIN_MAXLR]; /* each learning-rate knob before the schedule and the guard's cuts */
     double lr_scale;         /* product of the guard's cuts */
     int64_t rollbacks;
+    int64_t global_batch;    /* examples per iteration (processes x micro-batches x batch): a resume at another warns */
 } jm_train_pos;
 
 /* the divergence guard's last good state */
@@ -162,7 +163,9 @@ typedef struct {
     /* the metrics interval and the clock */
     double sum[JM_TRAIN_MAXM], gn_sum[JM_TRAIN_MAXGN];
     int cnt[JM_TRAIN_MAXM], gn_cnt[JM_TRAIN_MAXGN];
-    double t_start, t_log, now, last_loss, last_acc, exch_log;
+    double t_start, t_log, now, last_loss, last_acc, exch_log, wait_log;
+    int64_t ckpt_global_batch;   /* --resume: the checkpoint's global batch (0: not recorded) */
+    int64_t early_log;
     int64_t it_log;
     int rc;
     /* data parallelism (engine/rt_dp.h): the job's processes (NULL: this one
@@ -243,18 +246,19 @@ static const char *jm_knob_name(const jm_table *t, int g) { return t->globals[g]
    pairs); the base of learning-rate knob NAME under jemc.train.lr_base.NAME */
 static int jm_save_ckpt(jm_rt *rt, const char *path, const jm_train_pos *pos, const int *lr_knob, int nlr, char *const *opts, int nopts,
                         const jm_table_tf *tf, const char *who) {
-    char it[32], scale[40], rb[32], err[1024], bkey[JM_TRAIN_MAXLR][160], base[JM_TRAIN_MAXLR][40];
+    char it[32], scale[40], rb[32], gb[32], err[1024], bkey[JM_TRAIN_MAXLR][160], base[JM_TRAIN_MAXLR][40];
     snprintf(it, sizeof it, "%" PRId64, pos->it);
     snprintf(scale, sizeof scale, "%.17g", pos->lr_scale);
     snprintf(rb, sizeof rb, "%" PRId64, pos->rollbacks);
-    const char *meta[6 + 2 * JM_TRAIN_MAXLR + 2 * JM_TRAIN_NRUN + 2 * JM_TABLE_META] = { "jemc.train.iterations", it, "jemc.train.lr_scale", scale,
-                                                                                         "jemc.train.rollbacks", rb };
+    snprintf(gb, sizeof gb, "%" PRId64, pos->global_batch);
+    const char *meta[8 + 2 * JM_TRAIN_MAXLR + 2 * JM_TRAIN_NRUN + 2 * JM_TABLE_META] = { "jemc.train.iterations", it, "jemc.train.lr_scale", scale,
+                                                                                         "jemc.train.rollbacks", rb, "jemc.train.global_batch", gb };
     /* a table's transform (jemc.data.*): eval applies the training split's statistics */
     const char *tkeys[JM_TABLE_META];
     char *tvals[JM_TABLE_META] = { NULL };
     int nt = tf ? jm_table_tf_meta(tf, tkeys, tvals) : 0;
     if (nt < 0) { fprintf(stderr, "%s: out of memory\n", who); return -1; }
-    int n = 3;
+    int n = 4;
     for (int k = 0; k < nlr; k++) {
         snprintf(bkey[k], sizeof bkey[k], "jemc.train.lr_base.%s", jm_knob_name(rt->t, lr_knob[k]));
         snprintf(base[k], sizeof base[k], "%.17g", pos->lr_base[k]);
@@ -541,7 +545,7 @@ static void jm_trainer_table(jm_trainer *tr, const jm_arg *args, int n) {
 static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **argv) {
     jm_train_opts *o = &tr->o;
     o->out = "run"; o->program = "train_step"; o->epochs = 1; o->log_every = 20; o->ckpt_every = 500; o->sample_every = 500;
-    o->seed = 0; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4; o->accumulate = 1;
+    o->seed = 0; o->data_seed = 1; o->max_rollbacks = 5; o->guard_every = 50; o->noise = 0; o->decay_rate = 0.3; o->lr_drop = 0.5; o->max_gap = 1e4; o->accumulate = 1; o->bucket_mb = 25;
     const jm_arg args[] = {
         { "--data", JM_ARG_STR, &o->data, "DIR|FILE", "training data: an MNIST/CIFAR directory, IDX, CIFAR binary or CSV file", 0, 0 },
         { "--labels", JM_ARG_STR, &o->labels, "FILE", "labels file: IDX (default: derived from the images file name), or text of one label a line for CSV/text", 0, 0 },
@@ -581,6 +585,7 @@ static jm_train_next jm_trainer_parse_options(jm_trainer *tr, int argc, char **a
         { "--init", JM_ARG_STR, &o->init, "gm|uniform", "a graph with class Gaussians (gm_mean, gm_chol): gm fits them and fills the replay buffer with gm_fill (default); uniform fits them but leaves the buffer at its initialiser", 0, 0 },
         { "--threads", JM_ARG_INT, &o->threads, "N", "threads (default: all cores; under mpirun, the cores / processes on the machine)", 0, 4096 },
         { "--accumulate", JM_ARG_INT, &o->accumulate, "K", "micro-batches per step: K batches' gradients averaged before one update (default 1)", 1, 4096 },
+        { "--bucket-mb", JM_ARG_NUM, &o->bucket_mb, "MB", "under mpirun: gradients go out in buckets of MB megabytes as the backward pass finishes them, overlapping it (default 25; 0: one exchange after it)", 0, 1e6 },
         { "--progress", JM_ARG_FLAG, &o->progress, NULL, "progress bar even when stderr is not a terminal", 0, 0 },
         { "--no-progress", JM_ARG_FLAG, &o->no_progress, NULL, "no progress bar", 0, 0 },
     };
@@ -870,6 +875,7 @@ static jm_train_next jm_trainer_open_data(jm_trainer *tr) {
     tr->B = prm->inputs[xi].dim[0];
     /* an iteration takes one global batch: every shard's slice of it */
     int64_t G = tr->B * tr->K * tr->nranks;
+    tr->pos.global_batch = G;
     tr->ipe = tr->n / G;
     if (tr->ipe < 1) {
         fprintf(stderr, "%s: %s has %" PRId64 " training records, fewer than one batch of %" PRId64 "\n", who, tr->ds.path, tr->n, G);
@@ -888,6 +894,7 @@ static jm_train_next jm_trainer_open_session(jm_trainer *tr) {
     if (jm_session_open(&tr->rt, tr->t, tr->kernels, o->resume, (uint64_t)o->seed, seed_given, &o->sets, (int)o->threads, &meta, tr->who) != 0)
         return jm_trainer_stop(tr, 1);
     tr->rt_open = 1;
+    tr->rt.dp_bucket_bytes = (int64_t)(o->bucket_mb * 1048576.0);
     /* the learning rates the schedule and the guard scale: every knob the
        program table marks as an optimizer's lr (EBM and generator alike) */
     const jm_table *t = tr->t;
@@ -897,7 +904,7 @@ static jm_train_next jm_trainer_open_session(jm_trainer *tr) {
             if (tr->nlr == JM_TRAIN_MAXLR) { fprintf(stderr, "%s: more than %d optimizer learning rates\n", tr->who, JM_TRAIN_MAXLR); return jm_trainer_stop(tr, 1); }
             tr->lr_knob[tr->nlr++] = g;
         }
-    jm_train_pos pos = { 0, { 0 }, 1, 0 };
+    jm_train_pos pos = { 0, { 0 }, 1, 0, 0 };
     for (int k = 0; k < tr->nlr; k++) pos.lr_base[k] = jm_knob_get(&tr->rt, tr->lr_knob[k]);
     if (o->resume) {
         const char *v;
@@ -916,6 +923,8 @@ static jm_train_next jm_trainer_open_session(jm_trainer *tr) {
         }
         if ((v = jm_st_meta_get(&meta, "jemc.train.lr_scale"))) pos.lr_scale = strtod(v, NULL);
         if ((v = jm_st_meta_get(&meta, "jemc.train.rollbacks"))) pos.rollbacks = strtoll(v, NULL, 10);
+        /* the global batch it was trained at (open_run compares) */
+        if ((v = jm_st_meta_get(&meta, "jemc.train.global_batch"))) tr->ckpt_global_batch = strtoll(v, NULL, 10);
         /* the seed: the checkpoint's unless given (then also the run's option) */
         if (!seed_given) o->seed = (int64_t)tr->rt.seed;
         jm_train_next next = jm_trainer_resume_options(tr, &meta);
@@ -981,6 +990,17 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     if (tr->K * tr->nranks > 1)
         fprintf(stderr, "%s: data-parallel: %d process%s x %" PRId64 " micro-batch%s of %" PRId64 " = global batch %" PRId64 "\n", who, tr->nranks,
                 tr->nranks == 1 ? "" : "es", tr->K, tr->K == 1 ? "" : "es", tr->B, tr->B * tr->K * tr->nranks);
+    /* another global batch than the checkpoint's is allowed (a resume on more
+       processes, or with less memory) but changes what an iteration is: said, with the fix */
+    int64_t was = tr->ckpt_global_batch, G = tr->pos.global_batch;
+    if (was > 0 && was != G) {
+        int64_t per = tr->B * tr->nranks;
+        fprintf(stderr, "%s: warning: the checkpoint was trained at a global batch of %" PRId64 " examples per iteration; this run takes %" PRId64
+                " (%d process%s x %" PRId64 " micro-batch%s x batch %" PRId64 "): each iteration's data, gradient noise and epoch length change",
+                who, was, G, tr->nranks, tr->nranks == 1 ? "" : "es", tr->K, tr->K == 1 ? "" : "es", tr->B);
+        if (was % per == 0) fprintf(stderr, "; --accumulate %" PRId64 " keeps %" PRId64 "\n", was / per, was);
+        else fputc('\n', stderr);
+    }
     fprintf(stderr, "%s: %s, %" PRId64 " records of %dx%dx%d, batch %" PRId64 ", %" PRId64 " iterations per epoch, %" PRId64 " iterations%s%s\n  settings: ",
             who, tr->ds.path, tr->n, tr->ds.c, tr->ds.h, tr->ds.w, tr->B, tr->ipe, tr->total, o->resume ? ", resuming at " : "", o->resume ? o->resume : "");
     jm_knob_list(&tr->rt, stderr, " ");
@@ -1292,7 +1312,13 @@ static jm_train_next jm_trainer_report(jm_trainer *tr) {
         /* data parallelism: the time between the phases (the exchange), per iteration */
         if (tr->K * tr->nranks > 1 && it > tr->it_log)
             fprintf(m, ", \"exchange_ms\": %.4f", 1e3 * (tr->rt.dp_exchange_s - tr->exch_log) / (double)(it - tr->it_log));
+        /* with overlap: the part of it spent waiting after the backward pass, and the buckets sent during it */
+        if (tr->nranks > 1 && it > tr->it_log && tr->rt.dp_bucket_bytes > 0)
+            fprintf(m, ", \"exchange_wait_ms\": %.4f, \"buckets_early\": %.2f", 1e3 * (tr->rt.dp_wait_s - tr->wait_log) / (double)(it - tr->it_log),
+                    (double)(tr->rt.dp_buckets_early - tr->early_log) / (double)(it - tr->it_log));
         tr->exch_log = tr->rt.dp_exchange_s;
+        tr->wait_log = tr->rt.dp_wait_s;
+        tr->early_log = tr->rt.dp_buckets_early;
         fprintf(m, ", \"it_per_s\": %.4f, \"seconds\": %.3f}\n", (double)(it - tr->it_log) / (now - tr->t_log), now - tr->t_start);
         fflush(m);
         if (!tr->tty) {

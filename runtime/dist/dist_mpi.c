@@ -22,6 +22,8 @@ typedef struct {
     MPI_Comm comm;      /* a duplicate of MPI_COMM_WORLD: jemc's messages never meet another library's */
     int64_t chunk;      /* most elements per MPI call */
     int inited;         /* this shim called MPI_Init_thread (so it finalizes) */
+    MPI_Request *req;   /* the posted sums (post_f32) not yet waited for */
+    int nreq, capreq;
 } jm_mpi;
 
 int jm_dist_mpi_open(jm_coll *c, size_t coll_size, char *err, size_t errlen);
@@ -67,6 +69,44 @@ static int jm_mpi_allreduce_f64(jm_coll *c, double *buf, int64_t n, int op, char
             return -1;
     }
     return 0;
+}
+
+/* Nonblocking sums (MPI_Iallreduce, MPI-3), in chunks like allreduce_f32;
+   every rank posts the same sequence, so the requests match in order. */
+static int jm_mpi_post_f32(jm_coll *c, float *buf, int64_t n, char *err, size_t errlen) {
+    jm_mpi *m = c->impl;
+    if (!jm_mpi_count_ok(n, "post_f32", err, errlen)) return -1;
+    for (int64_t o = 0; o < n; o += m->chunk) {
+        int k = (int)(n - o < m->chunk ? n - o : m->chunk);
+        if (m->nreq == m->capreq) {
+            int cap = m->capreq ? 2 * m->capreq : 16;
+            MPI_Request *r = realloc(m->req, sizeof *r * (size_t)cap);
+            if (!r) { snprintf(err, errlen, "out of memory for MPI requests"); return -1; }
+            m->req = r;
+            m->capreq = cap;
+        }
+        if (jm_mpi_check(MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, m->comm, &m->req[m->nreq]),
+                         "Iallreduce (float sum)", err, errlen)) return -1;
+        m->nreq++;
+    }
+    return 0;
+}
+
+/* MPI advances nonblocking collectives inside its calls: a test of the
+   posted requests is that call (completed ones become MPI_REQUEST_NULL). */
+static int jm_mpi_progress(jm_coll *c, char *err, size_t errlen) {
+    jm_mpi *m = c->impl;
+    int done = 0;
+    if (m->nreq == 0) return 0;
+    return jm_mpi_check(MPI_Testall(m->nreq, m->req, &done, MPI_STATUSES_IGNORE), "Testall", err, errlen);
+}
+
+static int jm_mpi_wait_all(jm_coll *c, char *err, size_t errlen) {
+    jm_mpi *m = c->impl;
+    int n = m->nreq;
+    m->nreq = 0;
+    if (n == 0) return 0;
+    return jm_mpi_check(MPI_Waitall(n, m->req, MPI_STATUSES_IGNORE), "Waitall", err, errlen);
 }
 
 /* In pieces, rank r's piece [o, o+k) lands at recv + r*bytes + o: received as
@@ -124,6 +164,7 @@ static void jm_mpi_finalize(jm_coll *c) {
     MPI_Finalized(&fin);
     if (!fin && m->comm != MPI_COMM_NULL) MPI_Comm_free(&m->comm);
     if (!fin && m->inited) MPI_Finalize();
+    free(m->req);
     free(m);
     c->impl = NULL;
 }
@@ -182,6 +223,9 @@ int jm_dist_mpi_open(jm_coll *c, size_t coll_size, char *err, size_t errlen) {
     c->allgather = jm_mpi_allgather;
     c->bcast = jm_mpi_bcast;
     c->barrier = jm_mpi_barrier;
+    c->post_f32 = jm_mpi_post_f32;
+    c->progress = jm_mpi_progress;
+    c->wait_all = jm_mpi_wait_all;
     c->abort = jm_mpi_abort;
     c->finalize = jm_mpi_finalize;
     c->impl = m;

@@ -32,6 +32,17 @@ struct jm_coll {
     /* root's bytes into every rank's buf */
     int (*bcast)(jm_coll *c, void *buf, int64_t bytes, int root, char *err, size_t errlen);
     int (*barrier)(jm_coll *c, char *err, size_t errlen);
+    /* Sums that overlap computation (rt_dp.c: a gradient bucket as soon as
+       the backward pass has finished it). post_f32 starts the sum over ranks
+       of n floats in place and returns at once: buf is not touched by the
+       caller until wait_all returns. progress lets the transport advance the
+       posted sums (MPI advances them only inside its calls; the runtime calls
+       it between steps). wait_all completes every posted sum. The bits are
+       those of allreduce_f32. NULL where the transport has none (then the
+       runtime exchanges after the phase, with allreduce_f32). */
+    int (*post_f32)(jm_coll *c, float *buf, int64_t n, char *err, size_t errlen);
+    int (*progress)(jm_coll *c, char *err, size_t errlen);
+    int (*wait_all)(jm_coll *c, char *err, size_t errlen);
     /* ends every process of the job now with exit status code (MPI_Abort) */
     void (*abort)(jm_coll *c, int code);
     /* the last call, on every rank (MPI_Finalize) */

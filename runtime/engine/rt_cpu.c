@@ -314,6 +314,10 @@ static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
             break;
         }
         }
+        /* after a step of the run's own range (not a loop's body), every
+           thread past its closing barrier: the data-parallel hook, on thread 0
+           (the thread that started the run: MPI's funnelled thread) */
+        if (s0 == x->s0 && x->rt->dp_step_hook && omp_get_thread_num() == 0 && !jm_exec_stopped(x)) x->rt->dp_step_hook(x->rt, s);
     }
     if (t0 != 0 && s1 > s0 && pr->steps[s1 - 1].kind != JM_STEP_LOOP) x->rt->profile[s1 - 1] += omp_get_wtime() - t0;
 }

@@ -24,7 +24,15 @@
 /* Runs program p as one step over coll's ranks (NULL: this process alone) x K
    micro-batches: inputs[m * ninputs + i] is micro-batch m's input i. 0, or -1
    with rt->err set (a program that cannot run over shards says why: its
-   table's dp_why). Every rank must call it alike. */
+   table's dp_why). Every rank must call it alike; after a failure over
+   several processes the caller ends the job (coll->abort): sums posted for
+   overlap may still be in flight.
+   Overlap (rt->dp_bucket_bytes > 0 and a transport with post_f32): during the
+   last micro-batch's run of a phase, each gradient mean is read back as soon
+   as its operand is final (the table's jm_tcoll.step) and the means go out in
+   buckets of about dp_bucket_bytes, in the order the backward pass finishes
+   them (the last layer's first), while the rest of the phase runs; after the
+   phase, the step waits for them. The sums are the same bits either way. */
 int jm_rt_run_shards(jm_rt *rt, int p, jm_coll *coll, int K, const void *const *inputs, void *const *outputs);
 /* Frees the staging buffers (jm_rt_close does not know them). */
 void jm_rt_dp_free(void);

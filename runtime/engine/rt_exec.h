@@ -36,6 +36,18 @@ struct jm_rt {
     int dp_nshards;
     unsigned char **dp_rows;
     double dp_exchange_s;        /* wall seconds spent between the phases (reading back, exchanging, writing the means), summed */
+    /* overlap (rt_dp.c): the gradient means go out in buckets of about
+       dp_bucket_bytes (0: after the phase, in one exchange) as the backward
+       pass finishes them; dp_wait_s sums the wall seconds spent waiting for
+       them after the phase (the part of the exchange that did not overlap),
+       dp_buckets_early the buckets posted before the phase's last step. While
+       a phase runs, the device calls dp_step_hook(rt, s) on the thread that
+       started the run after each step s of the phase (not inside loops), once
+       steps [0, s] are done. */
+    int64_t dp_bucket_bytes;
+    double dp_wait_s;
+    int64_t dp_buckets_early;
+    void (*dp_step_hook)(jm_rt *rt, int s);
     char err[1024];
 };
 

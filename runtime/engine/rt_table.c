@@ -392,6 +392,9 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
                 else jm_r_check_ref(&r, c->ref[k], c->bytes[k], S, X, "collective");
             }
             if (c->kind == JM_COLL_MEAN && c->dtype != JM_DT_F32 && c->dtype != JM_DT_F64) jm_r_fail(&r, "program table: collective %d of %s averages a non-float", i, pr->name);
+            /* a mean's step: its operand is final after that many steps (-1: at the end of the phase before) */
+            if (c->kind == JM_COLL_MEAN && c->phase >= 1 && c->step != -1 && (c->step < pr->phase_start[c->phase - 1] || c->step > pr->phase_start[c->phase]))
+                jm_r_fail(&r, "program table: collective %d of %s is ready outside the phase before it", i, pr->name);
             if (c->kind == JM_COLL_ROWS && (c->phase < 1 || c->step < pr->phase_start[c->phase] || c->step >= pr->nsteps || pr->steps[c->step].kind != JM_STEP_LIB ||
                                             pr->steps[c->step].op != JM_LIB_SCATTER || pr->steps[c->step].nint < 5 || pr->steps[c->step].iat[4] != i))
                 jm_r_fail(&r, "program table: collective %d of %s names a bad scatter step", i, pr->name);

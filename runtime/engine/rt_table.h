@@ -105,7 +105,9 @@ typedef struct { int32_t global; jm_ref src; int64_t bytes; } jm_twrite;
 
 /* A collective of a training step (compiler/dp.c; the runtime: engine/rt_dp.c).
  *   MEAN  the buffer at ref[0] (bytes[0], dtype f32 or f64) is averaged over
- *         the shards before phase `phase` runs, in place
+ *         the shards before phase `phase` runs, in place; it is final once
+ *         `step` steps have run (within the phase before; -1: at its end), so
+ *         its exchange may start there
  *   ROWS  the SCATTER step `step` (iat[4] = this collective's index) writes the
  *         rows of every shard: the index buffer ref[0] and the rows ref[1] of
  *         each shard are gathered before phase `phase`, in shard order */

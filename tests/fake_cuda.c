@@ -109,7 +109,7 @@ __attribute__((visibility("default"))) void fake_cuda_counts(long *nlaunch, long
 static const char *const lib_names[] = { "jm_dev_rng", "jm_dev_rng_normal", "jm_dev_pool", "jm_dev_pool_bwd", "jm_dev_gather",
                                          "jm_dev_scatter", "jm_dev_onehot", "jm_dev_concat_part", NULL };
 /* parameter sizes of each library kernel (dev_lib.c's signatures): p pointer, l i64, i i32, d double, u u32 */
-static const char *const lib_sigs[] = { "pliidduupl", "plidduupl", "ppilllllllllll", "pppilllllllllll", "pppillllpi", "ppppiiilllpi", "ppiillpi", "ppllll" };
+static const char *const lib_sigs[] = { "pliidduupl" "llll", "plidduupl" "llll", "ppilllllllllll", "pppilllllllllll", "pppillllpi", "ppppiiilllpi", "ppiillpi", "ppllll" };
 
 /* a launch: the function and a copy of its argument values */
 typedef struct { int func; unsigned char args[260][8]; } fk_launch;
@@ -125,8 +125,10 @@ static void run_launch(const fk_launch *L) {
         return;
     }
     switch (f->lib - 1) {
-    case 0: jm_dev_rng(A(0, void *), A(1, int64_t), A(2, int32_t), A(3, int32_t), A(4, double), A(5, double), A(6, uint32_t), A(7, uint32_t), A(8, const uint32_t *), A(9, uint64_t)); break;
-    case 1: jm_dev_rng_normal(A(0, void *), A(1, int64_t), A(2, int32_t), A(3, double), A(4, double), A(5, uint32_t), A(6, uint32_t), A(7, const uint32_t *), A(8, uint64_t)); break;
+    case 0: jm_dev_rng(A(0, void *), A(1, int64_t), A(2, int32_t), A(3, int32_t), A(4, double), A(5, double), A(6, uint32_t), A(7, uint32_t), A(8, const uint32_t *), A(9, uint64_t),
+                       A(10, int64_t), A(11, int64_t), A(12, int64_t), A(13, int64_t)); break;
+    case 1: jm_dev_rng_normal(A(0, void *), A(1, int64_t), A(2, int32_t), A(3, double), A(4, double), A(5, uint32_t), A(6, uint32_t), A(7, const uint32_t *), A(8, uint64_t),
+                              A(9, int64_t), A(10, int64_t), A(11, int64_t), A(12, int64_t)); break;
     case 2: jm_dev_pool(A(0, float *), A(1, const float *), A(2, int32_t), A(3, int64_t), A(4, int64_t), A(5, int64_t), A(6, int64_t), A(7, int64_t), A(8, int64_t), A(9, int64_t), A(10, int64_t), A(11, int64_t), A(12, int64_t), A(13, int64_t)); break;
     case 3: jm_dev_pool_bwd(A(0, float *), A(1, const float *), A(2, const float *), A(3, int32_t), A(4, int64_t), A(5, int64_t), A(6, int64_t), A(7, int64_t), A(8, int64_t), A(9, int64_t), A(10, int64_t), A(11, int64_t), A(12, int64_t), A(13, int64_t), A(14, int64_t)); break;
     case 4: jm_dev_gather(A(0, char *), A(1, const char *), A(2, const void *), A(3, int32_t), A(4, int64_t), A(5, int64_t), A(6, int64_t), A(7, int64_t), A(8, jm_dev_err *), A(9, int32_t)); break;

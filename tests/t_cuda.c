@@ -40,6 +40,7 @@
 #include "gpu/cuda_api.h"
 #include "engine/rt_knobs.h"
 #include "gpu/rt_cuda_int.h"      /* the loaded cuBLAS's path (jm_gpu_of) */
+#include "engine/rt_dp.h"
 #include <math.h>
 #include <dlfcn.h>
 #include <unistd.h>
@@ -622,6 +623,63 @@ static void fake_gpu_rules(const char *lib) {
 /* A captured graph is valid for the trip counts of every knob-driven loop of its
    program, however many: nine loops, the ninth's knob changed between runs,
    must recapture (a key of eight kept replaying the old count). */
+/* A data-parallel step on the GPU (engine/rt_dp.c over the device's
+   run_phase and scratch_io): train_step over 2 micro-batches (--accumulate 2),
+   two steps, on the stand-in and on the CPU. The per-example draws of shard 1
+   are numbered by the global example and the replay buffer takes both shards'
+   rows: a GPU that drew shard 0's numbers twice, or scattered one shard's
+   rows, ends with another replay buffer. */
+static void fake_gpu_shards(void) {
+    const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3", "mala_temp=1" };
+    gpu_build gb;
+    if (gpu_build_make(&gb, "shards: jem_mnist", "graphs/jem_mnist.graph", mnist, 4, "sm_90") != 0) return;
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32" };
+    const jm_table *t = &gb.c.plan.table;
+    prog_io a, b;
+    if (!ok(prog_io_make(&a, &gb, "train_step") == 0 && prog_io_make(&b, &gb, "train_step") == 0, "jem_mnist has train_step")) {
+        gpu_build_free(&gb);
+        return;
+    }
+    const void *in[16];
+    for (int i = 0; i < a.nin; i++) { in[i] = a.tin[i]; in[a.nin + i] = b.tin[i]; }
+    void *oc[64], *og[64];
+    for (int i = 0; i < a.nout; i++) { oc[i] = malloc(a.bytes[i] + 8); og[i] = malloc(a.bytes[i] + 8); }
+    jm_rt cpu, gpu;
+    jm_rt_open(&cpu, t, gb.c.fns, 5);
+    jm_rt_open(&gpu, t, gb.c.fns, 5);
+    int rc_c = 0, rc_g = jm_rt_attach(&gpu, &jm_device_cuda, &img);
+    for (int r = 0; r < 2 && rc_c == 0 && rc_g == 0; r++) {
+        rc_c = jm_rt_run_shards(&cpu, a.p, NULL, 2, in, oc);
+        rc_g = jm_rt_run_shards(&gpu, a.p, NULL, 2, in, og);
+    }
+    if (ok(rc_c == 0 && rc_g == 0, "train_step over 2 micro-batches, 2 steps, on the CPU and on the stand-in (cpu %d, gpu %d)", rc_c, rc_g)) {
+        jc_worst w = { 0, 1e-5, 0, 0, 1, "", "", "", 0, 0 };
+        for (int i = 0; i < a.nout; i++) {
+            int64_t at = 0;
+            const jm_tdesc *d = &t->programs[a.p].outputs[i];
+            jc_note_value(&w, "shards", d->name, jc_value_err(og[i], d->dtype, oc[i], d->dtype, jm_rt_desc_numel(d), &at), jc_value_tol(d->name, 1e-5), at);
+        }
+        for (int gi = 0; gi < t->nglobals; gi++) {
+            int64_t at = 0;
+            const jm_tdesc *d = &t->globals[gi].t;
+            jc_note_value(&w, "shards", d->name, jc_value_err(jm_rt_global_read(&gpu, gi), d->dtype, jm_rt_global_read(&cpu, gi), d->dtype, jm_rt_desc_numel(d), &at),
+                          jc_value_tol(d->name, 1e-5), at);
+        }
+        ok(w.value <= w.vtol, "the GPU's data-parallel step matches the CPU's: every output and state tensor within %g of its scale (worst %.2g%s%s)",
+           w.vtol, w.value, *w.vname ? " in " : "", w.vname);
+    } else {
+        tap_diag("cpu: %s / gpu: %s", rc_c ? cpu.err : "ok", rc_g ? gpu.err : "ok");
+        skip(1, "the step did not run");
+    }
+    jm_rt_close(&cpu);
+    jm_rt_close(&gpu);
+    jm_rt_dp_free();
+    for (int i = 0; i < a.nout; i++) { free(oc[i]); free(og[i]); }
+    prog_io_free(&a);
+    prog_io_free(&b);
+    gpu_build_free(&gb);
+}
+
 static void fake_gpu_knob_loops(void) {
     const char *text =
         "config {\n  s1 = 1\n  s2 = 1\n  s3 = 1\n  s4 = 1\n  s5 = 1\n  s6 = 1\n  s7 = 1\n  s8 = 1\n  s9 = 1\n}\n"
@@ -709,6 +767,7 @@ static void on_fake_gpu(void) {
        tolerances above were measured on the inputs drawn first */
     fake_gpu_rules(lib);
     fake_gpu_knob_loops();
+    fake_gpu_shards();
     long nl = 0, nr = 0;
     fake_counts(&nl, &nr);
     ok(nr > 0 && nl > 0, "programs ran as replayed CUDA graphs (%ld replays, %ld kernel launches)", nr, nl);

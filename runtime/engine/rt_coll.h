@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 enum { JM_COLL_SUM = 0, JM_COLL_MIN = 1, JM_COLL_MAX = 2 };
+enum { JM_COLL_F32 = 0, JM_COLL_F64 = 1 };     /* dev_allreduce's element types */
 
 typedef struct jm_coll jm_coll;
 struct jm_coll {
@@ -43,6 +44,15 @@ struct jm_coll {
     int (*post_f32)(jm_coll *c, float *buf, int64_t n, char *err, size_t errlen);
     int (*progress)(jm_coll *c, char *err, size_t errlen);
     int (*wait_all)(jm_coll *c, char *err, size_t errlen);
+    /* Device-memory collectives (NCCL, runtime/dist/dist_nccl.c): NULL in a
+       host transport. dev_allreduce enqueues the in-place sum over ranks of n
+       elements (JM_COLL_F32 or JM_COLL_F64) at device address buf on the CUDA
+       stream `stream` (a CUstream) and returns: the stream orders it before
+       what follows. dev_poll reports an asynchronous error of the transport
+       (a peer gone, a network fault): 0, or -1 with the message; the runtime
+       polls it while it waits for the stream. */
+    int (*dev_allreduce)(jm_coll *c, uint64_t buf, int64_t n, int dtype, void *stream, char *err, size_t errlen);
+    int (*dev_poll)(jm_coll *c, char *err, size_t errlen);
     /* ends every process of the job now with exit status code (MPI_Abort) */
     void (*abort)(jm_coll *c, int code);
     /* the last call, on every rank (MPI_Finalize) */

@@ -64,14 +64,24 @@ JM_DEV void jm_put(void *out, int dt, int64_t i, double v) {
 
 /* ---- random numbers: runtime/engine/philox_core.h, the CPU's own rounds ------------ */
 
+/* A per-example draw over S > 1 shards of a data-parallel step is numbered
+   by the global example (engine/rt_cpu.c's rule): local element i0 = (o, k,
+   r), o before the batch axis of B, k on it, r after (in elements), is element
+   (o, shard * B + k, r) of the draw of S * B. S = 1: i0 itself. */
+JM_DEV int64_t jm_global_elem(int64_t i0, int64_t S, int64_t B, int64_t in, int64_t shard) {
+    if (S <= 1) return i0;
+    return ((i0 / (B * in)) * (S * B) + shard * B + (i0 / in) % B) * in + i0 % in;
+}
+
 /* op: 0 uniform a + (b-a)u, 1 randint floor(a + (b-a)u) (below b), 2 bernoulli u < a.
    *call is the program-run counter, read from device memory so that a captured
-   CUDA graph draws new numbers on every replay. */
+   CUDA graph draws new numbers on every replay. S, B, in, shard: jm_global_elem. */
 JM_KERNEL void jm_dev_rng(void *out, int64_t n, int32_t op, int32_t dt, double a, double b, uint32_t iteration,
-                          uint32_t stream, const uint32_t *call, uint64_t seed) {
+                          uint32_t stream, const uint32_t *call, uint64_t seed, int64_t S, int64_t B, int64_t in, int64_t shard) {
     uint32_t c = *call;
     JM_FOR(i, n) {
-        double u = jm_philox_unit(jm_philox4x32((uint32_t)i, iteration, stream, c, seed).v[0]), v;
+        uint32_t e = (uint32_t)jm_global_elem(i, S, B, in, shard);
+        double u = jm_philox_unit(jm_philox4x32(e, iteration, stream, c, seed).v[0]), v;
         if (op == 0) v = a + (b - a) * u;
         else if (op == 1) { v = __nv_floor(a + (b - a) * u); if (v >= b) v = b - 1; }
         else v = u < a;
@@ -81,10 +91,10 @@ JM_KERNEL void jm_dev_rng(void *out, int64_t n, int32_t op, int32_t dt, double a
 
 /* a + b * N(0,1), Box-Muller on words 0 and 1 (libdevice's log and cos) */
 JM_KERNEL void jm_dev_rng_normal(void *out, int64_t n, int32_t dt, double a, double b, uint32_t iteration,
-                                 uint32_t stream, const uint32_t *call, uint64_t seed) {
+                                 uint32_t stream, const uint32_t *call, uint64_t seed, int64_t S, int64_t B, int64_t in, int64_t shard) {
     uint32_t c = *call;
     JM_FOR(i, n) {
-        jm_philox_block k = jm_philox4x32((uint32_t)i, iteration, stream, c, seed);
+        jm_philox_block k = jm_philox4x32((uint32_t)jm_global_elem(i, S, B, in, shard), iteration, stream, c, seed);
         double u1 = jm_philox_unit(k.v[0]), u2 = jm_philox_unit(k.v[1]);
         jm_put(out, dt, i, a + b * (__nv_sqrt(-2.0 * __nv_log(u1)) * __nv_cos(6.283185307179586 * u2)));
     }

@@ -166,12 +166,13 @@ static void jm_gpu_detach(jm_rt *rt) {
         if (g->scratch) g->api.cuMemFree_v2(g->scratch);
         if (g->words) g->api.cuMemFree_v2(g->words);
         if (g->ws) g->api.cuMemFree_v2(g->ws);
+        if (g->dp_rows) g->api.cuMemFree_v2(g->dp_rows);
     }
     if (g->mod) g->api.cuModuleUnload(g->mod);
     if (g->stream) g->api.cuStreamDestroy_v2(g->stream);
     if (g->have_ctx) g->api.cuDevicePrimaryCtxRelease_v2(g->dev);
     jm_cuda_api_unload(&g->api);
-    free(g->kfn); free(g->kscale); free(g->host_stale); free(g->dev_stale);
+    free(g->kfn); free(g->kscale); free(g->host_stale); free(g->dev_stale); free(g->dp_rows_off);
     free(g);
     rt->dev_data = NULL;
 }
@@ -328,20 +329,75 @@ static int jm_gpu_steps(jm_rt *rt, int p) {
     return r ? jm_gpu_fail(rt, r, "running the CUDA graph of %s", pr->name) : 0;
 }
 
-static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+/* the phase step s belongs to */
+static int jm_gpu_phase_of(const jm_tprogram *pr, int s) {
+    int k = 0;
+    while (k + 1 < pr->nphases && pr->phase_start[k + 1] <= s) k++;
+    return k;
+}
+
+/* Every shard's replay rows of phase `phase`'s scatters (rt->dp_rows, host)
+   into one device buffer, collective c's at dp_rows_off[c]: synchronous, before
+   the phase's steps are issued. */
+static int jm_gpu_dp_rows(jm_rt *rt, const jm_tprogram *pr, int phase) {
+    jm_gpu *g = jm_gpu_of(rt);
+    if (!rt->dp_rows || rt->dp_nshards < 2) return 0;
+    if (pr->ncolls > g->dp_rows_noff) {
+        int64_t *o = realloc(g->dp_rows_off, sizeof(int64_t) * (size_t)pr->ncolls);
+        if (!o) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
+        g->dp_rows_off = o;
+        g->dp_rows_noff = pr->ncolls;
+    }
+    size_t total = 0;
+    for (int c = 0; c < pr->ncolls; c++) {
+        const jm_tcoll *cl = &pr->colls[c];
+        if (cl->kind != JM_COLL_ROWS || cl->phase != phase) continue;
+        g->dp_rows_off[c] = (int64_t)total;
+        total += (size_t)rt->dp_nshards * (size_t)(cl->bytes[0] + cl->bytes[1]);
+        total = (total + 255) & ~(size_t)255;
+    }
+    if (total == 0) return 0;
+    jm_CUresult r;
+    if (total > g->dp_rows_cap) {
+        if (g->dp_rows) g->api.cuMemFree_v2(g->dp_rows);
+        g->dp_rows = 0;
+        g->dp_rows_cap = 0;
+        if ((r = g->api.cuMemAlloc_v2(&g->dp_rows, total))) return jm_gpu_fail(rt, r, "allocating %zu bytes for the shards' replay rows", total);
+        g->dp_rows_cap = total;
+    }
+    for (int c = 0; c < pr->ncolls; c++) {
+        const jm_tcoll *cl = &pr->colls[c];
+        if (cl->kind != JM_COLL_ROWS || cl->phase != phase) continue;
+        size_t bytes = (size_t)rt->dp_nshards * (size_t)(cl->bytes[0] + cl->bytes[1]);
+        if ((r = g->api.cuMemcpyHtoD_v2(g->dp_rows + (jm_CUdeviceptr)g->dp_rows_off[c], rt->dp_rows[c], bytes)))
+            return jm_gpu_fail(rt, r, "copying the shards' replay rows to the device");
+    }
+    return 0;
+}
+
+/* Runs steps [s0, s1) of program p: the whole program (jm_gpu_run: a CUDA
+   graph from the second run on), or one phase of a data-parallel step
+   (jm_gpu_run_phase: eager). With inputs: copied in first, and the run
+   counter and error word set. The error word is read after the steps; with
+   `finish` the outputs are read, the writes committed and the run counted. */
+static int jm_gpu_exec(jm_rt *rt, int p, int s0, int s1, const void *const *inputs, void *const *outputs, int finish) {
     jm_gpu *g = jm_gpu_of(rt);
     const jm_tprogram *pr = &rt->t->programs[p];
+    int whole = s0 == 0 && s1 == pr->nsteps;
     jm_CUresult r;
     if (jm_gpu_prepare(rt, p) != 0 || jm_gpu_upload(rt) != 0) return -1;
-    for (int i = 0; i < pr->ninputs; i++) {
-        size_t bytes = (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype);
-        if ((r = g->api.cuMemcpyHtoDAsync_v2(jm_gpu_addr(g, pr->inputs[i].ref), inputs[i], bytes, g->stream)))
-            return jm_gpu_fail(rt, r, "copying input %s to the device", pr->inputs[i].name);
+    if (inputs) {
+        for (int i = 0; i < pr->ninputs; i++) {
+            size_t bytes = (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype);
+            if ((r = g->api.cuMemcpyHtoDAsync_v2(jm_gpu_addr(g, pr->inputs[i].ref), inputs[i], bytes, g->stream)))
+                return jm_gpu_fail(rt, r, "copying input %s to the device", pr->inputs[i].name);
+        }
+        /* the run counter (random numbers) and a cleared error word */
+        uint32_t words[(JM_GPU_ERR_OFFSET + sizeof(jm_gpu_err)) / 4] = { rt->call };
+        if ((r = g->api.cuMemcpyHtoDAsync_v2(g->words, words, sizeof words, g->stream))) return jm_gpu_fail(rt, r, "setting the run counter");
     }
-    /* the run counter (random numbers) and a cleared error word */
-    uint32_t words[(JM_GPU_ERR_OFFSET + sizeof(jm_gpu_err)) / 4] = { rt->call };
-    if ((r = g->api.cuMemcpyHtoDAsync_v2(g->words, words, sizeof words, g->stream))) return jm_gpu_fail(rt, r, "setting the run counter");
-    if (jm_gpu_steps(rt, p) != 0) {
+    if (!whole && jm_gpu_dp_rows(rt, pr, jm_gpu_phase_of(pr, s0)) != 0) return -1;
+    if (whole ? jm_gpu_steps(rt, p) != 0 : jm_gpu_issue(rt, p, s0, s1, 0) != 0) {
         /* the step's error is the one to report; this only drains the stream */
         (void)g->api.cuStreamSynchronize(g->stream);
         return -1;
@@ -349,7 +405,7 @@ static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
     jm_gpu_err dev_err;
     if ((r = g->api.cuMemcpyDtoHAsync_v2(&dev_err, g->words + JM_GPU_ERR_OFFSET, sizeof dev_err, g->stream)))
         return jm_gpu_fail(rt, r, "reading the error word");
-    for (int i = 0; i < pr->noutputs; i++) {
+    for (int i = 0; finish && i < pr->noutputs; i++) {
         size_t bytes = (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype);
         if ((r = g->api.cuMemcpyDtoHAsync_v2(outputs[i], jm_gpu_addr(g, pr->outputs[i].ref), bytes, g->stream)))
             return jm_gpu_fail(rt, r, "copying output %s from the device", pr->outputs[i].name);
@@ -362,6 +418,7 @@ static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
                  st && st->where && *st->where ? st->where : "a library step");
         return -1;
     }
+    if (!finish) return 0;
     /* commit the state writes after the outputs are read (the CPU device's rule, engine/rt_cpu.c) */
     for (int i = 0; i < pr->nwrites; i++) {
         const jm_twrite *w = &pr->writes[i];
@@ -372,6 +429,27 @@ static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *
     }
     rt->call++;
     return 0;
+}
+
+static int jm_gpu_run(jm_rt *rt, int p, const void *const *inputs, void *const *outputs) {
+    return jm_gpu_exec(rt, p, 0, rt->t->programs[p].nsteps, inputs, outputs, 1);
+}
+
+/* Phase k of a data-parallel step (engine/rt_device.h): eagerly, never as a
+   CUDA graph (a phase's steps see another shard and other rows each time). */
+static int jm_gpu_run_phase(jm_rt *rt, int p, int phase, const void *const *inputs, void *const *outputs) {
+    const jm_tprogram *pr = &rt->t->programs[p];
+    int last = phase == pr->nphases - 1;
+    return jm_gpu_exec(rt, p, pr->phase_start[phase], pr->phase_start[phase + 1], phase == 0 ? inputs : NULL, last ? outputs : NULL, last);
+}
+
+/* A collective's operand between the phases: after the stream's work, synchronously. */
+static int jm_gpu_scratch_io(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write) {
+    jm_gpu *g = jm_gpu_of(rt);
+    jm_CUresult r = g->api.cuStreamSynchronize(g->stream);
+    if (!r) r = write ? g->api.cuMemcpyHtoD_v2(g->scratch + (jm_CUdeviceptr)jm_ref_offset(ref), host, (size_t)bytes)
+                      : g->api.cuMemcpyDtoH_v2(host, g->scratch + (jm_CUdeviceptr)jm_ref_offset(ref), (size_t)bytes);
+    return r ? jm_gpu_fail(rt, r, "%s a gradient between the phases of a data-parallel step", write ? "writing" : "reading") : 0;
 }
 
 /* The whole state through the host copy: every global the device has newer
@@ -402,4 +480,6 @@ const jm_device jm_device_cuda = {
     .restore = jm_gpu_restore,
     .memory = jm_gpu_memory,
     .describe = jm_gpu_describe,
+    .run_phase = jm_gpu_run_phase,
+    .scratch_io = jm_gpu_scratch_io,
 };

@@ -59,6 +59,12 @@ struct jm_gpu {
     int no_graphs;                      /* JEMC_GPU_GRAPHS=0: every program runs eagerly */
     int deterministic;                  /* prefer deterministic cuDNN algorithms (JEMC_GPU_DETERMINISTIC=0: not) */
     int capturing;                      /* the stream is being captured: no setup, no retries */
+    /* a data-parallel step (engine/rt_dp.c): every shard's replay rows on the
+       device, collective c's at dp_rows_off[c] (jm_gpu_dp_rows) */
+    jm_CUdeviceptr dp_rows;
+    size_t dp_rows_cap;
+    int64_t *dp_rows_off;
+    int dp_rows_noff;
 };
 
 /* the open CUDA device's own data */

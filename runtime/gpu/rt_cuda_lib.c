@@ -394,12 +394,16 @@ int jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration) {
         uint32_t stream = (uint32_t)a[1];
         double lo = st->fat[0], hi = st->fat[1];
         uint64_t seed = rt->seed;
+        /* a per-example draw of a data-parallel shard (iat[2..4]): numbered by
+           the global example, as engine/rt_cpu.c numbers it */
+        int per = st->nint > 4 && a[2] > 0 && rt->dp_nshards > 1 && a[3] > 0 && a[4] > 0;
+        int64_t S = per ? rt->dp_nshards : 1, B = per ? a[3] : 1, in = per ? a[4] : 1, shard = per ? rt->shard : 0;
         if (st->op == JM_LIB_RNG_NORMAL) {
-            void *params[] = { P(b[0]), P(n), P(dt), P(lo), P(hi), P(iteration), P(stream), P(call_word), P(seed) };
+            void *params[] = { P(b[0]), P(n), P(dt), P(lo), P(hi), P(iteration), P(stream), P(call_word), P(seed), P(S), P(B), P(in), P(shard) };
             return jm_gpu_launch(rt, g->lib[JM_GPU_RNG_NORMAL], n, params, what);
         }
         int32_t op = st->op == JM_LIB_RNG_UNIFORM ? 0 : st->op == JM_LIB_RNG_RANDINT ? 1 : 2;
-        void *params[] = { P(b[0]), P(n), P(op), P(dt), P(lo), P(hi), P(iteration), P(stream), P(call_word), P(seed) };
+        void *params[] = { P(b[0]), P(n), P(op), P(dt), P(lo), P(hi), P(iteration), P(stream), P(call_word), P(seed), P(S), P(B), P(in), P(shard) };
         return jm_gpu_launch(rt, g->lib[JM_GPU_RNG], n, params, what);
     }
     case JM_LIB_GATHER: {
@@ -411,6 +415,20 @@ int jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration) {
     case JM_LIB_SCATTER: case JM_LIB_INDEX_ADD: {
         int64_t rows = a[0], row = a[1], k = a[2];
         int32_t idt = (int32_t)a[3], op = st->op == JM_LIB_INDEX_ADD;
+        if (st->op == JM_LIB_SCATTER && st->nint > 4 && rt->dp_nshards > 1 && rt->dp_rows) {
+            /* the rows of every shard in shard order (rt_dp.c gathered them;
+               jm_gpu_dp_rows put them on the device): the first scatter copies
+               the source, the next write over its result */
+            jm_CUdeviceptr base = g->dp_rows + (jm_CUdeviceptr)g->dp_rows_off[a[4]];
+            int64_t one = k * (int64_t)jm_rt_dtype_size(idt) + k * row * (int64_t)jm_rt_dtype_size(dt);
+            for (int sh = 0; sh < rt->dp_nshards; sh++) {
+                jm_CUdeviceptr ix = base + (jm_CUdeviceptr)(sh * one), rw = ix + (jm_CUdeviceptr)(k * (int64_t)jm_rt_dtype_size(idt));
+                jm_CUdeviceptr from = sh == 0 ? b[1] : b[0];
+                void *params[] = { P(b[0]), P(from), P(ix), P(rw), P(op), P(dt), P(idt), P(rows), P(row), P(k), P(err_word), P(step) };
+                if (jm_gpu_launch(rt, g->lib[JM_GPU_SCATTER], row, params, what) != 0) return -1;
+            }
+            return 0;
+        }
         void *params[] = { P(b[0]), P(b[1]), P(b[2]), P(b[3]), P(op), P(dt), P(idt), P(rows), P(row), P(k), P(err_word), P(step) };
         return jm_gpu_launch(rt, g->lib[JM_GPU_SCATTER], row, params, what);
     }

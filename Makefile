@@ -119,6 +119,13 @@ $(GPU_TOOLS): $(B)/st_%: bench/gpu/st_%.c runtime/engine/safetensors.c runtime/e
 $(B)/tests/libfakecuda.so: tests/fake_cuda.c runtime/gpu/dev_lib.c runtime/engine/philox_core.h runtime/engine/index_rule.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g $(OPT) $(WARN) -fPIC -shared -fvisibility=hidden -Iruntime $< -o $@ -lm -ldl
+# A CPU stand-in for NCCL over MPI (t_nccl tests runtime/dist/dist_nccl.c with it). Like the MPI
+# shim, built only where mpicc exists; without it t_nccl skips, saying so.
+$(B)/tests/libfakenccl.so: tests/fake_nccl.c | deps-build
+	@mkdir -p $(dir $@)
+	@if command -v mpicc >/dev/null 2>&1; then \
+	    echo "mpicc $(DIST_CFLAGS) -fvisibility=hidden $< -o $@"; mpicc $(DIST_CFLAGS) -fvisibility=hidden $< -o $@; \
+	else echo "make: no mpicc: $@ not built (t_nccl skips without it)" >&2; fi
 # An LD_PRELOAD library that records open/write/fsync/rename calls (t_guard checks the
 # checkpoint write protocol with it). Not sanitized: under SAN=1 the test preloads the ASan runtime first.
 $(B)/tests/libioshim.so: tests/io_shim.c
@@ -126,7 +133,7 @@ $(B)/tests/libioshim.so: tests/io_shim.c
 	$(CC) -std=gnu11 -g -O2 $(WARN) -fPIC -shared -fvisibility=hidden $< -o $@ -ldl
 
 # Tests run from the repository root; they find the compiler as $JEMC.
-test: deps-test deps-cuda all $(TEST_BIN) $(B)/tests/libfakecuda.so $(B)/tests/libioshim.so
+test: deps-test deps-cuda all $(TEST_BIN) $(B)/tests/libfakecuda.so $(B)/tests/libfakenccl.so $(B)/tests/libioshim.so
 	JEMC=$(B)/jemc JM_BUILD=$(B) prove -f --exec '' $(TEST_BIN)
 
 # libFuzzer harnesses (tests/fuzz/): FUZZER=frontend (the default: lexer, parser, elaboration,

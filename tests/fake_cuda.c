@@ -107,9 +107,9 @@ __attribute__((visibility("default"))) void fake_cuda_register(const char *name,
 __attribute__((visibility("default"))) void fake_cuda_counts(long *nlaunch, long *nreplay) { *nlaunch = launches; *nreplay = replays; }
 
 static const char *const lib_names[] = { "jm_dev_rng", "jm_dev_rng_normal", "jm_dev_pool", "jm_dev_pool_bwd", "jm_dev_gather",
-                                         "jm_dev_scatter", "jm_dev_onehot", "jm_dev_concat_part", NULL };
+                                         "jm_dev_scatter", "jm_dev_onehot", "jm_dev_concat_part", "jm_dev_scale", NULL };
 /* parameter sizes of each library kernel (dev_lib.c's signatures): p pointer, l i64, i i32, d double, u u32 */
-static const char *const lib_sigs[] = { "pliidduupl" "llll", "plidduupl" "llll", "ppilllllllllll", "pppilllllllllll", "pppillllpi", "ppppiiilllpi", "ppiillpi", "ppllll" };
+static const char *const lib_sigs[] = { "pliidduupl" "llll", "plidduupl" "llll", "ppilllllllllll", "pppilllllllllll", "pppillllpi", "ppppiiilllpi", "ppiillpi", "ppllll", "plid" };
 
 /* a launch: the function and a copy of its argument values */
 typedef struct { int func; unsigned char args[260][8]; } fk_launch;
@@ -135,6 +135,7 @@ static void run_launch(const fk_launch *L) {
     case 5: jm_dev_scatter(A(0, void *), A(1, const void *), A(2, const void *), A(3, const void *), A(4, int32_t), A(5, int32_t), A(6, int32_t), A(7, int64_t), A(8, int64_t), A(9, int64_t), A(10, jm_dev_err *), A(11, int32_t)); break;
     case 6: jm_dev_onehot(A(0, void *), A(1, const void *), A(2, int32_t), A(3, int32_t), A(4, int64_t), A(5, int64_t), A(6, jm_dev_err *), A(7, int32_t)); break;
     case 7: jm_dev_concat_part(A(0, char *), A(1, const char *), A(2, int64_t), A(3, int64_t), A(4, int64_t), A(5, int64_t)); break;
+    case 8: jm_dev_scale(A(0, void *), A(1, int64_t), A(2, int32_t), A(3, double)); break;
     }
 }
 #undef A
@@ -307,6 +308,9 @@ EXPORT CUresult cuLaunchKernel(void *fp, unsigned gx, unsigned gy, unsigned gz, 
 static int stream_dummy;
 EXPORT CUresult cuStreamCreate(void **s, unsigned int f) { (void)f; *s = &stream_dummy; return OK; }
 EXPORT CUresult cuStreamDestroy_v2(void *s) { (void)s; return OK; }
+/* the stand-in's work is done when it is enqueued: a stream is always idle
+   (querying a stream under capture is an error, as the driver says) */
+EXPORT CUresult cuStreamQuery(void *s) { (void)s; return forbidden_in_capture() ? E_CAPTURE : OK; }
 EXPORT CUresult cuStreamSynchronize(void *s) {
     (void)s;
     if (forbidden_in_capture()) return E_CAPTURE;

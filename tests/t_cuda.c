@@ -258,7 +258,7 @@ static void gpu_graph(const char *label, const char *file, const char *const *de
     if (gpu_build_make(&gb, label, file, defs, ndefs, arch) != 0) return;
     char *ptx = gb.ptx, *names = gb.names;
     const jm_table *t = &gb.c.plan.table;
-    jm_gpu_image img = { ptx, NULL, 0, names, arch, "fp32" };
+    jm_gpu_image img = { ptx, NULL, 0, names, arch, "fp32", 0 };
     for (int p = 0; p < t->nprograms; p++) {
         const jm_tprogram *tp = &t->programs[p];
         int runs = strcmp(tp->name, "train_step") == 0 ? 2 : 1;
@@ -461,7 +461,7 @@ static void fake_gpu_rules(const char *lib) {
     const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3", "mala_temp=1" };
     gpu_build gb;
     if (gpu_build_make(&gb, "rules: jem_mnist", "graphs/jem_mnist.graph", mnist, 4, "sm_90") != 0) return;
-    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32" };
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32", 0 };
     prog_io io;
     /* ce_grad: convolutions forward, data and filter gradients, a matrix product; no random numbers */
     if (!ok(prog_io_make(&io, &gb, "ce_grad") == 0, "jem_mnist has ce_grad")) { gpu_build_free(&gb); return; }
@@ -540,7 +540,7 @@ static void fake_gpu_rules(const char *lib) {
     /* a bad module: the PTX JIT's log, even after a cubin that did not load left its size at 0 */
     char bad_ptx[] = ".version 8.5\n.target sm_90\n.address_size 64\n// jemc-test-bad-ptx\n";
     static const char elf[] = "\177ELF not for this GPU";
-    jm_gpu_image bad = { bad_ptx, (const unsigned char *)elf, sizeof elf, gb.names, "sm_90", "fp32" };
+    jm_gpu_image bad = { bad_ptx, (const unsigned char *)elf, sizeof elf, gb.names, "sm_90", "fp32", 0 };
     jm_rt_open(&rt, t, gb.c.fns, 5);
     arc = jm_rt_attach(&rt, &jm_device_cuda, &bad);
     ok(arc != 0 && strstr(rt.err, "CUDA_ERROR_INVALID_PTX") && strstr(rt.err, "Unknown symbol 'jemc-test-bad-ptx'"),
@@ -633,7 +633,7 @@ static void fake_gpu_shards(void) {
     const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3", "mala_temp=1" };
     gpu_build gb;
     if (gpu_build_make(&gb, "shards: jem_mnist", "graphs/jem_mnist.graph", mnist, 4, "sm_90") != 0) return;
-    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32" };
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32", 0 };
     const jm_table *t = &gb.c.plan.table;
     prog_io a, b;
     if (!ok(prog_io_make(&a, &gb, "train_step") == 0 && prog_io_make(&b, &gb, "train_step") == 0, "jem_mnist has train_step")) {
@@ -680,6 +680,99 @@ static void fake_gpu_shards(void) {
     gpu_build_free(&gb);
 }
 
+/* A mirror transport: rank 0 of 2 whose peer always holds what it holds (a
+   sum doubles, a gather repeats), over host memory, and over "device" memory
+   (the stand-in's device memory is host memory) with counted calls. */
+static long mirror_dev_calls, mirror_dev_elems;
+static int mirror_dev_fail;
+static int mirror_f32(jm_coll *c, float *b, int64_t n, char *e, size_t el) { (void)c; (void)e; (void)el; for (int64_t i = 0; i < n; i++) b[i] += b[i]; return 0; }
+static int mirror_f64(jm_coll *c, double *b, int64_t n, int op, char *e, size_t el) {
+    (void)c; (void)e; (void)el;
+    for (int64_t i = 0; op == JM_COLL_SUM && i < n; i++) b[i] += b[i];
+    return 0;
+}
+static int mirror_gather(jm_coll *c, const void *s, int64_t bytes, void *r, char *e, size_t el) {
+    (void)c; (void)e; (void)el;
+    memcpy(r, s, (size_t)bytes);
+    memcpy((char *)r + bytes, s, (size_t)bytes);
+    return 0;
+}
+static int mirror_dev(jm_coll *c, uint64_t buf, int64_t n, int dtype, void *stream, char *e, size_t el) {
+    (void)c; (void)stream;
+    if (mirror_dev_fail) { snprintf(e, el, "the mirror's injected failure"); return -1; }
+    mirror_dev_calls++;
+    mirror_dev_elems += n;
+    if (dtype == JM_COLL_F64) return mirror_f64(c, (double *)(uintptr_t)buf, n, JM_COLL_SUM, e, el);
+    return mirror_f32(c, (float *)(uintptr_t)buf, n, e, el);
+}
+static int mirror_poll(jm_coll *c, char *e, size_t el) { (void)c; (void)e; (void)el; return 0; }
+
+/* The means of a data-parallel step kept on the GPU (engine/rt_dp.c's device
+   path: mean_dev, dp_wait, as NCCL runs them) against the host path on the
+   CPU, through the mirror: the same step, within 1e-5 of each tensor's scale;
+   every mean went through dev_allreduce; its error is the step's. */
+static void fake_gpu_device_means(void) {
+    const char *mnist[] = { "batch=3", "buffer_size=20", "sgld_steps=3", "mala_temp=1" };
+    gpu_build gb;
+    if (gpu_build_make(&gb, "device means: jem_mnist", "graphs/jem_mnist.graph", mnist, 4, "sm_90") != 0) return;
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32", 0 };
+    const jm_table *t = &gb.c.plan.table;
+    prog_io a;
+    if (prog_io_make(&a, &gb, "train_step") != 0) { gpu_build_free(&gb); return; }
+    const jm_tprogram *tp = &t->programs[a.p];
+    int64_t mean_elems = 0;
+    for (int c = 0; c < tp->ncolls; c++)
+        if (tp->colls[c].kind == JM_COLL_MEAN) mean_elems += tp->colls[c].bytes[0] / (tp->colls[c].dtype == JM_DT_F64 ? 8 : 4);
+    jm_coll host = { .name = "mirror", .rank = 0, .size = 2, .local_rank = 0, .local_size = 2,
+                     .allreduce_f32 = mirror_f32, .allreduce_f64 = mirror_f64, .allgather = mirror_gather };
+    jm_coll dev = host;
+    dev.dev_allreduce = mirror_dev;
+    dev.dev_poll = mirror_poll;
+    void *oc[64], *og[64];
+    for (int i = 0; i < a.nout; i++) { oc[i] = malloc(a.bytes[i] + 8); og[i] = malloc(a.bytes[i] + 8); }
+    jm_rt cpu, gpu;
+    jm_rt_open(&cpu, t, gb.c.fns, 5);
+    jm_rt_open(&gpu, t, gb.c.fns, 5);
+    cpu.dp_bucket_bytes = 0;
+    int rc_c = 0, rc_g = jm_rt_attach(&gpu, &jm_device_cuda, &img);
+    mirror_dev_calls = mirror_dev_elems = 0;
+    for (int r = 0; r < 2 && rc_c == 0 && rc_g == 0; r++) {
+        rc_c = jm_rt_run_shards(&cpu, a.p, &host, 1, (const void *const *)a.tin, oc);
+        rc_g = jm_rt_run_shards(&gpu, a.p, &dev, 1, (const void *const *)a.tin, og);
+    }
+    if (ok(rc_c == 0 && rc_g == 0 && mirror_dev_elems == 2 * mean_elems,
+           "train_step as rank 0 of 2, 2 steps: the host path on the CPU, the device path on the stand-in (%ld dev_allreduce calls, %ld of 2 x %lld elements)",
+           mirror_dev_calls, mirror_dev_elems, (long long)mean_elems)) {
+        jc_worst w = { 0, 1e-5, 0, 0, 1, "", "", "", 0, 0 };
+        for (int i = 0; i < a.nout; i++) {
+            int64_t at = 0;
+            const jm_tdesc *d = &tp->outputs[i];
+            jc_note_value(&w, "device means", d->name, jc_value_err(og[i], d->dtype, oc[i], d->dtype, jm_rt_desc_numel(d), &at), jc_value_tol(d->name, 1e-5), at);
+        }
+        for (int gi = 0; gi < t->nglobals; gi++) {
+            int64_t at = 0;
+            const jm_tdesc *d = &t->globals[gi].t;
+            jc_note_value(&w, "device means", d->name, jc_value_err(jm_rt_global_read(&gpu, gi), d->dtype, jm_rt_global_read(&cpu, gi), d->dtype, jm_rt_desc_numel(d), &at),
+                          jc_value_tol(d->name, 1e-5), at);
+        }
+        ok(w.value <= w.vtol, "means on the device (sum, then x 1/2 by jm_dev_scale) match the host's: every output and state tensor within %g of its scale (worst %.2g%s%s)",
+           w.vtol, w.value, *w.vname ? " in " : "", w.vname);
+    } else {
+        tap_diag("cpu: %s / gpu: %s", rc_c ? cpu.err : "ok", rc_g ? gpu.err : "ok");
+        skip(1, "the step did not run");
+    }
+    mirror_dev_fail = 1;
+    int rc = jm_rt_run_shards(&gpu, a.p, &dev, 1, (const void *const *)a.tin, og);
+    mirror_dev_fail = 0;
+    ok(rc != 0 && strstr(gpu.err, "averaging over 2 GPUs: the mirror's injected failure"), "a device transport's error fails the step, named: %s", gpu.err);
+    jm_rt_close(&cpu);
+    jm_rt_close(&gpu);
+    jm_rt_dp_free();
+    for (int i = 0; i < a.nout; i++) { free(oc[i]); free(og[i]); }
+    prog_io_free(&a);
+    gpu_build_free(&gb);
+}
+
 static void fake_gpu_knob_loops(void) {
     const char *text =
         "config {\n  s1 = 1\n  s2 = 1\n  s3 = 1\n  s4 = 1\n  s5 = 1\n  s6 = 1\n  s7 = 1\n  s8 = 1\n  s9 = 1\n}\n"
@@ -690,7 +783,7 @@ static void fake_gpu_knob_loops(void) {
         "}\n";
     gpu_build gb;
     if (gpu_build_text(&gb, "nine knob loops", text, NULL, NULL, 0, "sm_90") != 0) return;
-    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32" };
+    jm_gpu_image img = { gb.ptx, NULL, 0, gb.names, "sm_90", "fp32", 0 };
     const jm_table *t = &gb.c.plan.table;
     jm_rt rt;
     jm_rt_open(&rt, t, gb.c.fns, 5);
@@ -768,6 +861,7 @@ static void on_fake_gpu(void) {
     fake_gpu_rules(lib);
     fake_gpu_knob_loops();
     fake_gpu_shards();
+    fake_gpu_device_means();
     long nl = 0, nr = 0;
     fake_counts(&nl, &nr);
     ok(nr > 0 && nl > 0, "programs ran as replayed CUDA graphs (%ld replays, %ld kernel launches)", nr, nl);

@@ -21,6 +21,7 @@
 #include "train_helpers.h"
 #include "mpi_helpers.h"
 #include <time.h>
+#include <sys/stat.h>
 
 static char dir[256], data[300], e8[300], e16[300], s8[300], s16[300];
 
@@ -183,6 +184,49 @@ static void test_overlap(const char *mpi) {
     }
 }
 
+/* GPU ranks, on the stand-ins for CUDA (tests/fake_cuda.c) and NCCL
+   (tests/fake_nccl.c): 2 ranks of the GPU executable average their gradients
+   through NCCL and follow the CPU's 2 ranks (np2_0, test_two_ranks); without
+   NCCL they say so and average through MPI on the host; one GPU process
+   with --accumulate 2 follows them too. The executable is linked with
+   -rdynamic so that the CUDA stand-in finds its CPU kernels. */
+#define N_GPU_POINTS 7
+static void test_gpu_ranks(const char *mpi) {
+    char fake[512], nccl[512], cc[400], g8[400], a[400], b[400], why[600];
+    const char *B = jt_env("JM_BUILD", "build");
+    snprintf(fake, sizeof fake, "%s/tests/libfakecuda.so", B);
+    snprintf(nccl, sizeof nccl, "%s/tests/libfakenccl.so", B);
+    if (access(fake, R_OK) != 0 || access(nccl, R_OK) != 0) { skip(N_GPU_POINTS, "the CPU stand-ins for CUDA and NCCL are not built"); return; }
+    snprintf(cc, sizeof cc, "%s/cc-rdynamic", dir);
+    FILE *f = fopen(cc, "w");
+    if (f) { fprintf(f, "#!/bin/sh\nexec cc -rdynamic \"$@\"\n"); fclose(f); }
+    chmod(cc, 0755);
+    snprintf(g8, sizeof g8, "%s/tiny8_gpu", dir);
+    int r = run("JEMC_PTXAS= JEMC_CC=%s %s compile tests/train/tiny.graph --target cuda -o %s", cc, jemc, g8);
+    if (r && strstr(out, "libdevice")) { skip(N_GPU_POINTS, "CUDA's libdevice is not installed (make deps-cuda fetches it)"); return; }
+    ok(r == 0, "compile tests/train/tiny.graph --target cuda");
+    if (r) { tap_diag("%s", out); skip(N_GPU_POINTS - 1, "no GPU executable"); return; }
+    char env[2400];
+    snprintf(env, sizeof env, "JEMC_LIBCUDA=%s JEMC_LIBCUBLAS=%s JEMC_LIBCUDNN=%s", fake, fake, fake);
+    snprintf(b, sizeof b, "%s/np2_0/last.safetensors", dir);
+    r = run("%s JEMC_LIBNCCL=%s %s %s train --data %s --out %s/gpu_nccl --iters 12 --ckpt-every 4 --no-progress", env, nccl, mpi, g8, data, dir);
+    ok(r == 0 && strstr(out, "data-parallel over 2 GPUs: gradients averaged by NCCL"), "2 GPU ranks: 12 iterations, the gradients averaged by NCCL (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    snprintf(a, sizeof a, "%s/gpu_nccl/last.safetensors", dir);
+    ok(close_tensors(a, b, 1e-5, why, sizeof why), "they follow the CPU's 2 ranks: %s", why);
+    r = run("%s JEMC_LIBNCCL=/nonexistent/libnccl.so.2 %s %s train --data %s --out %s/gpu_mpi --iters 12 --ckpt-every 4 --no-progress", env, mpi, g8, data, dir);
+    ok(r == 0 && strstr(out, "/nonexistent/libnccl.so.2") && strstr(out, "the gradients cross the host through MPI instead"),
+       "without NCCL: said, naming the library, and the gradients go through MPI (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    snprintf(a, sizeof a, "%s/gpu_mpi/last.safetensors", dir);
+    ok(close_tensors(a, b, 1e-5, why, sizeof why), "and follow the CPU's 2 ranks: %s", why);
+    r = run("%s %s train --data %s --out %s/gpu_acc --iters 12 --ckpt-every 4 --no-progress --accumulate 2", env, g8, data, dir);
+    snprintf(a, sizeof a, "%s/gpu_acc/last.safetensors", dir);
+    ok(r == 0, "one GPU process, --accumulate 2: 12 iterations (exit %d)", r);
+    if (r) tap_diag("%s", out);
+    ok(close_tensors(a, b, 1e-5, why, sizeof why), "it follows the CPU's 2 ranks: %s", why);
+}
+
 static void test_faults(const char *mpi) {
     char a[400], why[600];
     /* a NaN in rank 1's parameters only: the mean spreads it, both roll back */
@@ -224,11 +268,12 @@ int main(void) {
     test_accumulate_matches_whole_batch();
     char why[1300], mpi[1024];
     if (!jt_mpi_usable(why, sizeof why)) {
-        skip(24, why);     /* the points of the four tests below */
+        skip(24 + N_GPU_POINTS, why);     /* the points of the five tests below */
     } else {
         jt_mpi_prefix(mpi, sizeof mpi, 2, 1);
         test_two_ranks(mpi);
         test_overlap(mpi);
+        test_gpu_ranks(mpi);
         test_two_exchanges(mpi);
         test_faults(mpi);
     }

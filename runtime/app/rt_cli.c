@@ -183,8 +183,16 @@ done:
     return rc;
 }
 
+/* a copy of the executable's image: the GPU ordinal is set per rank later
+   (the device reads it when it attaches, at the first program run) */
+static jm_gpu_image jm_cli_img;
 static const jm_gpu_image *jm_cli_gpu;
-void jm_rt_cli_set_gpu(const jm_gpu_image *img) { jm_cli_gpu = img; }
+void jm_rt_cli_set_gpu(const jm_gpu_image *img) {
+    if (!img) { jm_cli_gpu = NULL; return; }
+    jm_cli_img = *img;
+    jm_cli_gpu = &jm_cli_img;
+}
+void jm_rt_cli_set_gpu_ordinal(int ordinal) { jm_cli_img.ordinal = ordinal; }
 
 /* The executable's commands, one line each: the top-level help lists them
    all, and `EXE help COMMAND` goes to the command's own --help. `program`:

@@ -35,5 +35,8 @@ int jm_rt_exec_files(const jm_table *t, jm_kernel_fn *kernels, const jm_rt_exec_
 /* The GPU image the executable carries (rt_main.c, when compiled with --target cuda). */
 #include "gpu/rt_cuda.h"
 void jm_rt_cli_set_gpu(const jm_gpu_image *img);
+/* The GPU a process uses, before its first program runs: a rank's local rank
+   (modulo the visible GPUs); 0 by default. */
+void jm_rt_cli_set_gpu_ordinal(int ordinal);
 int jm_rt_cli_main(int argc, char **argv, const int64_t *words, int64_t nwords, jm_kernel_fn *kernels, int64_t nkernels);
 #endif

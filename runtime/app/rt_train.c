@@ -35,6 +35,7 @@
 #include "engine/rt_knobs.h"
 #include "rt_sample.h"
 #include "rt_session.h"
+#include "rt_cli.h"
 #include "rt_gm.h"
 #include "data_table.h"
 #include "engine/names.h"
@@ -170,8 +171,10 @@ typedef struct {
     int rc;
     /* data parallelism (engine/rt_dp.h): the job's processes (NULL: this one
        alone), this one's rank, and --accumulate's K micro-batches each; the
-       global batch is nranks * K * B, shard rank * K + m takes its slice m */
-    jm_coll *coll;
+       global batch is nranks * K * B, shard rank * K + m takes its slice m.
+       GPU ranks: coll is NCCL's (its host operations MPI's) and mpi the MPI
+       transport under it, closed after it */
+    jm_coll *coll, *mpi;
     int rank, nranks;
     int64_t K;
 } jm_trainer;
@@ -395,6 +398,8 @@ static int jm_trainer_join(jm_trainer *tr) {
     }
     tr->rank = tr->coll->rank;
     tr->nranks = tr->coll->size;
+    /* GPU ranks on one machine take one GPU each, by local rank */
+    jm_rt_cli_set_gpu_ordinal(tr->coll->local_rank);
     if (tr->rank > 0) {
         size_t l = strlen(tr->who);
         snprintf(tr->who + l, sizeof tr->who - l, " [r%d]", tr->rank);
@@ -403,12 +408,20 @@ static int jm_trainer_join(jm_trainer *tr) {
 }
 
 /* Every rank starts from the same state (the same seed initialises alike;
-   a --resume reads the same file): checked, by the state's hash. */
+   a --resume reads the same file): checked, by the state's hash. The state
+   as the device has it (a GPU's host copy is brought up to date only where
+   something read it: rank 0's checkpoints, not rank 1's). */
 static int jm_trainer_same_state(jm_trainer *tr, const char *when) {
     if (!tr->coll || tr->nranks < 2) return 0;
-    const unsigned char *st = tr->rt.state;
+    unsigned char *st = malloc((size_t)tr->t->state_bytes + 1);
+    if (!st || jm_rt_state_get(&tr->rt, st) != 0) {
+        fprintf(stderr, "%s: %s\n", tr->who, st ? tr->rt.err : "out of memory");
+        free(st);
+        return -1;
+    }
     uint64_t h = 1469598103934665603ull;
     for (int64_t i = 0; i < tr->t->state_bytes; i++) h = (h ^ st[i]) * 1099511628211ull;
+    free(st);
     double lo[2] = { (double)(h >> 32), (double)(h & 0xffffffffu) }, hi[2] = { lo[0], lo[1] };
     char e[256];
     if (tr->coll->allreduce_f64(tr->coll, lo, 2, JM_COLL_MIN, e, sizeof e) != 0 || tr->coll->allreduce_f64(tr->coll, hi, 2, JM_COLL_MAX, e, sizeof e) != 0) {
@@ -1011,6 +1024,31 @@ static jm_train_next jm_trainer_open_run(jm_trainer *tr) {
     return JM_TRAIN_GO;
 }
 
+/* GPU ranks average their gradients on the GPUs through NCCL, bootstrapped
+   over MPI (dist/dist.h), the device attached first (its context current).
+   Where NCCL cannot start, on every rank alike, the gradients cross the host
+   through MPI, said once. JEMC_NCCL=0 asks for that. */
+static jm_train_next jm_trainer_open_nccl(jm_trainer *tr) {
+    const jm_device *dev = jm_rt_device_chosen();
+    if (!tr->coll || tr->nranks < 2 || !dev || !dev->mean_dev) return JM_TRAIN_GO;
+    const char *off = getenv("JEMC_NCCL");
+    if (off && strcmp(off, "0") == 0) {
+        if (tr->rank == 0) fprintf(stderr, "%s: JEMC_NCCL=0: the gradients cross the host through MPI\n", tr->who);
+        return JM_TRAIN_GO;
+    }
+    if (jm_rt_prepare(&tr->rt, tr->p_main) != 0) { fprintf(stderr, "%s: %s\n", tr->who, tr->rt.err); return jm_trainer_stop(tr, 1); }
+    char err[2048];
+    jm_coll *nccl = jm_dist_nccl_open(tr->coll, tr->coll->local_rank, err, sizeof err);
+    if (!nccl) {
+        if (tr->rank == 0) fprintf(stderr, "%s: note: %s; the gradients cross the host through MPI instead\n", tr->who, err);
+        return JM_TRAIN_GO;
+    }
+    tr->mpi = tr->coll;
+    tr->coll = nccl;
+    if (tr->rank == 0) fprintf(stderr, "%s: data-parallel over %d GPUs: gradients averaged by NCCL\n", tr->who, tr->nranks);
+    return JM_TRAIN_GO;
+}
+
 static jm_train_next jm_trainer_open(jm_trainer *tr) {
     const char *init = tr->o.init ? tr->o.init : "gm";
     if (strcmp(init, "gm") != 0 && strcmp(init, "uniform") != 0) {
@@ -1020,6 +1058,7 @@ static jm_train_next jm_trainer_open(jm_trainer *tr) {
     jm_train_next next = jm_trainer_open_session(tr);
     if (next == JM_TRAIN_GO) next = jm_trainer_settle(tr);
     if (next == JM_TRAIN_GO) next = jm_trainer_open_data(tr);
+    if (next == JM_TRAIN_GO) next = jm_trainer_open_nccl(tr);
     if (next == JM_TRAIN_GO && tr->o.resume && tr->pos.it >= tr->total)
         fprintf(stderr, "%s: note: %s already has %" PRId64 " iterations (asked for %" PRId64 ")\n", tr->who, tr->o.resume, tr->pos.it, tr->total);
     if (next == JM_TRAIN_GO) next = jm_trainer_open_run(tr);
@@ -1455,6 +1494,8 @@ static int jm_trainer_close(jm_trainer *tr) {
         }
         jm_dist_close(tr->coll);
         tr->coll = NULL;
+        jm_dist_close(tr->mpi);       /* under NCCL's: closed after it */
+        tr->mpi = NULL;
     }
     return tr->rc;
 }

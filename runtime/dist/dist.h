@@ -37,4 +37,28 @@ void jm_dist_close(jm_coll *c);
    caller's sizeof(jm_coll), so a shim built against another rt_coll.h refuses). */
 #define JM_DIST_ENTRY "jm_dist_mpi_open"
 typedef int jm_dist_entry_fn(jm_coll *c, size_t coll_size, char *err, size_t errlen);
+
+/* ---- NCCL (dist_nccl.c): the device-memory sum of GPU ranks ----
+   Opens NCCL over the ranks of `host` (a transport from jm_dist_open, which
+   bootstraps it): collective, every rank calls it with its CUDA context
+   current (cuda_device names that context's device in messages). NCCL is
+   $JEMC_LIBNCCL alone when set, else libnccl.so.2 through the loader, CUDA's
+   folders (CUDA_HOME, CUDA_PATH, /usr/local/cuda*), NVIDIA's Python wheels
+   (site-packages/nvidia/nccl/lib) or /usr/lib/x86_64-linux-gnu; 2.12 or newer.
+   Every rank succeeds or every rank fails: a rank that cannot load NCCL or
+   start its communicator makes the others fail too, each with a message
+   naming the failed ranks and the reason (the failing rank's own on it).
+   The result's name is "nccl", its ranks are host's; dev_allreduce and
+   dev_poll are NCCL's (ncclAllReduce in place with ncclSum on the caller's
+   stream; ncclCommGetAsyncError), the host-memory operations are host's, and
+   abort aborts the communicator, then the job through host. Who finalizes
+   what: jm_dist_close(nccl) ends the communicator only (ncclCommDestroy, or
+   ncclCommAbort after an NCCL error) and frees it; host stays the caller's,
+   closed after it with jm_dist_close(host). NULL and err on failure. */
+jm_coll *jm_dist_nccl_open(jm_coll *host, int cuda_device, char *err, size_t errlen);
+
+/* The places jm_dist_nccl_open tries when JEMC_LIBNCCL is not set, in order,
+   one a line ("libnccl.so.2" first: the loader's path), folders that exist
+   only; malloc'd (free it), NULL when out of memory. */
+char *jm_dist_nccl_search(void);
 #endif

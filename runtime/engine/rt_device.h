@@ -15,11 +15,13 @@
  *
  * Data-parallel training (engine/rt_dp.c) runs a training step in two phases
  * around its collectives (run_phase, scratch_io below); the collectives
- * themselves go through a transport (engine/rt_coll.h: MPI). A device without
+ * themselves go through a transport (engine/rt_coll.h: MPI, or NCCL on the
+ * device's own memory: mean_dev, dp_wait). A device without
  * them leaves them NULL, so the devices, defined with designated
  * initialisers, need no change. */
 #ifndef JM_RT_DEVICE_H
 #define JM_RT_DEVICE_H
+#include "rt_coll.h"
 #include <stdint.h>
 
 typedef struct jm_rt jm_rt;
@@ -54,6 +56,15 @@ typedef struct jm_device {
        (write = 0) or from it (write = 1). 0, or -1 with rt->err set. */
     int (*run_phase)(jm_rt *rt, int p, int phase, const void *const *inputs, void *const *outputs);
     int (*scratch_io)(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write);
+    /* Means over a device transport (rt_coll.h's dev_allreduce: NCCL), NULL
+       where the device has none: mean_dev enqueues, on the device's stream,
+       the sum over coll's ranks of the n elements (JM_DT_F32 or JM_DT_F64) at
+       scratch reference ref, in place, then its scaling by 1/S; dp_wait
+       returns when the stream has done them, polling coll->dev_poll while it
+       waits (a transport's asynchronous error ends the wait with it). 0, or
+       -1 with rt->err set. */
+    int (*mean_dev)(jm_rt *rt, int64_t ref, int64_t n, int dtype, jm_coll *coll, int S);
+    int (*dp_wait)(jm_rt *rt, jm_coll *coll);
 } jm_device;
 
 extern const jm_device jm_device_cpu;

@@ -178,10 +178,12 @@ static int jm_dp_collect_one(jm_rt *rt, const jm_tprogram *pr, int c, int m, int
 }
 
 /* After micro-batch m's run of the phase before `phase`: what the hook has
-   not collected yet of that phase's collectives. */
-static int jm_dp_collect(jm_rt *rt, const jm_tprogram *pr, int phase, int m, int rank, int K) {
+   not collected yet of that phase's collectives (the rows alone when the
+   means stay on the device: `dev`). */
+static int jm_dp_collect(jm_rt *rt, const jm_tprogram *pr, int phase, int m, int rank, int K, int dev) {
     for (int c = 0; c < pr->ncolls; c++)
-        if (pr->colls[c].phase == phase && !jm_dp.got[c] && jm_dp_collect_one(rt, pr, c, m, rank, K) != 0) return -1;
+        if (pr->colls[c].phase == phase && !jm_dp.got[c] && !(dev && pr->colls[c].kind == JM_COLL_MEAN) &&
+            jm_dp_collect_one(rt, pr, c, m, rank, K) != 0) return -1;
     return 0;
 }
 
@@ -245,13 +247,26 @@ static int jm_dp_run_phase(jm_rt *rt, int p, int run, int m, int rank, int K, jm
 }
 
 /* The exchange before `phase`: across processes, then the means written back in place. */
-static int jm_dp_exchange(jm_rt *rt, const jm_tprogram *pr, int phase, jm_coll *coll, int K, int S, int overlapped) {
+static int jm_dp_exchange(jm_rt *rt, const jm_tprogram *pr, int phase, jm_coll *coll, int K, int S, int overlapped, int dev) {
     float *s32 = jm_dp.s32 + jm_dp.lo32[phase];
     double *s64 = jm_dp.s64 + jm_dp.lo64[phase];
     int64_t n32 = jm_dp.lo32[phase + 1] - jm_dp.lo32[phase], n64 = jm_dp.lo64[phase + 1] - jm_dp.lo64[phase];
     if (coll && coll->size > 1) {
         char e[512];
-        if (overlapped) {
+        if (dev) {
+            /* the means in place on the device (NCCL), then the wait for them */
+            for (int c = 0; c < pr->ncolls; c++) {
+                const jm_tcoll *cl = &pr->colls[c];
+                if (cl->kind != JM_COLL_MEAN || cl->phase != phase) continue;
+                int64_t n = cl->bytes[0] / (cl->dtype == JM_DT_F64 ? 8 : 4);
+                if (rt->dev->mean_dev(rt, cl->ref[0], n, cl->dtype, coll, S) != 0) return -1;
+            }
+            double t0 = jm_dp_now();
+            int rc = rt->dev->dp_wait(rt, coll);
+            rt->dp_wait_s += jm_dp_now() - t0;
+            if (rc != 0) return -1;
+            n32 = n64 = 0;
+        } else if (overlapped) {
             /* the buckets the hook did not post (all, when the phase's last
                step finished them), then the wait for all of them */
             while (jm_dp.h.nextbk < jm_dp.bk_lo[phase + 1])
@@ -284,6 +299,7 @@ static int jm_dp_exchange(jm_rt *rt, const jm_tprogram *pr, int phase, jm_coll *
         }
     }
     /* the sum of S shards' means, times 1/S (exact for S a power of two) */
+    if (dev) return 0;
     n32 = jm_dp.lo32[phase + 1] - jm_dp.lo32[phase];
     float f = 1.0f / (float)S;
     double d = 1.0 / (double)S;
@@ -327,6 +343,10 @@ int jm_rt_run_shards(jm_rt *rt, int p, jm_coll *coll, int K, const void *const *
     if (jm_dp_reserve(rt, pr, S) != 0) return -1;
     /* overlap: the last micro-batch's means go out in buckets while the rest of its phase runs */
     int overlap = coll && coll->size > 1 && rt->dp_bucket_bytes > 0 && coll->post_f32 && coll->progress && coll->wait_all;
+    /* a device transport (NCCL) keeps one micro-batch's means on the device;
+       several micro-batches are summed through the host */
+    int dev = coll && coll->size > 1 && K == 1 && coll->dev_allreduce && rt->dev->mean_dev && rt->dev->dp_wait;
+    if (dev) overlap = 0;
     int rc = 0;
     double spent = 0, t0;
     rt->dp_nshards = S;
@@ -334,20 +354,20 @@ int jm_rt_run_shards(jm_rt *rt, int p, jm_coll *coll, int K, const void *const *
         rt->shard = (int64_t)rank * K + m;
         rc = jm_dp_run_phase(rt, p, 0, m, rank, K, coll, overlap && m == K - 1, inputs + (size_t)m * (size_t)pr->ninputs, NULL);
         t0 = jm_dp_now();
-        if (rc == 0) rc = jm_dp_collect(rt, pr, 1, m, rank, K);
+        if (rc == 0) rc = jm_dp_collect(rt, pr, 1, m, rank, K, dev);
         spent += jm_dp_now() - t0;
     }
     /* the later phases (K = 1 when there are several), each after its exchange */
     for (int ph = 1; ph < P && rc == 0; ph++) {
         t0 = jm_dp_now();
-        rc = jm_dp_exchange(rt, pr, ph, coll, K, S, overlap);
+        rc = jm_dp_exchange(rt, pr, ph, coll, K, S, overlap, dev);
         spent += jm_dp_now() - t0;
         if (rc != 0) break;
         rt->shard = (int64_t)rank * K;
         rt->dp_rows = jm_dp.rows;
         rc = jm_dp_run_phase(rt, p, ph, 0, rank, K, coll, overlap, NULL, ph == P - 1 ? outputs : NULL);
         t0 = jm_dp_now();
-        if (rc == 0 && ph + 1 < P) rc = jm_dp_collect(rt, pr, ph + 1, 0, rank, K);
+        if (rc == 0 && ph + 1 < P) rc = jm_dp_collect(rt, pr, ph + 1, 0, rank, K, dev);
         spent += jm_dp_now() - t0;
     }
     /* after a failure, sums this rank posted may still be in flight: the

@@ -29,6 +29,7 @@ typedef struct CUgraphExec_st *jm_CUgraphExec;
 enum {
     JM_CUDA_SUCCESS = 0,
     JM_CUDA_ERROR_NO_DEVICE = 100,
+    JM_CUDA_ERROR_NOT_READY = 600,
     JM_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
     JM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
     JM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
@@ -71,6 +72,7 @@ enum {
     X(jm_CUresult, cuStreamCreate, (jm_CUstream *s, unsigned int flags)) \
     X(jm_CUresult, cuStreamDestroy_v2, (jm_CUstream s)) \
     X(jm_CUresult, cuStreamSynchronize, (jm_CUstream s)) \
+    X(jm_CUresult, cuStreamQuery, (jm_CUstream s)) \
     X(jm_CUresult, cuStreamBeginCapture_v2, (jm_CUstream s, unsigned int mode)) \
     X(jm_CUresult, cuStreamEndCapture, (jm_CUstream s, jm_CUgraph *g)) \
     X(jm_CUresult, cuGraphInstantiateWithFlags, (jm_CUgraphExec *e, jm_CUgraph g, unsigned long long flags)) \

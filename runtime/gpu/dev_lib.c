@@ -222,6 +222,15 @@ JM_KERNEL void jm_dev_onehot(void *out, const void *labels, int32_t ldt, int32_t
     }
 }
 
+/* x *= f in place (a data-parallel mean: the sum over shards times 1/S, in
+   x's type as engine/rt_dp.c scales on the host: float f for float data) */
+JM_KERNEL void jm_dev_scale(void *x, int64_t n, int32_t dt, double f) {
+    JM_FOR(i, n) {
+        if (dt == DT_F64) ((double *)x)[i] *= f;
+        else ((float *)x)[i] *= (float)f;
+    }
+}
+
 /* one source of a concatenation: out[r, off:off+len] = src[r, 0:len] (bytes) */
 JM_KERNEL void jm_dev_concat_part(char *out, const char *src, int64_t outer, int64_t total, int64_t off, int64_t len) {
     JM_FOR(e, outer * len) {

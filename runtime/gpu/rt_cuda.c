@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int jm_gpu_fail(jm_rt *rt, jm_CUresult r, const char *fmt, ...) {
     char what[512], buf[256];
@@ -94,8 +95,12 @@ static int jm_gpu_attach(jm_rt *rt, const void *config) {
     rt->dev_data = g;
     if (jm_cuda_api_load_driver(&g->api, rt->err, sizeof rt->err) != 0) goto fail;
     jm_CUresult r;
-    if ((r = g->api.cuDeviceGet(&g->dev, 0)) || (r = g->api.cuDevicePrimaryCtxRetain(&g->ctx, g->dev)) ||
-        (r = g->api.cuCtxSetCurrent(g->ctx))) { jm_gpu_fail(rt, r, "cannot open GPU 0"); goto fail; }
+    /* the ranks of a job on one machine take one GPU each (jm_gpu_image.ordinal
+       = the local rank), round the visible ones */
+    int count = 0, ordinal = 0;
+    if (g->api.cuDeviceGetCount(&count) == 0 && count > 0 && img->ordinal > 0) ordinal = img->ordinal % count;
+    if ((r = g->api.cuDeviceGet(&g->dev, ordinal)) || (r = g->api.cuDevicePrimaryCtxRetain(&g->ctx, g->dev)) ||
+        (r = g->api.cuCtxSetCurrent(g->ctx))) { jm_gpu_fail(rt, r, "cannot open GPU %d", ordinal); goto fail; }
     g->have_ctx = 1;
     char name[200] = "?";
     int drv = 0;
@@ -443,6 +448,43 @@ static int jm_gpu_run_phase(jm_rt *rt, int p, int phase, const void *const *inpu
     return jm_gpu_exec(rt, p, pr->phase_start[phase], pr->phase_start[phase + 1], phase == 0 ? inputs : NULL, last ? outputs : NULL, last);
 }
 
+/* A mean over a device transport (engine/rt_device.h): the sum enqueued on
+   the program's stream, then the scaling by 1/S (as rt_dp.c scales on the
+   host: 1.0f / S for floats). */
+static int jm_gpu_mean_dev(jm_rt *rt, int64_t ref, int64_t n, int dtype, jm_coll *coll, int S) {
+    jm_gpu *g = jm_gpu_of(rt);
+    if (!g->lib[JM_GPU_SCALE]) { snprintf(rt->err, sizeof rt->err, "damaged executable: its GPU module lacks jm_dev_scale"); return -1; }
+    jm_CUdeviceptr x = g->scratch + (jm_CUdeviceptr)jm_ref_offset(ref);
+    char e[512];
+    if (coll->dev_allreduce(coll, (uint64_t)x, n, dtype == JM_DT_F64 ? JM_COLL_F64 : JM_COLL_F32, (void *)g->stream, e, sizeof e) != 0) {
+        snprintf(rt->err, sizeof rt->err, "averaging over %d GPUs: %s", coll->size, e);
+        return -1;
+    }
+    int32_t dt = dtype;
+    double f = dtype == JM_DT_F64 ? 1.0 / (double)S : (double)(1.0f / (float)S);
+    void *params[] = { &x, &n, &dt, &f };
+    return jm_gpu_launch(rt, g->lib[JM_GPU_SCALE], n, params, "the mean over shards");
+}
+
+/* The stream's work done, the transport's asynchronous errors polled meanwhile
+   (a peer that died leaves NCCL's kernels waiting forever: the poll is what
+   ends the wait, as NCCL's documentation advises). */
+static int jm_gpu_dp_wait(jm_rt *rt, jm_coll *coll) {
+    jm_gpu *g = jm_gpu_of(rt);
+    char e[512];
+    for (;;) {
+        jm_CUresult r = g->api.cuStreamQuery(g->stream);
+        if (r == JM_CUDA_SUCCESS) return 0;
+        if (r != JM_CUDA_ERROR_NOT_READY) return jm_gpu_fail(rt, r, "averaging over %d GPUs", coll->size);
+        if (coll->dev_poll && coll->dev_poll(coll, e, sizeof e) != 0) {
+            snprintf(rt->err, sizeof rt->err, "averaging over %d GPUs: %s", coll->size, e);
+            return -1;
+        }
+        struct timespec ts = { 0, 50000 };       /* 50 us between polls */
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* A collective's operand between the phases: after the stream's work, synchronously. */
 static int jm_gpu_scratch_io(jm_rt *rt, int64_t ref, void *host, int64_t bytes, int write) {
     jm_gpu *g = jm_gpu_of(rt);
@@ -482,4 +524,6 @@ const jm_device jm_device_cuda = {
     .describe = jm_gpu_describe,
     .run_phase = jm_gpu_run_phase,
     .scratch_io = jm_gpu_scratch_io,
+    .mean_dev = jm_gpu_mean_dev,
+    .dp_wait = jm_gpu_dp_wait,
 };

@@ -35,6 +35,7 @@ typedef struct {
     const char *kernels;             /* "name scale\n" per table kernel index */
     const char *arch;                /* "sm_90" */
     const char *precision;           /* convolutions and matrix products: "tf32" (tensor cores) or "fp32" */
+    int ordinal;                     /* the GPU: this ordinal modulo the visible GPUs (a rank's local rank) */
 } jm_gpu_image;
 
 /* The CUDA device (engine/rt_device.h): open takes the executable's

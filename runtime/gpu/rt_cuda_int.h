@@ -6,7 +6,7 @@
 
 /* the runtime's library kernels (runtime/gpu/dev_lib.c), by name */
 enum { JM_GPU_RNG, JM_GPU_RNG_NORMAL, JM_GPU_POOL, JM_GPU_POOL_BWD, JM_GPU_GATHER, JM_GPU_SCATTER, JM_GPU_ONEHOT,
-       JM_GPU_CONCAT, JM_GPU_LIB_N };
+       JM_GPU_CONCAT, JM_GPU_SCALE, JM_GPU_LIB_N };
 extern const char *const jm_gpu_lib_names[JM_GPU_LIB_N];
 
 /* device words (g->words): [0] the run counter; at JM_GPU_ERR_OFFSET dev_lib.c's error word */

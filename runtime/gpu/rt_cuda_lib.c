@@ -9,7 +9,7 @@
 
 const char *const jm_gpu_lib_names[JM_GPU_LIB_N] = {
     "jm_dev_rng", "jm_dev_rng_normal", "jm_dev_pool", "jm_dev_pool_bwd", "jm_dev_gather", "jm_dev_scatter",
-    "jm_dev_onehot", "jm_dev_concat_part"
+    "jm_dev_onehot", "jm_dev_concat_part", "jm_dev_scale"
 };
 
 static int jm_table_has(const jm_table *t, int op0, int op1) {

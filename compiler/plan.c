@@ -1213,6 +1213,22 @@ void jm_plan_dump_memory(const jm_plan *P, const char *program, FILE *out) {
             else
                 fprintf(out, "  b%-4d [%5s, %5s]  offset %10" PRId64 "  %10" PRId64 " bytes  %s\n", b, f, l, B->offset, B->bytes, B->what);
         }
+        /* data parallelism: the phases, and when each exchanged value is final
+           (a mean's exchange may start there: engine/rt_dp.c's buckets) */
+        if (pr->ncolls == 0) continue;
+        fprintf(out, "  phases:");
+        for (int k = 0; k < pr->nphases; k++) fprintf(out, " [%d, %d)", pr->phase_start[k], pr->phase_start[k + 1]);
+        fputc('\n', out);
+        for (int c = 0; c < pr->ncolls; c++) {
+            const jm_tcoll *cl = &pr->colls[c];
+            if (cl->kind == JM_COLL_MEAN)
+                fprintf(out, "  mean before phase %d: %10" PRId64 " bytes %s at offset %" PRId64 ", final after step %d of phase %d's [%d, %d)\n",
+                        cl->phase, cl->bytes[0], cl->dtype == JM_DT_F64 ? "f64" : "f32", jm_ref_offset(cl->ref[0]), cl->step,
+                        cl->phase - 1, pr->phase_start[cl->phase - 1], pr->phase_start[cl->phase]);
+            else
+                fprintf(out, "  rows before phase %d: index %" PRId64 " + rows %" PRId64 " bytes per shard, for the scatter at step %d\n",
+                        cl->phase, cl->bytes[0], cl->bytes[1], cl->step);
+        }
     }
 }
 

@@ -248,6 +248,25 @@ int main(void) {
        strstr(out, "program train_step_ce: data-parallel") && strstr(out, "10 means, 0 row scatters, 0 per-example draws") &&
        strstr(out, "program logits: no collectives"),
        "--dump=dp: the training steps' means, row scatters and per-example draws (the replay buffer's noise, not the parameters)");
+    /* --dump=plan: when each mean is final (overlap starts its exchange there):
+       the backward pass finishes the classifier's last layer before its first */
+    rc = J(out, sizeof out, "compile graphs/jem_mnist.graph train_step_ce --dump=plan -D batch=2");
+    {
+        /* conv1.weight (1152 bytes) and the dense layer's bias (40) */
+        int first = -1, last = -1, end = -1, means = 0;
+        for (const char *p = out; (p = strstr(p, "mean before phase 1:")); p++) {
+            long long bytes = 0, off = 0;
+            int s = -1, a = -1, b = -1;
+            if (sscanf(p, "mean before phase 1: %lld bytes f32 at offset %lld, final after step %d of phase 0's [%d, %d)", &bytes, &off, &s, &a, &b) != 5) continue;
+            if (bytes == 1152) first = s;
+            if (bytes == 40) last = s;
+            end = b;
+            means++;
+        }
+        ok(rc == 0 && means == 10 && first > last && first <= end && strstr(out, "phases: [0, "),
+           "--dump=plan: the 10 means of train_step_ce, each final at its step of phase 0 (the first layer's weight at %d, the last layer's bias at %d, of %d)",
+           first, last, end);
+    }
     /* the failed runs above named --out files in dir (a bad state file, a truncated one, bad inputs); o.safetensors
        shows that --out does write there when the run succeeds */
     snprintf(path, sizeof path, "%s/o.safetensors", dir);

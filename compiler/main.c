@@ -55,7 +55,7 @@ static void jm_usage(FILE *out) {
         "  jemc info    GRAPH [-D name=value]...\n"
         "  jemc compile GRAPH -o EXE [--target cpu|cuda] [--cpu NAME] [--gpu-arch sm_90] [--precision tf32|fp32]\n"
         "               [--libdevice BC]\n"
-        "               [--emit=exe|obj|asm|llvm] [-O0..3] [--time] [-D name=value]...\n"
+        "               [--emit=exe|obj|asm|llvm] [-O0..3] [--fuse=on|off] [--time] [-D name=value]...\n"
         "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|dp|fused|plan|ptx [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
@@ -68,7 +68,9 @@ static void jm_usage(FILE *out) {
         "            kernels and program table instead. --dump=ir prints the IR as elaborated, grad after\n"
         "            autodiff, simplify after simplification, lower after lowering composites, dp what\n"
         "            the training programs share across data-parallel shards (docs/data-parallel.md),\n"
-        "            fused the kernels and steps, plan the memory plan (docs/backend-cpu.md)\n"
+        "            fused the kernels and steps, plan the memory plan (docs/backend-cpu.md). --fuse=off\n"
+        "            runs every elementwise op as its own kernel and no convolution epilogue (to measure\n"
+        "            what fusion buys; docs/fused-samplers.md)\n"
         "  run       evaluates one program with the reference interpreter (or --target cpu: compiled\n"
         "            code through LLVM's JIT): parameters and state\n"
         "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
@@ -76,7 +78,7 @@ static void jm_usage(FILE *out) {
 }
 
 typedef struct {
-    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt;
+    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt, *fuse;
     const char *gpu_arch, *libdevice, *gpu_precision;
     int threads, time, precision_given;
     uint64_t seed;
@@ -114,6 +116,7 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
         JM_OPT("-O", opt)
         JM_OPT("--gpu-arch", gpu_arch)
         JM_OPT("--libdevice", libdevice)
+        JM_OPT("--fuse", fuse)
 #undef JM_OPT
         if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) { o->opt = a + 2; continue; }
         if (strcmp(a, "--time") == 0) { o->time = 1; continue; }
@@ -488,6 +491,11 @@ int main(int argc, char **argv) {
     jm_diags d;
     jm_diag_init(&d, &arena, stderr);
     int rc = 1;
+    if (o.fuse && strcmp(o.fuse, "on") != 0 && strcmp(o.fuse, "off") != 0) {
+        fprintf(stderr, "jemc %s: --fuse must be on or off, got '%s'\n", cmd, o.fuse);
+        return 1;
+    }
+    jm_plan_set_fusion(!o.fuse || strcmp(o.fuse, "on") == 0);
     if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0 &&
         strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "dp") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0 && strcmp(o.dump, "ptx") != 0) {
         fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, dp, fused, plan, ptx)\n", o.dump);

@@ -128,6 +128,10 @@ static void jm_count_uses(jm_pctx *C, int g) {
     }
 }
 
+/* jm_plan_set_fusion: one compilation per process, so a setting of the pass */
+static int jm_plan_fuse = 1;
+void jm_plan_set_fusion(int on) { jm_plan_fuse = on != 0; }
+
 static void jm_decide(jm_pctx *C, int g) {
     jm_graph *gr = &C->m->graphs[g];
     int n = gr->nnode;
@@ -151,7 +155,7 @@ static void jm_decide(jm_pctx *C, int g) {
             costly[i] |= costly[src];
         }
         int dup_ok = !costly[i] && size[i] <= JM_FUSE_DUP_MAX;
-        mat[i] = C->ext[g][i] || (C->users[g][i] > 1 && !dup_ok) || size[i] > JM_FUSE_MAX_OPS;
+        mat[i] = !jm_plan_fuse || C->ext[g][i] || (C->users[g][i] > 1 && !dup_ok) || size[i] > JM_FUSE_MAX_OPS;
         /* an expanding broadcast must not recompute an expensive source per copy */
         if (nd->op == JM_OP_BROADCAST) {
             int src = nd->src[0];
@@ -203,6 +207,7 @@ static void jm_find_epilogues(jm_pctx *C, int g) {
     C->epi_inplace[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
     C->epi_root[g] = jm_arena_alloc(C->m->arena, sizeof(int) * (size_t)(n + 1));
     for (int i = 0; i < n; i++) C->epi_of[g][i] = -1;
+    if (!jm_plan_fuse) return;
     char *seen = malloc((size_t)n + 1), *st = malloc((size_t)n + 1);
     for (int c = 0; c < n; c++) {
         jm_node *cv = &gr->node[c];

@@ -89,6 +89,10 @@ int jm_kspec_param(const jm_kspec *k, int node);
 /* Builds the plan of every program (the module must be lowered: no composites).
    0 ok; -1 after reporting errors (an op the CPU backend does not support). */
 int  jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d);
+/* Fusion on (the default) or off for the plans built after: off, every
+   elementwise op is its own kernel and no convolution takes an epilogue
+   (`jemc compile --fuse=off`, to measure what fusion buys). */
+void jm_plan_set_fusion(int on);
 /* --dump=fused: each program's steps and kernels with their inline ops;
    --dump=plan: every buffer with lifetime and offset, and the peak. */
 void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out);

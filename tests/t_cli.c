@@ -248,6 +248,25 @@ int main(void) {
        strstr(out, "program train_step_ce: data-parallel") && strstr(out, "10 means, 0 row scatters, 0 per-example draws") &&
        strstr(out, "program logits: no collectives"),
        "--dump=dp: the training steps' means, row scatters and per-example draws (the replay buffer's noise, not the parameters)");
+    /* --fuse=off: every elementwise op its own kernel, no convolution epilogue */
+    {
+        static char off[1 << 16];
+        int r1 = J(out, sizeof out, "compile graphs/jem_mnist.graph sgld_grad --dump=fused -D batch=2");
+        int on_epi = 0, off_epi = 0, on_k = -1, off_k = -1;
+        for (const char *p = out; (p = strstr(p, "+ epilogue")); p++) on_epi++;
+        sscanf(out, "program sgld_grad: %*d steps (%d kernels", &on_k);
+        int r2 = J(off, sizeof off, "compile graphs/jem_mnist.graph sgld_grad --dump=fused --fuse=off -D batch=2");
+        for (const char *p = off; (p = strstr(p, "+ epilogue")); p++) off_epi++;
+        sscanf(off, "program sgld_grad: %*d steps (%d kernels", &off_k);
+        ok(r1 == 0 && r2 == 0 && on_epi == 3 && off_epi == 0 && off_k > 2 * on_k,
+           "--fuse=off: sgld_grad's %d kernels and %d convolution epilogues become %d kernels and %d epilogues", on_k, on_epi, off_k, off_epi);
+        /* the fused-samplers guide's example (docs/fused-samplers.md) compiles, its loops as the guide shows them */
+        int r4 = J(off, sizeof off, "compile examples/fused_samplers/sgld_variants.graph sample_momentum --dump=fused -D batch=2");
+        ok(r4 == 0 && strstr(off, "loop 20 times") && strstr(off, "rng_normal") && strstr(off, "+ epilogue"),
+           "examples/fused_samplers/sgld_variants.graph compiles; sample_momentum is a loop of 20 steps with its draw and fused epilogues");
+        int r3 = J(off, sizeof off, "compile graphs/jem_mnist.graph --fuse=maybe -o %s/nofuse", dir);
+        ok(r3 != 0 && strstr(off, "--fuse must be on or off, got 'maybe'"), "--fuse takes on or off, and says so");
+    }
     /* --dump=plan: when each mean is final (overlap starts its exchange there):
        the backward pass finishes the classifier's last layer before its first */
     rc = J(out, sizeof out, "compile graphs/jem_mnist.graph train_step_ce --dump=plan -D batch=2");

@@ -969,6 +969,51 @@ static void jm_fill_desc(jm_tdesc *d, const char *name, const jm_type *t, jm_ref
     d->ref = ref;
 }
 
+/* In-place state scatters (the replay buffer's new chains): a program that
+   writes state G with scatter(G, idx, rows) copies G to scratch, scatters
+   into the copy and commits the copy back, two copies of the whole buffer
+   per run. The scatter step is marked (iat[5] = the write's index + 1) when
+   a device may instead scatter straight into G and skip that write: the
+   scatter is a top-level step of the last phase, no later step reads G or
+   the scatter's result, and no output is either. The table keeps the copy-based meaning
+   too (a device may ignore the mark: the GPU does). The CPU keeps the
+   overwritten rows to restore them if the run fails (engine/rt_cpu.c). */
+static void jm_mark_scatter_in_place(jm_pctx *C, int g, const jm_program *pr) {
+    for (int k = 0; k < pr->nwrites; k++) {
+        const jm_node *nd = PN(C, g, pr->writes[k].node);
+        if (nd->op != JM_OP_SCATTER || PN(C, g, nd->src[0])->op != JM_OP_STATE || PN(C, g, nd->src[0])->attr.i[0] != pr->writes[k].global) continue;
+        int rb = jm_find(C, C->vbuf[g][pr->writes[k].node]), sb = jm_find(C, C->gbuf[pr->writes[k].global]);
+        int at = -1;
+        for (int s = 0; s < C->nsteps; s++) {
+            const jm_step *st = &C->steps[s];
+            if (st->kind == JM_STEP_LIB && st->op == JM_LIB_SCATTER && st->nbuf >= 2 && jm_find(C, (int)st->buf[0]) == rb &&
+                jm_find(C, (int)st->buf[1]) == sb) at = s;
+            if (st->kind == JM_STEP_LOOP) s += st->body;       /* top-level steps only */
+        }
+        /* in the last phase of a data-parallel step (SAM's replay write is in
+           an earlier one): a device commits the writes, and restores a failed
+           run's rows, within the run of one phase */
+        int ok = at >= 0 && (!C->phase || at >= C->phase_start[C->phase_now]);
+        for (int s = at + 1; ok && s < C->nsteps; s++)
+            for (int b = 0; b < C->steps[s].nbuf; b++) {
+                int f = jm_find(C, (int)C->steps[s].buf[b]);
+                if (f == rb || f == sb) ok = 0;
+            }
+        for (int o = 0; ok && o < pr->noutputs; o++) {
+            int f = jm_find(C, C->vbuf[g][pr->outputs[o].node]);
+            if (f == rb || f == sb) ok = 0;
+        }
+        for (int w = 0; ok && w < pr->nwrites; w++) if (w != k && pr->writes[w].global == pr->writes[k].global) ok = 0;
+        if (!ok) continue;
+        jm_step *st = &C->steps[at];
+        int64_t *iat = jm_arena_alloc(C->m->arena, sizeof(int64_t) * 6);
+        for (int i = 0; i < 6; i++) iat[i] = i < st->nint ? st->iat[i] : -1;
+        iat[5] = k + 1;
+        st->iat = iat;
+        st->nint = 6;
+    }
+}
+
 static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) {
     jm_module *m = P->m;
     jm_program *pr = &m->programs[p];
@@ -1023,6 +1068,7 @@ static int jm_plan_program(jm_plan *P, jm_diags *d, int p, const int64_t *goff) 
         jm_pin(&C, b);
     }
     for (int k = 0; k < pr->noutputs; k++) jm_pin(&C, C.vbuf[g][pr->outputs[k].node]);
+    jm_mark_scatter_in_place(&C, g, pr);
     if (jm_verify_order(&C) != 0) return -1;
     jm_inplace(&C);
     jm_pmem *mem = &P->mem[p];
@@ -1181,9 +1227,11 @@ void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out) {
             switch (st->kind) {
             case JM_STEP_KERNEL: fprintf(out, "kernel %s  (%s)\n", t->kernels[st->op], st->where); jm_dump_kernel_ops(P, &P->kernels[st->op], out); break;
             case JM_STEP_LIB:
-                fprintf(out, "%s%s%s  (%s)%s%s\n", jm_lib_name(st->op), st->op == JM_LIB_EXTERN ? " " : "",
+                fprintf(out, "%s%s%s  (%s)%s%s%s%s\n", jm_lib_name(st->op), st->op == JM_LIB_EXTERN ? " " : "",
                         st->op == JM_LIB_EXTERN ? t->externs[st->iat[0]].name : "", st->where,
-                        st->epi >= 0 ? " + epilogue " : "", st->epi >= 0 ? t->kernels[st->epi] : "");
+                        st->epi >= 0 ? " + epilogue " : "", st->epi >= 0 ? t->kernels[st->epi] : "",
+                        st->op == JM_LIB_SCATTER && st->nint > 5 && st->iat[5] > 0 ? " in place into " : "",
+                        st->op == JM_LIB_SCATTER && st->nint > 5 && st->iat[5] > 0 ? t->globals[pr->writes[st->iat[5] - 1].global].t.name : "");
                 if (st->epi >= 0) jm_dump_kernel_ops(P, &P->kernels[st->epi], out);
                 break;
             case JM_STEP_COPY: fprintf(out, "copy %" PRId64 " bytes  (%s)\n", st->n, st->where); break;

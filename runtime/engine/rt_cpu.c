@@ -25,6 +25,18 @@
 
 /* ---- one program call ---------------------------------------------------- */
 
+/* In-place scatters (plan.c: the replay buffer's new rows written straight
+   into the state, no copy of the whole buffer): each keeps the rows it
+   overwrites, so that a run that fails after it restores them (a failed run
+   commits nothing). At most JM_UNDO_MAX per run; others run copy-based. */
+#define JM_UNDO_MAX 8
+typedef struct {
+    unsigned char *dst;          /* the global's memory */
+    int64_t row, n;              /* row bytes; rows saved */
+    int ran;                     /* the scatter ran in place this run (its write is done) */
+    int64_t off;                 /* where in rt->undo: n indices (int64), then n rows */
+} jm_undo;
+
 typedef struct {
     jm_rt *rt;
     const jm_tprogram *pr;
@@ -32,6 +44,10 @@ typedef struct {
     uint32_t call;
     volatile int64_t failed_at;  /* the step sequence number of the first failure, INT64_MAX while none */
     int s0, s1;                  /* the steps to run: all, or a data-parallel phase's */
+    int *undo_of;                /* per step: its jm_undo slot when it scatters in place, else -1 */
+    jm_undo undo[JM_UNDO_MAX];
+    int nundo;
+    int fail_step;               /* JEMC_TEST_FAIL_STEP */
 } jm_exec;
 
 /* Every thread executes the same sequence of steps (loop bodies included), each
@@ -45,6 +61,12 @@ typedef struct {
 static _Thread_local int64_t jm_seq;
 
 static int jm_exec_stopped(const jm_exec *x) { return x->failed_at < jm_seq; }
+
+/* JEMC_TEST_FAIL_STEP (tests), read before the run's threads start: -1 unset */
+static int jm_test_fail_step(void) {
+    const char *e = getenv("JEMC_TEST_FAIL_STEP");
+    return e && *e ? atoi(e) : -1;
+}
 
 static void jm_exec_fail(jm_exec *x, const jm_step *st, const char *fmt, ...) {
     #pragma omp critical(jm_exec_fail)
@@ -116,6 +138,54 @@ static void jm_lib_rng(jm_exec *x, const jm_step *st, void *out, uint32_t iterat
     }
 }
 
+/* scatter: out = a, then out[idx[r]] = rows[r] in order (the last write
+   wins); over several shards (rt_dp.c), every shard's index and rows in shard
+   order. Threads split the columns, never the indices. Every index is checked
+   before anything is written. In place (x->undo_of[step] >= 0, plan.c): out
+   is a itself, the global's memory, and the rows about to be overwritten are
+   saved first (all of them, before any write: a repeated index saves the
+   original row every time, so a restore in any order is exact). */
+static void jm_lib_scatter(jm_exec *x, const jm_step *st, void **p) {
+    int64_t rows = st->iat[0], row = st->iat[1], k = st->iat[2];
+    int idt = (int)st->iat[3];
+    size_t esz = jm_rt_dtype_size(st->dtype), ib = (size_t)k * jm_rt_dtype_size(idt), rb = (size_t)(k * row) * esz;
+    int S = 1;
+    const unsigned char *all = NULL;
+    if (st->nint > 4 && st->iat[4] >= 0 && x->rt->dp_nshards > 1 && x->rt->dp_rows) {
+        S = x->rt->dp_nshards;
+        all = x->rt->dp_rows[st->iat[4]];
+    }
+    for (int sh = 0; sh < S; sh++)
+        if (jm_check_indices(x, st, all ? all + (size_t)sh * (ib + rb) : (const unsigned char *)p[2], idt, k, rows, "row index")) return;
+    int u = x->undo_of ? x->undo_of[st - x->pr->steps] : -1;
+    char *out = u >= 0 ? (char *)p[1] : (char *)p[0];
+    int64_t b, e;
+    jm_split(row, 16, &b, &e);
+    size_t cb = (size_t)b * esz, cn = (size_t)(e - b) * esz, rowb = (size_t)row * esz;
+    if (u < 0) {
+        for (int64_t r = 0; r < rows; r++) memcpy(out + (size_t)r * rowb + cb, (char *)p[1] + (size_t)r * rowb + cb, cn);
+    } else {
+        jm_undo *U = &x->undo[u];
+        int64_t *ui = (int64_t *)(x->rt->undo + U->off);
+        unsigned char *ur = x->rt->undo + U->off + (size_t)(S * k) * 8;
+        for (int sh = 0; sh < S; sh++) {
+            const unsigned char *ix = all ? all + (size_t)sh * (ib + rb) : (const unsigned char *)p[2];
+            for (int64_t r = 0; r < k; r++) {
+                int64_t j = jm_index_at(ix, idt, r);
+                memcpy(ur + (size_t)(sh * k + r) * rowb + cb, out + (size_t)j * rowb + cb, cn);
+                if (omp_get_thread_num() == 0) ui[sh * k + r] = j;
+            }
+        }
+        if (omp_get_thread_num() == 0) { U->dst = (unsigned char *)out; U->row = (int64_t)rowb; U->n = S * k; U->ran = 1; }
+    }
+    for (int sh = 0; sh < S; sh++) {
+        const unsigned char *ix = all ? all + (size_t)sh * (ib + rb) : (const unsigned char *)p[2];
+        const unsigned char *rw = all ? ix + ib : (const unsigned char *)p[3];
+        for (int64_t r = 0; r < k; r++)
+            memcpy(out + (size_t)jm_index_at(ix, idt, r) * rowb + cb, rw + (size_t)r * rowb + cb, cn);
+    }
+}
+
 /* gather / scatter / index_add over rows of `row` elements of `esz` bytes.
    Scatter and index_add go through the indices in order (a repeated index:
    the last write wins, or the additions happen in order); threads split the
@@ -132,26 +202,12 @@ static void jm_lib_rows(jm_exec *x, const jm_step *st, void **p) {
             memcpy((char *)p[0] + (size_t)(r * row) * esz, (char *)p[1] + (size_t)(jm_index_at(p[2], idt, r) * row) * esz, (size_t)row * esz);
         return;
     }
+    if (st->op == JM_LIB_SCATTER) { jm_lib_scatter(x, st, p); return; }
     jm_split(row, 16, &b, &e);
     for (int64_t r = 0; r < rows; r++)
         memcpy((char *)p[0] + (size_t)(r * row + b) * esz, (char *)p[1] + (size_t)(r * row + b) * esz, (size_t)(e - b) * esz);
-    if (st->op == JM_LIB_SCATTER && st->nint > 4 && x->rt->dp_nshards > 1 && x->rt->dp_rows) {
-        /* the rows of every shard, in shard order (rt_dp.c gathered them) */
-        size_t ib = (size_t)k * jm_rt_dtype_size(idt), rb = (size_t)(k * row) * esz;
-        for (int sh = 0; sh < x->rt->dp_nshards; sh++) {
-            const unsigned char *ix = x->rt->dp_rows[st->iat[4]] + (size_t)sh * (ib + rb), *rw = ix + ib;
-            if (jm_check_indices(x, st, ix, idt, k, rows, "row index")) return;
-            for (int64_t r = 0; r < k; r++)
-                memcpy((char *)p[0] + (size_t)(jm_index_at(ix, idt, r) * row + b) * esz, rw + (size_t)(r * row + b) * esz, (size_t)(e - b) * esz);
-        }
-        return;
-    }
     for (int64_t r = 0; r < k; r++) {
         int64_t j = jm_index_at(p[2], idt, r);
-        if (st->op == JM_LIB_SCATTER) {
-            memcpy((char *)p[0] + (size_t)(j * row + b) * esz, (char *)p[3] + (size_t)(r * row + b) * esz, (size_t)(e - b) * esz);
-            continue;
-        }
         for (int64_t q = b; q < e; q++)
             switch (dt) {
             case JM_DT_F32: ((float *)p[0])[j * row + q] += ((float *)p[3])[r * row + q]; break;
@@ -318,8 +374,63 @@ static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
            thread past its closing barrier: the data-parallel hook, on thread 0
            (the thread that started the run: MPI's funnelled thread) */
         if (s0 == x->s0 && x->rt->dp_step_hook && omp_get_thread_num() == 0 && !jm_exec_stopped(x)) x->rt->dp_step_hook(x->rt, s);
+        /* tests: JEMC_TEST_FAIL_STEP=N fails the run after step N (a failed run
+           must commit nothing, in-place scatters included) */
+        if (s0 == x->s0 && s == x->fail_step) jm_exec_fail(x, st, "the test's failure after step %d (JEMC_TEST_FAIL_STEP)", s);
     }
     if (t0 != 0 && s1 > s0 && pr->steps[s1 - 1].kind != JM_STEP_LOOP) x->rt->profile[s1 - 1] += omp_get_wtime() - t0;
+}
+
+/* The in-place scatters among steps [s0, s1) (plan.c marks them: iat[5]),
+   at most JM_UNDO_MAX, each given room in rt->undo for the rows it overwrites
+   (every shard's over a data-parallel step). A scatter that gets no slot, or
+   no memory, runs copy-based and its write commits as usual. 0, or -1 with
+   rt->err set. */
+static int jm_undo_reserve(jm_rt *rt, const jm_tprogram *pr, int s0, int s1, jm_exec *x) {
+    int64_t need = 0;
+    int S = rt->dp_nshards > 1 ? rt->dp_nshards : 1;
+    for (int s = s0; s < s1; s++) {
+        const jm_step *st = &pr->steps[s];
+        if (st->kind != JM_STEP_LIB || st->op != JM_LIB_SCATTER || st->nint < 6 || st->iat[5] <= 0 || x->nundo == JM_UNDO_MAX) continue;
+        if (!x->undo_of) {
+            x->undo_of = malloc(sizeof(int) * (size_t)(pr->nsteps + 1));
+            if (!x->undo_of) { snprintf(rt->err, sizeof rt->err, "out of memory"); return -1; }
+            for (int i = 0; i < pr->nsteps; i++) x->undo_of[i] = -1;
+        }
+        int64_t n = (int64_t)S * st->iat[2], rowb = st->iat[1] * (int64_t)jm_rt_dtype_size(st->dtype);
+        x->undo[x->nundo].off = need;
+        x->undo_of[s] = x->nundo++;
+        need += n * (8 + rowb);
+        need = (need + 63) & ~(int64_t)63;
+    }
+    if (need > rt->undo_cap) {
+        free(rt->undo);
+        rt->undo = jm_rt_alloc_aligned(need);
+        rt->undo_cap = rt->undo ? need : 0;
+        if (!rt->undo) {
+            /* no room to keep the rows: every scatter copy-based this run */
+            for (int s = s0; x->undo_of && s < s1; s++) x->undo_of[s] = -1;
+            x->nundo = 0;
+        }
+    }
+    return 0;
+}
+
+/* A failed run commits nothing: the rows the in-place scatters overwrote go back. */
+static void jm_undo_restore(jm_rt *rt, const jm_exec *x) {
+    for (int u = x->nundo - 1; u >= 0; u--) {
+        const jm_undo *U = &x->undo[u];
+        const int64_t *ui = (const int64_t *)(rt->undo + U->off);
+        const unsigned char *ur = rt->undo + U->off + (size_t)U->n * 8;
+        for (int64_t r = 0; r < U->n; r++) memcpy(U->dst + (size_t)(ui[r] * U->row), ur + (size_t)(r * U->row), (size_t)U->row);
+    }
+}
+
+/* Write i was done by its scatter in place this run. */
+static int jm_write_in_place(const jm_tprogram *pr, const jm_exec *x, int i) {
+    for (int s = 0; x->undo_of && s < pr->nsteps; s++)
+        if (x->undo_of[s] >= 0 && pr->steps[s].iat[5] == i + 1 && x->undo[x->undo_of[s]].ran) return 1;
+    return 0;
 }
 
 /* Runs steps [s0, s1) of program p: with `inputs`, copied in first; with
@@ -346,7 +457,8 @@ static int jm_cpu_exec(jm_rt *rt, int p, int s0, int s1, const void *const *inpu
     }
     for (int i = 0; inputs && i < pr->ninputs; i++)
         memcpy(JM_ADDR(pr->inputs[i].ref), inputs[i], (size_t)jm_rt_desc_numel(&pr->inputs[i]) * jm_rt_dtype_size(pr->inputs[i].dtype));
-    jm_exec x = { rt, pr, ptrs, rt->call, INT64_MAX, s0, s1 };
+    jm_exec x = { rt, pr, ptrs, rt->call, INT64_MAX, s0, s1, NULL, { { 0 } }, 0, jm_test_fail_step() };
+    if (jm_undo_reserve(rt, pr, s0, s1, &x) != 0) { free(ptrs); free(flat); return -1; }
     if (rt->threads > 0) {
         #pragma omp parallel num_threads(rt->threads)
         jm_exec_thread(&x);
@@ -356,15 +468,22 @@ static int jm_cpu_exec(jm_rt *rt, int p, int s0, int s1, const void *const *inpu
     }
     free(ptrs);
     free(flat);
-    if (x.failed_at != INT64_MAX) return -1;
-    if (!finish) return 0;
+    if (x.failed_at != INT64_MAX) {
+        jm_undo_restore(rt, &x);
+        free(x.undo_of);
+        return -1;
+    }
+    if (!finish) { free(x.undo_of); return 0; }
     for (int i = 0; i < pr->noutputs; i++)
         memcpy(outputs[i], JM_ADDR(pr->outputs[i].ref), (size_t)jm_rt_desc_numel(&pr->outputs[i]) * jm_rt_dtype_size(pr->outputs[i].dtype));
     /* Writes commit after the outputs are read: a program sees (and returns) its
        state as it was when it started. Sources are scratch, never state (the
        planner copies a state source to scratch first), so order does not matter. */
-    for (int i = 0; i < pr->nwrites; i++)
+    for (int i = 0; i < pr->nwrites; i++) {
+        if (jm_write_in_place(pr, &x, i)) continue;        /* its scatter wrote the global itself */
         memcpy(jm_rt_host_global(rt, pr->writes[i].global), JM_ADDR(pr->writes[i].src), (size_t)pr->writes[i].bytes);
+    }
+    free(x.undo_of);
 #undef JM_ADDR
     rt->call++;
     return 0;

@@ -113,6 +113,9 @@ void jm_rt_close(jm_rt *rt) {
     rt->xfn = NULL;
     free(rt->state);
     free(rt->scratch);
+    free(rt->undo);
+    rt->undo = NULL;
+    rt->undo_cap = 0;
     rt->state = rt->scratch = NULL;
 }
 

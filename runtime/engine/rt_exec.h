@@ -44,6 +44,8 @@ struct jm_rt {
        a phase runs, the device calls dp_step_hook(rt, s) on the thread that
        started the run after each step s of the phase (not inside loops), once
        steps [0, s] are done. */
+    unsigned char *undo;         /* in-place scatters (rt_cpu.c): the rows they overwrote in the current run */
+    int64_t undo_cap;
     int64_t dp_bucket_bytes;
     double dp_wait_s;
     int64_t dp_buckets_early;

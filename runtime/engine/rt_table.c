@@ -359,6 +359,16 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
                     || t->globals[st->iat[0]].t.rank != 0))
                 jm_r_fail(&r, "program table: loop step %d of %s counts with a bad global", s, pr->name);
             /* (after a failure st->buf may be NULL: nothing more is checked) */
+            /* a scatter a device may run in place (plan.c): into the state its
+               write commits, from that state, with the write's source as its
+               result, and rows that fit the global */
+            if (st->kind == JM_STEP_LIB && st->op == JM_LIB_SCATTER && st->nint > 5 && st->iat[5] != 0 && !r.failed) {
+                int64_t w = st->iat[5] - 1, esz = st->dtype >= JM_DT_F32 && st->dtype <= JM_DT_BOOL ? (int64_t)jm_rt_dtype_size(st->dtype) : 0;
+                if (w < 0 || w >= pr->nwrites || st->nbuf < 4 || st->iat[0] < 0 || st->iat[1] < 0 || esz == 0 ||
+                    st->buf[1] != t->globals[pr->writes[w].global].t.ref || st->buf[0] != pr->writes[w].src ||
+                    pr->writes[w].bytes != st->iat[0] * st->iat[1] * esz)
+                    jm_r_fail(&r, "program table: step %d of %s: a bad in-place scatter", s, pr->name);
+            }
             if (st->kind == JM_STEP_COPY && !r.failed) {
                 if (st->nbuf != 2) jm_r_fail(&r, "program table: step %d of %s: a copy needs 2 buffers, has %d", s, pr->name, st->nbuf);
                 else for (int i = 0; i < 2; i++) jm_r_check_ref(&r, st->buf[i], st->n, S, X, "copy");
@@ -374,6 +384,12 @@ int jm_table_parse(const int64_t *words, int64_t nwords, jm_table *t, char *err,
                 jm_r_fail(&r, "program table: %s's phases are out of order", pr->name);
         }
         if (!r.failed && pr->nphases < 1) jm_r_fail(&r, "program table: %s has no phase", pr->name);
+        /* an in-place scatter runs in the last phase (its write is committed there) */
+        for (int s = 0; s < pr->nsteps && !r.failed; s++) {
+            const jm_step *st = &pr->steps[s];
+            if (st->kind == JM_STEP_LIB && st->op == JM_LIB_SCATTER && st->nint > 5 && st->iat[5] != 0 && s < pr->phase_start[pr->nphases - 1])
+                jm_r_fail(&r, "program table: step %d of %s scatters in place before the last phase", s, pr->name);
+        }
         pr->dp_why = jm_r_str(&r);
         pr->ncolls = (int32_t)jm_r_count(&r, nwords, "collective");
         pr->colls = jm_r_alloc(&r, sizeof(jm_tcoll) * (size_t)pr->ncolls);

@@ -49,7 +49,9 @@ typedef enum { JM_STEP_KERNEL = 1, JM_STEP_LIB, JM_STEP_COPY, JM_STEP_LOOP } jm_
  *                 elements after that axis; with S shards, element i of shard s is numbered as in
  *                 the draw of S * B (engine/rt_cpu.c); fat = parameters; dtype = out's
  *   GATHER/SCATTER/INDEX_ADD  out, a, idx [, rows]; iat = rows of a, row size (elements), k, idx dtype
- *                 [, SCATTER: the ROWS collective writing every shard's rows (jm_tcoll)]
+ *                 [, SCATTER: the ROWS collective writing every shard's rows (jm_tcoll), or -1
+ *                 [, SCATTER: the write it may replace + 1, or 0: a device may scatter straight
+ *                 into that write's global (a is the global) and skip the write (plan.c)]]
  *   ONEHOT        out, labels; iat = numel(labels), classes, labels dtype
  *   CONCAT        out, srcs...; iat = outer, then per source its row length in bytes
  *   EXTERN        out, args...; iat = extern index (jm_table.externs), out's dtype, each arg's dtype;

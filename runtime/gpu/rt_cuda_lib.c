@@ -415,7 +415,7 @@ int jm_gpu_lib_step(jm_rt *rt, int p, int s, uint32_t iteration) {
     case JM_LIB_SCATTER: case JM_LIB_INDEX_ADD: {
         int64_t rows = a[0], row = a[1], k = a[2];
         int32_t idt = (int32_t)a[3], op = st->op == JM_LIB_INDEX_ADD;
-        if (st->op == JM_LIB_SCATTER && st->nint > 4 && rt->dp_nshards > 1 && rt->dp_rows) {
+        if (st->op == JM_LIB_SCATTER && st->nint > 4 && a[4] >= 0 && rt->dp_nshards > 1 && rt->dp_rows) {
             /* the rows of every shard in shard order (rt_dp.c gathered them;
                jm_gpu_dp_rows put them on the device): the first scatter copies
                the source, the next write over its result */

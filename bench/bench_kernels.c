@@ -3,17 +3,25 @@
  * the machine's peak. Not run by the tests; see bench/README-kernels.md.
  *
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iruntime bench/bench_kernels.c \
- *       runtime/engine/rt_gemm.c runtime/engine/rt_conv.c runtime/engine/rt_pool.c runtime/engine/rt_workspace.c -lm -o /tmp/bench_kernels
- *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5] [--set wrn]
+ *       runtime/engine/rt_gemm.c runtime/engine/rt_conv.c runtime/engine/rt_pool.c runtime/engine/rt_workspace.c runtime/engine/rt_winograd.c -lm -o /tmp/bench_kernels
+ *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5] [--set wrn|winograd] [--batch 8]
  *
  * --set wrn times every convolution shape of WRN-28-2 instead and adds up the
  * milliseconds of one forward pass's worth of each op (weighted by occurrences).
+ *
+ * --set winograd times fwd and bwd_data of the stride-1 3x3 layers (WRN-28, MNIST,
+ * and small ones near the cost rule's edge) with Winograd F(2x2,3x3) off
+ * (direct kernels) and on (forced, rt_winograd.c), at --batch (default 8):
+ * ms per call and effective GFLOP/s (the direct convolution's FLOPs / time).
+ * The Winograd mode is set through jm_wino_set_mode, so JEMC_WINOGRAD does not
+ * matter here; for the other sets it does (unset: the cost rule).
  *
  * Each kernel runs inside one parallel region (as in the executor), repeatedly,
  * for about --seconds; the time per call is the best of 5 such runs (the least
  * disturbed by other work on the machine). */
 #include "engine/rt_gemm_int.h"
 #include "engine/rt_kernels.h"
+#include "engine/rt_winograd.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +145,50 @@ typedef struct {
     int count;               /* --set wrn: convolutions of this shape in one WRN-28-2 forward */
 } conv_def;
 
+/* Stride-1 3x3 layers for --set winograd: WRN-28-2/-10 widths, MNIST, and a few
+   small ones near the cost rule's edge. */
+static const conv_def wino_convs[] = {
+    {"wrn 16->16 32", 16, 32, 16, 3, 1, 1, 0},
+    {"wrn 32->32 32", 32, 32, 32, 3, 1, 1, 0},
+    {"wrn 64->64 16", 64, 16, 64, 3, 1, 1, 0},
+    {"wrn 128->128 8", 128, 8, 128, 3, 1, 1, 0},
+    {"wrn 64->64 32", 64, 32, 64, 3, 1, 1, 0},
+    {"wrn 128->128 16", 128, 16, 128, 3, 1, 1, 0},
+    {"mnist 32->32 28", 32, 28, 32, 3, 1, 1, 0},
+    {"mnist 32->64 28", 32, 28, 64, 3, 1, 1, 0},
+    {"mnist 64->64 14", 64, 14, 64, 3, 1, 1, 0},
+    {"8->8 32", 8, 32, 8, 3, 1, 1, 0},
+    {"16->16 8", 16, 8, 16, 3, 1, 1, 0},
+    {"32->32 8", 32, 8, 32, 3, 1, 1, 0},
+    {"64->64 4", 64, 4, 64, 3, 1, 1, 0},
+    {"3->16 32", 3, 32, 16, 3, 1, 1, 0},
+};
+
+/* --set winograd: direct vs Winograd per layer, fwd and bwd_data. */
+static void bench_winograd(const int *nths, int nnth, double secs, int64_t N) {
+    printf("batch %lld; ms per call (effective GFLOP/s = direct conv FLOPs / time)\n", (long long)N);
+    printf("%-18s %-9s %4s %16s %16s %8s\n", "layer", "op", "thr", "direct", "winograd", "speedup");
+    for (size_t c = 0; c < sizeof wino_convs / sizeof *wino_convs; c++) {
+        const conv_def *d = &wino_convs[c];
+        job j = {0, {N, d->C, d->H, d->H, d->O, 3, 3, d->H, d->H, {1, 1, 1, 1, 1, 1, 1}}, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
+        j.x = rnd(N * d->C * d->H * d->H), j.dx = rnd(N * d->C * d->H * d->H);
+        j.w = rnd(d->O * d->C * 9), j.y = rnd(N * d->O * d->H * d->H);
+        double flop = 2.0 * N * d->O * d->H * d->H * d->C * 9;
+        for (j.op = 0; j.op < 2; j.op++)
+            for (int t = 0; t < nnth; t++) {
+                jm_wino_set_mode(JM_WINO_OFF);
+                double td = time_job(&j, nths[t], secs);
+                jm_wino_set_mode(JM_WINO_ALWAYS);
+                double tw = time_job(&j, nths[t], secs);
+                printf("%-18s %-9s %4d %7.3f (%6.1f) %7.3f (%6.1f) %7.2fx\n", d->name, j.op ? "bwd_data" : "fwd", nths[t],
+                       td * 1e3, flop / td / 1e9, tw * 1e3, flop / tw / 1e9, td / tw);
+                fflush(stdout);
+            }
+        free(j.x), free(j.dx), free(j.w), free(j.y);
+    }
+    jm_wino_set_mode(-1);
+}
+
 /* Every convolution shape of WRN-28-2 (graphs/jem_wrn28.graph, widen 2), with how
    many times it occurs in one forward pass (28 in all). */
 static const conv_def wrn_convs[] = {
@@ -157,11 +209,13 @@ static const conv_def wrn_convs[] = {
 int main(int argc, char **argv) {
     const char *kernel = NULL, *threads = "1,2", *set = "all";
     double secs = 0.5;
+    int64_t batch = 8;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--kernel")) kernel = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = argv[i + 1];
         else if (!strcmp(argv[i], "--seconds")) secs = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--set")) set = argv[i + 1];
+        else if (!strcmp(argv[i], "--batch")) batch = atoll(argv[i + 1]);
     }
     if (kernel && jm_rt_ukernel_set(kernel)) {
         fprintf(stderr, "kernel %s is not supported here\n", kernel);
@@ -184,6 +238,10 @@ int main(int argc, char **argv) {
     printf("measured FMA throughput: %.1f GFLOP/s per core (%.1f FLOP/cycle at the cpuinfo clock)\n\n",
            fma1 / 1e9, mhz > 0 ? fma1 / (mhz * 1e6) : 0);
 
+    if (!strcmp(set, "winograd")) {
+        bench_winograd(nths, nnth, secs, batch);
+        return 0;
+    }
     static const conv_def convs[] = {
         {"mnist conv1 1->32 3x3 s1 28", 1, 28, 32, 3, 1, 1, 0},
         {"mnist conv2 32->64 3x3 s2 28", 32, 28, 64, 3, 2, 1, 0},

@@ -29,6 +29,7 @@
 #pragma GCC optimize("O3")
 #include "rt_gemm_int.h"
 #include "rt_kernels.h"
+#include "rt_winograd.h"
 #include <omp.h>
 #include <string.h>
 
@@ -485,6 +486,7 @@ static void jm_os_pack_filter(jm_ostat *P, const jm_rt_ukernel *uk, int direct_r
 
 int jm_rt_conv2d_fwd_f32(const jm_conv_shape *s, const float *x, const float *w, float *y,
                          jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
+    if (jm_wino_use(s, 0)) return jm_wino_fwd(s, x, w, y, epi, epi_bufs, epi_items);   /* rt_winograd.c */
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     jm_cv v = jm_cv_of(s);
     int nth = omp_get_num_threads();
@@ -564,6 +566,7 @@ static jm_phase jm_bd_phase(const jm_cv *v, int64_t ry, int64_t rx) {
 }
 
 int jm_rt_conv2d_bwd_data_f32(const jm_conv_shape *s, const float *dy, const float *w, float *dx) {
+    if (jm_wino_use(s, 1)) return jm_wino_bwd_data(s, dy, w, dx);   /* rt_winograd.c */
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     jm_cv v = jm_cv_of(s);
     int nth = omp_get_num_threads();

@@ -34,5 +34,5 @@ run() {   # label graph defines torch-args
 }
 PROGS="logits sgld_grad jem_loss train_step"
 run jem_mnist graphs/jem_mnist.graph "" "--model mnist"
-PROGS="logits sgld_grad jem_loss"
+PROGS="logits sgld_grad jem_loss train_step"
 run "jem_wrn28 widen 2" graphs/jem_wrn28.graph "-D widen=2" "--model wrn --depth 28 --widen 2"

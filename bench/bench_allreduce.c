@@ -33,6 +33,19 @@ static int cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* reps blocking exchanges of n floats (after one unmeasured), each after a
+   barrier: their seconds in t, sorted */
+static void blocking_trials(jm_coll *c, float *g, long n, int reps, double *t) {
+    char err[1024];
+    for (int r = -1; r < reps; r++) {
+        if (c->barrier(c, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); c->abort(c, 1); }
+        double t0 = now();
+        if (c->allreduce_f32(c, g, n, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); c->abort(c, 1); }
+        if (r >= 0) t[r] = now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof(double), cmp);
+}
+
 /* busy arithmetic for secs, calling c->progress every `every` seconds (0: never) */
 static volatile float sink;
 static void compute_for(jm_coll *c, double secs, double every) {
@@ -90,13 +103,7 @@ int main(int argc, char **argv) {
         double *t = malloc(sizeof(double) * (size_t)reps);
         if (!g || !t) { fprintf(stderr, "bench_allreduce: out of memory\n"); c->abort(c, 1); }
         for (long i = 0; i < n; i++) g[i] = (float)((i + c->rank) % 97) * 1e-3f;
-        for (int r = -1; r < reps; r++) {
-            if (c->barrier(c, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); c->abort(c, 1); }
-            double t0 = now();
-            if (c->allreduce_f32(c, g, n, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); c->abort(c, 1); }
-            if (r >= 0) t[r] = now() - t0;
-        }
-        qsort(t, (size_t)reps, sizeof(double), cmp);
+        blocking_trials(c, g, n, reps, t);
         double mb = (double)n * 4 / 1e6;
         if (c->rank == 0)
             printf("%-34s %10.2f %10.3f %10.3f %12.2f\n", sizes[k].what, mb, 1e3 * t[reps / 2], 1e3 * t[0], mb / 1e3 / t[reps / 2]);
@@ -111,13 +118,7 @@ int main(int argc, char **argv) {
         if (!g || !t) { fprintf(stderr, "bench_allreduce: out of memory\n"); c->abort(c, 1); }
         for (long i = 0; i < n; i++) g[i] = (float)((i + c->rank) % 97) * 1e-3f;
         /* the blocking exchange of the same bytes, in the same minutes */
-        for (int r = -1; r < reps; r++) {
-            if (c->barrier(c, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); c->abort(c, 1); }
-            double t0 = now();
-            if (c->allreduce_f32(c, g, n, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); c->abort(c, 1); }
-            if (r >= 0) t[r] = now() - t0;
-        }
-        qsort(t, (size_t)reps, sizeof(double), cmp);
+        blocking_trials(c, g, n, reps, t);
         double blocking = t[reps / 2];
         static const double every[] = { 1e-4, 1e-3, 1e-2, 0 };
         if (c->rank == 0)

@@ -623,6 +623,25 @@ static void fake_gpu_rules(const char *lib) {
 /* A captured graph is valid for the trip counts of every knob-driven loop of its
    program, however many: nine loops, the ninth's knob changed between runs,
    must recapture (a key of eight kept replaying the old count). */
+/* The worst value error of a program's outputs (og against oc) and of every
+   global (gpu against cpu), each at its own scale, against 1e-5 */
+static jc_worst gpu_against_cpu(const char *label, const jm_tprogram *tp, void **og, void **oc, jm_rt *gpu, jm_rt *cpu) {
+    const jm_table *t = cpu->t;
+    jc_worst w = { 0, 1e-5, 0, 0, 1, "", "", "", 0, 0 };
+    for (int i = 0; i < tp->noutputs; i++) {
+        int64_t at = 0;
+        const jm_tdesc *d = &tp->outputs[i];
+        jc_note_value(&w, label, d->name, jc_value_err(og[i], d->dtype, oc[i], d->dtype, jm_rt_desc_numel(d), &at), jc_value_tol(d->name, 1e-5), at);
+    }
+    for (int gi = 0; gi < t->nglobals; gi++) {
+        int64_t at = 0;
+        const jm_tdesc *d = &t->globals[gi].t;
+        jc_note_value(&w, label, d->name, jc_value_err(jm_rt_global_read(gpu, gi), d->dtype, jm_rt_global_read(cpu, gi), d->dtype, jm_rt_desc_numel(d), &at),
+                      jc_value_tol(d->name, 1e-5), at);
+    }
+    return w;
+}
+
 /* A data-parallel step on the GPU (engine/rt_dp.c over the device's
    run_phase and scratch_io): train_step over 2 micro-batches (--accumulate 2),
    two steps, on the stand-in and on the CPU. The per-example draws of shard 1
@@ -653,18 +672,7 @@ static void fake_gpu_shards(void) {
         rc_g = jm_rt_run_shards(&gpu, a.p, NULL, 2, in, og);
     }
     if (ok(rc_c == 0 && rc_g == 0, "train_step over 2 micro-batches, 2 steps, on the CPU and on the stand-in (cpu %d, gpu %d)", rc_c, rc_g)) {
-        jc_worst w = { 0, 1e-5, 0, 0, 1, "", "", "", 0, 0 };
-        for (int i = 0; i < a.nout; i++) {
-            int64_t at = 0;
-            const jm_tdesc *d = &t->programs[a.p].outputs[i];
-            jc_note_value(&w, "shards", d->name, jc_value_err(og[i], d->dtype, oc[i], d->dtype, jm_rt_desc_numel(d), &at), jc_value_tol(d->name, 1e-5), at);
-        }
-        for (int gi = 0; gi < t->nglobals; gi++) {
-            int64_t at = 0;
-            const jm_tdesc *d = &t->globals[gi].t;
-            jc_note_value(&w, "shards", d->name, jc_value_err(jm_rt_global_read(&gpu, gi), d->dtype, jm_rt_global_read(&cpu, gi), d->dtype, jm_rt_desc_numel(d), &at),
-                          jc_value_tol(d->name, 1e-5), at);
-        }
+        jc_worst w = gpu_against_cpu("shards", &t->programs[a.p], og, oc, &gpu, &cpu);
         ok(w.value <= w.vtol, "the GPU's data-parallel step matches the CPU's: every output and state tensor within %g of its scale (worst %.2g%s%s)",
            w.vtol, w.value, *w.vname ? " in " : "", w.vname);
     } else {
@@ -743,18 +751,7 @@ static void fake_gpu_device_means(void) {
     if (ok(rc_c == 0 && rc_g == 0 && mirror_dev_elems == 2 * mean_elems,
            "train_step as rank 0 of 2, 2 steps: the host path on the CPU, the device path on the stand-in (%ld dev_allreduce calls, %ld of 2 x %lld elements)",
            mirror_dev_calls, mirror_dev_elems, (long long)mean_elems)) {
-        jc_worst w = { 0, 1e-5, 0, 0, 1, "", "", "", 0, 0 };
-        for (int i = 0; i < a.nout; i++) {
-            int64_t at = 0;
-            const jm_tdesc *d = &tp->outputs[i];
-            jc_note_value(&w, "device means", d->name, jc_value_err(og[i], d->dtype, oc[i], d->dtype, jm_rt_desc_numel(d), &at), jc_value_tol(d->name, 1e-5), at);
-        }
-        for (int gi = 0; gi < t->nglobals; gi++) {
-            int64_t at = 0;
-            const jm_tdesc *d = &t->globals[gi].t;
-            jc_note_value(&w, "device means", d->name, jc_value_err(jm_rt_global_read(&gpu, gi), d->dtype, jm_rt_global_read(&cpu, gi), d->dtype, jm_rt_desc_numel(d), &at),
-                          jc_value_tol(d->name, 1e-5), at);
-        }
+        jc_worst w = gpu_against_cpu("device means", tp, og, oc, &gpu, &cpu);
         ok(w.value <= w.vtol, "means on the device (sum, then x 1/2 by jm_dev_scale) match the host's: every output and state tensor within %g of its scale (worst %.2g%s%s)",
            w.vtol, w.value, *w.vname ? " in " : "", w.vname);
     } else {

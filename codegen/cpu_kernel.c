@@ -11,7 +11,7 @@ void jm_cpu_kernel_emit(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *k, 
     LLVMValueRef body = jm_kbody_emit(mod, P, k, "");
     char vw[16];
     snprintf(vw, sizeof vw, "%d", vector_width);
-    int np = k->nparam;
+    int np = k->nparam + (k->rng ? 1 : 0);     /* bufs[nparam]: the RNG context (rt_kernels.h) */
 
     LLVMTypeRef wt[3] = { ptr, i64, i64 };
     LLVMValueRef fn = LLVMAddFunction(mod, k->name, LLVMFunctionType(vd, wt, 3, 0));

@@ -202,6 +202,13 @@ int jm_gpu_ptx(const jm_plan *P, const jm_gpu_opts *o, char **ptx, char *err, si
         LLVMDisposeMessage(msg);
         return -1;
     }
+    for (int i = 0; i < P->nkernels; i++)
+        if (P->kernels[i].rng) {
+            /* plan.h: a plan for the GPU is built with jm_plan_set_rng_fusion(0) */
+            jm_err(err, errlen, "kernel %s draws random numbers inline, which the CUDA backend does not support (a jemc bug: "
+                                "please report it with the graph)", P->kernels[i].name);
+            return -1;
+        }
     int opt = o->opt < 0 ? 0 : o->opt > 3 ? 3 : o->opt;
     LLVMCodeGenOptLevel lvl = opt == 0 ? LLVMCodeGenLevelNone : opt == 1 ? LLVMCodeGenLevelLess : opt == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
     LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, arch, "", lvl, LLVMRelocDefault, LLVMCodeModelDefault);

@@ -7,6 +7,7 @@
  * strides, the linear form from coordinates). */
 #include "kernel_body.h"
 #include "mathlib.h"
+#include "rng_ir.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,9 @@ static LLVMValueRef jm_kv(jm_kctx *K, int node, jm_ix *ix) {
     if (p >= 0 && node != K->k->root) return jm_load(K, p, n->type.dtype, jm_ix_lin(K, ix));
     switch (n->op) {
     case JM_OP_CONST: return jm_const(K, n->type.dtype, n->attr.f[0]);
+    case JM_OP_RNG_NORMAL: case JM_OP_RNG_UNIFORM:
+        /* fused noise: drawn here, at the element's own number (rng_ir.h) */
+        return jm_rng_ir_draw(&K->math, n, jm_ix_lin(K, ix), K->param[K->k->nparam]);
     case JM_OP_RESHAPE: {
         jm_ix s = jm_ix_of(&K->gr->node[n->src[0]].type);
         s.lin = jm_ix_lin(K, ix);
@@ -448,8 +452,9 @@ LLVMValueRef jm_kbody_emit(LLVMModuleRef mod, const jm_plan *P, const jm_kspec *
     K->math.b = K->b;
     K->math.libm_prefix = libm_prefix;
 
-    /* body(p0 noalias, ..., begin, end) */
-    int np = k->nparam;
+    /* body(p0 noalias, ..., begin, end); a kernel that draws inline takes the
+       RNG context as one more pointer (plan.h) */
+    int np = k->nparam + (k->rng ? 1 : 0);
     LLVMTypeRef *pt = malloc(sizeof(LLVMTypeRef) * (size_t)(np + 2));
     for (int i = 0; i < np; i++) pt[i] = K->ptr;
     pt[np] = K->i64;

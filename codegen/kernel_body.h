@@ -3,6 +3,8 @@
  *
  *   internal void NAME.body(ptr noalias p0, ..., ptr noalias pN-1, i64 begin, i64 end)
  *
+ * (a kernel that draws random numbers inline, k->rng, has one more pointer
+ * pN: the runtime's jm_rng_ctx, engine/rt_kernels.h)
  * p[i] is the base of the kernel's i-th distinct buffer (0 = the result);
  * [begin, end) is a share of the kernel's items: elements (flat elementwise
  * kernels), rows (row elementwise kernels) or output elements (reductions).

@@ -42,7 +42,7 @@ static void jm_canon_node(const jm_plan *P, const jm_kspec *k, int node, int *se
 static char *jm_canon(const jm_plan *P, const jm_kspec *k) {
     jm_sbuf b = { 0 };
     int *seen = calloc((size_t)P->m->graphs[k->graph].nnode + 1, sizeof(int)), next = 0;
-    jm_sb(&b, "%d %d %" PRId64 " %d ", k->kind, k->nparam, k->items, k->split);
+    jm_sb(&b, "%d %d %d %" PRId64 " %d ", k->kind, k->nparam, k->rng, k->items, k->split);
     jm_canon_node(P, k, k->root, seen, &next, &b);
     free(seen);
     return b.s;

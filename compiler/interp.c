@@ -497,7 +497,10 @@ static int jm_eval_rng(jm_interp *I, jm_node *n, jm_tensor *o, uint32_t it) {
         double v;
         switch (n->op) {
         case JM_OP_RNG_UNIFORM: v = a + (b - a) * jm_philox_uniform((uint32_t)i, it, stream, I->call, I->seed); break;
-        case JM_OP_RNG_NORMAL: v = a + b * jm_philox_normal((uint32_t)i, it, stream, I->call, I->seed); break;
+        case JM_OP_RNG_NORMAL:   /* float32 draws: float32 Box-Muller, as every backend (philox_core.h) */
+            v = a + b * (o->type.dtype == JM_F32 ? (double)jm_philox_normal_f32((uint32_t)i, it, stream, I->call, I->seed)
+                                                 : jm_philox_normal((uint32_t)i, it, stream, I->call, I->seed));
+            break;
         case JM_OP_RNG_RANDINT: {
             double u = jm_philox_uniform((uint32_t)i, it, stream, I->call, I->seed);
             v = floor(a + (b - a) * u);

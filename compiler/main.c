@@ -510,6 +510,8 @@ int main(int argc, char **argv) {
             goto out;
         }
         if (o.dump && strcmp(o.dump, "ptx") == 0) o.target = "cuda";
+        /* the CUDA backend's kernels take no RNG context: its draws stay runtime steps */
+        if (strcmp(o.target, "cuda") == 0) jm_plan_set_rng_fusion(0);
         if ((o.gpu_arch || o.libdevice) && strcmp(o.target, "cuda") != 0) {
             fprintf(stderr, "jemc compile: %s is for --target cuda\n", o.gpu_arch ? "--gpu-arch" : "--libdevice");
             goto out;

@@ -75,12 +75,31 @@ static int jm_is_cheap(jm_op op) {
     }
 }
 
-/* ops a kernel computes inline (everything else is materialized by its own step) */
-static int jm_is_inline_op(jm_op op) {
+/* jm_plan_set_fusion: one compilation per process, so a setting of the pass */
+static int jm_plan_fuse = 1, jm_plan_fuse_rng = 1;
+void jm_plan_set_fusion(int on) { jm_plan_fuse = on != 0; }
+void jm_plan_set_rng_fusion(int on) { jm_plan_fuse_rng = on != 0; }
+
+/* A random draw a kernel computes inline (fused noise): float32 normal and
+   uniform draws, with fusion on. The kernel evaluates Philox and the draw's
+   formula in its own loop (codegen/rng_ir.c), bit for bit what the runtime's
+   step would write (engine/philox_core.h), so a fused draw needs no buffer
+   and no pass of its own. The kernel then takes the RNG context (seed, run,
+   loop iteration, shard: engine/rt_kernels.h's jm_rng_ctx) as an extra
+   parameter, which the CUDA backend does not pass (main.c turns this off for
+   --target cuda). */
+static int jm_is_fused_rng(const jm_node *nd) {
+    return jm_plan_fuse && jm_plan_fuse_rng && (nd->op == JM_OP_RNG_NORMAL || nd->op == JM_OP_RNG_UNIFORM) &&
+           nd->type.dtype == JM_F32 && jm_type_numel(&nd->type) <= (int64_t)UINT32_MAX;
+}
+
+/* values a kernel computes inline (everything else is materialized by its own step) */
+static int jm_is_inline_op(const jm_node *nd) {
+    jm_op op = nd->op;
     jm_op_class c = jm_ops[op].cls;
     if (c == JM_CLASS_ELEMWISE) return 1;
     return op == JM_OP_RESHAPE || op == JM_OP_PERMUTE || op == JM_OP_BROADCAST || op == JM_OP_SLICE ||
-           op == JM_OP_PAD || op == JM_OP_CONST;
+           op == JM_OP_PAD || op == JM_OP_CONST || jm_is_fused_rng(nd);
 }
 
 static int jm_is_last2_transpose(const jm_node *n) {
@@ -114,7 +133,7 @@ static void jm_count_uses(jm_pctx *C, int g) {
     }
     for (int i = 0; i < n; i++) {
         jm_node *nd = &gr->node[i];
-        if (jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX || nd->op == JM_OP_LOOP_OUT) continue;
+        if (jm_is_inline_op(nd) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX || nd->op == JM_OP_LOOP_OUT) continue;
         for (int s = 0; s < nd->nsrc; s++) {
             int src = nd->src[s];
             /* matmul reads a transposed operand in place when the transpose has no other reader */
@@ -128,10 +147,6 @@ static void jm_count_uses(jm_pctx *C, int g) {
     }
 }
 
-/* jm_plan_set_fusion: one compilation per process, so a setting of the pass */
-static int jm_plan_fuse = 1;
-void jm_plan_set_fusion(int on) { jm_plan_fuse = on != 0; }
-
 static void jm_decide(jm_pctx *C, int g) {
     jm_graph *gr = &C->m->graphs[g];
     int n = gr->nnode;
@@ -144,7 +159,7 @@ static void jm_decide(jm_pctx *C, int g) {
         size[i] = 0;
         costly[i] = 0;
         if (C->absorbed[g][i]) continue;
-        if (!jm_is_inline_op(nd->op)) { mat[i] = 1; continue; }
+        if (!jm_is_inline_op(nd)) { mat[i] = 1; continue; }
         if (nd->op == JM_OP_CONST) { mat[i] = C->ext[g][i]; continue; }
         size[i] = 1;
         costly[i] = !jm_is_cheap(nd->op);
@@ -193,6 +208,17 @@ static int jm_reads_at_same_index(jm_pctx *C, int g, int node, int target, int d
 static void jm_kernel_leaves(jm_pctx *C, int g, int node, int root, char *seen, int *nops);
 static void jm_mark_reads(jm_pctx *C, int g, int node, int root, int ident, char *st, int depth);
 
+/* Does the kernel rooted at r draw random numbers inline? (Such a kernel
+   takes the RNG context, which a convolution's epilogue call does not pass.) */
+static int jm_kernel_has_rng(jm_pctx *C, int g, int r) {
+    int n = C->m->graphs[g].nnode, nops = 0, has = 0;
+    char *seen = calloc((size_t)n + 1, 1);
+    jm_kernel_leaves(C, g, r, r, seen, &nops);
+    for (int i = 0; i < n && !has; i++) has = seen[i] && jm_is_fused_rng(PN(C, g, i)) && (i == r || !C->mat[g][i]);
+    free(seen);
+    return has;
+}
+
 /* Epilogues (plan.h). In place: the convolution's only reader is one kernel
    reading it at its own index; the convolution writes that kernel's buffer.
    Shared: the convolution's value is also read elsewhere (e.g. saved for the
@@ -215,7 +241,7 @@ static void jm_find_epilogues(jm_pctx *C, int g) {
         /* the first reader's kernel root: follow first readers up to a materialized node */
         int r = C->reader[g][c];
         while (r >= 0 && !C->mat[g][r]) r = C->reader[g][r];
-        if (r < 0 || C->epi_of[g][r] >= 0 || !jm_is_inline_op(gr->node[r].op)) continue;
+        if (r < 0 || C->epi_of[g][r] >= 0 || !jm_is_inline_op(&gr->node[r]) || jm_kernel_has_rng(C, g, r)) continue;
         jm_node *rn = &gr->node[r];
         if (!jm_type_equal(&rn->type, &cv->type) || C->epi_conv[g][c]) continue;
         if (C->users[g][c] == 1 && !C->ext[g][c] && jm_reads_at_same_index(C, g, r, c, 0)) {
@@ -240,7 +266,7 @@ static void jm_find_epilogues(jm_pctx *C, int g) {
                 continue;                               /* inline: read by some root, checked below */
             }
             const jm_node *qn = &gr->node[q];
-            if (!jm_is_inline_op(qn->op) && qn->op != JM_OP_SUM && qn->op != JM_OP_RMAX) {
+            if (!jm_is_inline_op(qn) && qn->op != JM_OP_SUM && qn->op != JM_OP_RMAX) {
                 for (int k = 0; k < qn->nsrc; k++) if (qn->src[k] == c) later = 0;
                 continue;
             }
@@ -362,7 +388,7 @@ static int jm_choose_split(jm_pctx *C, int g, int root, const int *tree, int ntr
         int i = tree[t];
         if (i == root || C->mat[g][i]) continue;
         jm_node *nd = &gr->node[i];
-        if (nd->op == JM_OP_RESHAPE || jm_ops[nd->op].cls == JM_CLASS_ELEMWISE || nd->op == JM_OP_CONST) continue;
+        if (nd->op == JM_OP_RESHAPE || jm_ops[nd->op].cls == JM_CLASS_ELEMWISE || nd->op == JM_OP_CONST || jm_is_fused_rng(nd)) continue;
         if (nd->op == JM_OP_BROADCAST && jm_type_numel(&gr->node[nd->src[0]].type) == jm_type_numel(&nd->type)) continue;
         int k = rank > 0 ? rank - 1 : 0;
         if (nd->op == JM_OP_BROADCAST && jm_type_equal(&nd->type, &rn->type)) {
@@ -429,7 +455,7 @@ static int jm_add_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind, int *
         int i = k.tree[t];
         k.tree_param[t] = -1;
         int leaf = i != root && (C->mat[g][i] || C->absorbed[g][i]);
-        if (!leaf) continue;
+        if (!leaf) { k.rng |= jm_is_fused_rng(&gr->node[i]); continue; }
         int b = C->vbuf[g][C->absorbed[g][i] ? gr->node[i].src[0] : i], p = -1;
         for (int j = 0; j < n; j++) if (ids[j] == b) p = j;
         if (p < 0) { ids[n] = b; p = n++; }
@@ -470,6 +496,12 @@ static void jm_emit_kernel(jm_pctx *C, int g, int root, jm_kernel_kind kind) {
                                        : jm_type_numel(&PN(C, g, root)->type);
     s->cost *= k->nops > 0 ? k->nops : 1;
     jm_step_bufs(C, s, ids, n);
+    if (k->rng) {
+        /* iat[0] = 1: the runtime passes its RNG context after the buffers (rt_table.h) */
+        int64_t one = 1;
+        jm_step_ints(C, s, &one, 1);
+        s->cost *= 8;           /* Philox and the draw's formula: about 8 ops' worth an element */
+    }
 }
 
 static int64_t jm_idx_dtype(jm_dtype t) { return t == JM_I32 ? JM_DT_I32 : t == JM_I64 ? JM_DT_I64 : t == JM_BOOL ? JM_DT_BOOL : t == JM_F64 ? JM_DT_F64 : JM_DT_F32; }
@@ -759,14 +791,14 @@ static int *jm_schedule(jm_pctx *C, int g) {
            (and an epilogue's convolution's) */
         char *sn = jm_seen_get(C, g);
         int nops = 0, okk = 1;
-        if (jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) {
+        if (jm_is_inline_op(nd) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) {
             if (nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX) {
                 sn[i] = 1;
                 JM_VEC_PUSH(C->m->arena, C->list, C->nlist, C->caplist, i);
                 jm_kernel_leaves(C, g, nd->src[0], i, sn, &nops);
             } else jm_kernel_leaves(C, g, i, i, sn, &nops);
         }
-        for (int k = 0; k < nd->nsrc && !(jm_is_inline_op(nd->op) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX); k++)
+        for (int k = 0; k < nd->nsrc && !(jm_is_inline_op(nd) || nd->op == JM_OP_SUM || nd->op == JM_OP_RMAX); k++)
             if (!sn[nd->src[k]]) { sn[nd->src[k]] = 1; JM_VEC_PUSH(C->m->arena, C->list, C->nlist, C->caplist, nd->src[k]); }
         for (int t = 0; t < C->nlist && okk; t++) {
             int j = C->list[t];
@@ -830,7 +862,7 @@ static void jm_plan_graph(jm_pctx *C, int g) {
         case JM_OP_GRAD: jm_unsupported(C, nd, "internal error: grad reached code generation"); break;
         default:
             if (C->epi_of[g][i] >= 0) jm_emit_conv_epilogue(C, g, i);
-            else if (jm_is_inline_op(nd->op)) jm_emit_kernel(C, g, i, JM_KERNEL_ELEMWISE);
+            else if (jm_is_inline_op(nd)) jm_emit_kernel(C, g, i, JM_KERNEL_ELEMWISE);
             else jm_emit_lib(C, g, i);
             break;
         }
@@ -1208,7 +1240,7 @@ static void jm_dump_kernel_ops(const jm_plan *P, const jm_kspec *k, FILE *out) {
             k->items, k->kind == JM_KERNEL_ELEMWISE ? (k->split ? " (rows)" : " (flat)") : "");
     fprintf(out, ", %d ops, %d buffers:", k->nops, k->nparam);
     for (int t = 0; t < k->ntree; t++) if (k->tree_param[t] >= 0) fprintf(out, " %%%d->b%d", k->tree[t], k->tree_param[t]);
-    fprintf(out, " -> %%%d %s\n", k->root, jm_ops[gr->node[k->root].op].name);
+    fprintf(out, " -> %%%d %s%s\n", k->root, jm_ops[gr->node[k->root].op].name, k->rng ? "  [draws its noise inline]" : "");
 }
 
 void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out) {

@@ -3,7 +3,8 @@
  * Fusion decides which values are materialized in a buffer; every other value
  * is computed inline by the kernel of the materialized value that reads it.
  *   - materialized always: leaves (parameters, state, inputs, loop arguments),
- *     reductions, conv/matmul/pooling, random draws, row ops (gather, scatter,
+ *     reductions, conv/matmul/pooling, random draws other than float32 normal
+ *     and uniform ones (those are computed inline: fused noise), row ops (gather, scatter,
  *     index_add, onehot, concat), loops, and every value that leaves its graph
  *     (program outputs, state writes, loop results, loop operands) or is an
  *     operand of a runtime operation;
@@ -58,6 +59,8 @@ typedef struct {
                                    dims [0, k), an inner loop over dims [k, rank) */
     int nops;                   /* inline ops, for dumps */
     char *param_identity;       /* per param: every read is at the result's own linear index */
+    int rng;                    /* 1: it draws random numbers inline (fused noise) and takes the
+                                   runtime's RNG context as one more pointer after its buffers */
     const char *name;           /* "jk_<program>_<n>" */
 } jm_kspec;
 
@@ -93,6 +96,9 @@ int  jm_plan_build(jm_module *m, jm_plan *P, jm_diags *d);
    elementwise op is its own kernel and no convolution takes an epilogue
    (`jemc compile --fuse=off`, to measure what fusion buys). */
 void jm_plan_set_fusion(int on);
+/* Random draws inline in kernels (fused noise, the default when fusion is on):
+   off for backends that do not pass the RNG context (--target cuda). */
+void jm_plan_set_rng_fusion(int on);
 /* --dump=fused: each program's steps and kernels with their inline ops;
    --dump=plan: every buffer with lifetime and offset, and the peak. */
 void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out);

@@ -121,7 +121,11 @@ static void jm_lib_rng(jm_exec *x, const jm_step *st, void *out, uint32_t iterat
         double v;
         switch (st->op) {
         case JM_LIB_RNG_UNIFORM: v = a + (bb - a) * jm_philox_uniform((uint32_t)i, iteration, stream, x->call, seed); break;
-        case JM_LIB_RNG_NORMAL: v = a + bb * jm_philox_normal((uint32_t)i, iteration, stream, x->call, seed); break;
+        case JM_LIB_RNG_NORMAL:
+            /* float32 draws: the float32 Box-Muller a fused kernel computes (philox_core.h) */
+            v = a + bb * (st->dtype == JM_DT_F32 ? (double)jm_philox_normal_f32((uint32_t)i, iteration, stream, x->call, seed)
+                                                 : jm_philox_normal((uint32_t)i, iteration, stream, x->call, seed));
+            break;
         case JM_LIB_RNG_RANDINT:
             v = floor(a + (bb - a) * jm_philox_uniform((uint32_t)i, iteration, stream, x->call, seed));
             if (v >= bb) v = bb - 1;
@@ -344,11 +348,24 @@ static void jm_exec_steps(jm_exec *x, int s0, int s1, uint32_t iteration) {
         switch (st->kind) {
         case JM_STEP_KERNEL: {
             jm_kernel_fn fn = x->rt->kernels[st->op];
+            void *const *args = (void *const *)p;
+            /* a kernel that draws inline gets this thread's RNG context after its buffers */
+            int rng = st->nint > 0 && st->iat[0] == 1;
+            void *withctx[rng ? st->nbuf + 1 : 1];
+            jm_rng_ctx rc;
+            if (rng) {
+                rc = (jm_rng_ctx){ (uint32_t)x->rt->seed, (uint32_t)(x->rt->seed >> 32), x->call, iteration,
+                                   x->rt->dp_nshards > 1 ? (uint32_t)x->rt->shard : 0,
+                                   x->rt->dp_nshards > 1 ? (uint32_t)x->rt->dp_nshards : 1 };
+                memcpy(withctx, p, sizeof(void *) * (size_t)st->nbuf);
+                withctx[st->nbuf] = &rc;
+                args = withctx;
+            }
             if (st->cost < JM_RT_SERIAL_COST) {
-                if (omp_get_thread_num() == 0) fn((void *const *)p, 0, st->n);
+                if (omp_get_thread_num() == 0) fn(args, 0, st->n);
             } else {
                 jm_split(st->n, 16, &b, &e);
-                if (e > b) fn((void *const *)p, b, e);
+                if (e > b) fn(args, b, e);
             }
             #pragma omp barrier
             break;

@@ -39,6 +39,18 @@
 
 typedef void (*jm_kernel_fn)(void *const *bufs, int64_t begin, int64_t end);
 
+/* The RNG context of a kernel that draws random numbers inline (fused noise:
+   compiler/plan.c; the step's iat[0] = 1): bufs[nbuf] points at it, after the
+   step's buffers. The generated code (codegen/rng_ir.c) reads it as six
+   uint32 words in this order; engine/philox.h says what they number.
+   nshards >= 1; shard < nshards. */
+typedef struct {
+    uint32_t seed_lo, seed_hi;   /* the run's seed */
+    uint32_t call;               /* the program-run counter */
+    uint32_t iteration;          /* the flat iteration of the enclosing sampler loops */
+    uint32_t shard, nshards;     /* data parallelism: per-example draws are numbered globally */
+} jm_rng_ctx;
+
 typedef struct {
     int64_t N, C, H, W;      /* input */
     int64_t O, KH, KW;       /* filter: O x (C/groups) x KH x KW */

@@ -89,14 +89,20 @@ JM_KERNEL void jm_dev_rng(void *out, int64_t n, int32_t op, int32_t dt, double a
     }
 }
 
-/* a + b * N(0,1), Box-Muller on words 0 and 1 (libdevice's log and cos) */
+/* a + b * N(0,1), Box-Muller on words 0 and 1: float32 draws in float32
+   (philox_core.h), float64 ones with libdevice's log and cos */
 JM_KERNEL void jm_dev_rng_normal(void *out, int64_t n, int32_t dt, double a, double b, uint32_t iteration,
                                  uint32_t stream, const uint32_t *call, uint64_t seed, int64_t S, int64_t B, int64_t in, int64_t shard) {
     uint32_t c = *call;
     JM_FOR(i, n) {
         jm_philox_block k = jm_philox4x32((uint32_t)jm_global_elem(i, S, B, in, shard), iteration, stream, c, seed);
-        double u1 = jm_philox_unit(k.v[0]), u2 = jm_philox_unit(k.v[1]);
-        jm_put(out, dt, i, a + b * (__nv_sqrt(-2.0 * __nv_log(u1)) * __nv_cos(6.283185307179586 * u2)));
+        double z;
+        if (dt == DT_F32) z = jm_philox_normal_f32_of(k.v[0], k.v[1]);   /* the CPU's float32 Box-Muller, bit for bit */
+        else {
+            double u1 = jm_philox_unit(k.v[0]), u2 = jm_philox_unit(k.v[1]);
+            z = __nv_sqrt(-2.0 * __nv_log(u1)) * __nv_cos(6.283185307179586 * u2);
+        }
+        jm_put(out, dt, i, a + b * z);
     }
 }
 

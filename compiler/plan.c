@@ -153,36 +153,45 @@ static void jm_decide(jm_pctx *C, int g) {
     jm_count_uses(C, g);
     char *mat = C->mat[g] = jm_arena_alloc(C->m->arena, (size_t)n + 1);
     int *size = malloc(sizeof(int) * (size_t)(n + 1));
-    char *costly = malloc((size_t)n + 1);
+    /* costly: not cheap to duplicate; heavy: not cheap per element (costly, or
+       a fused draw). A fused draw may be duplicated: its readers are most often
+       one kernel reading it several times at the same index (the clamp after
+       an SGLD update), where LLVM merges the copies; a second kernel recomputes
+       it (the same numbers: a draw is a pure function of its element). It must
+       not be expanded by a broadcast (one Philox block per copy). */
+    char *costly = malloc((size_t)n + 1), *heavy = malloc((size_t)n + 1);
     for (int i = 0; i < n; i++) {
         jm_node *nd = &gr->node[i];
         size[i] = 0;
-        costly[i] = 0;
+        costly[i] = heavy[i] = 0;
         if (C->absorbed[g][i]) continue;
         if (!jm_is_inline_op(nd)) { mat[i] = 1; continue; }
         if (nd->op == JM_OP_CONST) { mat[i] = C->ext[g][i]; continue; }
         size[i] = 1;
-        costly[i] = !jm_is_cheap(nd->op);
+        heavy[i] = !jm_is_cheap(nd->op);
+        costly[i] = heavy[i] && !jm_is_fused_rng(nd);
         for (int s = 0; s < nd->nsrc; s++) {
             int src = nd->src[s];
             if (mat[src]) continue;
             size[i] += size[src];
             costly[i] |= costly[src];
+            heavy[i] |= heavy[src];
         }
         int dup_ok = !costly[i] && size[i] <= JM_FUSE_DUP_MAX;
         mat[i] = !jm_plan_fuse || C->ext[g][i] || (C->users[g][i] > 1 && !dup_ok) || size[i] > JM_FUSE_MAX_OPS;
         /* an expanding broadcast must not recompute an expensive source per copy */
         if (nd->op == JM_OP_BROADCAST) {
             int src = nd->src[0];
-            if (!mat[src] && costly[src] && jm_type_numel(&gr->node[src].type) < jm_type_numel(&nd->type)) mat[src] = 1;
+            if (!mat[src] && heavy[src] && jm_type_numel(&gr->node[src].type) < jm_type_numel(&nd->type)) mat[src] = 1;
         }
         /* a materialized reshape or stop_grad is an alias of a materialized source */
         if (mat[i] && (nd->op == JM_OP_RESHAPE || nd->op == JM_OP_STOP_GRAD) && gr->node[nd->src[0]].op != JM_OP_CONST)
             mat[nd->src[0]] = 1;
-        if (mat[i]) size[i] = 0, costly[i] = 0;
+        if (mat[i]) size[i] = 0, costly[i] = heavy[i] = 0;
     }
     free(size);
     free(costly);
+    free(heavy);
 }
 
 /* Is `target` read by kernel root r only through single-reader elementwise ops at

@@ -14,6 +14,7 @@
  *   - a value that is not cheap is materialized before a broadcast expands it
  *     (so exp(x) over [C] is not recomputed N times over [N,C]);
  *   - a kernel holds at most JM_FUSE_MAX_OPS inline ops.
+ * A kernel that draws inline takes the RNG context and is never an epilogue.
  * A conv2d followed by an elementwise kernel that reads it at the same index
  * takes that kernel as its epilogue, run on each image while it is in cache;
  * when the kernel is the only reader the convolution writes the kernel's buffer

@@ -425,8 +425,10 @@ int main(void) {
     jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "logits", 1, 4);
     jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "jem_loss", 32, 23);
     /* 85: the gradients' means over data-parallel shards (compiler/dp.h) are
-       buffers of their own between the phases, which costs 4 small kernels */
-    jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "train_step", 85, 37);
+       buffers of their own between the phases, which costs 4 small kernels;
+       86 and 34: the chains' draws are fused (no runtime step; the restart
+       mask is a kernel of 64 elements, not a draw per pixel) */
+    jc_pin_kernels("graphs/jem_mnist.graph", NULL, 0, "train_step", 86, 34);
     const char *wrn2[] = { "widen=2" };
     jc_pin_kernels("graphs/jem_wrn28.graph", wrn2, 1, "logits", 7, 30);
 

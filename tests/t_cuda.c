@@ -223,7 +223,11 @@ static int gpu_build_text(gpu_build *gb, const char *label, const char *text, co
                           const char *arch) {
     memset(gb, 0, sizeof *gb);
     jc_module *c = &gb->c;
-    if (!ok(jc_compile(c, text, file, defs, ndefs) == 0, "%s: compiles for the CPU", label)) { tap_diag("%s", c->u.errors); jc_free(c); return -1; }
+    /* planned as `jemc compile --target cuda` plans: draws stay runtime steps (plan.h) */
+    jm_plan_set_rng_fusion(0);
+    int crc = jc_compile(c, text, file, defs, ndefs);
+    jm_plan_set_rng_fusion(1);
+    if (!ok(crc == 0, "%s: compiles for the CPU", label)) { tap_diag("%s", c->u.errors); jc_free(c); return -1; }
     char devlib[600], err[1024];
     snprintf(devlib, sizeof devlib, "%s/jemrt_dev.bc", build);
     char tools[400];

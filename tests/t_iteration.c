@@ -148,7 +148,7 @@ static void draws_check(void) {
         if (!ok(jt_run(cmd, out, sizeof out) == 0, "draws: jemc run --target %s", targets[t])) { tap_diag("%s\n%s", cmd, out); continue; }
         char pg[600], pw[600];
         snprintf(pg, sizeof pg, "%s/%s.safetensors", dir, targets[t]);
-        snprintf(pw, sizeof pw, "%s/draws.safetensors", dir);
+        snprintf(pw, sizeof pw, "%s/%s.safetensors", dir, t == 0 ? "draws" : "draws_f32");   /* float32 normals: philox_core.h */
         jm_st_file g, w, none;
         if (read3(pg, &g, pw, &w, NULL, &none) != 0) { ok(0, "draws: files read"); continue; }
         double worst = 0;

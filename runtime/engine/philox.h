@@ -12,7 +12,9 @@
  *            the chain of calls that reached it)
  * call:      how many times the program has run (the runtime's counter)
  * Uniforms use one 32-bit word: u = (w + 0.5) * 2^-32, in (0, 1) exclusive.
- * Normals use Box-Muller on words 0 and 1 of the element's block. */
+ * Normals use Box-Muller on words 0 and 1 of the element's block: float32
+ * draws in float32 (philox_core.h's jm_philox_normal_f32, bit for bit what a
+ * fused kernel computes), float64 ones in double (below). */
 #ifndef JM_PHILOX_H
 #define JM_PHILOX_H
 #include <math.h>

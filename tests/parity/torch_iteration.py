@@ -91,12 +91,56 @@ def unit(w):
     return (w.astype(np.float64) + 0.5) * (1.0 / 4294967296.0)
 
 
-def draw(kind, shape, a, b, stream, call, seed, iteration=0):
-    """jemc's rng_<kind> {stream a b} of `shape` (float64, or int64 for randint)."""
+_LOG_P = (7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
+          -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1)
+
+
+def normal_f32(w0, w1):
+    """runtime/engine/philox_core.h's float32 Box-Muller, operation for
+    operation in numpy float32 (IEEE single, no fused multiply-add): the bits
+    jemc draws for a float32 normal."""
+    f = np.float32
+    with np.errstate(all="ignore"):
+        u1 = (w0 >> np.uint64(1)).astype(np.int32).astype(f) * f(2.0 ** -31) + f(2.0 ** -32)
+        u2 = (w1 >> np.uint64(8)).astype(np.int32).astype(f) * f(2.0 ** -24)
+        # log(u1): codegen/mathlib.c's Cephes logf on (0, 1]
+        bits = u1.view(np.uint32)
+        e = ((bits >> np.uint32(23)) & np.uint32(255)).astype(np.int32) - 126
+        m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F000000)).view(f)
+        small = m < f(0.707106781186547524)
+        ef = np.where(small, e - 1, e).astype(f)
+        x = np.where(small, (m + m) - f(1.0), m - f(1.0))
+        z = x * x
+        p = np.full_like(x, f(_LOG_P[0]))
+        for c in _LOG_P[1:]:
+            p = p * x + f(c)
+        y = (x * z) * p
+        y = y + ef * f(-2.12194440e-4)
+        y = y - z * f(0.5)
+        lg = (x + y) + ef * f(0.693359375)
+        # cos(2 pi u2): quadrant of q = 4 u2, Cephes sinf/cosf at t = (q - rint q) pi/2
+        q = u2 * f(4.0)
+        n = np.rint(q)
+        t = (q - n) * f(1.5707963267948966)
+        zz = t * t
+        sn = (((f(-1.9515295891E-4) * zz + f(8.3321608736E-3)) * zz + f(-1.6666654611E-1)) * zz) * t + t
+        cs = ((((f(2.443315711809948E-5) * zz + f(-1.388731625493765E-3)) * zz + f(4.166664568298827E-2)) * zz) * zz
+              - zz * f(0.5)) + f(1.0)
+        k = n.astype(np.int32) & 3
+        v = np.where((k & 1) == 1, sn, cs)
+        v = np.where((k == 1) | (k == 2), -v, v)
+        return (np.sqrt(f(-2.0) * lg) * v).astype(f)
+
+
+def draw(kind, shape, a, b, stream, call, seed, iteration=0, f32=False):
+    """jemc's rng_<kind> {stream a b} of `shape` (float64, or int64 for randint).
+    f32: the draw of a float32 program (normals are then float32 Box-Muller)."""
     n = int(np.prod(shape)) if shape else 1
     w0, w1 = philox(n, iteration, stream, call, seed)
     if kind == "uniform":
         v = a + (b - a) * unit(w0)
+    elif kind == "normal" and f32:
+        v = a + b * normal_f32(w0, w1).astype(np.float64)
     elif kind == "normal":
         u1, u2 = unit(w0), unit(w1)
         # glibc's log and cos, element by element, as the runtime calls them
@@ -112,7 +156,7 @@ def draw(kind, shape, a, b, stream, call, seed, iteration=0):
     return v.reshape(shape)
 
 
-_RNG = re.compile(r"rng_(\w+) \{stream=(\d+) a=(\S+) b=(\S+)\} : \w+\[([\d,]*)\]")
+_RNG = re.compile(r"rng_(\w+) \{stream=(\d+) a=(\S+) b=(\S+)\} : (\w+)\[([\d,]*)\]")
 
 
 def read_draws(ir_text):
@@ -128,7 +172,7 @@ def read_draws(ir_text):
             continue
         m = _RNG.search(line)
         if m:
-            shape = [int(s) for s in m.group(5).split(",") if s]
+            shape = [int(s) for s in m.group(6).split(",") if s]
             out.append((m.group(1), int(m.group(2)), float(m.group(3)), float(m.group(4)), shape, depth))
     return out
 
@@ -298,6 +342,17 @@ def draws_mode(args):
     program's output names."""
     with open(args.draws) as f:
         text = f.read()
+    res = draws_of(args, text, as_f32=False)
+    print(json.dumps(res))
+    if args.out:
+        # float32 programs' normals are float32 Box-Muller: a second file for them
+        draws_of(args, text, as_f32=True)
+
+
+def draws_of(args, text, as_f32):
+    """draws_mode for one precision; with --out, writes DIR/draws.safetensors
+    (every draw float64: the interpreter's --precision f64) or
+    DIR/draws_f32.safetensors (the graph's own types: --precision f32)."""
     trips = [int(t) for t in re.findall(r"trips=(\d+)", text)]
     node_of = {}
     res = []
@@ -313,17 +368,17 @@ def draws_mode(args):
         if not m:
             continue
         kind, stream, a, b = m.group(1), int(m.group(2)), float(m.group(3)), float(m.group(4))
-        shape = [int(s) for s in m.group(5).split(",") if s]
+        shape = [int(s) for s in m.group(6).split(",") if s]
+        f32 = as_f32 and m.group(5) == "f32"       # a draw the graph declares float64 stays float64
         if depth == 0:
-            v = draw(kind, shape, a, b, stream, args.call, args.jemc_seed)
+            v = draw(kind, shape, a, b, stream, args.call, args.jemc_seed, f32=f32)
             node_of[re.match(r"\s*%(\d+)", line).group(1)] = v
         else:
             v = np.zeros(shape)
             for it in range(trips[0]):
-                v = v + draw(kind, shape, a, b, stream, args.call, args.jemc_seed, iteration=it)
+                v = v + draw(kind, shape, a, b, stream, args.call, args.jemc_seed, iteration=it, f32=f32)
             node_of["loop"] = v
         res.append({"kind": kind, "depth": depth, "values": np.asarray(v, dtype=np.float64).flatten().tolist()})
-    print(json.dumps(res))
     if args.out:
         loop_outs = set(re.findall(r"%(\d+) = loop_out", text))
         ts = []
@@ -332,7 +387,8 @@ def draws_mode(args):
             t = torch.from_numpy(np.asarray(v))
             ts.append((name, t.to(torch.int64) if v.dtype == np.int64 else t.to(torch.float64)))
         os.makedirs(args.out, exist_ok=True)
-        write_safetensors(os.path.join(args.out, "draws.safetensors"), ts)
+        write_safetensors(os.path.join(args.out, "draws_f32.safetensors" if as_f32 else "draws.safetensors"), ts)
+    return res
 
 
 def parse_args(argv):

@@ -373,10 +373,12 @@ int main(void) {
     step_case(&(jv_case){ "small_clamp", d1, r1, 0, 0 }, "train_step_vera", fast, 1);
     snprintf(d2, sizeof d2, "-D batch=4 -D noise_dim=4 -D post_samples=5 -D g_feats=8 %s", fast_d);
     snprintf(r2, sizeof r2, "--batch 4 --noise-dim 4 --K 5 --g-feats 8 --sigma 0.2 --post-sigma 0.05 --ent-weight 1 %s", fast_r);
-    /* compiled f32 at 1e-3: with ent_weight 1 the last layer's bias gradient
+    /* compiled f32 at 3e-3: with ent_weight 1 the last layer's bias gradient
        nearly cancels: measured 3.8e-4 (opt_g.v.g.first.6.bias, seed 0; jemc's
-       interpreter in f32 1.2e-4, PyTorch's float32 2.9e-5), <= 7.4e-5 for seeds 1-5 */
-    step_case(&(jv_case){ "unsup", d2, r2, 0, 1e-3 }, "train_step_vera_unsup", fast, 0);
+       interpreter in f32 1.2e-4, PyTorch's float32 2.9e-5), <= 7.4e-5 for seeds
+       1-5, on an AVX-512 machine; 1.7e-3 on an AVX2 one (AMD EPYC: the sums'
+       partial sums 8 lanes wide, not 16, round differently) */
+    step_case(&(jv_case){ "unsup", d2, r2, 0, 3e-3 }, "train_step_vera_unsup", fast, 0);
     compiled_case("-D batch=4 -D noise_dim=4 -D g_feats=8", "--batch 4 --noise-dim 4 --K 5 --g-feats 8 --sigma 0.3 --post-sigma 0.05");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

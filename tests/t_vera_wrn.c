@@ -17,7 +17,7 @@
  * 4. VERA on a WRN-10-1 EBM with the generator at g_feats 16, batch 4, against
  *    torch_vera_wrn.py (which runs helper "graphs"' tests/parity/torch_vera.py VERA
  *    on these models), float64 reference; jemc f64 interpreter 1e-9, f32
- *    interpreter and compiled 1e-4:
+ *    interpreter 1e-4 and compiled 1e-4 (the pieces 5e-4: see vera_parity):
  *    - the pieces with the draws as inputs (vera_pieces below): the entropy
  *      surrogate and its score, the posterior width's -ELBO, the EBM loss with
  *      the gradient penalty and classifier, the generator loss, the gradient of
@@ -435,7 +435,12 @@ static void vera_parity(void) {
     write_text(graph, text);
     vera_pieces(dir, "interp", "f64", 1e-9);
     vera_pieces(dir, "interp", "f32", 1e-4);
-    vera_pieces(dir, "cpu", "f32", 1e-4);
+    /* compiled f32 at 5e-4: the entropy surrogate's gradient at the output
+       batch norm's bias sums the score (terms of size ~1/post_sigma^2) over
+       3072 pixels and 20 posterior draws with heavy cancellation, in float32
+       partial sums: under 1e-4 on an AVX-512 machine, 2.9e-4 on an AVX2 one
+       (AMD EPYC, gent.g.output_bn.bias); the interpreter sums in double */
+    vera_pieces(dir, "cpu", "f32", 5e-4);
     vera_step("train_step_vera", "interp", "f64", 1e-8);
     vera_step("train_step_vera", "cpu", "f32", 1e-4);
     vera_step("train_step_vera_unsup", "interp", "f64", 1e-8);

@@ -230,8 +230,20 @@ int main(void) {
     jm_conv_shape tiny = shape_of(&(wcase){8, 128, 8, 8, 128, 1}), mid = shape_of(&(wcase){8, 128, 16, 16, 128, 1}), s2 = big;
     s2.at[0] = s2.at[1] = 2, s2.OH = s2.OW = 16;
     ok(jm_wino_use(&big, 0) && jm_wino_use(&big, 1) && jm_wino_use(&mid, 0), "cost rule: 32->32 32x32 and 128->128 16x16 go to Winograd");
-    ok(!jm_wino_use(&small, 0) && !jm_wino_use(&tiny, 0) && !jm_wino_use(&s2, 0),
-       "cost rule: 3 input channels, an 8x8 output, stride 2 stay direct");
+    ok(!jm_wino_use(&small, 0) && !jm_wino_use(&s2, 0), "cost rule: 3 input channels and stride 2 stay direct");
+    /* 8x8 and 16x16 outputs: the rule depends on the micro-kernel's width (rt_winograd.c) */
+    jm_conv_shape m64 = shape_of(&(wcase){8, 64, 16, 16, 64, 1}), m64_14 = shape_of(&(wcase){8, 64, 14, 14, 64, 1});
+    jm_conv_shape t64 = shape_of(&(wcase){8, 64, 8, 8, 64, 1});
+    const char *best = jm_rt_ukernel_get()->name;
+    if (jm_rt_ukernel_set("avx2+fma") == 0)
+        ok(jm_wino_use(&tiny, 0) && jm_wino_use(&m64, 1) && !jm_wino_use(&m64_14, 0) && !jm_wino_use(&t64, 0),
+           "cost rule, avx2+fma: 128->128 8x8 and 64->64 16x16 go to Winograd; 64->64 14x14 and 8x8 stay direct");
+    else
+        skip(1, "this CPU has no AVX2 and FMA");
+    jm_rt_ukernel_set("generic");
+    ok(!jm_wino_use(&tiny, 0) && !jm_wino_use(&m64, 0) && !jm_wino_use(&t64, 0) && jm_wino_use(&mid, 0),
+       "cost rule, the other kernels: 128->128 8x8 and 64->64 16x16 stay direct; 128->128 16x16 goes to Winograd");
+    jm_rt_ukernel_set(best);
 
     jm_wino_set_mode(JM_WINO_OFF);
     env_outputs(direct);

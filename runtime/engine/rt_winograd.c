@@ -103,9 +103,23 @@ static int jm_wino_allowed(const jm_conv_shape *s) {
    16x16, and slower on 28x28, 14x14, 8x8 and with 16 channels. Hence: an output
    at least 16 high and 32 wide with at least 32 channels in and out, or at least
    16 wide with at least 128 in and out. Symmetric in C and O, so forward and
-   bwd_data agree. */
+   bwd_data agree.
+   With the 8-lane AVX2 micro-kernel (measured on 2 cores of an AMD EPYC with
+   AVX2 only, batch 64, bench/README-kernels.md) the direct kernels reach a
+   smaller share of the FMA peak and the transforms' rows fill 8 lanes from 16
+   tiles up, so Winograd wins further down: 1.23-1.31x for 32 channels at 32x32,
+   1.36-1.41x for 64 at 16x16, 1.31x for 128 at 8x8; it loses for 64 at 14x14
+   (0.66x forward), for 32 at 28x28 or 8x8, and with 16 channels. Hence, for
+   that kernel: at least 32 channels with a 32x32 output, 64 with 16x16, or 128
+   with 8x8. */
 static int jm_wino_cost_ok(const jm_conv_shape *s) {
     int64_t ch = s->C < s->O ? s->C : s->O;
+    int64_t side = s->OH < s->OW ? s->OH : s->OW, in_side = s->H < s->W ? s->H : s->W;
+    const jm_rt_ukernel *uk = jm_rt_ukernel_get();
+    if (uk && strcmp(uk->name, "avx2+fma") == 0) {
+        int64_t need = ch >= 128 ? 8 : ch >= 64 ? 16 : ch >= 32 ? 32 : INT64_MAX;
+        return side >= need && in_side >= need;
+    }
     return s->OH >= 16 && s->H >= 16 && ((ch >= 32 && s->OW >= 32 && s->W >= 32) || (ch >= 128 && s->OW >= 16 && s->W >= 16));
 }
 

@@ -45,9 +45,9 @@ static inline jm_module *jc_load(jt_unit *u, const char *text, const char *file,
     return u->m;
 }
 
-static inline int jc_compile(jc_module *c, const char *text, const char *file, const char *const *defs, int ndefs) {
-    memset(c, 0, sizeof *c);
-    if (!jc_load(&c->u, text, file, defs, ndefs)) return -1;
+/* The rest of jc_compile for a module already in c->u (loaded, through autodiff):
+   lowering, the plan, and the JIT. */
+static inline int jc_finish(jc_module *c, const char *file) {
     if (jm_lower(c->u.m, &c->u.d) != 0 || jm_simplify(c->u.m, &c->u.d, 1) != 0 || jm_plan_build(c->u.m, &c->plan, &c->u.d) != 0) {
         fflush(c->u.errf);
         return -1;
@@ -60,6 +60,12 @@ static inline int jc_compile(jc_module *c, const char *text, const char *file, c
     if (!c->jit) { fprintf(c->u.errf, "%s\n", err); fflush(c->u.errf); return -1; }
     c->ok = 1;
     return 0;
+}
+
+static inline int jc_compile(jc_module *c, const char *text, const char *file, const char *const *defs, int ndefs) {
+    memset(c, 0, sizeof *c);
+    if (!jc_load(&c->u, text, file, defs, ndefs)) return -1;
+    return jc_finish(c, file);
 }
 
 static inline void jc_free(jc_module *c) {

@@ -40,7 +40,7 @@ static const char *graph_text =
 static int compile(jc_module *c, int fuse, int per_example) {
     memset(c, 0, sizeof *c);
     jm_plan_set_fusion(fuse);
-    if (!jc_load(&c->u, graph_text, NULL, NULL, 0)) return -1;
+    if (!jc_load(&c->u, graph_text, NULL, NULL, 0)) { jm_plan_set_fusion(1); return -1; }
     for (int g = 0; per_example && g < c->u.m->ngraphs; g++)
         for (int i = 0; i < c->u.m->graphs[g].nnode; i++) {
             jm_node *n = &c->u.m->graphs[g].node[i];
@@ -48,17 +48,9 @@ static int compile(jc_module *c, int fuse, int per_example) {
             if (n->attr.ni < 2) n->attr.ni = 2;
             n->attr.i[1] = 1;
         }
-    int rc = jm_lower(c->u.m, &c->u.d) != 0 || jm_simplify(c->u.m, &c->u.d, 1) != 0 || jm_plan_build(c->u.m, &c->plan, &c->u.d) != 0;
+    int rc = jc_finish(c, NULL);
     jm_plan_set_fusion(1);
-    if (rc) { fflush(c->u.errf); return -1; }
-    c->plan.table.graph = "test.graph";
-    c->plan.table.cpu = "host";
-    jm_cpu_opts o = { .opt = 3, .threads = 1 };
-    char err[1024];
-    c->jit = jm_cpu_jit_create(&c->plan, &o, &c->fns, err, sizeof err);
-    if (!c->jit) { fprintf(c->u.errf, "%s\n", err); fflush(c->u.errf); return -1; }
-    c->ok = 1;
-    return 0;
+    return rc;
 }
 
 /* random steps and inline-drawing kernels of the program */

@@ -40,6 +40,9 @@ static inline int jm_ref_region(jm_ref r) { return (int)(r & 1); }
 static inline int64_t jm_ref_offset(jm_ref r) { return r >> 1; }
 
 typedef enum { JM_STEP_KERNEL = 1, JM_STEP_LIB, JM_STEP_COPY, JM_STEP_LOOP } jm_step_kind;
+/* KERNEL steps: buffers as the kernel's params; iat[0] = 1 (nint 1) when the
+   kernel draws random numbers inline: the runtime then passes a jm_rng_ctx
+   (rt_kernels.h) after the buffers. */
 
 /* LIB operations; buffers and attributes per op:
  *   MATMUL        out, a, b;  iat = batch, M, N, K, transA, transB, sA, sB

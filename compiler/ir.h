@@ -84,6 +84,7 @@ typedef struct {
     int dp;                                 /* has collectives */
     int dp_phases;                          /* 1 + the exchanges per step (dp.h) */
     const char *dp_why;
+    int twins;                              /* op pairs merged by twin batching (batch.h) */
 } jm_program;
 
 typedef enum { JM_CV_INT, JM_CV_FLOAT, JM_CV_BOOL, JM_CV_STRING } jm_cv_kind;

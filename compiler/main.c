@@ -9,6 +9,7 @@
 #include "elab.h"
 #include "grad.h"
 #include "simplify.h"
+#include "batch.h"
 #include "info.h"
 #include "interp.h"
 #include "llvm_host.h"
@@ -55,11 +56,13 @@ static void jm_usage(FILE *out) {
         "  jemc info    GRAPH [-D name=value]...\n"
         "  jemc compile GRAPH -o EXE [--target cpu|cuda] [--cpu NAME] [--gpu-arch sm_90] [--precision tf32|fp32]\n"
         "               [--libdevice BC]\n"
-        "               [--emit=exe|obj|asm|llvm] [-O0..3] [--fuse=on|off] [--time] [-D name=value]...\n"
-        "  jemc compile GRAPH [PROGRAM] --dump=ir|grad|simplify|lower|dp|fused|plan|ptx [-D name=value]...\n"
+        "               [--emit=exe|obj|asm|llvm] [-O0..3] [--fuse=on|off] [--batch-twins=auto|on|off]\n"
+        "               [--time] [-D name=value]...\n"
+        "  jemc compile GRAPH [PROGRAM] --dump=ir|batch|grad|simplify|lower|dp|fused|plan|ptx [-D name=value]...\n"
         "  jemc run     GRAPH PROGRAM [--state S.safetensors] [--in IN.safetensors]\n"
         "               [--out OUT.safetensors] [--state-out S2.safetensors]\n"
-        "               [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N] [-D name=value]...\n"
+        "               [--target interp|cpu] [--precision f32|f64] [--seed N] [--threads N]\n"
+        "               [--batch-twins=auto|on|off] [-D name=value]...\n"
         "\n"
         "  check     parses, elaborates and type-checks every program; reports errors as file:line:col\n"
         "  info      parameter count and multiply-accumulates of every program\n"
@@ -70,7 +73,9 @@ static void jm_usage(FILE *out) {
         "            the training programs share across data-parallel shards (docs/data-parallel.md),\n"
         "            fused the kernels and steps, plan the memory plan (docs/backend-cpu.md). --fuse=off\n"
         "            runs every elementwise op as its own kernel and no convolution epilogue (to measure\n"
-        "            what fusion buys; docs/fused-samplers.md)\n"
+        "            what fusion buys; docs/fused-samplers.md). --batch-twins=on runs two evaluations of one\n"
+        "            model in a program (the JEM loss's data and samples) as one of twice the batch (auto:\n"
+        "            on for cuda, off for cpu where it does not pay; --dump=batch shows the pairs)\n"
         "  run       evaluates one program with the reference interpreter (or --target cpu: compiled\n"
         "            code through LLVM's JIT): parameters and state\n"
         "            from --state (by PyTorch name), inputs from --in (by name), every output to --out\n"
@@ -78,7 +83,7 @@ static void jm_usage(FILE *out) {
 }
 
 typedef struct {
-    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt, *fuse;
+    const char *cmd, *graph, *program, *state, *in, *out, *state_out, *target, *precision, *output_exe, *dump, *cpu, *emit, *opt, *fuse, *batch;
     const char *gpu_arch, *libdevice, *gpu_precision;
     int threads, time, precision_given;
     uint64_t seed;
@@ -117,6 +122,7 @@ static int jm_parse_opts(int argc, char **argv, jm_opts *o) {
         JM_OPT("--gpu-arch", gpu_arch)
         JM_OPT("--libdevice", libdevice)
         JM_OPT("--fuse", fuse)
+        JM_OPT("--batch-twins", batch)
 #undef JM_OPT
         if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) { o->opt = a + 2; continue; }
         if (strcmp(a, "--time") == 0) { o->time = 1; continue; }
@@ -496,9 +502,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     jm_plan_set_fusion(!o.fuse || strcmp(o.fuse, "on") == 0);
-    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0 &&
+    jm_batch_mode batch_mode = JM_BATCH_AUTO;
+    if (o.batch) {
+        if (strcmp(o.batch, "on") == 0) batch_mode = JM_BATCH_ON;
+        else if (strcmp(o.batch, "off") == 0) batch_mode = JM_BATCH_OFF;
+        else if (strcmp(o.batch, "auto") != 0) {
+            fprintf(stderr, "jemc %s: --batch-twins must be on, off or auto, got '%s'\n", cmd, o.batch);
+            return 1;
+        }
+    }
+    if (o.dump && strcmp(o.dump, "ir") != 0 && strcmp(o.dump, "grad") != 0 && strcmp(o.dump, "simplify") != 0 && strcmp(o.dump, "batch") != 0 &&
         strcmp(o.dump, "lower") != 0 && strcmp(o.dump, "dp") != 0 && strcmp(o.dump, "fused") != 0 && strcmp(o.dump, "plan") != 0 && strcmp(o.dump, "ptx") != 0) {
-        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, grad, simplify, lower, dp, fused, plan, ptx)\n", o.dump);
+        fprintf(stderr, "jemc compile: unknown dump '%s' (available: ir, batch, grad, simplify, lower, dp, fused, plan, ptx)\n", o.dump);
         goto out;
     }
     /* the pipeline: front end (parse, elaborate, type-check) -> simplify -> autodiff -> simplify,
@@ -564,7 +579,14 @@ int main(int argc, char **argv) {
     if (m) {
         jm_info_record_nodes(m, 0);
         if (o.dump && strcmp(o.dump, "ir") == 0) jm_ir_dump(m, o.program, stdout);
-        if (jm_simplify(m, &d, 0) != 0 || jm_autodiff(m, &d) != 0) m = NULL;
+        /* twin batching runs on the simplified forward graphs (CSE has made each
+           model call one evaluation per input), before autodiff differentiates it */
+        FILE *bdump = o.dump && strcmp(o.dump, "batch") == 0 ? stdout : NULL;
+        if (jm_simplify(m, &d, 0) != 0 ||
+            (jm_batch_wanted(batch_mode, o.target) && jm_batch_twins(m, &d, bdump, o.program) != 0) ||
+            jm_autodiff(m, &d) != 0) m = NULL;
+        else if (bdump && !jm_batch_wanted(batch_mode, o.target))
+            fprintf(stdout, "twin batching is off for target %s (--batch-twins=on turns it on)\n", o.target);
     }
     if (!m) {
         if (d.nerr) fprintf(stderr, "%d error%s\n", d.nerr, d.nerr == 1 ? "" : "s");

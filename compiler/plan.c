@@ -1260,6 +1260,9 @@ void jm_plan_dump_fused(const jm_plan *P, const char *program, FILE *out) {
         int nk = 0, nl = 0;
         for (int s = 0; s < pr->nsteps; s++) nk += pr->steps[s].kind == JM_STEP_KERNEL, nl += pr->steps[s].kind == JM_STEP_LIB;
         fprintf(out, "program %s: %d steps (%d kernels, %d runtime ops)\n", pr->name, pr->nsteps, nk, nl);
+        int mp = P->m ? jm_module_find_program(P->m, pr->name) : -1;
+        if (mp >= 0 && P->m->programs[mp].twins)   /* batch.h: the steps below already run both halves */
+            fprintf(out, "  twin batching: %d pairs of ops of two evaluations run as one at twice the batch\n", P->m->programs[mp].twins);
         int depth = 0, ends[16];
         for (int s = 0; s < pr->nsteps; s++) {
             while (depth > 0 && s > ends[depth - 1]) depth--;

@@ -8,6 +8,7 @@
 #include "helpers.h"
 #include "grad.h"
 #include "simplify.h"
+#include "batch.h"
 #include "lower.h"
 #include "plan.h"
 #include "cpu_target.h"
@@ -29,6 +30,9 @@ static inline double urand(void) {
     return (double)(rng_state >> 11) / 9007199254740992.0;
 }
 
+/* set: jc_load batches twin evaluations (compiler/batch.h) before autodiff, as --batch-twins=on */
+static int jc_batch_twins = 0;
+
 static inline jm_module *jc_load(jt_unit *u, const char *text, const char *file, const char *const *defs, int ndefs) {
     memset(u, 0, sizeof *u);
     u->errf = open_memstream(&u->errors, &u->errlen);
@@ -40,7 +44,8 @@ static inline jm_module *jc_load(jt_unit *u, const char *text, const char *file,
         dv[i].value = eq + 1;
     }
     u->m = text ? jm_frontend_load_text(&u->d, "test.graph", text, strlen(text), dv, ndefs) : jm_frontend_load(&u->d, file, dv, ndefs);
-    if (u->m && (jm_simplify(u->m, &u->d, 0) != 0 || jm_autodiff(u->m, &u->d) != 0 || jm_simplify(u->m, &u->d, 1) != 0)) u->m = NULL;
+    if (u->m && (jm_simplify(u->m, &u->d, 0) != 0 || (jc_batch_twins && jm_batch_twins(u->m, &u->d, NULL, NULL) != 0) ||
+                 jm_autodiff(u->m, &u->d) != 0 || jm_simplify(u->m, &u->d, 1) != 0)) u->m = NULL;
     fflush(u->errf);
     return u->m;
 }

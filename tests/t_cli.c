@@ -267,6 +267,16 @@ int main(void) {
            "examples/fused_samplers/sgld_variants.graph compiles; sample_momentum is a loop of 20 steps with its draw fused into the update, and fused epilogues");
         int r3 = J(off, sizeof off, "compile graphs/jem_mnist.graph --fuse=maybe -o %s/nofuse", dir);
         ok(r3 != 0 && strstr(off, "--fuse must be on or off, got 'maybe'"), "--fuse takes on or off, and says so");
+        /* twin batching (compiler/batch.h): off by default on the CPU, on when asked; --dump=batch and --dump=fused say so */
+        int r5 = J(off, sizeof off, "compile graphs/jem_mnist.graph jem_loss --dump=batch -D batch=2");
+        ok(r5 == 0 && strstr(off, "twin batching is off for target cpu"), "--dump=batch: twin batching is off by default on the CPU");
+        int r6 = J(off, sizeof off, "compile graphs/jem_mnist.graph jem_loss --dump=batch --batch-twins=on -D batch=2");
+        ok(r6 == 0 && strstr(off, "program jem_loss: 11 pairs of ops batched") && strstr(off, "conv2d -> one at batch 4"),
+           "--dump=batch --batch-twins=on: jem_loss's 11 pairs, the convolutions at batch 4");
+        int r7 = J(off, sizeof off, "compile graphs/jem_mnist.graph jem_loss --dump=fused --batch-twins=on -D batch=2");
+        ok(r7 == 0 && strstr(off, "twin batching: 11 pairs"), "--dump=fused names the twin batching of jem_loss");
+        int r8 = J(off, sizeof off, "compile graphs/jem_mnist.graph --batch-twins=yes -o %s/nobatch", dir);
+        ok(r8 != 0 && strstr(off, "--batch-twins must be on, off or auto, got 'yes'"), "--batch-twins takes on, off or auto, and says so");
     }
     /* --dump=plan: when each mean is final (overlap starts its exchange there):
        the backward pass finishes the classifier's last layer before its first */

@@ -6,6 +6,7 @@
 #include "helpers.h"
 #include "grad.h"
 #include "simplify.h"
+#include "batch.h"
 #include "lower.h"
 #include "plan.h"
 #include <dirent.h>
@@ -49,7 +50,7 @@ int main(void) {
     free(names);
     /* the kept corpus, in process: no crash, and diagnostics or a module for each */
     n = list_dir("tests/fuzz/corpus", &names);
-    int replayed = 0, planned = 0, bad_plans = 0;
+    int replayed = 0, planned = 0, bad_plans = 0, batched = 0, bad_batched = 0;
     FILE *null = fopen("/dev/null", "w");
     for (int i = 0; i < n; i++) {
         char path[600];
@@ -72,6 +73,22 @@ int main(void) {
                 if (jm_plan_check_memory(&plan, NULL) != 0) { bad_plans++; tap_diag("%s: the memory plan overlaps live buffers", names[i]); }
             }
             replayed += (m != NULL) != (d.nerr > 0);
+            /* again with twin batching (compiler/batch.h): a module that made it
+               through must make it through batched, and batch nothing wrongly
+               enough to fail a shape rule or a later pass */
+            if (m) {
+                jm_arena a2 = { 0 };
+                jm_diags d2;
+                jm_diag_init(&d2, &a2, null);
+                jm_module *m2 = jm_frontend_load_text(&d2, "corpus.graph", buf, len, NULL, 0);
+                jm_plan plan2;
+                int good = m2 && jm_simplify(m2, &d2, 0) == 0 && jm_batch_twins(m2, &d2, NULL, NULL) == 0 && jm_autodiff(m2, &d2) == 0 &&
+                           jm_simplify(m2, &d2, 1) == 0 && jm_lower(m2, &d2) == 0 && jm_simplify(m2, &d2, 1) == 0 &&
+                           jm_plan_build(m2, &plan2, &d2) == 0 && jm_plan_check_memory(&plan2, NULL) == 0;
+                for (int p = 0; good && p < m2->nprograms; p++) batched += m2->programs[p].twins > 0;
+                if (!good) { bad_batched++; tap_diag("%s: fails once twin batching runs", names[i]); }
+                jm_arena_free(&a2);
+            }
             jm_arena_free(&a);
             free(buf);
         }
@@ -81,5 +98,6 @@ int main(void) {
     fclose(null);
     ok(n > 0 && replayed == n, "the fuzz corpus replays through the front end and the CPU backend's passes: %d of %d inputs end in a plan or in errors", replayed, n);
     ok(planned > 0 && bad_plans == 0, "%d corpus inputs get a memory plan, none with overlapping live buffers", planned);
+    ok(bad_batched == 0, "with twin batching on, the same %d inputs get a plan (%d programs batched)", planned, batched);
     return tap_done();
 }

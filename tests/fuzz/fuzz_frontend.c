@@ -8,6 +8,7 @@
 #include "elab.h"
 #include "grad.h"
 #include "simplify.h"
+#include "batch.h"
 #include "lower.h"
 #include "plan.h"
 #include <stdio.h>
@@ -37,8 +38,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     jm_diags d;
     jm_diag_init(&d, &arena, devnull);
     jm_module *m = jm_frontend_load_text(&d, "fuzz.graph", (const char *)data, size, defs, ndefs);
-    /* the middle end too: simplify -> autodiff -> simplify, as jemc runs them */
-    if (m && jm_simplify(m, &d, 0) == 0 && jm_autodiff(m, &d) == 0 && jm_simplify(m, &d, 1) == 0) {
+    /* the middle end too: simplify -> autodiff -> simplify, as jemc runs them;
+       inputs of odd length also go through twin batching (--batch-twins=on) */
+    if (m && jm_simplify(m, &d, 0) == 0 && (!(size & 1) || jm_batch_twins(m, &d, NULL, NULL) == 0) &&
+        jm_autodiff(m, &d) == 0 && jm_simplify(m, &d, 1) == 0) {
         jm_ir_dump(m, NULL, devnull);
         /* the CPU backend's passes: lowering, fusion, schedule, memory plan (no LLVM here) */
         jm_plan plan;

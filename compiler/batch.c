@@ -15,7 +15,7 @@
 int jm_batch_wanted(jm_batch_mode mode, const char *target) {
     if (mode != JM_BATCH_AUTO) return mode == JM_BATCH_ON;
     /* The CPU backend's convolutions scale linearly in the batch from 64 up
-       (bench/RESULTS.md, "Twin batching": jem_mnist jem_loss 53 ms at batch 64
+       (bench/RESULTS.md, "twin batching": jem_mnist jem_loss 53 ms at batch 64
        against 106 ms at 128 on 2 threads), so the concatenation would be pure
        cost there. A GPU is far from full at batch 64 on these models. */
     return target && (strcmp(target, "cuda") == 0 || strcmp(target, "ptx") == 0);

@@ -156,14 +156,15 @@ static inline void jm_rt_k256(const int MR, const int NV, JM_KARGS) {
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
     }
+    /* No software prefetch here, unlike the AVX-512 kernel: with 8 lanes a k step
+       is only 12 FMAs (6 cycles), and the prefetches' table loads, compare and
+       branch made the step load-port and front-end bound. Without them the
+       direct convolutions ran 15-30% faster on a znver3 EPYC (bench_kernels
+       --threads 1, best of 4 rounds: jem_mnist's conv2 59 -> 74 GFLOP/s,
+       WRN-28-2's bwd_filter 63 -> 80; bench/README-kernels.md). */
     for (int64_t k = 0; k < kc; k++) {
         const float *bk = b + boff[k];
         int64_t ko = koff[k];
-        if (k + JM_RT_PF < kc) {
-            __builtin_prefetch(b + boff[k + JM_RT_PF]);
-            __builtin_prefetch(ar[0] + koff[k + JM_RT_PF]);
-            __builtin_prefetch(ar[MR - 1] + koff[k + JM_RT_PF]);
-        }
         __m256 bv[8];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_ps(bk + 8 * v);

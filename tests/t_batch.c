@@ -94,42 +94,68 @@ static int finish(jt_unit *u) {
     return rc;
 }
 
-/* every output of program `name` of a and b (same seed, same inputs): the worst
-   max |a - b| / max |a| over the tensors */
-static double interp_diff(jm_module *a, jm_module *b, const char *name, int *nout) {
-    int pa = jm_module_find_program(a, name), pb = jm_module_find_program(b, name);
-    jm_tensor in[4];
+/* max |a - b| / max |a| over n values */
+static double rel_diff(const double *a, const double *b, int64_t n) {
+    double big = 0, err = 0;
+    for (int64_t i = 0; i < n; i++) big = fmax(big, fabs(a[i])), err = fmax(err, fabs(a[i] - b[i]));
+    return big > 0 ? err / big : err;
+}
+
+/* With batch norm after a convolution, the convolution's bias has a gradient
+   that is zero in exact arithmetic (the norm subtracts the channel's mean): the
+   computed one is rounding noise, about 1e-4 of the weights' gradients, that
+   any change in the order of additions changes. Its optimizer state is left out. */
+static int bias_before_norm(const char *name, int norm) {
+    size_t n = strlen(name);
+    return norm && n > 5 && strcmp(name + n - 5, ".bias") == 0 && (strstr(name, "conv") || strstr(name, "shortcut"));
+}
+
+/* Program p of a and b in the interpreter (same seed, same inputs drawn from
+   in_seed): the worst max |a - b| / max |a| over the outputs and, with
+   `globals`, over every global after the run (parameters after an optimizer
+   step, moments, replay buffers); -1 when a run fails. *what names the worst. */
+static double interp_compare(jm_module *a, jm_module *b, int p, uint64_t in_seed, int64_t classes, int globals, int norm,
+                             const char **what) {
+    jm_tensor in[8];
     memset(in, 0, sizeof in);
-    rng_state = 7;
-    jc_fill_inputs(a, pa, in, -1, 1, 5);
+    rng_state = in_seed;
+    jc_fill_inputs(a, p, in, -1, 1, classes);
     jm_interp Ia, Ib;
-    jm_interp_init(&Ia, a, 3);
-    jm_interp_init(&Ib, b, 3);
+    jm_interp_init(&Ia, a, 4);
+    jm_interp_init(&Ib, b, 4);
     jm_tensor *oa = NULL, *ob = NULL;
     double worst = -1;
-    int no = a->programs[pa].noutputs;
-    if (jm_interp_run(&Ia, pa, in, &oa) == 0 && jm_interp_run(&Ib, pb, in, &ob) == 0) {
+    const char *report = getenv("JEMC_TEST_REPORT");
+    if (jm_interp_run(&Ia, p, in, &oa) == 0 && jm_interp_run(&Ib, p, in, &ob) == 0) {
         worst = 0;
-        for (int k = 0; k < no; k++) {
-            int64_t n = jm_type_numel(&oa[k].type);
-            double big = 0, err = 0;
-            for (int64_t i = 0; i < n; i++) {
-                big = fmax(big, fabs(oa[k].data[i]));
-                err = fmax(err, fabs(oa[k].data[i] - ob[k].data[i]));
-            }
-            double rel = big > 0 ? err / big : err;
-            if (rel > worst || isnan(rel)) worst = rel;
-            if (getenv("JEMC_TEST_REPORT")) printf("# report %s %s %.3g (scale %.3g)\n", name, a->programs[pa].outputs[k].name, rel, big);
+        for (int k = 0; k < a->programs[p].noutputs; k++) {
+            double e = rel_diff(oa[k].data, ob[k].data, jm_type_numel(&oa[k].type));
+            if (report) printf("# report %s %s %.3g\n", a->programs[p].name, a->programs[p].outputs[k].name, e);
+            if (e > worst || isnan(e)) worst = e, *what = a->programs[p].outputs[k].name;
         }
-        for (int k = 0; k < no; k++) jm_tensor_free(&oa[k]), jm_tensor_free(&ob[k]);
+        for (int gl = 0; globals && gl < a->nglobals; gl++) {
+            if (bias_before_norm(a->globals[gl].name, norm) && a->globals[gl].kind == JM_GLOBAL_STATE) continue;
+            double e = rel_diff(Ia.globals[gl].data, Ib.globals[gl].data, jm_type_numel(&Ia.globals[gl].type));
+            if (report && e > 1e-6) printf("# report %s %s %.3g\n", a->programs[p].name, a->globals[gl].name, e);
+            if (e > worst || isnan(e)) worst = e, *what = a->globals[gl].name;
+        }
     } else {
-        tap_diag("interpreter: %s / %s", Ia.err, Ib.err);
+        tap_diag("%s: interpreter: %s / %s", a->programs[p].name, Ia.err, Ib.err);
     }
+    for (int k = 0; oa && k < a->programs[p].noutputs; k++) jm_tensor_free(&oa[k]);
+    for (int k = 0; ob && k < b->programs[p].noutputs; k++) jm_tensor_free(&ob[k]);
     free(oa), free(ob);
     jm_interp_free(&Ia), jm_interp_free(&Ib);
-    for (int i = 0; i < a->programs[pa].ninputs; i++) jm_tensor_free(&in[i]);
-    *nout = no;
+    for (int i = 0; i < a->programs[p].ninputs; i++) jm_tensor_free(&in[i]);
     return worst;
+}
+
+/* every output of program `name` of a and b: the worst relative difference */
+static double interp_diff(jm_module *a, jm_module *b, const char *name, int *nout) {
+    const char *what = "";
+    int p = jm_module_find_program(a, name);
+    *nout = a->programs[p].noutputs;
+    return interp_compare(a, b, p, 7, 5, 0, 0, &what);
 }
 
 static void check_small(void) {
@@ -273,25 +299,8 @@ static void check_mnist(void) {
     jc_free(&off), jc_free(&on);
 }
 
-/* max |a - b| / max |a| over n values */
-static double rel_diff(const double *a, const double *b, int64_t n) {
-    double big = 0, err = 0;
-    for (int64_t i = 0; i < n; i++) big = fmax(big, fabs(a[i])), err = fmax(err, fabs(a[i] - b[i]));
-    return big > 0 ? err / big : err;
-}
-
 /* Every program of a shipped graph that the pass changes, in the interpreter
-   with and without it: outputs and every global after the run (parameters
-   after the optimizer step, moments, replay buffers) at their own scale. */
-/* With batch norm after a convolution, the convolution's bias has a gradient
-   that is zero in exact arithmetic (the norm subtracts the channel's mean): the
-   computed one is rounding noise, about 1e-4 of the weights' gradients, that
-   any change in the order of additions changes. Its optimizer state is left out. */
-static int bias_before_norm(const char *name, int norm) {
-    size_t n = strlen(name);
-    return norm && n > 5 && strcmp(name + n - 5, ".bias") == 0 && (strstr(name, "conv") || strstr(name, "shortcut"));
-}
-
+   with and without it: outputs and every global after the run at their own scale. */
 static void check_graph(const char *file, const char *const *defs, int ndefs, double tol, int norm) {
     jt_unit ua, ub;
     jc_batch_twins = 0;
@@ -310,35 +319,10 @@ static void check_graph(const char *file, const char *const *defs, int ndefs, do
     for (int p = 0; p < b->nprograms && !failed; p++) {
         if (!b->programs[p].twins) continue;
         nprog++;
-        jm_tensor in[8];
-        memset(in, 0, sizeof in);
-        rng_state = 5;
-        jc_fill_inputs(a, p, in, -1, 1, 2);
-        jm_interp Ia, Ib;
-        jm_interp_init(&Ia, a, 4);
-        jm_interp_init(&Ib, b, 4);
-        jm_tensor *oa = NULL, *ob = NULL;
-        if (jm_interp_run(&Ia, p, in, &oa) != 0 || jm_interp_run(&Ib, p, in, &ob) != 0) {
-            tap_diag("%s %s: %s / %s", file, a->programs[p].name, Ia.err, Ib.err);
-            failed = 1;
-        } else {
-            for (int k = 0; k < a->programs[p].noutputs; k++) {
-                double e = rel_diff(oa[k].data, ob[k].data, jm_type_numel(&oa[k].type));
-                if (getenv("JEMC_TEST_REPORT") && e > 1e-6) printf("# report %s %s %.3g\n", a->programs[p].name, a->programs[p].outputs[k].name, e);
-                if (e > worst || isnan(e)) worst = e, wname = a->programs[p].outputs[k].name, wprog = a->programs[p].name;
-            }
-            for (int gl = 0; gl < a->nglobals; gl++) {
-                if (bias_before_norm(a->globals[gl].name, norm) && a->globals[gl].kind == JM_GLOBAL_STATE) continue;
-                double e = rel_diff(Ia.globals[gl].data, Ib.globals[gl].data, jm_type_numel(&Ia.globals[gl].type));
-                if (getenv("JEMC_TEST_REPORT") && e > 1e-6) { double big = 0; for (int64_t i = 0; i < jm_type_numel(&Ia.globals[gl].type); i++) big = fmax(big, fabs(Ia.globals[gl].data[i])); printf("# report %s %s %.3g scale %.3g\n", a->programs[p].name, a->globals[gl].name, e, big); }
-                if (e > worst || isnan(e)) worst = e, wname = a->globals[gl].name, wprog = a->programs[p].name;
-            }
-        }
-        for (int k = 0; oa && k < a->programs[p].noutputs; k++) jm_tensor_free(&oa[k]);
-        for (int k = 0; ob && k < b->programs[p].noutputs; k++) jm_tensor_free(&ob[k]);
-        free(oa), free(ob);
-        jm_interp_free(&Ia), jm_interp_free(&Ib);
-        for (int i = 0; i < a->programs[p].ninputs; i++) jm_tensor_free(&in[i]);
+        const char *what = "";
+        double e = interp_compare(a, b, p, 5, 2, 1, norm, &what);
+        failed = e < 0;
+        if (e > worst || isnan(e)) worst = e, wname = what, wprog = a->programs[p].name;
     }
     ok(!failed && nprog > 0 && worst <= tol,
        "%s: %d batched programs give the unbatched outputs and state within %.0e of each tensor's scale (worst %.2g: %s of %s)",

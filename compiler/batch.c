@@ -27,6 +27,7 @@ typedef struct {
     int g, tmp, n;
     int *partner;      /* the other half of a node's pair, -1 when unpaired */
     char *first;       /* 1 on the pair's first half (rows [0, B)), 0 on the second */
+    char *fixed;       /* nodes a grad differentiates with respect to: never paired */
     int *map;          /* old node -> new node (halves: their slice) */
     int *bmap;         /* first half -> the batched node */
     char *state;       /* emission: 0 new, 1 in progress, 2 done (first halves: of the batched node) */
@@ -97,7 +98,7 @@ static int jm_depends(jm_bctx *C, int from, int to) {
    concatenated); any other pair needs at least one paired row source, so the
    pass never concatenates just to run an elementwise op once. */
 static int jm_pair(jm_bctx *C, int a, int b, int seed) {
-    if (a == b) return 0;
+    if (a == b || C->fixed[a] || C->fixed[b]) return 0;
     if (C->partner[a] >= 0 || C->partner[b] >= 0) return C->partner[a] == b && C->first[a];
     const jm_node *x = N(C, a), *y = N(C, b);
     if (x->op != y->op || x->nsrc != y->nsrc || !jm_type_equal(&x->type, &y->type) || !jm_attr_same(&x->attr, &y->attr))
@@ -235,7 +236,15 @@ static int jm_batch_program(jm_module *m, jm_diags *d, int p, FILE *dump) {
     C.first = calloc((size_t)n + 1, 1);
     C.state = calloc((size_t)n + 1, 1);
     C.bstate = calloc((size_t)n + 1, 1);
+    C.fixed = calloc((size_t)n + 1, 1);
     for (int i = 0; i < n; i++) C.partner[i] = -1, C.map[i] = -1, C.bmap[i] = -1;
+    /* grad(y, w) differentiates along w's readers: paired, w would become a
+       slice nobody reads (the batched layer above reads the batched node), and
+       its gradient zero. Unpaired, the layer above reads concat(w, w'). */
+    for (int i = 0; i < n; i++) {
+        const jm_node *x = N(&C, i);
+        for (int s = 1; x->op == JM_OP_GRAD && s < x->nsrc; s++) C.fixed[x->src[s]] = 1;
+    }
     /* seeds, in node order: each unpaired conv2d / matmul with the first later
        one that reads the same weight the same way */
     for (int a = 0; a < n; a++) {
@@ -245,7 +254,6 @@ static int jm_batch_program(jm_module *m, jm_diags *d, int p, FILE *dump) {
             const jm_node *y = N(&C, b);
             if (y->op != x->op || C.partner[b] >= 0 || y->src[1] != x->src[1]) continue;
             if (jm_pair(&C, a, b, 1)) break;
-            x = N(&C, a);
         }
     }
     int rc = 0;
@@ -269,7 +277,7 @@ static int jm_batch_program(jm_module *m, jm_diags *d, int p, FILE *dump) {
     } else if (dump) {
         fprintf(dump, "program %s: nothing to batch\n", pr->name);
     }
-    free(C.partner), free(C.map), free(C.bmap), free(C.seen), free(C.first), free(C.state), free(C.bstate);
+    free(C.partner), free(C.map), free(C.bmap), free(C.seen), free(C.first), free(C.state), free(C.bstate), free(C.fixed);
     return rc;
 }
 

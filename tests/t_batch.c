@@ -9,7 +9,9 @@
  *   2. an op that mixes rows (a mean over the batch axis between the layers)
  *      stays one per half: the pass batches around it and the results, a
  *      gradient with respect to an input included, are unchanged; also when
- *      the batch sum lands on axis 0 with the batch's own size;
+ *      the batch sum lands on axis 0 with the batch's own size; a gradient
+ *      with respect to an activation of one half (which must stay a node of
+ *      its own, read by the batched layer above it);
  *   3. a model applied to its own output (the second evaluation depends on
  *      the first) is left alone;
  *   4. every program the pass changes in jem_mnist, jem_wrn28 (depth 10; and
@@ -66,6 +68,16 @@ static const char *mix_text = CONV_BLOCK
     "program folded(x: f32[6, 2, 8, 8], x_q: f32[6, 2, 8, 8]) {\n"
     "    output o = r(x) - r(x_q)\n"
     "    output go = grad(sum(r(x) * r(x_q)), x)\n"
+    "}\n"
+    "model u(x: f32[6, 2, 8, 8]) -> f32[6, 4, 8, 8] {\n"
+    "    return leaky_relu(conv(x, 2, 4) as u1, 0.2)\n"
+    "}\n"
+    "model v(h: f32[6, 4, 8, 8]) -> f32[6] {\n"
+    "    return sum(conv(h, 4, 2) as v1, axis=[1, 2, 3])\n"
+    "}\n"
+    "program inner(x: f32[6, 2, 8, 8], x_q: f32[6, 2, 8, 8]) {\n"
+    "    h = u(x)\n"
+    "    output gh = grad(sum(v(h) * v(u(x_q))), h)\n"
     "}\n"
     "program chain(x: f32[6, 2, 8, 8]) {\n"
     "    output z = k(k(x))\n"
@@ -196,6 +208,8 @@ static void check_mixed(void) {
         ok(e >= 0 && e <= 2e-6, "mixed: the loss and its gradient in x_q equal the unbatched ones within 2e-6 of their scale (worst %.2g)", e);
         e = interp_diff(a, b, "folded", &no);
         ok(e >= 0 && e <= 2e-6, "folded: a sum over the batch axis of size B, reshaped back to [B, ...], stays one per half (worst %.2g)", e);
+        e = interp_diff(a, b, "inner", &no);
+        ok(e >= 0 && e <= 2e-6, "inner: a gradient with respect to an activation of one half equals the unbatched one (worst %.2g)", e);
         e = interp_diff(a, b, "chain", &no);
         ok(e == 0, "chain: unchanged, bitwise (%.2g)", e);
     } else {

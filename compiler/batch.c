@@ -18,7 +18,7 @@ int jm_batch_wanted(jm_batch_mode mode, const char *target) {
        (bench/RESULTS.md, "twin batching": jem_mnist jem_loss 53 ms at batch 64
        against 106 ms at 128 on 2 threads), so the concatenation would be pure
        cost there. A GPU is far from full at batch 64 on these models. */
-    return target && (strcmp(target, "cuda") == 0 || strcmp(target, "ptx") == 0);
+    return target && strcmp(target, "cuda") == 0;
 }
 
 typedef struct {
@@ -32,7 +32,7 @@ typedef struct {
     int *bmap;         /* first half -> the batched node */
     char *state;       /* emission: 0 new, 1 in progress, 2 done (first halves: of the batched node) */
     char *bstate;
-    int *seen; int stamp;   /* reachability marks */
+    int *seen, *stack; int stamp;   /* reachability: marks and the walk's stack */
     int cycle, failed, pairs;
 } jm_bctx;
 
@@ -53,11 +53,8 @@ static int jm_rows_mask(jm_bctx *C, const jm_node *n) {
     const jm_graph *gr = &C->m->graphs[C->g];
     if (n->type.rank < 1 || n->type.dim[0] < 1) return -1;
     const jm_type *s0 = n->nsrc ? &gr->node[n->src[0]].type : NULL;
-    switch (jm_ops[n->op].cls) {
-    case JM_CLASS_ELEMWISE:   /* sources have the result's shape (broadcasts are explicit) */
+    if (jm_ops[n->op].cls == JM_CLASS_ELEMWISE)   /* sources have the result's shape (broadcasts are explicit) */
         return n->nsrc ? (1 << n->nsrc) - 1 : -1;
-    default: break;
-    }
     switch (n->op) {
     case JM_OP_CONV2D: return 1;
     case JM_OP_MATMUL: return n->type.rank == 2 && s0->rank == 2 && gr->node[n->src[1]].type.rank == 2 ? 1 : -1;
@@ -78,7 +75,7 @@ static int jm_depends(jm_bctx *C, int from, int to) {
     if (from == to) return 1;
     if (from < to) return 0;                         /* sources have smaller ids */
     C->stamp++;
-    int *stack = malloc(sizeof(int) * (size_t)(C->n + 1)), sp = 0, hit = 0;
+    int *stack = C->stack, sp = 0, hit = 0;
     stack[sp++] = from;
     C->seen[from] = C->stamp;
     while (sp && !hit) {
@@ -89,7 +86,6 @@ static int jm_depends(jm_bctx *C, int from, int to) {
             else if (v > to && C->seen[v] != C->stamp) { C->seen[v] = C->stamp; stack[sp++] = v; }
         }
     }
-    free(stack);
     return hit;
 }
 
@@ -233,6 +229,7 @@ static int jm_batch_program(jm_module *m, jm_diags *d, int p, FILE *dump) {
     C.map = malloc(sizeof(int) * (size_t)(n + 1));
     C.bmap = malloc(sizeof(int) * (size_t)(n + 1));
     C.seen = calloc((size_t)n + 1, sizeof(int));
+    C.stack = malloc(sizeof(int) * (size_t)(n + 1));
     C.first = calloc((size_t)n + 1, 1);
     C.state = calloc((size_t)n + 1, 1);
     C.bstate = calloc((size_t)n + 1, 1);
@@ -277,7 +274,7 @@ static int jm_batch_program(jm_module *m, jm_diags *d, int p, FILE *dump) {
     } else if (dump) {
         fprintf(dump, "program %s: nothing to batch\n", pr->name);
     }
-    free(C.partner), free(C.map), free(C.bmap), free(C.seen), free(C.first), free(C.state), free(C.bstate), free(C.fixed);
+    free(C.partner), free(C.map), free(C.bmap), free(C.seen), free(C.first), free(C.state), free(C.bstate), free(C.fixed), free(C.stack);
     return rc;
 }
 

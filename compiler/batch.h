@@ -26,7 +26,7 @@
 /* when the pass runs: off, on, or auto (the target's rule, jm_batch_wanted) */
 typedef enum { JM_BATCH_OFF, JM_BATCH_ON, JM_BATCH_AUTO } jm_batch_mode;
 
-/* The rule behind `--batch-twins=auto` for a target ("cpu", "cuda", "ptx"). */
+/* The rule behind `--batch-twins=auto` for a target ("cpu", "cuda", or jemc run's "interp"). */
 int jm_batch_wanted(jm_batch_mode mode, const char *target);
 
 /* Batches the twin evaluations of every program's root graph. Each program's

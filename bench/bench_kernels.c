@@ -167,7 +167,7 @@ static const conv_def wino_convs[] = {
 /* --set winograd: direct vs Winograd per layer, fwd and bwd_data. */
 static void bench_winograd(const int *nths, int nnth, double secs, int64_t N) {
     printf("batch %lld; ms per call (effective GFLOP/s = direct conv FLOPs / time)\n", (long long)N);
-    printf("%-18s %-9s %4s %16s %16s %8s\n", "layer", "op", "thr", "direct", "winograd", "speedup");
+    printf("%-18s %-9s %4s %16s %16s %16s %8s %8s\n", "layer", "op", "thr", "direct", "F(2x2,3x3)", "F(4x4,3x3)", "F2/dir", "F4/dir");
     for (size_t c = 0; c < sizeof wino_convs / sizeof *wino_convs; c++) {
         const conv_def *d = &wino_convs[c];
         job j = {0, {N, d->C, d->H, d->H, d->O, 3, 3, d->H, d->H, {1, 1, 1, 1, 1, 1, 1}}, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
@@ -180,8 +180,11 @@ static void bench_winograd(const int *nths, int nnth, double secs, int64_t N) {
                 double td = time_job(&j, nths[t], secs);
                 jm_wino_set_mode(JM_WINO_ALWAYS);
                 double tw = time_job(&j, nths[t], secs);
-                printf("%-18s %-9s %4d %7.3f (%6.1f) %7.3f (%6.1f) %7.2fx\n", d->name, j.op ? "bwd_data" : "fwd", nths[t],
-                       td * 1e3, flop / td / 1e9, tw * 1e3, flop / tw / 1e9, td / tw);
+                jm_wino_set_mode(JM_WINO_ALWAYS4);
+                double t4 = time_job(&j, nths[t], secs);
+                printf("%-18s %-9s %4d %7.3f (%6.1f) %7.3f (%6.1f) %7.3f (%6.1f) %7.2fx %7.2fx\n", d->name,
+                       j.op ? "bwd_data" : "fwd", nths[t], td * 1e3, flop / td / 1e9, tw * 1e3, flop / tw / 1e9, t4 * 1e3,
+                       flop / t4 / 1e9, td / tw, td / t4);
                 fflush(stdout);
             }
         free(j.x), free(j.dx), free(j.w), free(j.y);

@@ -1,8 +1,11 @@
-/* t_winograd.c — Winograd F(2x2,3x3) convolutions (runtime/engine/rt_winograd.c):
- * forward and bwd_data against a double-precision direct convolution.
+/* t_winograd.c — Winograd F(2x2,3x3) and F(4x4,3x3) convolutions
+ * (runtime/engine/rt_winograd.c): forward and bwd_data against a double-precision
+ * direct convolution.
  *
  * Every output tensor is checked at its own scale: max |got - ref| <= TOL * max |ref|
- * (TOL = 1e-5; F(2x2,3x3) measures a few 1e-7 on these shapes). Shapes cover
+ * (TOL = 1e-5 for F(2x2), whose error measures a few 1e-7 on these shapes, and
+ * TOL4 for F(4x4), whose sixths and 24ths and larger transform entries cost
+ * more). Each case runs with both tile sizes. Shapes cover
  * padding 0/1/2/3, odd and non-square sizes, channel counts that are not
  * multiples of the vector width, batch 1 and 3 (blocks of rows shared among
  * threads) and 4 (whole images per thread). Also: the results are bitwise the
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #define TOL 1e-5
+#define TOL4 3e-5
 
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
 
@@ -121,9 +125,10 @@ static int run(ctx_t *c, int op, int k, float *out) {
     return team == k ? rc[0] : -2;
 }
 
-static double g_worst[2];   /* largest error seen, forward and bwd_data */
+static double g_worst[2][2];   /* largest error seen: [F(2x2), F(4x4)][forward, bwd_data] */
 
-static void check_case(const wcase *wc) {
+/* One case with tile size m (2 or 4), forced through the mode. */
+static void check_case(const wcase *wc, int m) {
     ctx_t c = {shape_of(wc), NULL, NULL, NULL, NULL, NULL, 0};
     const jm_conv_shape *s = &c.s;
     int64_t nx = s->N * s->C * s->H * s->W, ny = s->N * s->O * s->OH * s->OW, n[2] = {ny, nx};
@@ -132,18 +137,21 @@ static void check_case(const wcase *wc) {
     c.x = x, c.w = w, c.dy = dy;
     ref_conv(s, x, w, dy, ry, rdx);
     char name[128];
-    snprintf(name, sizeof name, "N%lld C%lld %lldx%lld O%lld pad %lld", (long long)s->N, (long long)s->C, (long long)s->H,
-             (long long)s->W, (long long)s->O, (long long)s->at[2]);
-    ok(jm_wino_use(s, 0) && jm_wino_use(s, 1), "%s: Winograd takes it (mode always)", name);
+    snprintf(name, sizeof name, "F(%dx%d) N%lld C%lld %lldx%lld O%lld pad %lld", m, m, (long long)s->N, (long long)s->C,
+             (long long)s->H, (long long)s->W, (long long)s->O, (long long)s->at[2]);
+    jm_wino_set_mode(m == 2 ? JM_WINO_ALWAYS : JM_WINO_ALWAYS4);
+    double tol = m == 2 ? TOL : TOL4;
+    ok(jm_wino_use(s, 0) == m && jm_wino_use(s, 1) == m, "%s: Winograd takes it with %dx%d tiles (mode always)", name, m, m);
     for (int op = 0; op < 2; op++) {
         float *out[4];
         int rcs = 0, same = 1;
         for (int k = 0; k < 4; k++) rcs |= run(&c, op, k, out[k] = nans(n[op]));
         for (int k = 1; k < 4; k++) same &= !memcmp(out[k], out[0], (size_t)n[op] * sizeof(float));
         double e = rel_err(out[1], ref[op], n[op]);
-        g_worst[op] = e > g_worst[op] ? e : g_worst[op];
+        double *worst = &g_worst[m == 4][op];
+        *worst = e > *worst ? e : *worst;
         ok(rcs == 0, "%s %s: returns 0 on every thread", name, op ? "bwd_data" : "fwd");
-        ok(e <= TOL, "%s %s: error %.2g of scale (<= %g)", name, op ? "bwd_data" : "fwd", e, TOL);
+        ok(e <= tol, "%s %s: error %.2g of scale (<= %g)", name, op ? "bwd_data" : "fwd", e, tol);
         ok(same, "%s %s: bitwise equal outside a region and on 1, 2, 3 threads", name, op ? "bwd_data" : "fwd");
         if (op == 0) {   /* the epilogue, on 1, 2, 3 threads */
             int good = 1;
@@ -229,26 +237,37 @@ int main(void) {
     jm_conv_shape big = shape_of(&g_env_case), small = shape_of(&(wcase){8, 3, 32, 32, 16, 1});
     jm_conv_shape tiny = shape_of(&(wcase){8, 128, 8, 8, 128, 1}), mid = shape_of(&(wcase){8, 128, 16, 16, 128, 1}), s2 = big;
     s2.at[0] = s2.at[1] = 2, s2.OH = s2.OW = 16;
-    ok(jm_wino_use(&big, 0) && jm_wino_use(&big, 1) && jm_wino_use(&mid, 0), "cost rule: 32->32 32x32 and 128->128 16x16 go to Winograd");
+    ok(jm_wino_use(&big, 0) && jm_wino_use(&big, 1) && jm_wino_use(&mid, 0) == 2,
+       "cost rule: 32->32 32x32 and 128->128 16x16 go to Winograd, the latter F(2x2)");
     ok(!jm_wino_use(&small, 0) && !jm_wino_use(&s2, 0), "cost rule: 3 input channels and stride 2 stay direct");
     /* 8x8 and 16x16 outputs: the rule depends on the micro-kernel's width (rt_winograd.c) */
     jm_conv_shape m64 = shape_of(&(wcase){8, 64, 16, 16, 64, 1}), m64_14 = shape_of(&(wcase){8, 64, 14, 14, 64, 1});
     jm_conv_shape t64 = shape_of(&(wcase){8, 64, 8, 8, 64, 1});
     const char *best = jm_rt_ukernel_get()->name;
-    if (jm_rt_ukernel_set("avx2+fma") == 0)
-        ok(jm_wino_use(&tiny, 0) && jm_wino_use(&m64, 1) && !jm_wino_use(&m64_14, 0) && !jm_wino_use(&t64, 0),
-           "cost rule, avx2+fma: 128->128 8x8 and 64->64 16x16 go to Winograd; 64->64 14x14 and 8x8 stay direct");
-    else
-        skip(1, "this CPU has no AVX2 and FMA");
+    jm_conv_shape w64 = shape_of(&(wcase){8, 64, 32, 32, 64, 1}), w16 = shape_of(&(wcase){8, 16, 32, 32, 16, 1});
+    if (jm_rt_ukernel_set("avx2+fma") == 0) {
+        ok(jm_wino_use(&tiny, 0) == 2 && jm_wino_use(&m64, 1) == 2 && !jm_wino_use(&m64_14, 0) && !jm_wino_use(&t64, 0),
+           "cost rule, avx2+fma: 128->128 8x8 and 64->64 16x16 go to F(2x2); 64->64 14x14 and 8x8 stay direct");
+        ok(jm_wino_use(&big, 0) == 4 && jm_wino_use(&big, 1) == 4 && jm_wino_use(&w64, 0) == 4 && !jm_wino_use(&w16, 0),
+           "cost rule, avx2+fma: 32->32 and 64->64 at 32x32 go to F(4x4); 16->16 stays direct");
+    } else {
+        skip(2, "this CPU has no AVX2 and FMA");
+    }
     jm_rt_ukernel_set("generic");
-    ok(!jm_wino_use(&tiny, 0) && !jm_wino_use(&m64, 0) && !jm_wino_use(&t64, 0) && jm_wino_use(&mid, 0),
-       "cost rule, the other kernels: 128->128 8x8 and 64->64 16x16 stay direct; 128->128 16x16 goes to Winograd");
+    ok(!jm_wino_use(&tiny, 0) && !jm_wino_use(&m64, 0) && !jm_wino_use(&t64, 0) && jm_wino_use(&mid, 0) == 2 &&
+           jm_wino_use(&big, 0) == 2 && jm_wino_use(&w64, 0) == 2,
+       "cost rule, the other kernels: 128->128 8x8 and 64->64 16x16 stay direct; 128->128 16x16 and the 32x32 layers go to F(2x2)");
     jm_rt_ukernel_set(best);
 
     jm_wino_set_mode(JM_WINO_OFF);
     env_outputs(direct);
     jm_wino_set_mode(JM_WINO_ALWAYS);
     env_outputs(wino);
+    float *wino4 = malloc((size_t)n * sizeof *wino4);
+    jm_wino_set_mode(JM_WINO_ALWAYS4);
+    env_outputs(wino4);
+    ok(memcmp(wino4, wino, (size_t)n * sizeof *wino) != 0, "F(4x4)'s bits differ from F(2x2)'s (the mode picks the tile)");
+    free(wino4);
     ok(!memcmp(child, direct, (size_t)n * sizeof *child), "JEMC_WINOGRAD=0 gives the direct kernels' exact bits");
     ok(memcmp(wino, direct, (size_t)n * sizeof *wino) != 0, "(and Winograd's bits differ from them: the check means something)");
     free(child), free(direct), free(wino);
@@ -258,15 +277,19 @@ int main(void) {
         {1, 16, 8, 8, 16, 1},    {4, 20, 12, 9, 33, 1},  {3, 33, 15, 15, 17, 0}, {2, 8, 6, 5, 9, 3},
         {4, 32, 28, 28, 64, 1},  {3, 64, 16, 16, 64, 1}, {1, 128, 8, 8, 128, 1}, {5, 40, 32, 32, 24, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_case(&cases[i]);
-    tap_diag("largest error relative to the tensor's scale: fwd %.3g, bwd_data %.3g", g_worst[0], g_worst[1]);
+    for (int m = 2; m <= 4; m += 2)
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_case(&cases[i], m);
+    for (int m = 2; m <= 4; m += 2)
+        tap_diag("F(%dx%d,3x3): largest error relative to the tensor's scale: fwd %.3g, bwd_data %.3g", m, m,
+                 g_worst[m == 4][0], g_worst[m == 4][1]);
 
     /* the same on the other FMA micro-kernel, where this CPU has it */
     if (jm_rt_ukernel_set("avx2+fma") == 0) {
-        check_case(&cases[5]);
+        check_case(&cases[5], 2);
+        check_case(&cases[5], 4);
         jm_rt_ukernel_set(NULL);
     } else {
-        skip(7, "no AVX2+FMA");
+        skip(14, "no AVX2+FMA");
     }
     jm_wino_set_mode(-1);
     return tap_done();

@@ -486,7 +486,8 @@ static void jm_os_pack_filter(jm_ostat *P, const jm_rt_ukernel *uk, int direct_r
 
 int jm_rt_conv2d_fwd_f32(const jm_conv_shape *s, const float *x, const float *w, float *y,
                          jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
-    if (jm_wino_use(s, 0)) return jm_wino_fwd(s, x, w, y, epi, epi_bufs, epi_items);   /* rt_winograd.c */
+    int wino = jm_wino_use(s, 0);   /* rt_winograd.c: its tile size, or 0 */
+    if (wino) return jm_wino_fwd(s, wino, x, w, y, epi, epi_bufs, epi_items);
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     jm_cv v = jm_cv_of(s);
     int nth = omp_get_num_threads();
@@ -566,7 +567,8 @@ static jm_phase jm_bd_phase(const jm_cv *v, int64_t ry, int64_t rx) {
 }
 
 int jm_rt_conv2d_bwd_data_f32(const jm_conv_shape *s, const float *dy, const float *w, float *dx) {
-    if (jm_wino_use(s, 1)) return jm_wino_bwd_data(s, dy, w, dx);   /* rt_winograd.c */
+    int wino = jm_wino_use(s, 1);   /* rt_winograd.c: its tile size, or 0 */
+    if (wino) return jm_wino_bwd_data(s, wino, dy, w, dx);
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     jm_cv v = jm_cv_of(s);
     int nth = omp_get_num_threads();

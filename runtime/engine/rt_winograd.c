@@ -78,7 +78,10 @@ int jm_wino_mode(void) {
     m = __atomic_load_n(&jm_wino_env, __ATOMIC_RELAXED);
     if (m >= 0) return m;
     const char *e = getenv("JEMC_WINOGRAD");
-    m = e && !strcmp(e, "0") ? JM_WINO_OFF : e && !strcmp(e, "2") ? JM_WINO_ALWAYS : JM_WINO_COST;
+    m = e && !strcmp(e, "0")   ? JM_WINO_OFF
+        : e && !strcmp(e, "2") ? JM_WINO_ALWAYS
+        : e && !strcmp(e, "4") ? JM_WINO_ALWAYS4
+                               : JM_WINO_COST;
     __atomic_store_n(&jm_wino_env, m, __ATOMIC_RELAXED);
     return m;
 }
@@ -111,23 +114,35 @@ static int jm_wino_allowed(const jm_conv_shape *s) {
    1.36-1.41x for 64 at 16x16, 1.31x for 128 at 8x8; it loses for 64 at 14x14
    (0.66x forward), for 32 at 28x28 or 8x8, and with 16 channels. Hence, for
    that kernel: at least 32 channels with a 32x32 output, 64 with 16x16, or 128
-   with 8x8. */
-static int jm_wino_cost_ok(const jm_conv_shape *s) {
+   with 8x8.
+   F(4x4,3x3) on that kernel (same table): 36 multiplies per 4x4 tile, half
+   F(2x2)'s per output, but its transforms vectorise along rows of TW = OW/4
+   tiles, so it needs a wide output to fill the 8 lanes. At 32x32 it beat
+   F(2x2): 1.23x the direct kernel against 1.10x for 32 channels, 1.9x against
+   1.65x for 64; at 16x16 and below it lost to F(2x2) (0.97x direct for 64
+   channels, 1.02x for 128 at 8x8). Hence, where F(2x2) wins and the output and
+   input are at least 32x32: F(4x4). Its error is larger (up to about 1e-5 of
+   the output's scale against 5e-7, t_winograd); JEMC_WINOGRAD=2 keeps F(2x2).
+   The other kernels were not measured with F(4x4) and keep F(2x2).
+   Returns the tile size, or 0 for the direct kernels. */
+static int jm_wino_cost_tile(const jm_conv_shape *s) {
     int64_t ch = s->C < s->O ? s->C : s->O;
     int64_t side = s->OH < s->OW ? s->OH : s->OW, in_side = s->H < s->W ? s->H : s->W;
     const jm_rt_ukernel *uk = jm_rt_ukernel_get();
     if (uk && strcmp(uk->name, "avx2+fma") == 0) {
         int64_t need = ch >= 128 ? 8 : ch >= 64 ? 16 : ch >= 32 ? 32 : INT64_MAX;
-        return side >= need && in_side >= need;
+        if (side < need || in_side < need) return 0;
+        return side >= 32 && in_side >= 32 ? 4 : 2;
     }
-    return s->OH >= 16 && s->H >= 16 && ((ch >= 32 && s->OW >= 32 && s->W >= 32) || (ch >= 128 && s->OW >= 16 && s->W >= 16));
+    return s->OH >= 16 && s->H >= 16 && ((ch >= 32 && s->OW >= 32 && s->W >= 32) || (ch >= 128 && s->OW >= 16 && s->W >= 16)) ? 2 : 0;
 }
 
 int jm_wino_use(const jm_conv_shape *s, int bwd) {
     (void)bwd;
     int m = jm_wino_mode();
     if (m == JM_WINO_OFF || !jm_wino_allowed(s)) return 0;
-    return m == JM_WINO_ALWAYS || jm_wino_cost_ok(s);
+    if (m == JM_WINO_ALWAYS || m == JM_WINO_ALWAYS4) return m;
+    return jm_wino_cost_tile(s);
 }
 
 /* ---------------------------------------------------------------- plan */
@@ -138,16 +153,18 @@ typedef struct {
     float *out;
     int64_t Co, OH, OW;           /* output planes */
     int64_t pt, pl;               /* row r of a padded plane is input row r - pt (columns: pl) */
+    int64_t m, a, a2;             /* output tile m x m (2 or 4); input patch a x a, a = m + 2; a^2 */
     int64_t TH, TW, Hp, Wp;       /* tiles down and across; padded plane size */
     int64_t ni, rb, ldt;          /* a block: up to ni whole images, or rb tile rows of one; lanes */
 } jm_wino_plan;
 
 static jm_wino_plan jm_wino_plan_of(const float *in, int64_t N, int64_t Ci, int64_t H, int64_t W, float *out,
-                                    int64_t Co, int64_t OH, int64_t OW, int64_t pt, int64_t pl, int NR) {
-    jm_wino_plan p = {in, N, Ci, H, W, out, Co, OH, OW, pt, pl, (OH + 1) / 2, (OW + 1) / 2, 0, 0, 1, 0, 0};
-    p.Hp = 2 * p.TH + 2;   /* tile ty reads padded rows 2ty .. 2ty+3 */
-    p.Wp = 2 * p.TW + 2;
-    int64_t want = jm_rt_max(NR, JM_WINO_BLOCK_BYTES / (16 * 4 * (Ci + Co))), tpi = p.TH * p.TW;
+                                    int64_t Co, int64_t OH, int64_t OW, int64_t pt, int64_t pl, int64_t m, int NR) {
+    jm_wino_plan p = {in, N, Ci, H, W, out, Co, OH, OW, pt, pl, m, m + 2, (m + 2) * (m + 2),
+                      (OH + m - 1) / m, (OW + m - 1) / m, 0, 0, 1, 0, 0};
+    p.Hp = m * p.TH + 2;         /* tile ty reads padded rows m ty .. m ty + m + 1 */
+    p.Wp = m * (p.TW + 1);       /* at least m TW + 2 columns, split into m runs of TW + 1 */
+    int64_t want = jm_rt_max(NR, JM_WINO_BLOCK_BYTES / (p.a2 * 4 * (Ci + Co))), tpi = p.TH * p.TW;
     if (tpi <= want) {
         p.ni = jm_rt_max(1, want / tpi);
         p.rb = p.TH;
@@ -164,14 +181,14 @@ typedef struct { int64_t U, roff, koff, boff, pad, V, M, rows; } jm_wino_scr;
 
 static jm_wino_scr jm_wino_scratch(const jm_wino_plan *p) {
     jm_wino_scr r;
-    r.U = 16 * p->Co * p->Ci;
+    r.U = p->a2 * p->Co * p->Ci;
     r.roff = 2 * (p->Co + JM_RT_MAX_MR);
     r.koff = 2 * p->Ci;
     r.boff = 2 * p->Ci;
     r.pad = p->ni * p->Ci * p->Hp * p->Wp;
-    r.V = 16 * p->Ci * p->ldt;
-    r.M = 16 * p->Co * p->ldt;
-    r.rows = 8 * (p->TW + 1) + 2 * p->Wp;   /* jm_wino_in_row's runs, or two output rows */
+    r.V = p->a2 * p->Ci * p->ldt;
+    r.M = p->a2 * p->Co * p->ldt;
+    r.rows = p->a * p->Wp;   /* jm_wino_in_row's a rows of B^T d, or the m (< a) output rows */
     return r;
 }
 
@@ -189,42 +206,63 @@ static void *jm_wino_take(char *base, int64_t *used, int64_t floats) {
 /* ---------------------------------------------------------------- transforms */
 
 /* U[xi][co][ci] = (G g G^T)[xi] for the 3x3 filter g of (co, ci): w[co][ci] for
-   the forward, w[ci][co] turned by 180 degrees for bwd_data. Halving is exact,
-   and ((a + c) + b) * 0.5 has one rounding order whatever the compiler does. */
-static void jm_wino_filter(const float *w, int bwd, int64_t Co, int64_t Ci, float *U) {
+   the forward, w[ci][co] turned by 180 degrees for bwd_data. Each output is
+   written as one fixed expression, so it has one rounding order whatever the
+   compiler does. F(2x2): halving is exact. F(4x4): the sixths and 24ths round;
+   the rows of G are (1/4, 0, 0), -(1, 1, 1)/6, -(1, -1, 1)/6, (1, 2, 4)/24,
+   (1, -2, 4)/24, (0, 0, 1). */
+static void jm_wino_g(int64_t m, const float g[3], float *u) {
+    if (m == 2) {
+        float e = g[0] + g[2];
+        u[0] = g[0], u[1] = (e + g[1]) * 0.5f, u[2] = (e - g[1]) * 0.5f, u[3] = g[2];
+        return;
+    }
+    float e = g[0] + g[2], f = g[0] + 4.0f * g[2];
+    u[0] = g[0] * 0.25f;
+    u[1] = -(e + g[1]) / 6.0f;
+    u[2] = -(e - g[1]) / 6.0f;
+    u[3] = (f + 2.0f * g[1]) / 24.0f;
+    u[4] = (f - 2.0f * g[1]) / 24.0f;
+    u[5] = g[2];
+}
+
+static void jm_wino_filter(const float *w, int bwd, int64_t m, int64_t Co, int64_t Ci, float *U) {
+    const int64_t a = m + 2;
     for (int64_t co = 0; co < Co; co++)
         for (int64_t ci = 0; ci < Ci; ci++) {
             const float *src = bwd ? w + (ci * Co + co) * 9 : w + (co * Ci + ci) * 9;
-            float g[3][3], t[4][3];
+            float g[3][3], t[6][3], col[6], row[3], u[6];
             for (int k = 0; k < 9; k++) g[k / 3][k % 3] = bwd ? src[8 - k] : src[k];
-            for (int j = 0; j < 3; j++) {   /* t = G g */
-                float e = g[0][j] + g[2][j];
-                t[0][j] = g[0][j];
-                t[1][j] = (e + g[1][j]) * 0.5f;
-                t[2][j] = (e - g[1][j]) * 0.5f;
-                t[3][j] = g[2][j];
+            for (int j = 0; j < 3; j++) {   /* t = G g, column by column */
+                float c3[3] = {g[0][j], g[1][j], g[2][j]};
+                jm_wino_g(m, c3, col);
+                for (int i = 0; i < a; i++) t[i][j] = col[i];
             }
-            for (int i = 0; i < 4; i++) {   /* U = t G^T */
-                float e = t[i][0] + t[i][2], u[4] = {t[i][0], (e + t[i][1]) * 0.5f, (e - t[i][1]) * 0.5f, t[i][2]};
-                for (int j = 0; j < 4; j++) U[((i * 4 + j) * Co + co) * Ci + ci] = u[j];
+            for (int i = 0; i < a; i++) {   /* U = t G^T, row by row */
+                row[0] = t[i][0], row[1] = t[i][1], row[2] = t[i][2];
+                jm_wino_g(m, row, u);
+                for (int j = 0; j < a; j++) U[((i * a + j) * Co + co) * Ci + ci] = u[j];
             }
         }
 }
 
-/* d[k] = s[2k] for k < n. */
+/* d[k] = s[m k] for k < n. */
 JM_WINO_CLONES
-static void jm_wino_copy_every2(float *restrict d, const float *restrict s, int64_t n) {
-    for (int64_t k = 0; k < n; k++) d[k] = s[2 * k];
+static void jm_wino_copy_strided(float *restrict d, const float *restrict s, int64_t n, int64_t m) {
+    if (m == 2)
+        for (int64_t k = 0; k < n; k++) d[k] = s[2 * k];
+    else
+        for (int64_t k = 0; k < n; k++) d[k] = s[4 * k];
 }
 
 /* Copies images [n0, n0+ni) of p->in into the padded planes of pad ([i][ci][Hp][Wp]):
    input row y goes to padded row y + pt, column x to padded column X = x + pl,
-   stored split: even X at X/2, odd X at Wp/2 + X/2 (jm_wino_in_row). Rows and
+   stored split by X mod m: X = m k + q at q Wp/m + k (jm_wino_in_row). Rows and
    columns outside the padded plane are dropped (negative pt: cropping). The rest
    of pad is zero from the start of the call and never written. */
 static void jm_wino_pad(const jm_wino_plan *p, int64_t n0, int64_t ni, float *pad) {
     int64_t y0 = jm_rt_max(0, -p->pt), y1 = jm_rt_min(p->H, p->Hp - p->pt);
-    int64_t x0 = jm_rt_max(0, -p->pl), x1 = jm_rt_min(p->W, p->Wp - p->pl), h = p->Wp / 2;
+    int64_t x0 = jm_rt_max(0, -p->pl), x1 = jm_rt_min(p->W, p->Wp - p->pl), m = p->m, h = p->Wp / m;
     if (y1 <= y0 || x1 <= x0) return;
     for (int64_t i = 0; i < ni; i++)
         for (int64_t c = 0; c < p->Ci; c++) {
@@ -233,61 +271,114 @@ static void jm_wino_pad(const jm_wino_plan *p, int64_t n0, int64_t ni, float *pa
             for (int64_t y = y0; y < y1; y++) {
                 const float *sr = s + y * p->W;
                 float *dr = d + (y + p->pt) * p->Wp;
-                for (int64_t half = 0; half < 2; half++) {   /* padded columns X = 2k + half */
-                    int64_t k0 = (x0 + p->pl - half + 1) / 2, k1 = (x1 + p->pl - half + 1) / 2;
-                    jm_wino_copy_every2(dr + half * h + k0, sr + 2 * k0 + half - p->pl, k1 - k0);
+                for (int64_t q = 0; q < m; q++) {   /* padded columns X = m k + q, x = X - pl in [x0, x1) */
+                    /* k0 = ceil((x0 + pl - q) / m): the numerator is >= 1 - m, so + m - 1 keeps it >= 0 */
+                    int64_t k0 = (x0 + p->pl - q + m - 1) / m, k1 = (x1 + p->pl - q + m - 1) / m;
+                    if (k1 > k0) jm_wino_copy_strided(dr + q * h + k0, sr + m * k0 + q - p->pl, k1 - k0, m);
                 }
             }
         }
 }
 
-/* One row of tiles of one padded plane: V[xi*vs + tx] = (B^T d B)[xi] for the
-   4x4 patch d at padded rows 2ty.., columns 2tx.. (r = the patch's first row).
-   The padded rows are stored split (jm_wino_pad): e[k] = column 2k, o[k] = column
-   2k+1, so tile tx's four columns are e[tx], o[tx], e[tx+1], o[tx+1] and every
-   read is contiguous. First B^T d down the rows (into tmp: 8 runs of TW + 1),
-   then (B^T d) B along them. */
-JM_WINO_CLONES
-static void jm_wino_in_row(const float *restrict r, int64_t Wp, int64_t TW, float *restrict V, int64_t vs,
-                           float *restrict tmp) {
-    const int64_t h = Wp / 2, n = TW + 1;
-    for (int half = 0; half < 2; half++) {   /* B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
-        const float *restrict d0 = r + half * h, *restrict d1 = d0 + Wp, *restrict d2 = d1 + Wp, *restrict d3 = d2 + Wp;
-        float *restrict t0 = tmp + half * 4 * n, *restrict t1 = t0 + n, *restrict t2 = t1 + n, *restrict t3 = t2 + n;
-        for (int64_t k = 0; k < n; k++) {
-            t0[k] = d0[k] - d2[k];
-            t1[k] = d1[k] + d2[k];
-            t2[k] = d2[k] - d1[k];
-            t3[k] = d1[k] - d3[k];
-        }
+/* B^T d for F(2x2) (4 rows) and F(4x4) (6 rows) along k < n: t[i][k] from the
+   input rows d[j][k]. F(4x4)'s B^T rows: (4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0),
+   (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1). */
+#define JM_WINO_BT4(d0, d1, d2, d3, t0, t1, t2, t3) \
+    (t0) = (d0) - (d2), (t1) = (d1) + (d2), (t2) = (d2) - (d1), (t3) = (d1) - (d3)
+/* F(4x4)'s B^T as a statement (no do-while: GCC's vectorizer gave up on loops
+   whose body held one). The temporaries are named per use site's braces. */
+#define JM_WINO_BT6(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5)                                        \
+    {                                                                                                       \
+        float s12_ = (d1) + (d2), m12_ = (d1) - (d2), s34_ = (d3) + (d4), m43_ = (d4) - (d3);               \
+        float p42_ = (d4) - (d2), m31_ = (d3) - (d1);                                                       \
+        (t0) = (4.0f * (d0) - 5.0f * (d2)) + (d4);                                                          \
+        (t1) = s34_ - 4.0f * s12_;                                                                          \
+        (t2) = m43_ + 4.0f * m12_;                                                                          \
+        (t3) = p42_ + 2.0f * m31_;                                                                          \
+        (t4) = p42_ - 2.0f * m31_;                                                                          \
+        (t5) = (4.0f * (d1) - 5.0f * (d3)) + (d5);                                                          \
     }
-    for (int i = 0; i < 4; i++) {   /* (B^T d) B, row i: s0 - s2, s1 + s2, s2 - s1, s1 - s3 */
-        const float *restrict e = tmp + i * n, *restrict o = tmp + (4 + i) * n;
+
+/* One row of tiles of one padded plane: V[xi*vs + tx] = (B^T d B)[xi] for the
+   a x a patch d at padded rows m ty.., columns m tx.. (r = the patch's first row).
+   The padded rows are stored split (jm_wino_pad): run q (n = TW + 1 columns at
+   q n) holds the columns m k + q, so tile tx's columns m tx + j are run j mod m
+   at k = tx + j / m, and every read is contiguous. First B^T d down the rows,
+   over the whole padded width at once (into tmp: a rows of Wp = m n), then
+   (B^T d) B along each row's runs.
+   The rows are distinct, but GCC counts pointers derived from one restrict
+   parameter as possibly overlapping and gives up past 10 runtime alias checks
+   (F(4x4): six streams in, six out): ivdep tells it they do not overlap. */
+JM_WINO_CLONES
+static void jm_wino_in_row2(const float *restrict r, int64_t Wp, int64_t TW, float *restrict V, int64_t vs,
+                            float *restrict tmp) {
+    const int64_t n = TW + 1;
+    const float *restrict d0 = r, *restrict d1 = d0 + Wp, *restrict d2 = d1 + Wp, *restrict d3 = d2 + Wp;
+    float *restrict t0 = tmp, *restrict t1 = t0 + Wp, *restrict t2 = t1 + Wp, *restrict t3 = t2 + Wp;
+#pragma GCC ivdep
+    for (int64_t k = 0; k < Wp; k++) JM_WINO_BT4(d0[k], d1[k], d2[k], d3[k], t0[k], t1[k], t2[k], t3[k]);
+    for (int i = 0; i < 4; i++) {
+        const float *restrict e = tmp + i * Wp, *restrict o = e + n;
         float *restrict v0 = V + (i * 4) * vs, *restrict v1 = v0 + vs, *restrict v2 = v1 + vs, *restrict v3 = v2 + vs;
-        for (int64_t tx = 0; tx < TW; tx++) {
-            v0[tx] = e[tx] - e[tx + 1];
-            v1[tx] = o[tx] + e[tx + 1];
-            v2[tx] = e[tx + 1] - o[tx];
-            v3[tx] = o[tx] - o[tx + 1];
-        }
+#pragma GCC ivdep
+        for (int64_t tx = 0; tx < TW; tx++) JM_WINO_BT4(e[tx], o[tx], e[tx + 1], o[tx + 1], v0[tx], v1[tx], v2[tx], v3[tx]);
     }
 }
 
-/* One row of tiles of output channel co: the two output rows (A^T m A) into
-   y0[0..2TW) and y1[0..2TW), from m[xi*ms + tx]. */
 JM_WINO_CLONES
-static void jm_wino_out_row(const float *m, int64_t ms, int64_t TW, float *restrict y0, float *restrict y1) {
+static void jm_wino_in_row4(const float *restrict r, int64_t Wp, int64_t TW, float *restrict V, int64_t vs,
+                            float *restrict tmp) {
+    const int64_t n = TW + 1;
+    const float *restrict d0 = r, *restrict d1 = d0 + Wp, *restrict d2 = d1 + Wp, *restrict d3 = d2 + Wp,
+                          *restrict d4 = d3 + Wp, *restrict d5 = d4 + Wp;
+    float *restrict t0 = tmp, *restrict t1 = t0 + Wp, *restrict t2 = t1 + Wp, *restrict t3 = t2 + Wp,
+                    *restrict t4 = t3 + Wp, *restrict t5 = t4 + Wp;
+#pragma GCC ivdep
+    for (int64_t k = 0; k < Wp; k++)
+        JM_WINO_BT6(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k], t0[k], t1[k], t2[k], t3[k], t4[k], t5[k]);
+    for (int i = 0; i < 6; i++) {
+        const float *restrict c0 = tmp + i * Wp, *restrict c1 = c0 + n, *restrict c2 = c1 + n, *restrict c3 = c2 + n;
+        float *restrict v0 = V + (i * 6) * vs, *restrict v1 = v0 + vs, *restrict v2 = v1 + vs, *restrict v3 = v2 + vs,
+                        *restrict v4 = v3 + vs, *restrict v5 = v4 + vs;
+#pragma GCC ivdep
+        for (int64_t tx = 0; tx < TW; tx++)
+            JM_WINO_BT6(c0[tx], c1[tx], c2[tx], c3[tx], c0[tx + 1], c1[tx + 1], v0[tx], v1[tx], v2[tx], v3[tx], v4[tx], v5[tx]);
+    }
+}
+
+/* A^T m for F(2x2) (2 of 4) and F(4x4) (4 of 6). F(4x4)'s A^T rows:
+   (1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1). */
+#define JM_WINO_AT4(m0, m1, m2, m3, y0, y1) (y0) = ((m0) + (m1)) + (m2), (y1) = ((m1) - (m2)) - (m3)
+#define JM_WINO_AT6(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                   \
+    do {                                                                       \
+        float s12 = (m1) + (m2), d12 = (m1) - (m2), s34 = (m3) + (m4), d34 = (m3) - (m4); \
+        (y0) = ((m0) + s12) + s34;                                             \
+        (y1) = d12 + 2.0f * d34;                                               \
+        (y2) = s12 + 4.0f * s34;                                               \
+        (y3) = (d12 + 8.0f * d34) + (m5);                                      \
+    } while (0)
+
+/* One row of tiles of output channel co: the m output rows (A^T m A) into
+   y + r Wp, r < m, columns [0, m TW), from m[xi*ms + tx]. */
+JM_WINO_CLONES
+static void jm_wino_out_row2(const float *m, int64_t ms, int64_t TW, float *restrict y, int64_t Wp) {
     for (int64_t tx = 0; tx < TW; tx++) {
         float u[2][4];
-        for (int j = 0; j < 4; j++) {   /* A^T m, column j */
-            float m0 = m[(0 + j) * ms + tx], m1 = m[(4 + j) * ms + tx], m2 = m[(8 + j) * ms + tx], m3 = m[(12 + j) * ms + tx];
-            u[0][j] = (m0 + m1) + m2;
-            u[1][j] = (m1 - m2) - m3;
-        }
-        y0[2 * tx] = (u[0][0] + u[0][1]) + u[0][2];
-        y0[2 * tx + 1] = (u[0][1] - u[0][2]) - u[0][3];
-        y1[2 * tx] = (u[1][0] + u[1][1]) + u[1][2];
-        y1[2 * tx + 1] = (u[1][1] - u[1][2]) - u[1][3];
+        for (int j = 0; j < 4; j++) JM_WINO_AT4(m[j * ms + tx], m[(4 + j) * ms + tx], m[(8 + j) * ms + tx], m[(12 + j) * ms + tx], u[0][j], u[1][j]);
+        for (int i = 0; i < 2; i++) JM_WINO_AT4(u[i][0], u[i][1], u[i][2], u[i][3], y[i * Wp + 2 * tx], y[i * Wp + 2 * tx + 1]);
+    }
+}
+
+JM_WINO_CLONES
+static void jm_wino_out_row4(const float *m, int64_t ms, int64_t TW, float *restrict y, int64_t Wp) {
+    for (int64_t tx = 0; tx < TW; tx++) {
+        float u[4][6];
+        for (int j = 0; j < 6; j++)
+            JM_WINO_AT6(m[j * ms + tx], m[(6 + j) * ms + tx], m[(12 + j) * ms + tx], m[(18 + j) * ms + tx], m[(24 + j) * ms + tx],
+                        m[(30 + j) * ms + tx], u[0][j], u[1][j], u[2][j], u[3][j]);
+        for (int i = 0; i < 4; i++)
+            JM_WINO_AT6(u[i][0], u[i][1], u[i][2], u[i][3], u[i][4], u[i][5], y[i * Wp + 4 * tx], y[i * Wp + 4 * tx + 1],
+                        y[i * Wp + 4 * tx + 2], y[i * Wp + 4 * tx + 3]);
     }
 }
 
@@ -305,7 +396,7 @@ typedef struct {
    blocks of jm_rt_kblocks(Ci). */
 static void jm_wino_gemms(const jm_wino_plan *p, const jm_rt_ukernel *uk, const jm_wino_bufs *b, int64_t nt) {
     const int MR = uk->mr, NR = uk->nr;
-    for (int64_t xi = 0; xi < 16; xi++) {
+    for (int64_t xi = 0; xi < p->a2; xi++) {
         const float *A = b->U + xi * p->Co * p->Ci, *B = b->V + xi * p->Ci * p->ldt;
         float *C = b->M + xi * p->Co * p->ldt;
         for (int64_t ib = 0; ib < jm_rt_kblocks(p->Ci); ib++) {
@@ -327,20 +418,22 @@ static void jm_wino_block(const jm_wino_plan *p, const jm_rt_ukernel *uk, jm_win
         jm_wino_pad(p, na, nb - na, b->pad);
         b->padded = nb - na > 1 ? -1 : na;
     }
+    void (*in_row)(const float *, int64_t, int64_t, float *, int64_t, float *) = p->m == 2 ? jm_wino_in_row2 : jm_wino_in_row4;
+    void (*out_row)(const float *, int64_t, int64_t, float *, int64_t) = p->m == 2 ? jm_wino_out_row2 : jm_wino_out_row4;
     for (int64_t i = 0; i < nb - na; i++)
         for (int64_t c = 0; c < p->Ci; c++)
             for (int64_t ty = ya; ty < yb; ty++)
-                jm_wino_in_row(b->pad + (i * p->Ci + c) * plane + 2 * ty * p->Wp, p->Wp, p->TW,
-                               b->V + c * p->ldt + (i * nr + ty - ya) * p->TW, p->Ci * p->ldt, b->rows);
+                in_row(b->pad + (i * p->Ci + c) * plane + p->m * ty * p->Wp, p->Wp, p->TW,
+                       b->V + c * p->ldt + (i * nr + ty - ya) * p->TW, p->Ci * p->ldt, b->rows);
     jm_wino_gemms(p, uk, b, nt);
     for (int64_t i = 0; i < nb - na; i++)
         for (int64_t co = 0; co < p->Co; co++) {
             float *o = p->out + ((na + i) * p->Co + co) * OHW;
             for (int64_t ty = ya; ty < yb; ty++) {
-                jm_wino_out_row(b->M + co * p->ldt + (i * nr + ty - ya) * p->TW, p->Co * p->ldt, p->TW, b->rows,
-                                b->rows + p->Wp);
-                memcpy(o + 2 * ty * p->OW, b->rows, (size_t)p->OW * sizeof *o);   /* odd OW: the last column is dropped */
-                if (2 * ty + 1 < p->OH) memcpy(o + (2 * ty + 1) * p->OW, b->rows + p->Wp, (size_t)p->OW * sizeof *o);
+                out_row(b->M + co * p->ldt + (i * nr + ty - ya) * p->TW, p->Co * p->ldt, p->TW, b->rows, p->Wp);
+                /* the last tiles' columns and rows past OW and OH are dropped */
+                for (int64_t r = 0; r < p->m && p->m * ty + r < p->OH; r++)
+                    memcpy(o + (p->m * ty + r) * p->OW, b->rows + r * p->Wp, (size_t)p->OW * sizeof *o);
             }
         }
 }
@@ -377,7 +470,7 @@ static int jm_wino_run(const jm_wino_plan *p, const float *w, int bwd,
     for (int64_t c = 0; c < p->Ci; c++) b.koff[c] = c, b.boff[c] = c * p->ldt;
     memset(b.pad, 0, (size_t)r.pad * sizeof *b.pad);   /* the padding, for the whole call */
     memset(b.V, 0, (size_t)r.V * sizeof *b.V);         /* lanes past a block's tiles: finite */
-    jm_wino_filter(w, bwd, p->Co, p->Ci, U);
+    jm_wino_filter(w, bwd, p->m, p->Co, p->Ci, U);
     if (by_image) {
         int64_t n0, n1;
         jm_rt_split(p->N, tid, nth, &n0, &n1);
@@ -404,17 +497,19 @@ static int jm_wino_run(const jm_wino_plan *p, const float *w, int bwd,
     return 0;
 }
 
-int jm_wino_fwd(const jm_conv_shape *s, const float *x, const float *w, float *y,
+int jm_wino_fwd(const jm_conv_shape *s, int m, const float *x, const float *w, float *y,
                 jm_kernel_fn epi, void *const *epi_bufs, int64_t epi_items) {
-    jm_wino_plan p = jm_wino_plan_of(x, s->N, s->C, s->H, s->W, y, s->O, s->OH, s->OW, s->at[2], s->at[3],
+    if (m != 2 && m != 4) return -1;
+    jm_wino_plan p = jm_wino_plan_of(x, s->N, s->C, s->H, s->W, y, s->O, s->OH, s->OW, s->at[2], s->at[3], m,
                                      jm_rt_ukernel_get()->nr);
     return jm_wino_run(&p, w, 0, epi, epi_bufs, epi_items);
 }
 
 /* dx is the correlation of dy, padded by 2 - p (the filter's reach past the
    forward's padding), with the flipped filter: dx's size H = OH + 2p - 2. */
-int jm_wino_bwd_data(const jm_conv_shape *s, const float *dy, const float *w, float *dx) {
-    jm_wino_plan p = jm_wino_plan_of(dy, s->N, s->O, s->OH, s->OW, dx, s->C, s->H, s->W, 2 - s->at[2], 2 - s->at[3],
+int jm_wino_bwd_data(const jm_conv_shape *s, int m, const float *dy, const float *w, float *dx) {
+    if (m != 2 && m != 4) return -1;
+    jm_wino_plan p = jm_wino_plan_of(dy, s->N, s->O, s->OH, s->OW, dx, s->C, s->H, s->W, 2 - s->at[2], 2 - s->at[3], m,
                                      jm_rt_ukernel_get()->nr);
     return jm_wino_run(&p, w, 1, NULL, NULL, 0);
 }

@@ -4,7 +4,7 @@
  *
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iruntime bench/bench_kernels.c \
  *       runtime/engine/rt_gemm.c runtime/engine/rt_conv.c runtime/engine/rt_pool.c runtime/engine/rt_workspace.c runtime/engine/rt_winograd.c -lm -o /tmp/bench_kernels
- *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5] [--set wrn|winograd] [--batch 8]
+ *   /tmp/bench_kernels [--kernel avx512f|avx2+fma|generic] [--threads 1,2] [--seconds 0.5] [--set wrn|winograd|winograd-error] [--batch 8]
  *
  * --set wrn times every convolution shape of WRN-28-2 instead and adds up the
  * milliseconds of one forward pass's worth of each op (weighted by occurrences).
@@ -16,12 +16,19 @@
  * The Winograd mode is set through jm_wino_set_mode, so JEMC_WINOGRAD does not
  * matter here; for the other sets it does (unset: the cost rule).
  *
+ * --set winograd-error measures instead the error of the same layers (padding 1,
+ * --batch images, one thread): max |got - ref| / max |ref| of each output tensor
+ * against a double-precision direct convolution, for the direct kernel,
+ * F(2x2,3x3) and F(4x4,3x3); x and dy uniform in [-0.5, 0.5), w the same scaled
+ * by 1/sqrt(9C) (a He-like initialisation's scale).
+ *
  * Each kernel runs inside one parallel region (as in the executor), repeatedly,
  * for about --seconds; the time per call is the best of 5 such runs (the least
  * disturbed by other work on the machine). */
 #include "engine/rt_gemm_int.h"
 #include "engine/rt_kernels.h"
 #include "engine/rt_winograd.h"
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +44,14 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static float *rnd(int64_t n) {
+/* n floats uniform in [-0.5, 0.5) from an LCG seeded by s, 64-byte aligned. */
+static float *rnd_seeded(int64_t n, uint32_t s) {
     float *p = aligned_alloc(64, (size_t)((n * 4 + 63) / 64 * 64 + 64));
-    uint32_t s = 12345;
     for (int64_t i = 0; i < n; i++) s = s * 1664525u + 1013904223u, p[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
     return p;
 }
+
+static float *rnd(int64_t n) { return rnd_seeded(n, 12345); }
 
 /* ---- peak ---- */
 
@@ -192,6 +201,73 @@ static void bench_winograd(const int *nths, int nnth, double secs, int64_t N) {
     jm_wino_set_mode(-1);
 }
 
+/* Direct convolution in double (padding 1, stride 1, 3x3): y from x (forward) and
+   dx from dy (bwd_data). */
+static void ref_conv3(const jm_conv_shape *s, const float *x, const float *w, const float *dy, double *y, double *dx) {
+    memset(y, 0, (size_t)(s->N * s->O * s->OH * s->OW) * sizeof *y);
+    memset(dx, 0, (size_t)(s->N * s->C * s->H * s->W) * sizeof *dx);
+    for (int64_t n = 0; n < s->N; n++)
+        for (int64_t o = 0; o < s->O; o++)
+            for (int64_t c = 0; c < s->C; c++)
+                for (int64_t k = 0; k < 9; k++) {
+                    double wv = w[(o * s->C + c) * 9 + k];
+                    for (int64_t oy = 0; oy < s->OH; oy++) {
+                        int64_t iy = oy - 1 + k / 3;
+                        if (iy < 0 || iy >= s->H) continue;
+                        for (int64_t ox = 0; ox < s->OW; ox++) {
+                            int64_t ix = ox - 1 + k % 3;
+                            if (ix < 0 || ix >= s->W) continue;
+                            int64_t xi = ((n * s->C + c) * s->H + iy) * s->W + ix, yi = ((n * s->O + o) * s->OH + oy) * s->OW + ox;
+                            y[yi] += x[xi] * wv;
+                            dx[xi] += dy[yi] * wv;
+                        }
+                    }
+                }
+}
+
+static double rel_err(const float *got, const double *ref, int64_t n) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = got[i] - ref[i], a = ref[i] < 0 ? -ref[i] : ref[i];
+        e = (d < 0 ? -d : d) > e ? (d < 0 ? -d : d) : e;
+        m = a > m ? a : m;
+    }
+    return m > 0 ? e / m : e;
+}
+
+/* --set winograd-error: the error of each variant per layer, fwd and bwd_data. */
+static void bench_winograd_error(int64_t N) {
+    static const int modes[3] = {JM_WINO_OFF, JM_WINO_ALWAYS, JM_WINO_ALWAYS4};
+    printf("batch %lld, padding 1; max |err| / max |ref| against double\n", (long long)N);
+    printf("%-18s %-9s %12s %12s %12s\n", "layer", "op", "direct", "F(2x2,3x3)", "F(4x4,3x3)");
+    for (size_t c = 0; c < sizeof wino_convs / sizeof *wino_convs; c++) {
+        const conv_def *d = &wino_convs[c];
+        job j = {0, {N, d->C, d->H, d->H, d->O, 3, 3, d->H, d->H, {1, 1, 1, 1, 1, 1, 1}}, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
+        int64_t nx = N * d->C * d->H * d->H, ny = N * d->O * d->H * d->H, nw = d->O * d->C * 9;
+        j.x = rnd_seeded(nx, 1), j.dx = rnd_seeded(nx, 2), j.w = rnd_seeded(nw, 3), j.y = rnd_seeded(ny, 4);
+        for (int64_t i = 0; i < nw; i++) j.w[i] /= sqrtf(9.0f * (float)d->C);
+        float *dy = rnd_seeded(ny, 5);
+        double *ry = malloc((size_t)ny * sizeof *ry), *rdx = malloc((size_t)nx * sizeof *rdx);
+        ref_conv3(&j.s, j.x, j.w, dy, ry, rdx);
+        double e[2][3];
+        for (int m = 0; m < 3; m++) {
+            jm_wino_set_mode(modes[m]);
+            j.op = 0;
+            call(&j);
+            e[0][m] = rel_err(j.y, ry, ny);
+            memcpy(j.y, dy, (size_t)ny * sizeof *dy);   /* bwd_data reads dy from j.y */
+            j.op = 1;
+            call(&j);
+            e[1][m] = rel_err(j.dx, rdx, nx);
+        }
+        for (int op = 0; op < 2; op++)
+            printf("%-18s %-9s %12.2e %12.2e %12.2e\n", d->name, op ? "bwd_data" : "fwd", e[op][0], e[op][1], e[op][2]);
+        fflush(stdout);
+        free(j.x), free(j.dx), free(j.w), free(j.y), free(dy), free(ry), free(rdx);
+    }
+    jm_wino_set_mode(-1);
+}
+
 /* Every convolution shape of WRN-28-2 (graphs/jem_wrn28.graph, widen 2), with how
    many times it occurs in one forward pass (28 in all). */
 static const conv_def wrn_convs[] = {
@@ -241,6 +317,10 @@ int main(int argc, char **argv) {
     printf("measured FMA throughput: %.1f GFLOP/s per core (%.1f FLOP/cycle at the cpuinfo clock)\n\n",
            fma1 / 1e9, mhz > 0 ? fma1 / (mhz * 1e6) : 0);
 
+    if (!strcmp(set, "winograd-error")) {
+        bench_winograd_error(batch);
+        return 0;
+    }
     if (!strcmp(set, "winograd")) {
         bench_winograd(nths, nnth, secs, batch);
         return 0;

@@ -1,5 +1,5 @@
-/* rt_winograd.c — Winograd F(2x2,3x3) for stride-1, dilation-1, one-group 3x3
- * convolutions: forward and the data gradient (bwd_data), any padding.
+/* rt_winograd.c — Winograd F(2x2,3x3) and F(4x4,3x3) for stride-1, dilation-1,
+ * one-group 3x3 convolutions: forward and the data gradient (bwd_data), any padding.
  *
  * Both are the same correlation of an input in[N][Ci][H][W] with a 3x3 filter
  * wt(co, ci, ky, kx), zero outside the input:
@@ -29,10 +29,24 @@
  * V rows, A is U read in place). The transforms are adds and subtracts (the
  * filter's also halves), vectorised along a row of tiles by the compiler.
  *
+ * F(4x4,3x3) is the same with m = 4: 4x4 output tiles, 6x6 input patches, 36
+ * positions xi (36 multiplies per tile per (co, ci) instead of 144), and the
+ * matrices for the points 0, 1, -1, 2, -2 (Lavin and Gray):
+ *
+ *   B^T = | 4  0 -5  0  1  0 |   G = |  1/4    0     0  |   A^T = | 1  1  1  1  1  0 |
+ *         | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
+ *         | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6 |         | 0  1  1  4  4  0 |
+ *         | 0 -2 -1  2  1  0 |       | 1/24  1/12   1/6 |         | 0  1 -1  8 -8  1 |
+ *         | 0  2 -1 -2  1  0 |       | 1/24 -1/12   1/6 |
+ *         | 0  4  0 -5  0  1 |       |   0     0     1  |
+ *
+ * Its larger constants cost accuracy: about 1e-5 of the output's scale against
+ * F(2x2)'s 5e-7 (bench/README-kernels.md). jm_wino_use picks the tile size.
+ *
  * Work: blocks of tiles (several whole images, or a run of tile rows of one
  * image) sized so V and M stay in L2. Per block a thread pads its images into
  * scratch (so no tile needs bounds checks), transforms them into V, runs the 16
- * GEMMs and transforms M into the output. Every thread transforms the whole
+ * (36) GEMMs and transforms M into the output. Every thread transforms the whole
  * filter into its own scratch first (cheap next to the GEMMs).
  *
  * Determinism: an output element comes from its tile's M values through a fixed

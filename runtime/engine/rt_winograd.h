@@ -1,4 +1,4 @@
-/* rt_winograd.h — Winograd F(2x2,3x3) convolutions for the CPU (rt_winograd.c):
+/* rt_winograd.h — Winograd F(2x2,3x3) and F(4x4,3x3) convolutions for the CPU (rt_winograd.c):
  * the forward pass and the data gradient of stride-1, dilation-1, one-group 3x3
  * convolutions (any padding), with the calling convention, epilogue and
  * determinism rules of rt_kernels.h. rt_conv.c's entry points hand a convolution

@@ -11,8 +11,9 @@
  * threads) and 4 (whole images per thread). Also: the results are bitwise the
  * same on 1, 2 and 3 threads and outside a parallel region; the forward's
  * epilogue runs once per image, after its output; the cost rule picks Winograd
- * for the big layers only; and JEMC_WINOGRAD=0 (read once, in a child process
- * that sets it before the first convolution) gives the direct kernels' bits. */
+ * for the big layers only, with the tile size the machine's kernel measured best;
+ * and JEMC_WINOGRAD=0 and =4 (read once, in child processes that set it before
+ * the first convolution) give the direct kernels' and F(4x4)'s bits. */
 #include "engine/rt_gemm_int.h"
 #include "engine/rt_kernels.h"
 #include "engine/rt_winograd.h"
@@ -197,12 +198,12 @@ static int64_t env_floats(void) {
     return s.N * s.C * s.H * s.W + s.N * s.O * s.OH * s.OW;
 }
 
-/* Child: JEMC_WINOGRAD=0 before the first convolution; writes the mode and the
-   outputs to fd. Before any OpenMP region in the parent, so fork is safe. */
-static pid_t env_child(int fd) {
+/* Child: JEMC_WINOGRAD=value before the first convolution; writes the mode and
+   the outputs to fd. Before any OpenMP region in the parent, so fork is safe. */
+static pid_t env_child(int fd, const char *value) {
     pid_t pid = fork();
     if (pid != 0) return pid;
-    setenv("JEMC_WINOGRAD", "0", 1);
+    setenv("JEMC_WINOGRAD", value, 1);
     int64_t n = env_floats();
     float *out = malloc((size_t)n * sizeof *out);
     env_outputs(out);
@@ -221,16 +222,22 @@ static int read_all(int fd, void *buf, size_t n) {
 }
 
 int main(void) {
-    int pfd[2];
-    if (pipe(pfd)) return 1;
+    int pfd[2], pfd4[2];
+    if (pipe(pfd) || pipe(pfd4)) return 1;
     int64_t n = env_floats();
     unsetenv("JEMC_WINOGRAD");
-    pid_t pid = env_child(pfd[1]);
+    pid_t pid = env_child(pfd[1], "0");
     close(pfd[1]);
+    pid_t pid4 = env_child(pfd4[1], "4");
+    close(pfd4[1]);
     float *child = malloc((size_t)n * sizeof *child), *direct = malloc((size_t)n * sizeof *direct), *wino = malloc((size_t)n * sizeof *wino);
     int mode = -1, got = read_all(pfd[0], &mode, sizeof mode) && read_all(pfd[0], child, (size_t)n * sizeof *child), st = 0;
     waitpid(pid, &st, 0);
     ok(got && WIFEXITED(st) && WEXITSTATUS(st) == 0 && mode == JM_WINO_OFF, "JEMC_WINOGRAD=0: the mode reads off");
+    float *child4 = malloc((size_t)n * sizeof *child4);
+    int mode4 = -1, got4 = read_all(pfd4[0], &mode4, sizeof mode4) && read_all(pfd4[0], child4, (size_t)n * sizeof *child4);
+    waitpid(pid4, &st, 0);
+    ok(got4 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && mode4 == JM_WINO_ALWAYS4, "JEMC_WINOGRAD=4: the mode reads always F(4x4)");
 
     /* the parent never set JEMC_WINOGRAD: the cost rule */
     ok(jm_wino_mode() == JM_WINO_COST, "JEMC_WINOGRAD unset: the cost rule");
@@ -267,7 +274,8 @@ int main(void) {
     jm_wino_set_mode(JM_WINO_ALWAYS4);
     env_outputs(wino4);
     ok(memcmp(wino4, wino, (size_t)n * sizeof *wino) != 0, "F(4x4)'s bits differ from F(2x2)'s (the mode picks the tile)");
-    free(wino4);
+    ok(!memcmp(child4, wino4, (size_t)n * sizeof *wino4), "JEMC_WINOGRAD=4 gives F(4x4)'s exact bits");
+    free(wino4), free(child4);
     ok(!memcmp(child, direct, (size_t)n * sizeof *child), "JEMC_WINOGRAD=0 gives the direct kernels' exact bits");
     ok(memcmp(wino, direct, (size_t)n * sizeof *wino) != 0, "(and Winograd's bits differ from them: the check means something)");
     free(child), free(direct), free(wino);

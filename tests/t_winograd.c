@@ -299,6 +299,11 @@ int main(void) {
     } else {
         skip(14, "no AVX2+FMA");
     }
+    /* and on the portable kernel (other lane counts: the tiles' rounding to NR) */
+    jm_rt_ukernel_set("generic");
+    check_case(&cases[5], 2);
+    check_case(&cases[5], 4);
+    jm_rt_ukernel_set(NULL);
     jm_wino_set_mode(-1);
     return tap_done();
 }
